@@ -1,0 +1,103 @@
+"""Conversions between the API's and the log's records and the scorer's inputs.
+
+One place turns a stored event history into the scorer's ``History`` and a decision's context
+into a ``ScoreRequest``, so that serving, training and replay see the same features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from fm_core import History, ScoreRequest
+
+
+def local_hour_of(local_time: str | None) -> float | None:
+    """The hour of day (with fractions) of an ISO local time, or None."""
+    if not local_time:
+        return None
+    when = datetime.fromisoformat(local_time)
+    return when.hour + when.minute / 60.0 + when.second / 3600.0
+
+
+def history_from_events(events: Sequence[object]) -> History:
+    """History from store events (objects with item_id, created_at, kind, value, source)."""
+    if not events:
+        return History()
+    return History(
+        item_ids=np.array([e.item_id for e in events], dtype=np.int64),  # type: ignore[attr-defined]
+        times=np.array([e.created_at.timestamp() for e in events]),  # type: ignore[attr-defined]
+        kinds=np.array([e.kind for e in events], dtype=object),  # type: ignore[attr-defined]
+        values=np.array([e.value for e in events], dtype=np.float64),  # type: ignore[attr-defined]
+        sources=np.array([e.source for e in events], dtype=object),  # type: ignore[attr-defined]
+    )
+
+
+class HistoryIndex:
+    """Point-in-time histories from an event frame: events of a user strictly before a time.
+
+    Built once from ``proplog.frames.event_frame`` output, then sliced per request, so that
+    training and replay over many decisions do not query the store once per decision.
+    """
+
+    def __init__(self, events: pd.DataFrame, *, max_events: int | None = None) -> None:
+        self.max_events = max_events
+        frame = events.sort_values(["user_id", "created_at", "event_id"], kind="stable")
+        times = frame["created_at"].map(lambda t: t.timestamp()).to_numpy(dtype=np.float64)
+        users = frame["user_id"].to_numpy()
+        self._item = frame["item_id"].to_numpy(dtype=np.int64)
+        self._time = times
+        self._kind = frame["kind"].to_numpy(dtype=object)
+        self._value = frame["value"].to_numpy(dtype=np.float64)
+        self._source = frame["source"].to_numpy(dtype=object)
+        self._span: dict[str, tuple[int, int]] = {}
+        if users.size:
+            starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+            ends = np.r_[starts[1:], users.size]
+            self._span = {
+                str(users[s]): (int(s), int(e)) for s, e in zip(starts, ends, strict=True)
+            }
+
+    def before(self, user_id: str, time: float) -> History:
+        """The user's events with time < ``time``, oldest first (at most ``max_events``)."""
+        start, end = self._span.get(user_id, (0, 0))
+        cut = start + int(np.searchsorted(self._time[start:end], time, side="left"))
+        if self.max_events is not None:
+            start = max(start, cut - self.max_events)
+        sl = slice(start, cut)
+        return History(
+            item_ids=self._item[sl],
+            times=self._time[sl],
+            kinds=self._kind[sl],
+            values=self._value[sl],
+            sources=self._source[sl],
+        )
+
+
+def score_request(
+    *,
+    user_id: str,
+    when: datetime,
+    surface: str,
+    device: str | None,
+    country: str | None,
+    local_time: str | None,
+    query: str | None,
+    source_item: int | None,
+    history: History,
+) -> ScoreRequest:
+    """The scorer's view of a request."""
+    return ScoreRequest(
+        user_id=user_id,
+        time=when.timestamp(),
+        surface=surface,
+        device=device,
+        country=country,
+        local_hour=local_hour_of(local_time),
+        query=query,
+        source_item=source_item,
+        history=history,
+    )

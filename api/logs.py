@@ -1,0 +1,106 @@
+"""From the propensity log to model inputs: training impressions and policy replay for OPE.
+
+Both read the log once into frames and build point-in-time histories with ``HistoryIndex``, so
+that a decision at t only ever sees events strictly before t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from api.context import HistoryIndex, score_request
+from fm_core import Scorer, ScoreRequest, TrainingImpressions
+from ope import OpeBatch
+from ope.replay import HasMarginals, target_marginals
+from proplog.frames import decision_frame, event_frame, slate_frame
+
+
+@dataclass(frozen=True)
+class LoggedWindow:
+    """Decisions, slates and events of a time window, with the requests as the scorer saw them."""
+
+    decisions: pd.DataFrame
+    slates: pd.DataFrame
+    events: pd.DataFrame
+    requests: list[ScoreRequest]
+
+
+def read_window(
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    history_limit: int = 200,
+) -> LoggedWindow:
+    """Read decisions in [since, until) with point-in-time histories from all events."""
+    decisions = decision_frame(session_or_engine=engine, since=since, until=until)
+    slates = slate_frame(session_or_engine=engine, since=since, until=until)
+    events = event_frame(session_or_engine=engine)
+    histories = HistoryIndex(events, max_events=history_limit)
+    requests = [
+        score_request(
+            user_id=row.user_id,
+            when=row.created_at,
+            surface=row.surface,
+            device=row.device,
+            country=row.country,
+            local_time=row.local_time,
+            query=row.query,
+            source_item=None if pd.isna(row.source_item) else int(row.source_item),
+            history=histories.before(row.user_id, row.created_at.timestamp()),
+        )
+        for row in decisions.itertuples(index=False)
+    ]
+    return LoggedWindow(decisions=decisions, slates=slates, events=events, requests=requests)
+
+
+def training_impressions(window: LoggedWindow) -> TrainingImpressions:
+    """Every logged slate position as an impression labelled by whether it was played; plays of
+    every source feed the point-in-time popularity."""
+    index = pd.Index(window.decisions["decision_id"])
+    plays = window.events[window.events["kind"] == "play"]
+    slates = window.slates
+    return TrainingImpressions(
+        requests=window.requests,
+        request_index=index.get_indexer(slates["decision_id"]),
+        item_ids=slates["item_id"].to_numpy(dtype=np.int64),
+        positions=slates["position"].to_numpy(dtype=np.int64),
+        labels=slates["played"].to_numpy(dtype=np.float64),
+        play_item_ids=plays["item_id"].to_numpy(dtype=np.int64),
+        play_times=plays["created_at"].map(lambda t: t.timestamp()).to_numpy(dtype=np.float64),
+    )
+
+
+def replay_batch(window: LoggedWindow, *, scorer: Scorer, policy: HasMarginals) -> OpeBatch:
+    """OPE rows for a target (scorer, policy) on the logged decisions: one row per position,
+    reward = played, pscore = logged marginal, target_pscore = the target's marginal."""
+    slates = window.slates
+    if slates["propensity"].isna().any():
+        raise ValueError("the window holds decisions without exact marginal propensities")
+    candidates = [np.asarray(c, dtype=np.int64) for c in window.decisions["candidate_ids"]]
+    scores = scorer.score(window.requests, candidates)
+    by_decision = slates.groupby("decision_id", sort=False)
+    target = np.zeros(len(slates))
+    positions = {d: rows for d, rows in by_decision.indices.items()}
+    for decision_id, cands, s in zip(
+        window.decisions["decision_id"], candidates, scores, strict=True
+    ):
+        rows = positions.get(decision_id)
+        if rows is None:
+            continue
+        lookup = pd.Index(cands)
+        index = lookup.get_indexer(slates["item_id"].to_numpy()[rows])
+        order = np.argsort(slates["position"].to_numpy()[rows])
+        target[rows[order]] = target_marginals(policy, s, index[order])
+    return OpeBatch.from_arrays(
+        reward=slates["played"].to_numpy(dtype=np.float64),
+        pscore=slates["propensity"].to_numpy(dtype=np.float64),
+        target_pscore=target,
+        decision_id=slates["decision_id"].to_numpy(),
+        slot=slates["position"].to_numpy(),
+    )

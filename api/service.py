@@ -1,0 +1,146 @@
+"""Making a decision: history → scores → slate with exact propensities → durable record.
+
+The HTTP route, the demo and the benchmarks all decide through ``DecisionService``, so that what
+is measured offline is what runs in production.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlmodel import Session
+
+from api.context import history_from_events, score_request
+from explore import Policy, rng_for_decision
+from fm_core import Scorer
+from proplog.schema import DecisionCreate, SlateItemCreate
+from proplog.store import get_decision, record_decision, user_history
+
+logger = logging.getLogger(__name__)
+
+
+class UnknownCandidatesError(ValueError):
+    """The request named candidate item ids the catalog does not know."""
+
+    def __init__(self, item_ids: list[int]) -> None:
+        self.item_ids = item_ids
+        super().__init__(f"candidates contains unknown item ids: {item_ids[:10]}")
+
+
+class NoCandidatesError(ValueError):
+    """No candidate is available for the request."""
+
+
+@dataclass(frozen=True)
+class DecisionInput:
+    """What a product service asks for."""
+
+    user_id: str
+    surface: str
+    k: int
+    decision_id: str | None = None
+    device: str | None = None
+    country: str | None = None
+    local_time: str | None = None
+    query: str | None = None
+    source_item: int | None = None
+    candidates: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DecisionOutput:
+    record: DecisionCreate
+    replayed: bool
+
+
+class DecisionService:
+    """Decides with exploration and records the decision before returning it."""
+
+    def __init__(self, *, scorer: Scorer, policy: Policy, history_limit: int = 200) -> None:
+        self.scorer = scorer
+        self.policy = policy
+        self.history_limit = history_limit
+
+    def candidates_for(self, request: DecisionInput, when: datetime) -> np.ndarray:
+        catalog = self.scorer.catalog
+        if request.candidates is None:
+            candidates = catalog.available(when.timestamp())
+        else:
+            candidates = np.asarray(request.candidates, dtype=np.int64)
+            unknown = candidates[~catalog.known(candidates)]
+            if unknown.size:
+                raise UnknownCandidatesError([int(i) for i in unknown])
+        if candidates.size == 0:
+            raise NoCandidatesError("no candidate item is available for this request")
+        return candidates
+
+    def decide(self, *, session: Session, request: DecisionInput, now: datetime) -> DecisionOutput:
+        """Decide for ``request`` at time ``now`` (aware UTC) and record it.
+
+        A ``decision_id`` that is already stored returns the stored decision unchanged
+        (``replayed=True``): retries are safe, and nothing is decided twice.
+        """
+        decision_id = str(uuid.UUID(request.decision_id)) if request.decision_id else None
+        if decision_id is not None:
+            stored = get_decision(session=session, decision_id=decision_id)
+            if stored is not None:
+                return DecisionOutput(record=stored, replayed=True)
+        decision_id = decision_id or str(uuid.uuid4())
+        candidates = self.candidates_for(request, now)
+        events = user_history(
+            session=session, user_id=request.user_id, before=now, limit=self.history_limit
+        )
+        scoring = score_request(
+            user_id=request.user_id,
+            when=now,
+            surface=request.surface,
+            device=request.device,
+            country=request.country,
+            local_time=request.local_time,
+            query=request.query,
+            source_item=request.source_item,
+            history=history_from_events(events),
+        )
+        scores = self.scorer.score([scoring], [candidates])[0]
+        slate = self.policy.decide(scores, request.k, rng_for_decision(decision_id))
+        record = DecisionCreate(
+            decision_id=decision_id,
+            created_at=now,
+            user_id=request.user_id,
+            surface=request.surface,
+            device=request.device,
+            country=request.country,
+            local_time=request.local_time,
+            query=request.query,
+            source_item=request.source_item,
+            policy_name=self.policy.name,
+            policy_version=self.policy.version,
+            model_version=self.scorer.model_version,
+            exploration=self.policy.params(),
+            marginals_exact=slate.marginals_exact,
+            candidate_ids=[int(i) for i in candidates],
+            candidate_scores=[float(s) for s in scores],
+            slate=[
+                SlateItemCreate(
+                    position=k,
+                    item_id=int(candidates[slate.indices[k]]),
+                    score=float(slate.scores[k]),
+                    propensity=float(slate.propensity[k]) if slate.marginals_exact else None,
+                    cond_propensity=float(slate.cond_propensity[k]),
+                    prefix_propensity=float(slate.prefix_propensity[k]),
+                    explored=bool(slate.explored[k]),
+                )
+                for k in range(len(slate))
+            ],
+        )
+        result = record_decision(session=session, decision=record)
+        if not result.created:
+            # A concurrent request with the same id won the race: answer with what is stored.
+            stored = get_decision(session=session, decision_id=decision_id)
+            assert stored is not None
+            return DecisionOutput(record=stored, replayed=True)
+        return DecisionOutput(record=record, replayed=False)

@@ -1,0 +1,59 @@
+"""The simulated world seen through loopbreak's interfaces: its catalog as the scorer's
+``ItemCatalog``, its requests as API inputs, its outcomes as events."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from api.service import DecisionInput
+from fm_core import ItemCatalog
+from proplog.schema import EventCreate
+from sim import GENRES, Outcome, Request, World
+from sim.clock import EPOCH, to_datetime
+
+
+def catalog_from_world(world: World) -> ItemCatalog:
+    """The world's catalog as the metadata a scorer sees (no latent truth)."""
+    catalog = world.catalog
+    return ItemCatalog(
+        item_ids=np.arange(catalog.n_items, dtype=np.int64),
+        genres=catalog.genres.copy(),
+        release_time=EPOCH.timestamp() + catalog.release_day * 86400.0,
+        tokens=tuple(tuple(catalog.tokens(i)) for i in range(catalog.n_items)),
+        genre_names=GENRES,
+    )
+
+
+def decision_input(request: Request, *, k: int, decision_id: str) -> DecisionInput:
+    """The API input a product service would send for a world request."""
+    return DecisionInput(
+        user_id=request.user_id,
+        surface=request.surface,
+        k=k,
+        decision_id=decision_id,
+        device=request.device_name,
+        country=request.country_code,
+        local_time=request.local_time,
+    )
+
+
+def events_from_outcome(outcome: Outcome, *, decision_id: str) -> list[EventCreate]:
+    """The play events of an outcome; recommendation plays carry the decision and position."""
+    request = outcome.request
+    events = []
+    for j, play in enumerate(outcome.plays):
+        from_slate = play.source == "rec"
+        events.append(
+            EventCreate(
+                event_id=f"{decision_id}:{j}",
+                created_at=to_datetime(play.t),
+                user_id=request.user_id,
+                item_id=play.item,
+                kind="play",
+                value=play.seconds,
+                source=play.source,
+                decision_id=decision_id if from_slate else None,
+                position=play.position if from_slate else None,
+            )
+        )
+    return events

@@ -1,0 +1,315 @@
+"""The baseline scorer: a logistic model over popularity, genre affinity and context lifts.
+
+P(play | user u, item i, request x, position k) = σ(β·f(u, i, x, k)) with features
+
+- log popularity: log((plays of i before t + 1) / (all plays before t + n)), point in time;
+- genre affinity: log lift of the user's genre profile (smoothed toward the global mix) over
+  the global mix, on the item's genres;
+- daypart and device lifts: log P(genre | daypart) / P(genre), learned from played impressions;
+- seen: the user has played i before;
+- freshness: exp(−age / freshness_days), for cold-start items;
+- position: log log2(k + 2), 0 at the top. Scores are served at k = 0, so they are calibrated
+  P(play | shown at the top) with the position effect of the logs factored out.
+
+It stands behind the Scorer interface until the transformer FM replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fm_core.logistic import fit_logistic, predict_logistic
+from fm_core.types import N_DAYPARTS, ItemCatalog, ScoreRequest
+
+logger = logging.getLogger(__name__)
+
+FEATURES = (
+    "bias", "log_popularity", "genre_affinity", "daypart_lift", "device_lift", "seen",
+    "freshness", "position",
+)  # fmt: skip
+_SECONDS_PER_DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class TrainingImpressions:
+    """Impressions to learn from, one row per (decision, position).
+
+    Attributes:
+        requests: one ScoreRequest per decision, with its point-in-time history.
+        request_index: (m,) the decision of each row.
+        item_ids, positions, labels: (m,) what was shown where, and whether it was played.
+        weights: (m,) sample weights, or None for 1.
+        play_item_ids, play_times: every play of any source, for point-in-time popularity.
+    """
+
+    requests: Sequence[ScoreRequest]
+    request_index: np.ndarray
+    item_ids: np.ndarray
+    positions: np.ndarray
+    labels: np.ndarray
+    play_item_ids: np.ndarray
+    play_times: np.ndarray
+    weights: np.ndarray | None = None
+
+
+class PopularityAffinityScorer:
+    """Popularity × genre-affinity baseline behind the Scorer interface."""
+
+    def __init__(
+        self,
+        catalog: ItemCatalog,
+        *,
+        l2: float = 1.0,
+        freshness_days: float = 14.0,
+        genre_smoothing: float = 2.0,
+        model_version: str = "baseline-untrained",
+    ) -> None:
+        self.catalog = catalog
+        self.l2 = l2
+        self.freshness_days = freshness_days
+        self.genre_smoothing = genre_smoothing
+        self.model_version = model_version
+        n_genres = catalog.genres.shape[1]
+        self._share = catalog.genres / np.maximum(catalog.genres.sum(axis=1, keepdims=True), 1)
+        self.genre_prior_ = np.full(n_genres, 1.0 / n_genres)
+        self.play_counts_ = np.zeros(catalog.n_items)
+        self.daypart_lift_ = np.zeros((n_genres, N_DAYPARTS))
+        self.devices_: tuple[str, ...] = ()
+        self.device_lift_ = np.zeros((n_genres, 0))
+        self.coef_ = np.zeros(len(FEATURES))
+        self.coef_[FEATURES.index("log_popularity")] = 1.0
+
+    # ---- features -------------------------------------------------------------------------
+
+    def _genre_affinity(self, request: ScoreRequest, rows: np.ndarray) -> np.ndarray:
+        plays = request.history.plays()
+        plays = plays[self.catalog.known(plays)]
+        counts = self._share[self.catalog.rows(plays)].sum(axis=0) if plays.size else 0.0
+        profile = (counts + self.genre_smoothing * self.genre_prior_) / (
+            plays.size + self.genre_smoothing
+        )
+        share = self._share[rows]
+        return np.log((share @ profile + 1e-9) / (share @ self.genre_prior_ + 1e-9))
+
+    def features(
+        self,
+        request: ScoreRequest,
+        items: np.ndarray,
+        *,
+        positions: np.ndarray | None = None,
+        popularity: np.ndarray | None = None,
+        total_plays: float | None = None,
+    ) -> np.ndarray:
+        """(n, F) design matrix for ``items`` under ``request``.
+
+        ``popularity`` and ``total_plays`` default to the counts learned at fit time; training
+        passes point-in-time counts instead.
+        """
+        rows = self.catalog.rows(items)
+        n = rows.size
+        counts = self.play_counts_[rows] if popularity is None else popularity
+        total = self.play_counts_.sum() if total_plays is None else total_plays
+        X = np.empty((n, len(FEATURES)))
+        X[:, 0] = 1.0
+        X[:, 1] = np.log((counts + 1.0) / (total + self.catalog.n_items))
+        X[:, 2] = self._genre_affinity(request, rows)
+        share = self._share[rows]
+        X[:, 3] = share @ self.daypart_lift_[:, request.daypart]
+        if request.device in self.devices_:
+            X[:, 4] = share @ self.device_lift_[:, self.devices_.index(request.device)]
+        else:
+            X[:, 4] = 0.0
+        X[:, 5] = np.isin(items, request.history.plays())
+        age_days = (request.time - self.catalog.release_time[rows]) / _SECONDS_PER_DAY
+        X[:, 6] = np.exp(-np.maximum(age_days, 0.0) / self.freshness_days)
+        X[:, 7] = 0.0 if positions is None else np.log(np.log2(positions + 2.0))
+        return X
+
+    # ---- training -------------------------------------------------------------------------
+
+    def _context_lifts(self, data: TrainingImpressions) -> None:
+        played = data.labels > 0
+        share = self._share[self.catalog.rows(data.item_ids[played])]
+        requests = [data.requests[j] for j in data.request_index[played]]
+        n_genres = share.shape[1]
+        total = share.sum(axis=0) + 1.0
+        self.genre_prior_ = total / total.sum()
+        dayparts = np.array([r.daypart for r in requests], dtype=np.int64)
+        self.daypart_lift_ = self._lift(share, dayparts, N_DAYPARTS)
+        devices = sorted({r.device for r in requests if r.device is not None})
+        self.devices_ = tuple(devices)
+        device_index = np.array(
+            [devices.index(r.device) if r.device in devices else -1 for r in requests],
+            dtype=np.int64,
+        )
+        keep = device_index >= 0
+        self.device_lift_ = (
+            self._lift(share[keep], device_index[keep], len(devices))
+            if devices
+            else np.zeros((n_genres, 0))
+        )
+
+    def _lift(self, share: np.ndarray, column: np.ndarray, n_columns: int) -> np.ndarray:
+        """log P(genre | column) / P(genre), smoothed toward 0 with 5 pseudo-plays."""
+        onehot = np.zeros((column.size, n_columns))
+        onehot[np.arange(column.size), column] = 1.0
+        joint = share.T @ onehot + 5.0 * self.genre_prior_[:, None] / n_columns
+        p_genre_given_column = joint / joint.sum(axis=0, keepdims=True)
+        return np.log(p_genre_given_column / self.genre_prior_[:, None])
+
+    def _point_in_time_popularity(self, data: TrainingImpressions) -> tuple[np.ndarray, np.ndarray]:
+        """Plays of each row's item, and of all items, strictly before the row's request."""
+        known = self.catalog.known(data.play_item_ids)
+        play_rows = self.catalog.rows(data.play_item_ids[known])
+        play_times = np.asarray(data.play_times, dtype=np.float64)[known]
+        row_times = np.array([data.requests[j].time for j in data.request_index])
+        t0 = min(play_times.min(initial=0.0), row_times.min(initial=0.0))
+        span = max(play_times.max(initial=0.0), row_times.max(initial=0.0)) - t0 + 1.0
+        keys = np.sort(play_rows * span + (play_times - t0))
+        item_rows = self.catalog.rows(data.item_ids)
+        before = np.searchsorted(keys, item_rows * span + (row_times - t0), side="left")
+        start = np.searchsorted(keys, item_rows * span, side="left")
+        totals = np.searchsorted(np.sort(play_times), row_times, side="left")
+        return (before - start).astype(np.float64), totals.astype(np.float64)
+
+    def fit(self, data: TrainingImpressions, *, model_version: str | None = None) -> None:
+        """Learn the context lifts, the popularity counts and the coefficients."""
+        if data.labels.size == 0:
+            raise ValueError("no impressions to learn from")
+        self._context_lifts(data)
+        popularity, totals = self._point_in_time_popularity(data)
+        X = np.empty((data.labels.size, len(FEATURES)))
+        order = np.argsort(data.request_index, kind="stable")
+        bounds = np.searchsorted(data.request_index[order], np.arange(len(data.requests) + 1))
+        for j, request in enumerate(data.requests):
+            rows = order[bounds[j] : bounds[j + 1]]
+            if rows.size == 0:
+                continue
+            X[rows] = self.features(
+                request,
+                data.item_ids[rows],
+                positions=data.positions[rows],
+                popularity=popularity[rows],
+                total_plays=float(totals[rows[0]]),
+            )
+        self.coef_ = fit_logistic(
+            X, data.labels.astype(np.float64), sample_weight=data.weights, l2=self.l2
+        )
+        known = self.catalog.known(data.play_item_ids)
+        self.play_counts_ = np.bincount(
+            self.catalog.rows(data.play_item_ids[known]), minlength=self.catalog.n_items
+        ).astype(np.float64)
+        if model_version is not None:
+            self.model_version = model_version
+        logger.info(
+            "fitted %s on %d impressions: %s",
+            self.model_version,
+            data.labels.size,
+            dict(zip(FEATURES, np.round(self.coef_, 3), strict=True)),
+        )
+
+    # ---- serving --------------------------------------------------------------------------
+
+    def score(
+        self, requests: Sequence[ScoreRequest], candidates: Sequence[np.ndarray]
+    ) -> list[np.ndarray]:
+        if len(requests) != len(candidates):
+            raise ValueError(
+                f"requests and candidates must have the same length; got {len(requests)} "
+                f"and {len(candidates)}"
+            )
+        return [
+            predict_logistic(self.features(r, np.asarray(c, dtype=np.int64)), self.coef_)
+            for r, c in zip(requests, candidates, strict=True)
+        ]
+
+    def user_embeddings(self, requests: Sequence[ScoreRequest]) -> np.ndarray:
+        """The users' smoothed genre profiles, (B, G)."""
+        out = []
+        for request in requests:
+            plays = request.history.plays()
+            plays = plays[self.catalog.known(plays)]
+            counts = self._share[self.catalog.rows(plays)].sum(axis=0) if plays.size else 0.0
+            out.append(
+                (counts + self.genre_smoothing * self.genre_prior_)
+                / (plays.size + self.genre_smoothing)
+            )
+        return np.vstack(out) if out else np.empty((0, self.genre_prior_.size))
+
+    def item_embeddings(self, items: np.ndarray) -> np.ndarray:
+        """The items' genre shares, (N, G)."""
+        return self._share[self.catalog.rows(items)]
+
+    def retrieve(self, request: ScoreRequest, n: int, *, exclude_seen: bool = False) -> np.ndarray:
+        items = self.catalog.available(request.time)
+        if exclude_seen:
+            items = items[~np.isin(items, request.history.plays())]
+        scores = self.score([request], [items])[0]
+        order = np.lexsort((items, -scores))
+        return items[order][:n]
+
+    # ---- persistence ------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write the model (catalog included) to ``path`` (.npz)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "kind": "popularity_affinity",
+            "model_version": self.model_version,
+            "l2": self.l2,
+            "freshness_days": self.freshness_days,
+            "genre_smoothing": self.genre_smoothing,
+            "devices": list(self.devices_),
+            "features": list(FEATURES),
+            "genre_names": list(self.catalog.genre_names),
+            "tokens": [list(t) for t in self.catalog.tokens],
+        }
+        with path.open("wb") as handle:
+            np.savez(
+                handle,
+                meta=np.array(json.dumps(meta)),
+                item_ids=self.catalog.item_ids,
+                genres=self.catalog.genres,
+                release_time=self.catalog.release_time,
+                genre_prior=self.genre_prior_,
+                play_counts=self.play_counts_,
+                daypart_lift=self.daypart_lift_,
+                device_lift=self.device_lift_,
+                coef=self.coef_,
+            )
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> PopularityAffinityScorer:
+        with np.load(Path(path), allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("kind") != "popularity_affinity":
+                raise ValueError(f"{path} is not a popularity_affinity model")
+            catalog = ItemCatalog(
+                item_ids=data["item_ids"],
+                genres=data["genres"],
+                release_time=data["release_time"],
+                tokens=tuple(tuple(t) for t in meta["tokens"]),
+                genre_names=tuple(meta["genre_names"]),
+            )
+            model = cls(
+                catalog,
+                l2=meta["l2"],
+                freshness_days=meta["freshness_days"],
+                genre_smoothing=meta["genre_smoothing"],
+                model_version=meta["model_version"],
+            )
+            model.genre_prior_ = data["genre_prior"]
+            model.play_counts_ = data["play_counts"]
+            model.daypart_lift_ = data["daypart_lift"]
+            model.device_lift_ = data["device_lift"]
+            model.devices_ = tuple(meta["devices"])
+            model.coef_ = data["coef"]
+        return model

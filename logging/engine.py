@@ -1,0 +1,79 @@
+"""Database engines for the propensity log: SQLite (the default) or PostgreSQL, chosen by URL.
+
+Owns how a connection is opened. For SQLite every new connection runs
+
+- ``PRAGMA journal_mode=WAL``: readers do not block the writer;
+- ``PRAGMA synchronous=FULL``: a committed (acknowledged) decision is on disk;
+- ``PRAGMA foreign_keys=ON``: slate items and events must point at stored decisions;
+- ``PRAGMA busy_timeout=5000``: a writer waits up to 5 s for another one instead of failing.
+
+PostgreSQL URLs (``postgresql+psycopg://...``) use the same code with no extra settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+from sqlmodel import SQLModel
+
+from proplog.schema import log_tables
+
+logger = logging.getLogger(__name__)
+
+DATABASE_URL_ENV = "LOOPBREAK_DATABASE_URL"
+DEFAULT_DATABASE_URL = "sqlite:///./loopbreak.db"
+
+SQLITE_PRAGMAS: tuple[str, ...] = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=5000",
+)
+
+
+def default_database_url() -> str:
+    """``$LOOPBREAK_DATABASE_URL`` if set, else ``sqlite:///./loopbreak.db``."""
+    return os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def _is_in_memory(database: str | None) -> bool:
+    return not database or database == ":memory:" or "mode=memory" in database
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine for ``url``; for SQLite, make the file's folder and set the pragmas."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, echo=echo, pool_pre_ping=True)
+
+    database = parsed.database
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if _is_in_memory(database):
+        # One shared connection, or every pooled connection would see its own empty database.
+        kwargs["poolclass"] = StaticPool
+    elif database is not None and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, echo=echo, **kwargs)
+    event.listen(engine, "connect", _set_sqlite_pragmas)
+    logger.debug("SQLite engine for %s with %s", database, ", ".join(SQLITE_PRAGMAS))
+    return engine
+
+
+def init_db(engine: Engine) -> None:
+    """Create the log's tables and indexes when missing (idempotent)."""
+    SQLModel.metadata.create_all(engine, tables=log_tables())

@@ -1,0 +1,278 @@
+"""The SQLModel schema of the propensity log: input models and tables.
+
+Owns two families:
+
+- input models (pydantic, not tables): :class:`SlateItemCreate`, :class:`DecisionCreate`,
+  :class:`EventCreate`. Their ``model_validator`` runs the rules of :mod:`proplog.validation`.
+- tables: ``decision``, ``slate_item``, ``event``, ``model_version``, ``policy``, ``ope_report``.
+
+Storage conventions:
+
+- datetimes go through :class:`UTCDateTime`: aware UTC in and out; naive UTC in SQLite,
+  ``timestamp with time zone`` in PostgreSQL. A naive datetime is refused on the way in.
+- every float column is ``Double`` (IEEE double in SQLite, ``double precision`` in PostgreSQL),
+  so a propensity reads back bit for bit as it was written.
+- JSON columns use sqlalchemy's generic ``JSON`` (works on SQLite and PostgreSQL). Python's
+  ``json`` writes floats in their shortest round-trip form, so candidate scores are exact too.
+- positions are 0-based; ``item_id`` is an ``int``; ``decision_id`` a canonical UUID string.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import model_validator
+from sqlalchemy import (
+    JSON,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKeyConstraint,
+    Index,
+    Table,
+)
+from sqlalchemy.types import TypeDecorator, TypeEngine
+from sqlmodel import Field, SQLModel
+
+from proplog.validation import MAX_ID_LENGTH, validate_decision, validate_event
+
+UUID_LENGTH = 36
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime column.
+
+    On the way in, a naive datetime raises ``ValueError`` and an aware one is converted to UTC
+    (and made naive for databases that keep no time zone, such as SQLite). On the way out, UTC
+    is attached again.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(DateTime(timezone=True))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime; got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused; give an aware UTC one")
+        value = value.astimezone(UTC)
+        return value if dialect.name == "postgresql" else value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# ---------------------------------------------------------------------------------------------
+# Input models
+# ---------------------------------------------------------------------------------------------
+
+
+class SlateItemCreate(SQLModel):
+    """One position of a slate. ``propensity`` is ``None`` only when marginals are not exact."""
+
+    position: int
+    item_id: int
+    score: float
+    propensity: float | None
+    cond_propensity: float
+    prefix_propensity: float
+    explored: bool
+
+
+class DecisionCreate(SQLModel):
+    """A decision record: the request, the candidates with scores, and the chosen slate."""
+
+    decision_id: str
+    created_at: datetime
+    user_id: str
+    surface: str
+    device: str | None = None
+    country: str | None = None
+    local_time: str | None = None
+    query: str | None = None
+    source_item: int | None = None
+    policy_name: str
+    policy_version: str
+    model_version: str
+    exploration: dict[str, Any]
+    marginals_exact: bool
+    arm: str | None = None
+    candidate_ids: list[int]
+    candidate_scores: list[float]
+    slate: list[SlateItemCreate]
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> DecisionCreate:
+        validate_decision(self)
+        return self
+
+
+class EventCreate(SQLModel):
+    """A user event (play, click, thumb, list add); attributed to a decision when from one."""
+
+    event_id: str
+    created_at: datetime
+    user_id: str
+    item_id: int
+    kind: str
+    value: float = 0.0
+    source: str
+    decision_id: str | None = None
+    position: int | None = None
+
+    @model_validator(mode="after")
+    def _check_rules(self) -> EventCreate:
+        validate_event(self)
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+# ---------------------------------------------------------------------------------------------
+
+
+def _probability_check(column: str, *, nullable: bool = False) -> CheckConstraint:
+    rule = f"{column} > 0 AND {column} <= 1"
+    if nullable:
+        rule = f"{column} IS NULL OR ({rule})"
+    return CheckConstraint(rule, name=f"ck_slate_item_{column}")
+
+
+class Decision(SQLModel, table=True):
+    """One logged decision; its slate is in ``slate_item``."""
+
+    __tablename__ = "decision"
+    __table_args__ = (
+        Index("ix_decision_user_created", "user_id", "created_at"),
+        Index("ix_decision_created", "created_at"),
+        CheckConstraint("k >= 1", name="ck_decision_k"),
+    )
+
+    decision_id: str = Field(primary_key=True, max_length=UUID_LENGTH)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    user_id: str = Field(max_length=MAX_ID_LENGTH)
+    surface: str = Field(max_length=16)
+    device: str | None = None
+    country: str | None = None
+    local_time: str | None = None
+    query: str | None = None
+    source_item: int | None = None
+    policy_name: str
+    policy_version: str
+    model_version: str
+    exploration: dict[str, Any] = Field(sa_type=JSON, nullable=False)
+    marginals_exact: bool
+    arm: str | None = None
+    k: int
+    candidate_ids: list[int] = Field(sa_type=JSON, nullable=False)
+    candidate_scores: list[float] = Field(sa_type=JSON, nullable=False)
+
+
+class SlateItem(SQLModel, table=True):
+    """One position (0-based) of a logged slate, with its exact propensities."""
+
+    __tablename__ = "slate_item"
+    __table_args__ = (
+        CheckConstraint("position >= 0", name="ck_slate_item_position"),
+        _probability_check("propensity", nullable=True),
+        _probability_check("cond_propensity"),
+        _probability_check("prefix_propensity"),
+    )
+
+    decision_id: str = Field(
+        primary_key=True, foreign_key="decision.decision_id", max_length=UUID_LENGTH
+    )
+    position: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    item_id: int
+    score: float = Field(sa_type=Double, nullable=False)
+    propensity: float | None = Field(default=None, sa_type=Double, nullable=True)
+    cond_propensity: float = Field(sa_type=Double, nullable=False)
+    prefix_propensity: float = Field(sa_type=Double, nullable=False)
+    explored: bool
+
+
+class Event(SQLModel, table=True):
+    """One user event; ``(decision_id, position)`` points at the slate item it came from."""
+
+    __tablename__ = "event"
+    __table_args__ = (
+        Index("ix_event_user_created", "user_id", "created_at"),
+        Index("ix_event_created", "created_at"),
+        Index("ix_event_decision_position", "decision_id", "position"),
+        # MATCH SIMPLE: checked only when position is given.
+        ForeignKeyConstraint(
+            ["decision_id", "position"],
+            ["slate_item.decision_id", "slate_item.position"],
+            name="fk_event_slate_item",
+        ),
+        CheckConstraint("value >= 0", name="ck_event_value"),
+    )
+
+    event_id: str = Field(primary_key=True, max_length=MAX_ID_LENGTH)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    user_id: str = Field(max_length=MAX_ID_LENGTH)
+    item_id: int
+    kind: str = Field(max_length=16)
+    value: float = Field(default=0.0, sa_type=Double, nullable=False)
+    source: str = Field(max_length=16)
+    decision_id: str | None = Field(
+        default=None, foreign_key="decision.decision_id", max_length=UUID_LENGTH
+    )
+    position: int | None = None
+
+
+class ModelVersion(SQLModel, table=True):
+    """A trained model version (FM, ranker, ...) with its parameters and metrics."""
+
+    __tablename__ = "model_version"
+
+    version: str = Field(primary_key=True)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    kind: str
+    params: dict[str, Any] = Field(sa_type=JSON, nullable=False)
+    metrics: dict[str, Any] = Field(sa_type=JSON, nullable=False)
+    path: str | None = None
+
+
+class Policy(SQLModel, table=True):
+    """A named, versioned exploration policy and its constructor parameters."""
+
+    __tablename__ = "policy"
+
+    name: str = Field(primary_key=True)
+    version: str = Field(primary_key=True)
+    params: dict[str, Any] = Field(sa_type=JSON, nullable=False)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class OpeReport(SQLModel, table=True):
+    """An off-policy evaluation report and the gate's decision on it."""
+
+    __tablename__ = "ope_report"
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    candidate: str
+    baseline: str | None = None
+    payload: dict[str, Any] = Field(sa_type=JSON, nullable=False)
+    decision: str | None = None
+    reasons: list[Any] = Field(sa_type=JSON, nullable=False)
+
+
+def log_tables() -> list[Table]:
+    """The tables of the propensity log, in dependency order."""
+    models: list[Any] = [Decision, SlateItem, Event, ModelVersion, Policy, OpeReport]
+    return [model.__table__ for model in models]

@@ -1,0 +1,254 @@
+"""The rules of the propensity log: what a valid decision and a valid event look like.
+
+Owns every check that the store applies before it writes, each raising
+:class:`proplog.errors.LogValidationError` with the field path (``slate[2].propensity``,
+``candidate_scores[5]``, ``decision_id``). The pydantic models in :mod:`proplog.schema` call
+:func:`validate_decision` and :func:`validate_event` from their ``model_validator``; the store
+turns any pydantic ``ValidationError`` back into a ``LogValidationError`` with
+:func:`from_pydantic_error`.
+
+The validators also normalize, in place: ids that are UUIDs become their canonical lowercase
+hyphenated form, datetimes become UTC, and JSON-valued fields become what a JSON round trip
+gives back (so that a stored record compares equal to the one given).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from proplog.errors import LogValidationError
+
+if TYPE_CHECKING:
+    from proplog.schema import DecisionCreate, EventCreate
+
+SURFACES: tuple[str, ...] = ("home", "search", "title", "billboard")
+EVENT_KINDS: tuple[str, ...] = ("play", "click", "thumb_up", "thumb_down", "list_add")
+EVENT_SOURCES: tuple[str, ...] = ("rec", "search", "direct")
+MAX_ID_LENGTH = 128
+PREFIX_REL_TOL = 1e-9
+"""Relative tolerance of ``prefix[k] == prefix[k-1] * cond[k]``."""
+
+
+def check_uuid(value: Any, field: str) -> str:
+    """Return ``value`` as a canonical UUID string, or raise."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, TypeError, AttributeError):
+        raise LogValidationError(field, "a UUID string", value) from None
+
+
+def check_aware_utc(value: Any, field: str) -> datetime:
+    """Return ``value`` converted to UTC; a naive datetime is refused."""
+    if not isinstance(value, datetime):
+        raise LogValidationError(field, "a timezone-aware datetime", value)
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise LogValidationError(
+            field, "a timezone-aware datetime (naive datetimes are refused; use UTC)", value
+        )
+    return value.astimezone(UTC)
+
+
+def check_name(value: Any, field: str, *, max_length: int = MAX_ID_LENGTH) -> str:
+    """A non-empty string of at most ``max_length`` characters."""
+    if not isinstance(value, str) or not 1 <= len(value) <= max_length:
+        raise LogValidationError(field, f"a string of 1..{max_length} characters", value)
+    return value
+
+
+def check_choice(value: Any, choices: Sequence[str], field: str) -> str:
+    if value not in choices:
+        raise LogValidationError(field, "one of " + ", ".join(choices), value)
+    return value
+
+
+def check_finite(value: Any, field: str) -> float:
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        raise LogValidationError(field, "a finite number", value)
+    return value
+
+
+def check_probability(value: Any, field: str) -> float:
+    """A propensity: finite and in (0, 1]."""
+    if not isinstance(value, int | float) or not math.isfinite(value) or not 0 < value <= 1:
+        raise LogValidationError(field, "in (0, 1]", value)
+    return value
+
+
+def check_non_negative_int(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise LogValidationError(field, "an integer >= 0", value)
+    return value
+
+
+def _json_default(value: Any) -> Any:
+    """numpy scalars and arrays become plain Python values; anything else is refused."""
+    for method in ("tolist", "item"):
+        convert = getattr(value, method, None)
+        if callable(convert):
+            return convert()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def to_json_value(value: Any, field: str) -> Any:
+    """Return ``value`` as a JSON round trip gives it back (numpy values become Python ones).
+
+    NaN and infinities are refused: PostgreSQL's JSON has no such values.
+    """
+    try:
+        return json.loads(json.dumps(value, allow_nan=False, default=_json_default))
+    except (TypeError, ValueError) as exc:
+        raise LogValidationError(
+            field, f"JSON-serializable with finite numbers ({exc})", value
+        ) from None
+
+
+def _check_candidates(d: DecisionCreate) -> None:
+    if not d.candidate_ids:
+        raise LogValidationError("candidate_ids", "a non-empty list", d.candidate_ids)
+    first_index: dict[int, int] = {}
+    for i, item in enumerate(d.candidate_ids):
+        check_non_negative_int(item, f"candidate_ids[{i}]")
+        if item in first_index:
+            raise LogValidationError(
+                f"candidate_ids[{i}]",
+                f"unique (duplicate of candidate_ids[{first_index[item]}])",
+                item,
+            )
+        first_index[item] = i
+    if len(d.candidate_scores) != len(d.candidate_ids):
+        raise LogValidationError(
+            "candidate_scores",
+            f"the same length as candidate_ids ({len(d.candidate_ids)})",
+            f"length {len(d.candidate_scores)}",
+        )
+    for i, score in enumerate(d.candidate_scores):
+        check_finite(score, f"candidate_scores[{i}]")
+
+
+def _check_slate(d: DecisionCreate) -> None:
+    if not d.slate:
+        raise LogValidationError("slate", "a non-empty list", d.slate)
+    candidates = set(d.candidate_ids)
+    seen: dict[int, int] = {}
+    for k, s in enumerate(d.slate):
+        at = f"slate[{k}]"
+        if s.position != k:
+            raise LogValidationError(
+                f"{at}.position", f"{k} (positions are 0..K-1 in slate order)", s.position
+            )
+        check_non_negative_int(s.item_id, f"{at}.item_id")
+        if s.item_id in seen:
+            raise LogValidationError(
+                f"{at}.item_id",
+                f"not already in the slate (duplicate of slate[{seen[s.item_id]}])",
+                s.item_id,
+            )
+        seen[s.item_id] = k
+        if s.item_id not in candidates:
+            raise LogValidationError(
+                f"{at}.item_id", "one of candidate_ids (unknown item id)", s.item_id
+            )
+        check_finite(s.score, f"{at}.score")
+        if s.propensity is None:
+            if d.marginals_exact:
+                raise LogValidationError(
+                    f"{at}.propensity", "a number when marginals_exact is true", None
+                )
+        else:
+            check_probability(s.propensity, f"{at}.propensity")
+        check_probability(s.cond_propensity, f"{at}.cond_propensity")
+        check_probability(s.prefix_propensity, f"{at}.prefix_propensity")
+        if k == 0:
+            want, how = s.cond_propensity, "slate[0].cond_propensity"
+        else:
+            want = d.slate[k - 1].prefix_propensity * s.cond_propensity
+            how = f"slate[{k - 1}].prefix_propensity * {at}.cond_propensity"
+        if not math.isclose(s.prefix_propensity, want, rel_tol=PREFIX_REL_TOL, abs_tol=0.0):
+            raise LogValidationError(
+                f"{at}.prefix_propensity",
+                f"{how} = {want!r} (to {PREFIX_REL_TOL:g} relative)",
+                s.prefix_propensity,
+            )
+        # An exact marginal P(item at k) can never be below P(this exact prefix).
+        if (
+            d.marginals_exact
+            and s.propensity is not None
+            and s.propensity < s.prefix_propensity * (1 - PREFIX_REL_TOL)
+        ):
+            raise LogValidationError(
+                f"{at}.propensity",
+                f">= {at}.prefix_propensity ({s.prefix_propensity!r}) when marginals are exact",
+                s.propensity,
+            )
+
+
+def validate_decision(d: DecisionCreate) -> None:
+    """Check every rule of a decision record; normalize ids, datetimes and JSON in place."""
+    d.decision_id = check_uuid(d.decision_id, "decision_id")
+    d.created_at = check_aware_utc(d.created_at, "created_at")
+    check_name(d.user_id, "user_id")
+    check_choice(d.surface, SURFACES, "surface")
+    for name in ("policy_name", "policy_version", "model_version"):
+        check_name(getattr(d, name), name)
+    if d.source_item is not None:
+        check_non_negative_int(d.source_item, "source_item")
+    if not isinstance(d.exploration, dict):
+        raise LogValidationError("exploration", "a JSON object (dict)", d.exploration)
+    d.exploration = to_json_value(d.exploration, "exploration")
+    _check_candidates(d)
+    _check_slate(d)
+
+
+def validate_event(e: EventCreate) -> None:
+    """Check every rule of an event that needs no database; normalize in place."""
+    check_name(e.event_id, "event_id")
+    e.created_at = check_aware_utc(e.created_at, "created_at")
+    check_name(e.user_id, "user_id")
+    check_non_negative_int(e.item_id, "item_id")
+    check_choice(e.kind, EVENT_KINDS, "kind")
+    check_choice(e.source, EVENT_SOURCES, "source")
+    if not isinstance(e.value, int | float) or not math.isfinite(e.value) or e.value < 0:
+        raise LogValidationError("value", "a finite number >= 0", e.value)
+    if e.decision_id is not None:
+        e.decision_id = check_uuid(e.decision_id, "decision_id")
+    if e.position is not None:
+        check_non_negative_int(e.position, "position")
+        if e.decision_id is None:
+            raise LogValidationError("position", "given only together with decision_id", e.position)
+
+
+def _format_loc(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def from_pydantic_error(exc: ValidationError) -> LogValidationError:
+    """The first error of a pydantic ``ValidationError`` as a ``LogValidationError``.
+
+    An error that one of our validators raised comes back as it was (with the location pydantic
+    adds in front of it); a type error becomes ``"<path> must be <pydantic's message>"``.
+    """
+    first = exc.errors()[0]
+    path = _format_loc(first["loc"])
+    original = first.get("ctx", {}).get("error")
+    if isinstance(original, LogValidationError):
+        return original.with_prefix(f"{path}.") if path else original
+    if first["type"] == "missing":
+        return LogValidationError(path or "<record>", "given (field required)", "nothing")
+    message = first["msg"]
+    for lead in ("Input should be ", "Value error, "):
+        if message.startswith(lead):
+            message = message[len(lead) :]
+    return LogValidationError(path or "<record>", message, first.get("input"))

@@ -1,0 +1,124 @@
+"""The OPE input contract (DESIGN.md §5): a typed, frozen batch of per-row arrays.
+
+One row per logged decision, or per decision and position for slates (then ``decision_id``
+groups the rows of one decision and ``slot`` names the position). Estimators never need a dense
+rounds × actions array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+class OpeInputError(ValueError):
+    """Bad OPE input; the message names the column and the first bad row."""
+
+
+def _column(name: str, values: object, n: int | None) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise OpeInputError(f"{name} must be 1-D; got shape {array.shape}")
+    if n is not None and array.size != n:
+        raise OpeInputError(f"{name} must have {n} rows like reward; got {array.size}")
+    return array
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+@dataclass(frozen=True)
+class OpeBatch:
+    """Validated per-row arrays.
+
+    Attributes:
+        reward: (n,) observed reward of the logged action.
+        pscore: (n,) logging propensity of the logged action, in (0, 1].
+        target_pscore: (n,) the target policy's probability of the logged action, in [0, 1].
+        decision: (n,) int group of each row (one group per logged decision).
+        slot: (n,) int position of each row, or all zeros.
+    """
+
+    reward: np.ndarray
+    pscore: np.ndarray
+    target_pscore: np.ndarray
+    decision: np.ndarray
+    slot: np.ndarray
+
+    @classmethod
+    def from_arrays(
+        cls,
+        *,
+        reward: object,
+        pscore: object,
+        target_pscore: object,
+        decision_id: object | None = None,
+        slot: object | None = None,
+    ) -> OpeBatch:
+        """Validate and build; errors name the column and the first bad row."""
+        r = _column("reward", reward, None)
+        n = r.size
+        if n == 0:
+            raise OpeInputError("reward must have at least one row; got 0")
+        p = _column("pscore", pscore, n)
+        t = _column("target_pscore", target_pscore, n)
+        if np.any(~np.isfinite(r)):
+            row = _first(~np.isfinite(r))
+            raise OpeInputError(f"reward must be finite; got {r[row]} at row {row}")
+        bad = ~np.isfinite(p) | (p <= 0.0) | (p > 1.0)
+        if bad.any():
+            row = _first(bad)
+            raise OpeInputError(f"pscore must be in (0, 1]; got {p[row]} at row {row}")
+        bad = ~np.isfinite(t) | (t < 0.0) | (t > 1.0)
+        if bad.any():
+            row = _first(bad)
+            raise OpeInputError(f"target_pscore must be in [0, 1]; got {t[row]} at row {row}")
+        if decision_id is None:
+            decision = np.arange(n)
+        else:
+            ids = np.asarray(decision_id)
+            if ids.shape != (n,):
+                raise OpeInputError(f"decision_id must have {n} rows like reward; got {ids.size}")
+            decision = pd.factorize(ids)[0]
+        if slot is None:
+            slots = np.zeros(n, dtype=np.int64)
+        else:
+            s = _column("slot", slot, n)
+            bad = ~np.isfinite(s) | (s < 0) | (s != np.round(s))
+            if bad.any():
+                row = _first(bad)
+                raise OpeInputError(
+                    f"slot must be a non-negative integer; got {s[row]} at row {row}"
+                )
+            slots = s.astype(np.int64)
+        return cls(reward=r, pscore=p, target_pscore=t, decision=decision, slot=slots)
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> OpeBatch:
+        """From a DataFrame with columns reward, pscore, target_pscore [, decision_id, slot]."""
+        missing = [c for c in ("reward", "pscore", "target_pscore") if c not in frame.columns]
+        if missing:
+            raise OpeInputError(f"missing required column(s): {', '.join(missing)}")
+        return cls.from_arrays(
+            reward=frame["reward"].to_numpy(),
+            pscore=frame["pscore"].to_numpy(),
+            target_pscore=frame["target_pscore"].to_numpy(),
+            decision_id=frame["decision_id"].to_numpy() if "decision_id" in frame else None,
+            slot=frame["slot"].to_numpy() if "slot" in frame else None,
+        )
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.reward.size)
+
+    @property
+    def n_decisions(self) -> int:
+        return int(self.decision.max()) + 1
+
+    @property
+    def weight(self) -> np.ndarray:
+        """Importance weights target_pscore / pscore."""
+        return self.target_pscore / self.pscore

@@ -1,0 +1,244 @@
+"""The store refuses bad decisions and events, names the field, and writes nothing."""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlmodel import Session
+
+from proplog.engine import init_db, make_engine
+from proplog.errors import LogValidationError, UnknownDecisionError
+from proplog.store import record_decision, record_event
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+DECISION_ID = "6f1c2a8e-3b7d-4c1e-9a2f-0d5e8b7c6a41"
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def good_decision() -> dict[str, Any]:
+    cond = [0.5, 0.25, 0.2]
+    prefix = [0.5, 0.5 * 0.25, 0.5 * 0.25 * 0.2]
+    return {
+        "decision_id": DECISION_ID,
+        "created_at": T0,
+        "user_id": "u1",
+        "surface": "home",
+        "policy_name": "plackett_luce",
+        "policy_version": "1",
+        "model_version": "ranker-7",
+        "exploration": {"temperature": 0.7},
+        "marginals_exact": True,
+        "candidate_ids": [10, 20, 30, 40],
+        "candidate_scores": [0.9, 0.8, 0.7, 0.1],
+        "slate": [
+            {
+                "position": k,
+                "item_id": item,
+                "score": 0.5,
+                "propensity": [0.5, 0.4, 0.3][k],
+                "cond_propensity": cond[k],
+                "prefix_propensity": prefix[k],
+                "explored": False,
+            }
+            for k, item in enumerate([20, 30, 10])
+        ],
+    }
+
+
+def good_event() -> dict[str, Any]:
+    return {
+        "event_id": "ev-1",
+        "created_at": T0 + timedelta(minutes=1),
+        "user_id": "u1",
+        "item_id": 30,
+        "kind": "play",
+        "value": 120.0,
+        "source": "rec",
+        "decision_id": DECISION_ID,
+        "position": 1,
+    }
+
+
+def count_rows(engine: Engine, table: str) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    init_db(eng)
+    yield eng
+    eng.dispose()
+
+
+def slate_set(k: int, key: str, value: Any) -> Mutation:
+    def mutate(d: dict[str, Any]) -> None:
+        d["slate"][k][key] = value
+
+    return mutate
+
+
+def set_(key: str, value: Any) -> Mutation:
+    def mutate(d: dict[str, Any]) -> None:
+        d[key] = value
+
+    return mutate
+
+
+def set_positions(*positions: int) -> Mutation:
+    def mutate(d: dict[str, Any]) -> None:
+        for item, position in zip(d["slate"], positions, strict=True):
+            item["position"] = position
+
+    return mutate
+
+
+def drop_last_score(d: dict[str, Any]) -> None:
+    d["candidate_scores"].pop()
+
+
+def drop(key: str) -> Mutation:
+    def mutate(d: dict[str, Any]) -> None:
+        del d[key]
+
+    return mutate
+
+
+BAD_DECISIONS = [
+    pytest.param(slate_set(1, "propensity", 0.0), "slate[1].propensity", id="propensity-zero"),
+    pytest.param(slate_set(0, "propensity", 1.5), "slate[0].propensity", id="propensity-above-one"),
+    pytest.param(slate_set(2, "propensity", math.nan), "slate[2].propensity", id="propensity-nan"),
+    pytest.param(
+        slate_set(1, "propensity", None), "slate[1].propensity", id="propensity-missing-when-exact"
+    ),
+    pytest.param(
+        slate_set(1, "cond_propensity", -0.25), "slate[1].cond_propensity", id="cond-negative"
+    ),
+    pytest.param(
+        slate_set(2, "prefix_propensity", 0.5 * 0.25 * 0.2 * 1.01),
+        "slate[2].prefix_propensity",
+        id="prefix-inconsistent",
+    ),
+    pytest.param(
+        slate_set(0, "prefix_propensity", 0.4), "slate[0].prefix_propensity", id="prefix0-not-cond0"
+    ),
+    pytest.param(slate_set(1, "item_id", 20), "slate[1].item_id", id="duplicate-slate-item"),
+    pytest.param(slate_set(2, "item_id", 999), "slate[2].item_id", id="unknown-item-id"),
+    pytest.param(set_positions(1, 2, 3), "slate[0].position", id="positions-one-based"),
+    pytest.param(set_positions(0, 2, 1), "slate[1].position", id="positions-out-of-order"),
+    pytest.param(slate_set(0, "item_id", "abc"), "slate[0].item_id", id="item-id-not-int"),
+    pytest.param(slate_set(0, "score", math.inf), "slate[0].score", id="slate-score-infinite"),
+    pytest.param(drop_last_score, "candidate_scores", id="candidate-length-mismatch"),
+    pytest.param(
+        set_("candidate_scores", [0.9, math.nan, 0.7, 0.1]),
+        "candidate_scores[1]",
+        id="candidate-score-nan",
+    ),
+    pytest.param(
+        set_("candidate_ids", [10, 20, 30, 20]), "candidate_ids[3]", id="duplicate-candidate"
+    ),
+    pytest.param(set_("slate", []), "slate", id="empty-slate"),
+    pytest.param(set_("decision_id", "not-a-uuid"), "decision_id", id="decision-id-not-uuid"),
+    pytest.param(set_("created_at", datetime(2024, 5, 1, 12)), "created_at", id="naive-datetime"),
+    pytest.param(set_("surface", "homepage"), "surface", id="unknown-surface"),
+    pytest.param(set_("user_id", ""), "user_id", id="empty-user-id"),
+    pytest.param(set_("user_id", "u" * 129), "user_id", id="user-id-too-long"),
+    pytest.param(
+        set_("exploration", {"epsilon": math.nan}), "exploration", id="exploration-not-json"
+    ),
+    pytest.param(drop("policy_name"), "policy_name", id="missing-policy-name"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), BAD_DECISIONS)
+def test_bad_decision_is_refused_naming_the_field_and_nothing_is_written(
+    engine: Engine, mutate: Mutation, field: str
+) -> None:
+    decision = good_decision()
+    mutate(decision)
+    with (
+        Session(engine) as session,
+        pytest.raises(LogValidationError, match=re.escape(field)) as info,
+    ):
+        record_decision(session=session, decision=decision)
+    assert info.value.field == field
+    assert count_rows(engine, "decision") == 0
+    assert count_rows(engine, "slate_item") == 0
+
+
+def test_good_decision_fixture_is_accepted(engine: Engine) -> None:
+    """The bad-input table only means something if the unmutated record is valid."""
+    with Session(engine) as session:
+        assert record_decision(session=session, decision=good_decision()).created is True
+        assert record_event(session=session, event=good_event()).created is True
+
+
+def event_set(**changes: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def mutate(e: dict[str, Any]) -> dict[str, Any]:
+        return {**e, **changes}
+
+    return mutate
+
+
+BAD_EVENTS = [
+    pytest.param(
+        event_set(decision_id=str(uuid.UUID(int=7))),
+        UnknownDecisionError,
+        "decision_id",
+        id="unknown-decision-id",
+    ),
+    pytest.param(event_set(position=3), LogValidationError, "position", id="position-not-in-slate"),
+    pytest.param(
+        event_set(position=1, item_id=10),
+        LogValidationError,
+        "item_id",
+        id="item-disagrees-with-slate",
+    ),
+    pytest.param(
+        event_set(decision_id=None), LogValidationError, "position", id="position-without-decision"
+    ),
+    pytest.param(event_set(user_id="u2"), LogValidationError, "user_id", id="user-not-decisions"),
+    pytest.param(event_set(value=-1.0), LogValidationError, "value", id="negative-value"),
+    pytest.param(event_set(value=math.nan), LogValidationError, "value", id="nan-value"),
+    pytest.param(event_set(kind="watch"), LogValidationError, "kind", id="unknown-kind"),
+    pytest.param(event_set(source="email"), LogValidationError, "source", id="unknown-source"),
+    pytest.param(
+        event_set(decision_id="nope", position=None),
+        LogValidationError,
+        "decision_id",
+        id="decision-id-not-uuid",
+    ),
+    pytest.param(
+        event_set(created_at=datetime(2024, 5, 1, 12, 1)),
+        LogValidationError,
+        "created_at",
+        id="naive-datetime",
+    ),
+    pytest.param(event_set(event_id=""), LogValidationError, "event_id", id="empty-event-id"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "error", "field"), BAD_EVENTS)
+def test_bad_event_is_refused_and_nothing_is_written(
+    engine: Engine,
+    mutate: Callable[[dict[str, Any]], dict[str, Any]],
+    error: type[Exception],
+    field: str,
+) -> None:
+    with Session(engine) as session:
+        record_decision(session=session, decision=good_decision())
+        event = mutate(copy.deepcopy(good_event()))
+        with pytest.raises(error, match=re.escape(field)):
+            record_event(session=session, event=event)
+    assert count_rows(engine, "event") == 0
+    assert count_rows(engine, "decision") == 1
