@@ -1,13 +1,18 @@
-"""The ``loopbreak`` command: serving, the demo, retraining, OPE and benchmarks."""
+"""The ``loopbreak`` command: serving, the demo, retraining, OPE and benchmarks.
+
+Heavy imports happen inside each subcommand, so ``loopbreak --help`` is instant.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("loopbreak")
 
@@ -17,7 +22,7 @@ def _fmt(value: float | None, width: int = 8) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from api.demo import DemoConfig, demo_json, run_demo
+    from api.demo import DemoConfig, RoundResult, demo_json, run_demo
     from sim import WorldConfig
 
     config = DemoConfig(
@@ -29,22 +34,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         world=WorldConfig(seed=args.seed),
     )
     header = (
-        f"{'round':>5} {'policy':<28} {'true':>8} {'ips':>8} {'ips 95% CI':>19} "
+        f"{'round':>5}  {'policy':<30} {'true':>8} {'ips':>8} {'ips 95% CI':>19} "
         f"{'snips':>8} {'oracle':>8} {'coverage':>8}"
     )
     print("loopbreak demo: the loop on the simulated world (reward = expected plays per slate)")
     print(header)
     print("-" * len(header))
 
-    def show(r: object) -> None:
-        ci = (
-            f"[{r.ips_lo:7.3f}, {r.ips_hi:7.3f}]"  # type: ignore[attr-defined]
-            if r.ips_lo is not None  # type: ignore[attr-defined]
-            else f"{'-':>19}"
-        )
+    def show(r: RoundResult) -> None:
+        ci = f"[{r.ips_lo:7.3f}, {r.ips_hi:7.3f}]" if r.ips_lo is not None else "-"
         print(
-            f"{r.round:>5} {r.policy:<28} {_fmt(r.true_reward)} {_fmt(r.ips)} {ci:>19} "  # type: ignore[attr-defined]
-            f"{_fmt(r.snips)} {_fmt(r.oracle_reward)} {_fmt(r.coverage)}",  # type: ignore[attr-defined]
+            f"{r.round:>5}  {r.policy:<30} {_fmt(r.true_reward)} {_fmt(r.ips)} {ci:>19} "
+            f"{_fmt(r.snips)} {_fmt(r.oracle_reward)} {_fmt(r.coverage)}",
             flush=True,
         )
 
@@ -55,7 +56,96 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    if args.db:
+        overrides["database_url"] = args.db
+    if args.model:
+        overrides["model_path"] = Path(args.model)
+    if args.epsilon is not None:
+        overrides["epsilon"] = args.epsilon
+    settings = Settings(**overrides)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _cmd_retrain(args: argparse.Namespace) -> int:
+    from api.retrain import retrain
+    from api.settings import Settings
+    from fm_core import PopularityAffinityScorer
+    from proplog.engine import init_db, make_engine
+
+    settings = Settings(**({"database_url": args.db} if args.db else {}))
+    engine = make_engine(settings.database_url)
+    init_db(engine)
+    # The catalog travels with the model: take it from the model being replaced.
+    catalog = PopularityAffinityScorer.load(args.catalog_from).catalog
+    result = retrain(engine=engine, catalog=catalog, out=Path(args.out), version=args.version)
+    print(
+        f"model {result.version}: {result.decisions} decisions, {result.impressions} "
+        f"impressions, {result.plays} plays -> {result.path}"
+    )
+    return 0
+
+
+def _cmd_ope_estimate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ope import OpeBatch, OpeInputError, estimate_all
+
+    path = Path(args.input)
+    if not path.exists():
+        print(f"error: --input {path} does not exist", file=sys.stderr)
+        return 2
+    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    try:
+        batch = OpeBatch.from_frame(frame)
+    except OpeInputError as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
+    estimates = estimate_all(batch, alpha=args.alpha)
+    level = round(100 * (1 - args.alpha))
+    print(f"{batch.n_decisions} decisions, {batch.n_rows} rows from {path}")
+    print(f"{'estimator':<10}{'value':>10}{f'{level}% lo':>10}{f'{level}% hi':>10}{'ess':>10}")
+    for name, e in estimates.items():
+        ess = e.diagnostics["ess"]
+        print(f"{name:<10}{e.value:>10.4f}{e.lo:>10.4f}{e.hi:>10.4f}{ess:>10.1f}")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "estimates": {
+                        name: {
+                            "value": e.value,
+                            "lo": e.lo,
+                            "hi": e.hi,
+                            "ess": e.diagnostics["ess"],
+                        }
+                        for name, e in estimates.items()
+                    }
+                }
+            )
+        )
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    module = importlib.import_module(f"bench.{args.name}")
+    result = module.run()
+    print(module.table(result))
+    if args.json:
+        print(json.dumps(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from bench import BENCHMARKS
+
     parser = argparse.ArgumentParser(
         prog="loopbreak",
         description="Exploration, propensity logging and off-policy evaluation around a "
@@ -66,12 +156,48 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the loop on the simulated world and SQLite")
     demo.add_argument("--out", default="out", help="output directory (default: ./out)")
-    demo.add_argument("--rounds", type=int, default=5)
+    demo.add_argument("--rounds", type=int, default=5, help="rounds, the first one uniform")
     demo.add_argument("--decisions", type=int, default=1500, help="decisions per round")
     demo.add_argument("--k", type=int, default=10, help="slate size")
-    demo.add_argument("--epsilon", type=float, default=0.1)
+    demo.add_argument("--epsilon", type=float, default=0.1, help="exploration rate")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
+
+    serve = sub.add_parser("serve", help="serve the decision and event API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--db", help="database URL (default: $LOOPBREAK_DATABASE_URL or SQLite)")
+    serve.add_argument("--model", help="model file (default: out/model.npz)")
+    serve.add_argument("--epsilon", type=float, help="exploration rate (default 0.1)")
+    serve.set_defaults(func=_cmd_serve)
+
+    retrain = sub.add_parser("retrain", help="learn a new model version from the logs")
+    retrain.add_argument("--db", help="database URL (default: $LOOPBREAK_DATABASE_URL or SQLite)")
+    retrain.add_argument("--out", required=True, help="where to write the new model (.npz)")
+    retrain.add_argument(
+        "--catalog-from", default="out/model.npz", help="model whose item catalog to use"
+    )
+    retrain.add_argument("--version", help="version name (default: baseline-<UTC time>)")
+    retrain.set_defaults(func=_cmd_retrain)
+
+    ope = sub.add_parser("ope", help="off-policy evaluation")
+    ope_sub = ope.add_subparsers(dest="ope_command", required=True, metavar="OPE_COMMAND")
+    estimate = ope_sub.add_parser(
+        "estimate", help="estimate a policy's value from a Parquet/CSV file of logged rows"
+    )
+    estimate.add_argument(
+        "--input",
+        required=True,
+        help="columns reward, pscore, target_pscore [, decision_id, slot]",
+    )
+    estimate.add_argument("--alpha", type=float, default=0.05, help="1 - interval level")
+    estimate.add_argument("--json", action="store_true", help="end with one JSON line")
+    estimate.set_defaults(func=_cmd_ope_estimate)
+
+    bench = sub.add_parser("bench", help="benchmarks, ours beside a baseline")
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("--json", action="store_true", help="end with one JSON line")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

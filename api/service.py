@@ -17,6 +17,7 @@ from sqlmodel import Session
 from api.context import history_from_events, score_request
 from explore import Policy, rng_for_decision
 from fm_core import Scorer
+from proplog.errors import ConflictError
 from proplog.schema import DecisionCreate, SlateItemCreate
 from proplog.store import get_decision, record_decision, user_history
 
@@ -137,8 +138,11 @@ class DecisionService:
                 for k in range(len(slate))
             ],
         )
-        result = record_decision(session=session, decision=record)
-        if not result.created:
+        try:
+            created = record_decision(session=session, decision=record).created
+        except ConflictError:
+            created = False
+        if not created:
             # A concurrent request with the same id won the race: answer with what is stored.
             stored = get_decision(session=session, decision_id=decision_id)
             assert stored is not None

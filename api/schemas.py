@@ -1,0 +1,111 @@
+"""The HTTP contract: request and response bodies of ``/v1/decisions`` and ``/v1/events``.
+
+Unknown fields are refused, so that a misspelt field is an error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+Surface = Literal["home", "search", "title", "billboard"]
+EventKind = Literal["play", "click", "thumb_up", "thumb_down", "list_add"]
+EventSource = Literal["rec", "search", "direct"]
+Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+ItemId = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestContext(_Body):
+    """What the client knows about the request."""
+
+    device: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    country: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] | None = Field(
+        default=None, description="ISO 3166-1 alpha-2 country code, e.g. US"
+    )
+    local_time: AwareDatetime | None = Field(
+        default=None, description="The user's local time with its UTC offset (ISO 8601)"
+    )
+    query: Annotated[str, Field(max_length=512)] | None = None
+    source_item: ItemId | None = None
+
+
+class DecisionRequest(_Body):
+    user_id: Identifier
+    surface: Surface
+    context: RequestContext = Field(default_factory=RequestContext)
+    decision_id: uuid.UUID | None = Field(
+        default=None, description="Client idempotency key; the server makes one when absent"
+    )
+    k: Annotated[int, Field(ge=1)] = 10
+    candidates: Annotated[list[ItemId], Field(min_length=1, max_length=10_000)] | None = None
+
+    @field_validator("candidates")
+    @classmethod
+    def _unique(cls, value: list[int] | None) -> list[int] | None:
+        seen: set[int] = set()
+        for item in value or ():
+            if item in seen:
+                raise ValueError(f"candidates must be unique item ids; {item} appears twice")
+            seen.add(item)
+        return value
+
+
+class SlatePosition(BaseModel):
+    position: int
+    item_id: int
+    score: float
+    propensity: float | None
+    cond_propensity: float
+    prefix_propensity: float
+    explored: bool
+
+
+class PolicyInfo(BaseModel):
+    name: str
+    version: str
+    params: dict[str, object]
+
+
+class DecisionResponse(BaseModel):
+    decision_id: str
+    created_at: AwareDatetime
+    user_id: str
+    surface: str
+    policy: PolicyInfo
+    model_version: str
+    marginals_exact: bool
+    slate: list[SlatePosition]
+    replayed: bool = Field(description="True when this decision_id was already stored")
+
+
+class EventRequest(_Body):
+    event_id: Identifier
+    user_id: Identifier
+    item_id: ItemId
+    kind: EventKind
+    value: float = Field(default=0.0, ge=0.0, description="e.g. seconds watched")
+    source: EventSource
+    decision_id: uuid.UUID | None = None
+    position: Annotated[int, Field(ge=0)] | None = None
+    created_at: AwareDatetime | None = Field(
+        default=None, description="When it happened; the server's time when absent"
+    )
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("value must be a finite number")
+        return value
+
+
+class EventResponse(BaseModel):
+    event_id: str
+    created: bool = Field(description="False when this event_id was already stored (a no-op)")

@@ -1,0 +1,40 @@
+"""Service settings from the environment (prefix ``LOOPBREAK_``) or the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from proplog.engine import DEFAULT_DATABASE_URL
+
+
+class Settings(BaseSettings):
+    """Everything the API needs to start. ``database_url`` may hold a password: it is never
+    logged except through ``safe_database_url``."""
+
+    model_config = SettingsConfigDict(env_prefix="LOOPBREAK_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    model_path: Path = Path("out/model.npz")
+    epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
+    exploration_pool: int | None = Field(default=30, ge=1)
+    max_k: int = Field(default=50, ge=1, le=500)
+    history_limit: int = Field(default=200, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except Exception as exc:  # sqlalchemy raises ArgumentError with the reason
+            raise ValueError(
+                f"database_url must be a SQLAlchemy URL; got an unparsable value ({exc})"
+            ) from None
+        return value
+
+    @property
+    def safe_database_url(self) -> str:
+        return make_url(self.database_url).render_as_string(hide_password=True)
