@@ -31,7 +31,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         k=args.k,
         epsilon=args.epsilon,
         seed=args.seed,
-        world=WorldConfig(seed=args.seed),
+        world=WorldConfig(seed=args.seed, n_items=args.items, n_users=args.users),
     )
     header = (
         f"{'round':>5}  {'policy':<30} {'true':>8} {'ips':>8} {'ips 95% CI':>19} "
@@ -161,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--k", type=int, default=10, help="slate size")
     demo.add_argument("--epsilon", type=float, default=0.1, help="exploration rate")
     demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--items", type=int, default=400, help="catalog size of the world")
+    demo.add_argument("--users", type=int, default=300, help="users in the world")
     demo.set_defaults(func=_cmd_demo)
 
     serve = sub.add_parser("serve", help="serve the decision and event API")

@@ -183,7 +183,7 @@ def run_demo(
             )
         result = RoundResult(
             round=r,
-            policy=f"{policy.name}(epsilon={policy.epsilon})",
+            policy=f"{policy.name}(eps={policy.epsilon:g}, pool={policy.pool})",
             model_version=scorer.model_version,
             ips=estimates["ipw"].value if estimates else None,
             ips_lo=estimates["ipw"].lo if estimates else None,

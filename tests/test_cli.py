@@ -1,0 +1,91 @@
+"""The command line: OPE from a file with a JSON last line, field-naming errors, benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from api.cli import main
+
+
+def logged_rows(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    pscore = rng.uniform(0.1, 0.9, n)
+    return pd.DataFrame(
+        {
+            "reward": (rng.random(n) < 0.3).astype(float),
+            "pscore": pscore,
+            "target_pscore": np.clip(pscore + rng.normal(0, 0.05, n), 0.0, 1.0),
+        }
+    )
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_ope_estimate_prints_a_table_and_a_json_last_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    frame = logged_rows()
+    path = tmp_path / f"rows{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
+    assert main(["ope", "estimate", "--input", str(path), "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    last = json.loads(lines[-1])
+    w = frame["target_pscore"] / frame["pscore"]
+    assert last["estimates"]["ipw"]["value"] == pytest.approx(float((w * frame["reward"]).mean()))
+    assert last["estimates"]["snipw"]["value"] == pytest.approx(
+        float((w * frame["reward"]).sum() / w.sum())
+    )
+    for estimate in last["estimates"].values():
+        assert estimate["lo"] < estimate["value"] < estimate["hi"]
+        assert 0 < estimate["ess"] <= len(frame)
+    assert any(line.startswith("ipw") for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("column", "row", "value", "expected"),
+    [
+        ("pscore", 3, 0.0, r"pscore must be in \(0, 1\]; got 0.0 at row 3"),
+        ("pscore", 7, 1.5, r"pscore .* at row 7"),
+        ("reward", 5, np.nan, r"reward must be finite; got nan at row 5"),
+        ("target_pscore", 2, -0.2, r"target_pscore .* at row 2"),
+    ],
+)
+def test_ope_estimate_names_the_bad_column_and_row(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    column: str,
+    row: int,
+    value: float,
+    expected: str,
+) -> None:
+    frame = logged_rows(20)
+    frame.loc[row, column] = value
+    path = tmp_path / "bad.csv"
+    frame.to_csv(path, index=False)
+    assert main(["ope", "estimate", "--input", str(path)]) == 2
+    import re
+
+    assert re.search(expected, capsys.readouterr().err)
+
+
+def test_ope_estimate_names_a_missing_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "missing.csv"
+    logged_rows(10).drop(columns=["target_pscore"]).to_csv(path, index=False)
+    assert main(["ope", "estimate", "--input", str(path)]) == 2
+    assert "target_pscore" in capsys.readouterr().err
+
+
+def test_bench_policy_ends_with_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "policy", "--json"]) == 0
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["epsilon_greedy"]["p50_us"] > 0
+    assert last["greedy_top_k"]["p50_us"] > 0
+    assert last["ratio_p50"] == pytest.approx(
+        last["epsilon_greedy"]["p50_us"] / last["greedy_top_k"]["p50_us"]
+    )

@@ -1,0 +1,79 @@
+"""``loopbreak serve`` for real: a uvicorn process on loopback, a decision, an event, and the
+decision found in the database named by LOOPBREAK_DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from sqlalchemy import text
+
+from fm_core import ItemCatalog, PopularityAffinityScorer
+from proplog.engine import make_engine
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_answers_decisions_and_records_them(
+    tmp_path: Path, small_catalog: ItemCatalog
+) -> None:
+    model = PopularityAffinityScorer(small_catalog, model_version="served").save(
+        tmp_path / "model.npz"
+    )
+    database = f"sqlite:///{tmp_path / 'served.db'}"
+    port = free_port()
+    script = Path(sys.executable).with_name("loopbreak")
+    env = {**os.environ, "LOOPBREAK_DATABASE_URL": database}
+    server = subprocess.Popen(
+        [str(script), "serve", "--host", "127.0.0.1", "--port", str(port), "--model", str(model)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
+            assert time.monotonic() < deadline, "server did not start within 30 s"
+            time.sleep(0.2)
+        decision_id = str(uuid.uuid4())
+        decided = httpx.post(
+            f"{base}/v1/decisions",
+            json={"user_id": "u1", "surface": "billboard", "k": 1, "decision_id": decision_id},
+        )
+        assert decided.status_code == 201, decided.text
+        item = decided.json()["slate"][0]["item_id"]
+        played = httpx.post(
+            f"{base}/v1/events",
+            json={"event_id": "p1", "user_id": "u1", "item_id": item, "kind": "play",
+                  "source": "rec", "decision_id": decision_id, "position": 0, "value": 60},
+        )  # fmt: skip
+        assert played.status_code == 201, played.text
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    engine = make_engine(database)
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT model_version FROM decision WHERE decision_id = :d"), {"d": decision_id}
+        ).scalar_one()
+        events = conn.execute(text("SELECT COUNT(*) FROM event")).scalar_one()
+    engine.dispose()
+    assert stored == "served"
+    assert events == 1
