@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fm_core import History, ScoreRequest
+from proplog.schema import EventCreate
 
 
 def local_hour_of(local_time: str | None) -> float | None:
@@ -23,16 +24,16 @@ def local_hour_of(local_time: str | None) -> float | None:
     return when.hour + when.minute / 60.0 + when.second / 3600.0
 
 
-def history_from_events(events: Sequence[object]) -> History:
-    """History from store events (objects with item_id, created_at, kind, value, source)."""
+def history_from_events(events: Sequence[EventCreate]) -> History:
+    """History from store events, oldest first."""
     if not events:
         return History()
     return History(
-        item_ids=np.array([e.item_id for e in events], dtype=np.int64),  # type: ignore[attr-defined]
-        times=np.array([e.created_at.timestamp() for e in events]),  # type: ignore[attr-defined]
-        kinds=np.array([e.kind for e in events], dtype=object),  # type: ignore[attr-defined]
-        values=np.array([e.value for e in events], dtype=np.float64),  # type: ignore[attr-defined]
-        sources=np.array([e.source for e in events], dtype=object),  # type: ignore[attr-defined]
+        item_ids=np.array([e.item_id for e in events], dtype=np.int64),
+        times=np.array([e.created_at.timestamp() for e in events]),
+        kinds=np.array([e.kind for e in events], dtype=object),
+        values=np.array([e.value for e in events], dtype=np.float64),
+        sources=np.array([e.source for e in events], dtype=object),
     )
 
 

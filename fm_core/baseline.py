@@ -168,14 +168,17 @@ class PopularityAffinityScorer:
         known = self.catalog.known(data.play_item_ids)
         play_rows = self.catalog.rows(data.play_item_ids[known])
         play_times = np.asarray(data.play_times, dtype=np.float64)[known]
-        row_times = np.array([data.requests[j].time for j in data.request_index])
-        t0 = min(play_times.min(initial=0.0), row_times.min(initial=0.0))
-        span = max(play_times.max(initial=0.0), row_times.max(initial=0.0)) - t0 + 1.0
-        keys = np.sort(play_rows * span + (play_times - t0))
-        item_rows = self.catalog.rows(data.item_ids)
-        before = np.searchsorted(keys, item_rows * span + (row_times - t0), side="left")
+        row_times = np.array([data.requests[j].time for j in data.request_index], dtype=np.float64)
+        # Exact integer keys (item row, rank of the time among all times): packing float
+        # seconds into one float key rounds, and could move a play across its request time.
+        times, rank = np.unique(np.concatenate([play_times, row_times]), return_inverse=True)
+        play_rank, row_rank = rank[: play_times.size], rank[play_times.size :]
+        span = np.int64(times.size + 1)
+        keys = np.sort(play_rows.astype(np.int64) * span + play_rank)
+        item_rows = self.catalog.rows(data.item_ids).astype(np.int64)
+        before = np.searchsorted(keys, item_rows * span + row_rank, side="left")
         start = np.searchsorted(keys, item_rows * span, side="left")
-        totals = np.searchsorted(np.sort(play_times), row_times, side="left")
+        totals = np.searchsorted(np.sort(play_rank), row_rank, side="left")
         return (before - start).astype(np.float64), totals.astype(np.float64)
 
     def fit(self, data: TrainingImpressions, *, model_version: str | None = None) -> None:
@@ -288,7 +291,16 @@ class PopularityAffinityScorer:
 
     @classmethod
     def load(cls, path: str | Path) -> PopularityAffinityScorer:
-        with np.load(Path(path), allow_pickle=False) as data:
+        """Read a model written by ``save``; any other file raises ValueError naming it."""
+        try:
+            archive = np.load(Path(path), allow_pickle=False)
+        except ValueError as error:  # not a NumPy file at all
+            raise ValueError(f"{path} is not a popularity_affinity model: {error}") from error
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path} is not a popularity_affinity model: not an .npz archive")
+        with archive as data:
+            if "meta" not in data.files:
+                raise ValueError(f"{path} is not a popularity_affinity model: no meta entry")
             meta = json.loads(str(data["meta"]))
             if meta.get("kind") != "popularity_affinity":
                 raise ValueError(f"{path} is not a popularity_affinity model")

@@ -18,7 +18,16 @@ class OpeInputError(ValueError):
 
 
 def _column(name: str, values: object, n: int | None) -> np.ndarray:
-    array = np.asarray(values, dtype=np.float64)
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raw = np.asarray(values, dtype=object)
+        for row, value in enumerate(raw if raw.ndim == 1 else ()):
+            try:
+                float(value)
+            except (TypeError, ValueError):
+                raise OpeInputError(f"{name} must be numeric; got {value!r} at row {row}") from None
+        raise OpeInputError(f"{name} must be a 1-D numeric column") from None
     if array.ndim != 1:
         raise OpeInputError(f"{name} must be 1-D; got shape {array.shape}")
     if n is not None and array.size != n:
@@ -83,6 +92,9 @@ class OpeBatch:
             if ids.shape != (n,):
                 raise OpeInputError(f"decision_id must have {n} rows like reward; got {ids.size}")
             decision = pd.factorize(ids)[0]
+            if np.any(decision < 0):
+                row = _first(decision < 0)
+                raise OpeInputError(f"decision_id must not be missing; got {ids[row]} at row {row}")
         if slot is None:
             slots = np.zeros(n, dtype=np.int64)
         else:

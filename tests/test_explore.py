@@ -121,6 +121,7 @@ def test_conditional_propensity_after_a_greedy_prefix_by_hand() -> None:
     np.testing.assert_allclose(slate.propensity, 0.7 + 0.3 / 5, rtol=1e-15)
 
 
+@pytest.mark.slow
 def test_sampled_positions_match_the_marginals() -> None:
     n_decisions, k = 100_000, 3
     scores = np.array([0.12, 0.55, 0.31, 0.9, 0.05, 0.47, 0.72, 0.2])
