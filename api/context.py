@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -78,27 +79,29 @@ class HistoryIndex:
         )
 
 
-def score_request(
-    *,
-    user_id: str,
-    when: datetime,
-    surface: str,
-    device: str | None,
-    country: str | None,
-    local_time: str | None,
-    query: str | None,
-    source_item: int | None,
-    history: History,
-) -> ScoreRequest:
-    """The scorer's view of a request."""
+CONTEXT_FIELDS = ("user_id", "surface", "device", "country", "local_time", "query", "source_item")
+
+
+def context_of(source: object) -> dict[str, Any]:
+    """The request-context fields of a decision input, a decision record or a logged row, with
+    a missing ``source_item`` (None or NaN from a frame) as None."""
+    fields = {name: getattr(source, name) for name in CONTEXT_FIELDS}
+    item = fields["source_item"]
+    fields["source_item"] = None if item is None or pd.isna(item) else int(item)
+    return fields
+
+
+def score_request(source: object, *, when: datetime, history: History) -> ScoreRequest:
+    """The scorer's view of a request whose context fields are read from ``source``."""
+    context = context_of(source)
     return ScoreRequest(
-        user_id=user_id,
+        user_id=context["user_id"],
         time=when.timestamp(),
-        surface=surface,
-        device=device,
-        country=country,
-        local_hour=local_hour_of(local_time),
-        query=query,
-        source_item=source_item,
+        surface=context["surface"],
+        device=context["device"],
+        country=context["country"],
+        local_hour=local_hour_of(context["local_time"]),
+        query=context["query"],
+        source_item=context["source_item"],
         history=history,
     )

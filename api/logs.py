@@ -44,14 +44,8 @@ def read_window(
     histories = HistoryIndex(events, max_events=history_limit)
     requests = [
         score_request(
-            user_id=row.user_id,
+            row,
             when=row.created_at,
-            surface=row.surface,
-            device=row.device,
-            country=row.country,
-            local_time=row.local_time,
-            query=row.query,
-            source_item=None if pd.isna(row.source_item) else int(row.source_item),
             history=histories.before(row.user_id, row.created_at.timestamp()),
         )
         for row in decisions.itertuples(index=False)

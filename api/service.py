@@ -14,7 +14,7 @@ from datetime import datetime
 import numpy as np
 from sqlmodel import Session
 
-from api.context import history_from_events, score_request
+from api.context import context_of, history_from_events, score_request
 from explore import Policy, rng_for_decision
 from fm_core import Scorer
 from proplog.errors import ConflictError
@@ -95,29 +95,13 @@ class DecisionService:
         events = user_history(
             session=session, user_id=request.user_id, before=now, limit=self.history_limit
         )
-        scoring = score_request(
-            user_id=request.user_id,
-            when=now,
-            surface=request.surface,
-            device=request.device,
-            country=request.country,
-            local_time=request.local_time,
-            query=request.query,
-            source_item=request.source_item,
-            history=history_from_events(events),
-        )
+        scoring = score_request(request, when=now, history=history_from_events(events))
         scores = self.scorer.score([scoring], [candidates])[0]
         slate = self.policy.decide(scores, request.k, rng_for_decision(decision_id))
         record = DecisionCreate(
             decision_id=decision_id,
             created_at=now,
-            user_id=request.user_id,
-            surface=request.surface,
-            device=request.device,
-            country=request.country,
-            local_time=request.local_time,
-            query=request.query,
-            source_item=request.source_item,
+            **context_of(request),
             policy_name=self.policy.name,
             policy_version=self.policy.version,
             model_version=self.scorer.model_version,
