@@ -28,7 +28,6 @@ from api.schemas import (
     EventRequest,
     EventResponse,
     PolicyInfo,
-    SlatePosition,
 )
 from api.service import DecisionInput, DecisionService, NoCandidatesError, UnknownCandidatesError
 from api.settings import Settings
@@ -40,6 +39,17 @@ from proplog.schema import DecisionCreate
 from proplog.store import get_event, record_event
 
 logger = logging.getLogger(__name__)
+
+
+# Domain errors and how the API answers them: (status, the field to name when the error does not
+# carry its own ``field``).
+_REFUSALS: dict[type[Exception], tuple[int, str | None]] = {
+    LogValidationError: (status.HTTP_422_UNPROCESSABLE_CONTENT, None),
+    UnknownCandidatesError: (status.HTTP_422_UNPROCESSABLE_CONTENT, "candidates"),
+    NoCandidatesError: (status.HTTP_422_UNPROCESSABLE_CONTENT, "candidates"),
+    UnknownDecisionError: (status.HTTP_404_NOT_FOUND, "decision_id"),
+    ConflictError: (status.HTTP_409_CONFLICT, None),
+}
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -81,7 +91,7 @@ def _response(record: DecisionCreate, *, replayed: bool) -> DecisionResponse:
         ),
         model_version=record.model_version,
         marginals_exact=record.marginals_exact,
-        slate=[SlatePosition(**item.model_dump()) for item in record.slate],
+        slate=record.slate,
         replayed=replayed,
     )
 
@@ -134,30 +144,14 @@ def create_app(
         ]
         return _problem(status.HTTP_422_UNPROCESSABLE_CONTENT, message, detail=detail)
 
-    @app.exception_handler(LogValidationError)
-    async def _bad_record(_: Request, exc: LogValidationError) -> JSONResponse:
-        metrics.rejected.labels("422").inc()
-        return _problem(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), field=exc.field)
+    async def refuse(_: Request, exc: Exception) -> JSONResponse:
+        status_code, field = next(v for t, v in _REFUSALS.items() if isinstance(exc, t))
+        metrics.rejected.labels(str(status_code)).inc()
+        named = getattr(exc, "field", None) or field
+        return _problem(status_code, str(exc), **({"field": named} if named else {}))
 
-    @app.exception_handler(UnknownCandidatesError)
-    async def _unknown_items(_: Request, exc: UnknownCandidatesError) -> JSONResponse:
-        metrics.rejected.labels("422").inc()
-        return _problem(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), field="candidates")
-
-    @app.exception_handler(NoCandidatesError)
-    async def _no_candidates(_: Request, exc: NoCandidatesError) -> JSONResponse:
-        metrics.rejected.labels("422").inc()
-        return _problem(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc), field="candidates")
-
-    @app.exception_handler(UnknownDecisionError)
-    async def _unknown_decision(_: Request, exc: UnknownDecisionError) -> JSONResponse:
-        metrics.rejected.labels("404").inc()
-        return _problem(status.HTTP_404_NOT_FOUND, str(exc), field="decision_id")
-
-    @app.exception_handler(ConflictError)
-    async def _conflict(_: Request, exc: ConflictError) -> JSONResponse:
-        metrics.rejected.labels("409").inc()
-        return _problem(status.HTTP_409_CONFLICT, str(exc))
+    for error_type in _REFUSALS:
+        app.add_exception_handler(error_type, refuse)
 
     @app.post(
         "/v1/decisions",

@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from proplog.schema import SlateItemCreate
+
 Surface = Literal["home", "search", "title", "billboard"]
 EventKind = Literal["play", "click", "thumb_up", "thumb_down", "list_add"]
 EventSource = Literal["rec", "search", "direct"]
@@ -57,16 +59,6 @@ class DecisionRequest(_Body):
         return value
 
 
-class SlatePosition(BaseModel):
-    position: int
-    item_id: int
-    score: float
-    propensity: float | None
-    cond_propensity: float
-    prefix_propensity: float
-    explored: bool
-
-
 class PolicyInfo(BaseModel):
     name: str
     version: str
@@ -81,7 +73,9 @@ class DecisionResponse(BaseModel):
     policy: PolicyInfo
     model_version: str
     marginals_exact: bool
-    slate: list[SlatePosition]
+    slate: list[SlateItemCreate] = Field(
+        description="Per position (0 = top), with its propensities"
+    )
     replayed: bool = Field(description="True when this decision_id was already stored")
 
 
