@@ -37,6 +37,7 @@ from sim.config import (
     COUNTRIES,
     DAYPARTS,
     DEVICES,
+    LANGUAGES,
     UTC_OFFSET_HOURS,
     WorldConfig,
     daypart_of_hour,
@@ -379,6 +380,4 @@ class World:
 
     @staticmethod
     def _language_of_country(country: int) -> int:
-        from sim.config import LANGUAGES
-
         return list(dict.fromkeys(LANGUAGES)).index(LANGUAGES[country])
