@@ -108,13 +108,43 @@ def _cmd_ope_estimate(args: argparse.Namespace) -> int:
     except OpeInputError as exc:
         print(f"error: {path}: {exc}", file=sys.stderr)
         return 2
-    estimates = estimate_all(batch, alpha=args.alpha)
+    try:
+        estimates = estimate_all(
+            batch,
+            alpha=args.alpha,
+            dros_lambda=args.dros_lambda,
+            switch_tau=args.switch_tau,
+            clip=args.clip,
+        )
+    except ValueError as exc:  # a bad --alpha, --dros-lambda, --switch-tau or --clip
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     level = round(100 * (1 - args.alpha))
     print(f"{batch.n_decisions} decisions, {batch.n_rows} rows from {path}")
-    print(f"{'estimator':<10}{'value':>10}{f'{level}% lo':>10}{f'{level}% hi':>10}{'ess':>10}")
+    d = estimates["ipw"].diagnostics
+    print(
+        f"weights: ess {d['ess']:.1f} of {batch.n_rows} rows, max {d['max_weight']:.3g}, "
+        f"mean {d['mean_weight']:.3f}, target 0 on {100 * d['zero_target_share']:.1f}% of rows"
+    )
+    if batch.v_hat is None or batch.q_hat is None:
+        print("no q_hat/v_hat columns: DM needs v_hat; DR, SNDR, DRos, Switch-DR need both")
+    print(
+        f"{'estimator':<12}{'value':>10}{f'{level}% lo':>10}{f'{level}% hi':>10}"
+        f"{'ess':>10}{'max w':>10}  notes"
+    )
+    notes = {"dros": f"lambda {args.dros_lambda:g}", "switch-dr": f"tau {args.switch_tau:g}"}
+    if args.clip is not None:
+        notes["clipped-ipw"] = f"clip {args.clip:g}"
     for name, e in estimates.items():
-        ess = e.diagnostics["ess"]
-        print(f"{name:<10}{e.value:>10.4f}{e.lo:>10.4f}{e.hi:>10.4f}{ess:>10.1f}")
+        g = e.diagnostics
+        note = notes.get(name, "")
+        for share in ("clipped_share", "switched_share"):
+            if share in g:
+                note += f", {share.split('_')[0]} {100 * g[share]:.1f}% of rows"
+        print(
+            f"{name:<12}{e.value:>10.4f}{e.lo:>10.4f}{e.hi:>10.4f}"
+            f"{g['ess']:>10.1f}{g['max_weight']:>10.3g}  {note}".rstrip()
+        )
     if args.json:
         print(
             json.dumps(
@@ -145,6 +175,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from bench import BENCHMARKS
+    from ope.suite import DROS_LAMBDA, SWITCH_TAU
 
     parser = argparse.ArgumentParser(
         prog="loopbreak",
@@ -190,9 +221,32 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument(
         "--input",
         required=True,
-        help="columns reward, pscore, target_pscore [, decision_id, slot]",
+        help="columns reward, pscore, target_pscore [, decision_id, slot, q_hat, v_hat]; "
+        "q_hat is the reward model at the logged action, v_hat the reward model averaged over "
+        "the target policy",
     )
     estimate.add_argument("--alpha", type=float, default=0.05, help="1 - interval level")
+    estimate.add_argument(
+        "--dros-lambda",
+        type=float,
+        default=DROS_LAMBDA,
+        metavar="L",
+        help="DRos shrinkage lambda in [0, inf] (default %(default)s, the value obp's examples "
+        "use; obp's default 0 is plain DM)",
+    )
+    estimate.add_argument(
+        "--switch-tau",
+        type=float,
+        default=SWITCH_TAU,
+        metavar="T",
+        help="Switch-DR: rows with weight above T use DM only (default %(default)s, obp's)",
+    )
+    estimate.add_argument(
+        "--clip",
+        type=float,
+        metavar="L",
+        help="also report clipped IPS, weights clipped at L (clipped-ipw)",
+    )
     estimate.add_argument("--json", action="store_true", help="end with one JSON line")
     estimate.set_defaults(func=_cmd_ope_estimate)
 

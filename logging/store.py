@@ -162,10 +162,26 @@ def _chunks(keys: Sequence[Any]) -> Iterator[Sequence[Any]]:
         yield keys[start : start + _IN_CHUNK]
 
 
+def _begin_write(session: Session) -> None:
+    """On SQLite, take the write lock before the first read of a write (``BEGIN IMMEDIATE``).
+
+    A deferred transaction that reads first and writes later cannot be upgraded once another
+    connection has committed since its read: SQLite then answers "database is locked" at once,
+    without waiting for busy_timeout. Taking the lock first makes concurrent writers queue.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "sqlite":
+        return
+    driver = connection.connection.driver_connection
+    if driver is not None and not driver.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def _run_write(session: Session, write: Callable[[], ResultT]) -> ResultT:
     """Run ``write`` and commit; roll back on any error; retry once after a lost key race."""
     for attempt in range(1, _WRITE_ATTEMPTS + 1):
         try:
+            _begin_write(session)
             result = write()
             session.commit()
             return result

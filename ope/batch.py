@@ -39,6 +39,16 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _optional_finite(name: str, values: object | None, n: int) -> np.ndarray | None:
+    if values is None:
+        return None
+    array = _column(name, values, n)
+    if np.any(~np.isfinite(array)):
+        row = _first(~np.isfinite(array))
+        raise OpeInputError(f"{name} must be finite; got {array[row]} at row {row}")
+    return array
+
+
 @dataclass(frozen=True)
 class OpeBatch:
     """Validated per-row arrays.
@@ -49,6 +59,10 @@ class OpeBatch:
         target_pscore: (n,) the target policy's probability of the logged action, in [0, 1].
         decision: (n,) int group of each row (one group per logged decision).
         slot: (n,) int position of each row, or all zeros.
+        q_hat: (n,) optional reward model at the logged action (and position), q̂(x_i, a_i);
+            finite. None when the input has no reward model.
+        v_hat: (n,) optional reward model averaged over the target policy at the row's context
+            (and position), v̂_i = Σ_a π_e(a | x_i) q̂(x_i, a); finite, or None.
     """
 
     reward: np.ndarray
@@ -56,6 +70,8 @@ class OpeBatch:
     target_pscore: np.ndarray
     decision: np.ndarray
     slot: np.ndarray
+    q_hat: np.ndarray | None = None
+    v_hat: np.ndarray | None = None
 
     @classmethod
     def from_arrays(
@@ -66,6 +82,8 @@ class OpeBatch:
         target_pscore: object,
         decision_id: object | None = None,
         slot: object | None = None,
+        q_hat: object | None = None,
+        v_hat: object | None = None,
     ) -> OpeBatch:
         """Validate and build; errors name the column and the first bad row."""
         r = _column("reward", reward, None)
@@ -106,11 +124,20 @@ class OpeBatch:
                     f"slot must be a non-negative integer; got {s[row]} at row {row}"
                 )
             slots = s.astype(np.int64)
-        return cls(reward=r, pscore=p, target_pscore=t, decision=decision, slot=slots)
+        return cls(
+            reward=r,
+            pscore=p,
+            target_pscore=t,
+            decision=decision,
+            slot=slots,
+            q_hat=_optional_finite("q_hat", q_hat, n),
+            v_hat=_optional_finite("v_hat", v_hat, n),
+        )
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame) -> OpeBatch:
-        """From a DataFrame with columns reward, pscore, target_pscore [, decision_id, slot]."""
+        """From a DataFrame with columns reward, pscore, target_pscore
+        [, decision_id, slot, q_hat, v_hat]; optional columns are read when present."""
         missing = [c for c in ("reward", "pscore", "target_pscore") if c not in frame.columns]
         if missing:
             raise OpeInputError(f"missing required column(s): {', '.join(missing)}")
@@ -120,6 +147,8 @@ class OpeBatch:
             target_pscore=frame["target_pscore"].to_numpy(),
             decision_id=frame["decision_id"].to_numpy() if "decision_id" in frame else None,
             slot=frame["slot"].to_numpy() if "slot" in frame else None,
+            q_hat=frame["q_hat"].to_numpy() if "q_hat" in frame else None,
+            v_hat=frame["v_hat"].to_numpy() if "v_hat" in frame else None,
         )
 
     @property

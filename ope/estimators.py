@@ -1,12 +1,19 @@
-"""Off-policy estimators over per-row arrays: IPS and SNIPS, with normal intervals.
+"""Off-policy estimators over per-row arrays: the base class, IPS, SNIPS and clipped IPS.
 
 Each estimator is a small class. The base class validates (through ``OpeBatch``), sums the
 per-row terms of each decision, and gives the interval and the diagnostics; an estimator only
-says how one row contributes (STYLE.md: one per-round function per estimator).
+says how one row contributes (STYLE.md: one per-round function per estimator). The estimators
+that use a reward model (DM, DR, SNDR, DRos, Switch-DR) are in ``ope.model_based``; every
+estimator the columns allow is run by ``ope.suite.estimate_all``.
 
 For slates logged one row per (decision, position), the value of a decision is the sum over its
 positions; with per-position marginal propensities this is the item-position IPS of Li et al.
 (2018), unbiased when the reward at a position depends only on the item there.
+
+Intervals are normal ones over decisions: V̂ ± z_{1−α/2} · sd(ψ) / √N, where ψ (N,) holds the
+per-decision sums of the per-row terms (for self-normalized estimators, their delta-method
+influence). obp's ``estimate_interval`` bootstraps instead, so intervals are not comparable
+with obp's digit for digit; the point estimates are (tests/test_ope_estimators.py).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from ope.batch import OpeBatch
+from ope.batch import OpeBatch, OpeInputError
 
 
 @dataclass(frozen=True)
@@ -57,14 +64,62 @@ def per_decision(batch: OpeBatch, terms: np.ndarray) -> np.ndarray:
     return np.bincount(batch.decision, weights=terms, minlength=batch.n_decisions)
 
 
+def check_hyperparameter(name: str, value: float) -> float:
+    """A weight threshold or shrinkage: a number in [0, inf] (obp's checks), returned as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} must be a number; got {value!r}")
+    value = float(value)
+    if np.isnan(value) or value < 0.0:
+        raise ValueError(f"{name} must be in [0, inf]; got {value}")
+    return value
+
+
+def self_normalized(batch: OpeBatch, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per slot k: the ratio Σ_i w_ik y_ik / Σ_i w_ik (0 where Σ_i w_ik = 0) and the mean weight
+    Σ_i w_ik / N, both (n_slots,); y is (n,) per row."""
+    w, n = batch.weight, batch.n_decisions
+    n_slots = int(batch.slot.max()) + 1
+    weight_sum = np.bincount(batch.slot, weights=w, minlength=n_slots)
+    y_sum = np.bincount(batch.slot, weights=w * y, minlength=n_slots)
+    ratio = np.divide(y_sum, weight_sum, out=np.zeros(n_slots), where=weight_sum > 0)
+    return ratio, weight_sum / n
+
+
+def self_normalized_influence(batch: OpeBatch, y: np.ndarray) -> np.ndarray:
+    """(n,) delta-method influence of the per-slot ratio: w_ik (y_ik − ratio_k) / mean_i(w_ik)."""
+    ratio, mean_weight = self_normalized(batch, y)
+    s = batch.slot
+    scale = np.divide(1.0, mean_weight[s], out=np.zeros(s.size), where=mean_weight[s] > 0)
+    return batch.weight * (y - ratio[s]) * scale
+
+
 class Estimator:
     """Base class: subclasses give ``_round_terms`` (one influence term per row) and may
-    override ``_value``."""
+    override ``_value`` and ``_extra_diagnostics``.
+
+    ``requires`` names the optional ``OpeBatch`` columns (``q_hat``, ``v_hat``) the estimator
+    reads; ``estimate`` raises ``OpeInputError`` naming them when the batch lacks them.
+    """
 
     name = "base"
+    requires: tuple[str, ...] = ()
 
     def _round_terms(self, batch: OpeBatch) -> np.ndarray:
         raise NotImplementedError
+
+    def _extra_diagnostics(self, batch: OpeBatch) -> dict[str, float]:
+        return {}
+
+    def supports(self, batch: OpeBatch) -> bool:
+        """Whether the batch has every column this estimator needs."""
+        return all(getattr(batch, column) is not None for column in self.requires)
+
+    def _check_columns(self, batch: OpeBatch) -> None:
+        missing = [column for column in self.requires if getattr(batch, column) is None]
+        if missing:
+            raise OpeInputError(
+                f"{self.name} needs column(s) {', '.join(missing)}, which the input lacks"
+            )
 
     def _influence(self, batch: OpeBatch) -> np.ndarray:
         """Per-decision terms whose mean is the estimate and whose variance gives the interval."""
@@ -74,6 +129,7 @@ class Estimator:
         """The estimate with a normal (1 − alpha) interval over decisions."""
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1); got {alpha}")
+        self._check_columns(batch)
         values = self._influence(batch)
         value = self._value(batch, values)
         n = values.size
@@ -85,7 +141,7 @@ class Estimator:
             lo=value - z * se,
             hi=value + z * se,
             n_decisions=n,
-            diagnostics=diagnostics(batch),
+            diagnostics={**diagnostics(batch), **self._extra_diagnostics(batch)},
         )
 
     def _value(self, batch: OpeBatch, influence: np.ndarray) -> float:
@@ -110,28 +166,34 @@ class SNIPS(Estimator):
 
     name = "snipw"
 
-    def _slot_values(self, batch: OpeBatch) -> tuple[np.ndarray, np.ndarray]:
-        w, n = batch.weight, batch.n_decisions
-        n_slots = int(batch.slot.max()) + 1
-        weight_sum = np.bincount(batch.slot, weights=w, minlength=n_slots)
-        reward_sum = np.bincount(batch.slot, weights=w * batch.reward, minlength=n_slots)
-        value = np.divide(reward_sum, weight_sum, out=np.zeros(n_slots), where=weight_sum > 0)
-        mean_weight = weight_sum / n
-        return value, mean_weight
-
     def _round_terms(self, batch: OpeBatch) -> np.ndarray:
-        value, mean_weight = self._slot_values(batch)
-        s = batch.slot
-        scale = np.divide(1.0, mean_weight[s], out=np.zeros(s.size), where=mean_weight[s] > 0)
-        return batch.weight * (batch.reward - value[s]) * scale
+        return self_normalized_influence(batch, batch.reward)
 
     def _value(self, batch: OpeBatch, influence: np.ndarray) -> float:
-        return float(self._slot_values(batch)[0].sum())
+        return float(self_normalized(batch, batch.reward)[0].sum())
 
 
-ESTIMATORS: dict[str, type[Estimator]] = {"ipw": IPS, "snipw": SNIPS}
+class ClippedIPS(Estimator):
+    """IPS with the weight clipped at λ: V̂ = (1/N) Σ_i Σ_k min(w_ik, λ) r_ik.
 
+    The semantics of obp's ``InverseProbabilityWeighting(lambda_=λ)`` (``iw = np.minimum(iw,
+    lambda_)``), added after obp 0.4.1 (st-tech/zr-obp PR #115); 0.4.1 itself has no clipping.
+    λ in [0, inf]; λ = inf is IPS.
+    Clipping trades variance for a downward bias (for non-negative rewards) on the rows with
+    w > λ, so the interval covers E[V̂], not the policy value. Diagnostic ``clipped_share``: the
+    share of rows with w > λ.
 
-def estimate_all(batch: OpeBatch, *, alpha: float = 0.05) -> dict[str, Estimate]:
-    """Every estimator the batch's columns allow."""
-    return {name: cls().estimate(batch, alpha=alpha) for name, cls in ESTIMATORS.items()}
+    Args:
+        lambda_: the largest weight kept.
+    """
+
+    name = "clipped-ipw"
+
+    def __init__(self, lambda_: float) -> None:
+        self.lambda_ = check_hyperparameter("lambda_", lambda_)
+
+    def _round_terms(self, batch: OpeBatch) -> np.ndarray:
+        return np.minimum(batch.weight, self.lambda_) * batch.reward
+
+    def _extra_diagnostics(self, batch: OpeBatch) -> dict[str, float]:
+        return {"clipped_share": float(np.mean(batch.weight > self.lambda_))}

@@ -1,0 +1,46 @@
+"""Run every estimator the input's columns allow."""
+
+from __future__ import annotations
+
+from ope.batch import OpeBatch
+from ope.estimators import IPS, SNIPS, ClippedIPS, Estimate, Estimator
+from ope.model_based import DM, DR, SNDR, DRos, SwitchDR
+
+DROS_LAMBDA = 1.0
+"""Default DRos shrinkage: obp's default (0) is DM, so we use 1, the value obp's examples use."""
+
+SWITCH_TAU = 1.0
+"""Default Switch-DR threshold: obp 0.4.1's ``SwitchDoublyRobust`` default."""
+
+
+def estimators(
+    *,
+    dros_lambda: float = DROS_LAMBDA,
+    switch_tau: float = SWITCH_TAU,
+    clip: float | None = None,
+) -> list[Estimator]:
+    """Every estimator, in report order: ipw, snipw [, clipped-ipw], dm, dr, sndr, dros,
+    switch-dr. ``clipped-ipw`` only when ``clip`` is given."""
+    out: list[Estimator] = [IPS(), SNIPS()]
+    if clip is not None:
+        out.append(ClippedIPS(lambda_=clip))
+    out += [DM(), DR(), SNDR(), DRos(lambda_=dros_lambda), SwitchDR(tau=switch_tau)]
+    return out
+
+
+def estimate_all(
+    batch: OpeBatch,
+    *,
+    alpha: float = 0.05,
+    dros_lambda: float = DROS_LAMBDA,
+    switch_tau: float = SWITCH_TAU,
+    clip: float | None = None,
+) -> dict[str, Estimate]:
+    """Every estimator the batch's columns allow, by name.
+
+    IPS and SNIPS always (and clipped IPS when ``clip`` is given); DM when the batch has
+    ``v_hat``; DR, SNDR, DRos and Switch-DR when it has both ``q_hat`` and ``v_hat``.
+    Hyperparameters are checked (a number in [0, inf]) even when their estimator is skipped.
+    """
+    chosen = estimators(dros_lambda=dros_lambda, switch_tau=switch_tau, clip=clip)
+    return {e.name: e.estimate(batch, alpha=alpha) for e in chosen if e.supports(batch)}
