@@ -1,7 +1,10 @@
 """The recommender that loopbreak wraps: event histories in, calibrated P(play) out.
 
-This package holds the Scorer interface, its inputs, and the baseline scorer. It may import torch
-and numpy, never loopbreak's other parts. Nothing here touches CUDA at import time.
+This package holds the Scorer interface and its inputs, the baseline scorer, and the transformer
+foundation model: event tokenization (``tokenize``), the causal decoder with its item encoder and
+objectives (``model``, ``item_embedding``, ``objectives``), its training loop with DDP
+(``train_fm``), checkpoints and evaluation. It may import torch and numpy, never loopbreak's
+other parts. Nothing here touches CUDA at import time, and the model's names load lazily.
 """
 
 from fm_core.baseline import PopularityAffinityScorer, TrainingImpressions
@@ -17,3 +20,34 @@ __all__ = [
     "TrainingImpressions",
     "daypart_of",
 ]
+
+# The foundation model's names load lazily (PEP 562), so that importing fm_core for its types or
+# the baseline does not import torch (~1.5 s). `from fm_core import FoundationModel` works.
+_LAZY = {
+    "EventContext": "fm_core.tokenize",
+    "TokenBatch": "fm_core.tokenize",
+    "TokenizerConfig": "fm_core.tokenize",
+    "collate": "fm_core.tokenize",
+    "rollup": "fm_core.tokenize",
+    "sliding_windows": "fm_core.tokenize",
+    "tokenize_histories": "fm_core.tokenize",
+    "tokenize_requests": "fm_core.tokenize",
+    "FMConfig": "fm_core.model",
+    "FoundationModel": "fm_core.model",
+    "TrainConfig": "fm_core.train_fm",
+    "train_fm": "fm_core.train_fm",
+    "load_checkpoint": "fm_core.checkpoint",
+    "save_checkpoint": "fm_core.checkpoint",
+    "evaluate_next_item": "fm_core.fm_eval",
+    "autocast_context": "fm_core.device",
+    "select_device": "fm_core.device",
+}
+__all__ += sorted(_LAZY)
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'fm_core' has no attribute {name!r}")

@@ -1,0 +1,58 @@
+"""Evaluation of the foundation model's next-item predictions.
+
+The metrics are pure functions over tensors; ``evaluate_next_item`` runs the model in eval mode
+over token windows and applies them at every position with a target (teacher forcing).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from fm_core.model import FoundationModel
+from fm_core.objectives import engagement_weight, full_softmax_loss, top1_hits, unreleased
+from fm_core.tokenize import SequenceTokens, collate
+
+
+def hit_rate_and_ndcg(scores: torch.Tensor, target: torch.Tensor, k: int) -> tuple[float, float]:
+    """HR@k and NDCG@k of (M, N) scores against (M,) target rows (one relevant item each)."""
+    if target.numel() == 0:
+        return math.nan, math.nan
+    target_score = scores.gather(1, target[:, None])  # (M, 1)
+    rank = (scores > target_score).sum(dim=1)  # (M,) 0 = best; ties count in the target's favour
+    hit = rank < k
+    ndcg = torch.where(
+        hit, 1.0 / torch.log2(rank.double() + 2.0), torch.zeros((), dtype=torch.float64)
+    )
+    return float(hit.double().mean()), float(ndcg.mean())
+
+
+@torch.no_grad()
+def evaluate_next_item(
+    model: FoundationModel, windows: Sequence[SequenceTokens], *, batch_size: int = 64, k: int = 10
+) -> dict[str, float]:
+    """Weighted loss, top-1 accuracy, HR@k and NDCG@k of the next-item head over ``windows``."""
+    model.eval()
+    device = next(model.parameters()).device
+    table = model.item_embeddings()
+    scores, targets, weights, times = [], [], [], []
+    for start in range(0, len(windows), batch_size):
+        batch = collate(windows[start : start + batch_size]).to(device)
+        logits = model.item_logits(model.encode(batch, table), table)  # (B, T, N)
+        valid = batch.target >= 0
+        scores.append(logits[valid].float())
+        targets.append(batch.target[valid])
+        weights.append(engagement_weight(batch.target_kind[valid], batch.target_minutes[valid]))
+        times.append(batch.time[valid])
+    score, target = torch.cat(scores), torch.cat(targets)
+    if model.cfg.mask_unreleased:
+        blocked = unreleased(model.items.release_time, torch.cat(times))  # (M, N)
+        blocked[torch.arange(target.numel(), device=target.device), target] = False
+        score = score.masked_fill(blocked, float("-inf"))
+    hits, count = top1_hits(score, target)
+    hr, ndcg = hit_rate_and_ndcg(score, target, k)
+    loss = full_softmax_loss(score, target, torch.cat(weights))
+    return {"loss": float(loss), "top1": hits / max(count, 1), f"hr@{k}": hr, f"ndcg@{k}": ndcg,
+            "n_targets": float(count)}  # fmt: skip

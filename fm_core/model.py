@@ -1,0 +1,373 @@
+"""The foundation model (FM): a decoder-only causal transformer over event tokens.
+
+Reads top-down, as nanoGPT: the config, the attention and the block, then the model.
+
+- **Inputs** (B, T): each token is the item representation of the previous item (or a BOS /
+  unknown-item vector), plus embeddings of the previous kind, this step's device and surface,
+  a projection of the dense features (continuous time, previous duration) and a learned position
+  (see ``fm_core.tokenize``).
+- **Trunk**: pre-LayerNorm blocks with causal self-attention through
+  ``F.scaled_dot_product_attention(is_causal=True)``; ``attention="reference"`` selects the
+  plain PyTorch path that the tests hold the fast one to. Batches are right-padded, so a real
+  token never attends to padding and no key mask is needed.
+- **Heads**, all on the final hidden state h (B, T, D):
+  - next item: logits = h · Eᵀ + b over the whole catalog, tied to the item representation E
+    (``fm_core.item_embedding``); full softmax, or sampled softmax with the log-Q correction
+    when ``n_sampled > 0`` (training only; evaluation always scores the full catalog);
+  - multi-token prediction: for k = 1..n_future-1 a small residual MLP head maps h_t to a query
+    for the item at t + k (shifted targets, same tied output); its losses weigh
+    ``future_weight`` in total; serving uses the next-item head only;
+  - genres: a linear head predicts the next item's genres (multi-label BCE), weight
+    ``genre_weight``.
+- **Loss**: see ``fm_core.objectives`` for the per-target engagement × sample weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
+from torch import nn
+
+from fm_core.item_embedding import ItemEncoder
+from fm_core.objectives import (
+    engagement_weight,
+    full_softmax_loss,
+    genre_loss,
+    sampled_softmax_loss,
+    unreleased,
+)
+from fm_core.tokenize import (
+    DEFAULT_ROLLUP_WINDOW_S,
+    DEFAULT_TIME_ORIGIN,
+    DEVICE_VOCAB,
+    KIND_VOCAB,
+    N_DENSE,
+    N_TIME_FEATURES,
+    SURFACE_VOCAB,
+    TokenBatch,
+    TokenizerConfig,
+)
+from fm_core.types import ItemCatalog
+
+ATTENTION_PATHS = ("sdpa", "reference")
+
+
+@dataclass
+class FMConfig:
+    """Everything that shapes the model; a checkpoint stores it with the weights."""
+
+    # catalog shape (set by with_catalog)
+    n_items: int = 1
+    n_genres: int = 1
+    max_item_tokens: int = 8
+    n_token_buckets: int = 4096
+    # tokenization
+    rollup_window_s: float = DEFAULT_ROLLUP_WINDOW_S
+    time_origin: float = DEFAULT_TIME_ORIGIN
+    use_time_features: bool = True  # False zeroes the continuous time features (ablation)
+    # transformer
+    max_len: int = 64
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    dropout: float = 0.1
+    attention: str = "sdpa"
+    # item representation
+    id_dropout: float = 0.1
+    gate_init_bias: float = -3.0
+    # objectives
+    n_future: int = 1  # items predicted per step: 1 = next item only
+    future_weight: float = 0.5
+    genre_weight: float = 0.1
+    n_sampled: int = 0  # > 0: sampled softmax with that many negatives in training
+    mask_unreleased: bool = True
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model must be a multiple of n_heads; got {self.d_model}, "
+                             f"{self.n_heads}")  # fmt: skip
+        if self.attention not in ATTENTION_PATHS:
+            raise ValueError(f"attention must be one of {ATTENTION_PATHS}; got {self.attention!r}")
+        if self.n_future < 1 or self.n_items < 1 or self.n_genres < 1 or self.max_len < 1:
+            raise ValueError("n_future, n_items, n_genres and max_len must be >= 1")
+        if self.n_token_buckets < 2:
+            raise ValueError(f"n_token_buckets must be >= 2; got {self.n_token_buckets}")
+
+    def with_catalog(self, catalog: ItemCatalog, *, max_item_tokens: int = 16) -> FMConfig:
+        """This config sized for ``catalog`` (items, genres, tokens per item up to a cap)."""
+        longest = max((len(t) for t in catalog.tokens), default=0)
+        return replace(
+            self,
+            n_items=catalog.n_items,
+            n_genres=int(catalog.genres.shape[1]),
+            max_item_tokens=max(1, min(longest, max_item_tokens)),
+        )
+
+    def tokenizer(self) -> TokenizerConfig:
+        return TokenizerConfig(rollup_window_s=self.rollup_window_s, time_origin=self.time_origin)
+
+
+def causal_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float, reference: bool
+) -> torch.Tensor:
+    """Causal attention of (B, H, T, hd) tensors: SDPA, or the plain reference path."""
+    if not reference:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+    T = q.size(-2)
+    att = (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))  # (B, H, T, T)
+    causal = torch.ones(T, T, dtype=torch.bool, device=q.device).tril()
+    att = F.dropout(att.masked_fill(~causal, float("-inf")).softmax(dim=-1), p=dropout_p)
+    return att @ v  # (B, H, T, hd)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: FMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.proj.residual = True  # type: ignore[assignment]  # scaled init, as nanoGPT's c_proj
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        H = self.cfg.n_heads
+        q, k, v = self.qkv(x).split(D, dim=2)  # 3 × (B, T, D)
+        q, k, v = (t.view(B, T, H, D // H).transpose(1, 2) for t in (q, k, v))  # (B, H, T, hd)
+        y = causal_attention(
+            q,
+            k,
+            v,
+            dropout_p=self.cfg.dropout if self.training else 0.0,
+            reference=self.cfg.attention == "reference",
+        )
+        return self.proj(y.transpose(1, 2).reshape(B, T, D))  # (B, T, D)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: FMConfig) -> None:
+        super().__init__()
+        self.fc = nn.Linear(cfg.d_model, 4 * cfg.d_model)
+        self.proj = nn.Linear(4 * cfg.d_model, cfg.d_model)
+        self.proj.residual = True  # type: ignore[assignment]
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: FMConfig) -> None:
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln_2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class FutureHead(nn.Module):
+    """q_k = h + W₂·gelu(W₁·LN(h)): the query for the item k steps ahead (k ≥ 1)."""
+
+    def __init__(self, cfg: FMConfig) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(cfg.d_model)
+        self.fc = nn.Linear(cfg.d_model, cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + self.proj(F.gelu(self.fc(self.ln(h))))
+
+
+class FoundationModel(nn.Module):
+    def __init__(self, cfg: FMConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        D = cfg.d_model
+        self.items = ItemEncoder(cfg)
+        self.item_bias = nn.Parameter(torch.zeros(cfg.n_items))
+        self.register_buffer("item_log_q", torch.full((cfg.n_items,), -math.log(cfg.n_items)))
+        time_mask = torch.ones(N_DENSE)
+        if not cfg.use_time_features:
+            time_mask[:N_TIME_FEATURES] = 0.0
+        self.register_buffer("dense_mask", time_mask, persistent=False)
+        self.special_items = nn.Embedding(2, D)  # previous item: 0 BOS, 1 unknown
+        self.kind_emb = nn.Embedding(len(KIND_VOCAB), D)
+        self.device_emb = nn.Embedding(len(DEVICE_VOCAB), D)
+        self.surface_emb = nn.Embedding(len(SURFACE_VOCAB), D)
+        self.dense_proj = nn.Linear(N_DENSE, D)
+        self.pos_emb = nn.Embedding(cfg.max_len, D)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(D)
+        self.future_heads = nn.ModuleList(FutureHead(cfg) for _ in range(cfg.n_future - 1))
+        # Only built when weighted: DDP rejects parameters that get no gradient.
+        self.genre_head = nn.Linear(D, cfg.n_genres) if cfg.genre_weight > 0 else None
+        for name, child in self.named_children():
+            if name != "items":  # the item encoder initializes itself
+                child.apply(self._init_weights)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            std = 0.02 / math.sqrt(2 * self.cfg.n_layers) if hasattr(module, "residual") else 0.02
+            nn.init.normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+
+    @classmethod
+    def from_catalog(
+        cls, cfg: FMConfig, catalog: ItemCatalog, *, age_reference: float
+    ) -> FoundationModel:
+        """A new model for ``catalog``; item ages are measured at ``age_reference``."""
+        model = cls(cfg)
+        model.items.load_catalog(catalog, age_reference=age_reference)
+        return model
+
+    # ---- forward ---------------------------------------------------------------------------
+
+    def forward(self, batch: TokenBatch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Next-item logits (B, T, N), unreleased items at -inf, and the loss (None when the
+        batch has no targets). Logits are None in sampled-softmax training, which never
+        scores the whole catalog."""
+        table = self.items()  # (N, D)
+        h = self.encode(batch, table)  # (B, T, D)
+        sampled = self.training and self.cfg.n_sampled > 0
+        raw = None if sampled else self.item_logits(h, table)  # (B, T, N)
+        loss = self.loss(h, table, batch, raw) if bool((batch.target >= 0).any()) else None
+        if raw is None or not self.cfg.mask_unreleased:
+            return raw, loss
+        blocked = unreleased(self.items.release_time, batch.time.flatten()).view(raw.shape)
+        return raw.masked_fill(blocked & batch.mask[..., None], float("-inf")), loss
+
+    def encode(self, batch: TokenBatch, table: torch.Tensor) -> torch.Tensor:
+        """Final hidden states (B, T, D) of the tokens, given the item table (N, D)."""
+        T = batch.prev_item.shape[1]
+        if self.cfg.max_len < T:
+            raise ValueError(f"batch has {T} tokens; the model's max_len is {self.cfg.max_len}")
+        N = table.shape[0]
+        inputs = torch.cat([table, self.special_items.weight])  # (N + 2, D)
+        prev = torch.where(batch.prev_item >= 0, batch.prev_item, N - 1 - batch.prev_item)
+        x = (
+            inputs[prev]  # (B, T, D)
+            + self.kind_emb(batch.prev_kind)
+            + self.device_emb(batch.device_id)
+            + self.surface_emb(batch.surface_id)
+            + self.dense_proj(batch.dense * self.dense_mask)
+            + self.pos_emb(torch.arange(T, device=prev.device))
+        )
+        x = self.drop(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.ln_f(x)  # (B, T, D)
+
+    def item_logits(self, h: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """(..., N) tied output scores of hidden states (..., D)."""
+        return h @ table.T + self.item_bias
+
+    # ---- loss ------------------------------------------------------------------------------
+
+    def loss(
+        self,
+        h: torch.Tensor,
+        table: torch.Tensor,
+        batch: TokenBatch,
+        logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Next item + multi-token + genre objectives; ``logits`` (B, T, N) reuses the forward's
+        full-catalog scores."""
+        cfg = self.cfg
+        total = self._item_loss(h, table, batch, shift=0, logits=logits)
+        T = h.shape[1]
+        for k, head in enumerate(self.future_heads, start=1):
+            if k < T:
+                future = self._item_loss(head(h[:, : T - k]), table, batch, shift=k)  # (B, T-k, D)
+                total = total + cfg.future_weight / (cfg.n_future - 1) * future
+        if self.genre_head is not None:
+            valid = batch.target >= 0  # (B, T)
+            weight = self._target_weight(batch, valid, shift=0)
+            genres = self.items.genres[batch.target[valid]]  # (M, G)
+            total = total + cfg.genre_weight * genre_loss(self.genre_head(h[valid]), genres, weight)
+        return total
+
+    def _target_weight(self, batch: TokenBatch, valid: torch.Tensor, *, shift: int) -> torch.Tensor:
+        """(M,) engagement × sample weight of the valid targets, ``shift`` steps ahead."""
+        kind = batch.target_kind[:, shift:][valid]
+        minutes = batch.target_minutes[:, shift:][valid]
+        return engagement_weight(kind, minutes) * batch.sample_weight[:, shift:][valid]
+
+    def _item_loss(
+        self,
+        h: torch.Tensor,
+        table: torch.Tensor,
+        batch: TokenBatch,
+        *,
+        shift: int,
+        logits: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Loss of queries h (B, T - shift, D) against the targets ``shift`` steps ahead."""
+        target = batch.target[:, shift:]  # (B, T - shift)
+        valid = target >= 0
+        weight = self._target_weight(batch, valid, shift=shift)  # (M,)
+        time = batch.time[:, shift:][valid]  # (M,)
+        release = self.items.release_time
+        if self.training and self.cfg.n_sampled > 0:
+            return sampled_softmax_loss(
+                h[valid], table, self.item_bias, target[valid], weight,
+                log_q=self.item_log_q, n_sampled=self.cfg.n_sampled,
+                release_time=release if self.cfg.mask_unreleased else None, time=time,
+            )  # fmt: skip
+        scores = (logits if logits is not None else self.item_logits(h, table))[valid]  # (M, N)
+        blocked = unreleased(release, time) if self.cfg.mask_unreleased else None
+        return full_softmax_loss(scores, target[valid], weight, blocked)
+
+    # ---- serving ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def item_embeddings(self) -> torch.Tensor:
+        """(N, D) item representations, without ID drop-out."""
+        was_training = self.training
+        self.eval()
+        table = self.items()
+        self.train(was_training)
+        return table
+
+    @torch.no_grad()
+    def user_embeddings(self, batch: TokenBatch) -> torch.Tensor:
+        """(B, D) hidden state at each row's last real token (the request token at serving)."""
+        h = self.encode(batch, self.item_embeddings())  # (B, T, D)
+        return h[torch.arange(h.shape[0], device=h.device), batch.lengths - 1]
+
+    @torch.no_grad()
+    def next_item_scores(self, batch: TokenBatch) -> torch.Tensor:
+        """(B, N) next-item logits at each row's last real token, unreleased items at -inf."""
+        user = self.user_embeddings(batch)  # (B, D)
+        scores = self.item_logits(user, self.item_embeddings())  # (B, N)
+        if self.cfg.mask_unreleased:
+            rows = torch.arange(user.shape[0], device=user.device)
+            last = batch.time[rows, batch.lengths - 1]  # (B,)
+            scores = scores.masked_fill(unreleased(self.items.release_time, last), float("-inf"))
+        return scores
+
+    @torch.no_grad()
+    def set_proposal(self, counts: np.ndarray, *, power: float = 0.75) -> None:
+        """Sampled-softmax proposal q ∝ (count + 1)^power over catalog rows."""
+        q = torch.as_tensor(np.asarray(counts, dtype=np.float64) + 1.0) ** power
+        self.item_log_q.copy_(torch.log(q / q.sum()).float())
+
+    def catalog_view(self) -> ItemCatalog:
+        """The catalog held in the model's buffers (ids, genres, release times; no tokens),
+        enough to tokenize requests from a checkpoint alone."""
+        enc = self.items
+        return ItemCatalog(
+            item_ids=enc.item_ids.cpu().numpy(),
+            genres=enc.genres.cpu().numpy() > 0,
+            release_time=enc.release_time.cpu().numpy(),
+        )

@@ -1,0 +1,121 @@
+"""Training objectives of the foundation model, as pure functions over tensors.
+
+**Per-target weight.** w = engagement(kind, minutes) × sample_weight, where
+
+    engagement = KIND_WEIGHT[kind] + [kind = play] · log1p(minutes)
+
+so a 2-hour watch (5.8) counts about twice a 5-minute trailer play (2.8), a click 0.5, and a
+thumb-down 0: it remains an input but is not a positive target. ``sample_weight`` comes from the
+training table (inverse propensity for recommendation plays, a tuned weight for search plays).
+Every objective is the weighted mean Σ w·ℓ / Σ w over its targets, i.e. self-normalized within a
+batch, so the scale of the sample weights does not change the learning rate.
+
+**Next item, full softmax.** ℓ = −log softmax(h·Eᵀ + b)[target] over the whole catalog, with
+items not yet released at the step's time masked out (never the target itself).
+
+**Sampled softmax with the log-Q correction** (Bengio & Senécal 2008; Yi et al., RecSys 2019).
+S negatives are drawn with replacement from a proposal q over items, shared by the batch, and
+every candidate's logit is corrected by −log q_j so that the sampled softmax is an unbiased-in-
+the-limit estimate of the full one (the common −log S cancels). Negatives equal to the target
+("accidental hits") and unreleased ones are masked.
+
+**Genres.** Multi-label BCE between the genre head and the target item's multi-hot genres, mean
+over genres.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
+
+from fm_core.tokenize import KIND_VOCAB
+
+KIND_WEIGHT: dict[str, float] = {
+    "<none>": 0.0, "thumb_down": 0.0, "click": 0.5, "thumb_up": 1.0, "list_add": 1.0, "play": 1.0,
+}  # fmt: skip
+_PLAY = KIND_VOCAB["play"]
+
+
+def engagement_weight(kind: torch.Tensor, minutes: torch.Tensor) -> torch.Tensor:
+    """Engagement weight of each target; same shape as ``kind``."""
+    base = torch.zeros(len(KIND_VOCAB), device=kind.device)
+    for name, index in KIND_VOCAB.items():
+        base[index] = KIND_WEIGHT[name]
+    watched = torch.log1p(minutes.float().clamp(min=0.0))
+    return base[kind] + (kind == _PLAY).float() * watched
+
+
+def weighted_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Σ w·ℓ / Σ w, and 0 (with a gradient path) when every weight is 0."""
+    return (losses * weights).sum() / weights.sum().clamp(min=1e-8)
+
+
+def unreleased(release_time: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+    """(M, N) True where item n is released after step m's time."""
+    return release_time[None, :] > time[:, None]
+
+
+def full_softmax_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    blocked: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted next-item cross-entropy over the catalog.
+
+    Args:
+        logits: (M, N) scores of M targets against all N items.
+        target: (M,) item rows. weight: (M,) per-target weights.
+        blocked: (M, N) items that cannot be the answer (unreleased); the target never is.
+    """
+    if blocked is not None:
+        blocked = blocked.clone()
+        blocked[torch.arange(target.numel(), device=target.device), target] = False
+        logits = logits.masked_fill(blocked, float("-inf"))
+    losses = F.cross_entropy(logits.float(), target, reduction="none")  # (M,)
+    return weighted_mean(losses, weight)
+
+
+def sampled_softmax_loss(
+    h: torch.Tensor,
+    table: torch.Tensor,
+    bias: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    log_q: torch.Tensor,
+    n_sampled: int,
+    release_time: torch.Tensor | None = None,
+    time: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted sampled-softmax cross-entropy with the log-Q correction.
+
+    Args:
+        h: (M, D) outputs at the targets' steps. table: (N, D) items. bias: (N,).
+        target: (M,) item rows. weight: (M,).
+        log_q: (N,) log proposal probabilities (normalized). n_sampled: S negatives.
+        release_time, time: (N,) and (M,) to mask negatives not yet released at the step.
+    """
+    negatives = torch.multinomial(log_q.exp(), n_sampled, replacement=True)  # (S,)
+    pos = (h * table[target]).sum(-1) + bias[target] - log_q[target]  # (M,)
+    neg = h @ table[negatives].T + bias[negatives] - log_q[negatives]  # (M, S)
+    blocked = negatives[None, :] == target[:, None]  # (M, S) accidental hits
+    if release_time is not None and time is not None:
+        blocked = blocked | unreleased(release_time[negatives], time)
+    neg = neg.masked_fill(blocked, float("-inf"))
+    logits = torch.cat([pos[:, None], neg], dim=1).float()  # (M, 1 + S)
+    labels = torch.zeros_like(target)
+    return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), weight)
+
+
+def genre_loss(logits: torch.Tensor, genres: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Weighted multi-label BCE; logits and genres (M, G), weight (M,)."""
+    losses = F.binary_cross_entropy_with_logits(logits.float(), genres, reduction="none")
+    return weighted_mean(losses.mean(dim=1), weight)
+
+
+def top1_hits(logits: torch.Tensor, target: torch.Tensor) -> tuple[int, int]:
+    """(correct, count) of the argmax against targets; logits (M, N), target (M,)."""
+    if target.numel() == 0:
+        return 0, 0
+    return int((logits.argmax(dim=-1) == target).sum()), int(target.numel())
