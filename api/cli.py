@@ -34,7 +34,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         world=WorldConfig(seed=args.seed, n_items=args.items, n_users=args.users),
     )
     header = (
-        f"{'round':>5}  {'policy':<30} {'true':>8} {'ips':>8} {'ips 95% CI':>19} "
+        f"{'round':>5}  {'policy':<34} {'true':>8} {'ips':>8} {'ips 95% CI':>19} "
         f"{'snips':>8} {'oracle':>8} {'coverage':>8}"
     )
     print("loopbreak demo: the loop on the simulated world (reward = expected plays per slate)")
@@ -44,7 +44,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     def show(r: RoundResult) -> None:
         ci = f"[{r.ips_lo:7.3f}, {r.ips_hi:7.3f}]" if r.ips_lo is not None else "-"
         print(
-            f"{r.round:>5}  {r.policy:<30} {_fmt(r.true_reward)} {_fmt(r.ips)} {ci:>19} "
+            f"{r.round:>5}  {r.policy:<34} {_fmt(r.true_reward)} {_fmt(r.ips)} {ci:>19} "
             f"{_fmt(r.snips)} {_fmt(r.oracle_reward)} {_fmt(r.coverage)}",
             flush=True,
         )
