@@ -45,33 +45,6 @@ def test_ope_estimate_prints_a_table_and_a_json_last_line(
     assert any(line.startswith("ipw") for line in lines)
 
 
-@pytest.mark.parametrize(
-    ("column", "row", "value", "expected"),
-    [
-        ("pscore", 3, 0.0, r"pscore must be in \(0, 1\]; got 0.0 at row 3"),
-        ("pscore", 7, 1.5, r"pscore .* at row 7"),
-        ("reward", 5, np.nan, r"reward must be finite; got nan at row 5"),
-        ("target_pscore", 2, -0.2, r"target_pscore .* at row 2"),
-    ],
-)
-def test_ope_estimate_names_the_bad_column_and_row(
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    column: str,
-    row: int,
-    value: float,
-    expected: str,
-) -> None:
-    frame = logged_rows(20)
-    frame.loc[row, column] = value
-    path = tmp_path / "bad.csv"
-    frame.to_csv(path, index=False)
-    assert main(["ope", "estimate", "--input", str(path)]) == 2
-    import re
-
-    assert re.search(expected, capsys.readouterr().err)
-
-
 def test_ope_estimate_names_a_missing_column(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

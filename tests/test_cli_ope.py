@@ -1,5 +1,5 @@
 """``loopbreak ope estimate`` with a reward model: every estimator the columns allow, the
-hyperparameter options, and errors naming the bad model column and row."""
+hyperparameter options, and errors naming the bad column and row."""
 
 from __future__ import annotations
 
@@ -106,11 +106,15 @@ def test_without_model_columns_only_ipw_and_snipw(
 @pytest.mark.parametrize(
     ("column", "row", "value", "expected"),
     [
+        ("pscore", 3, 0.0, r"pscore must be in \(0, 1\]; got 0.0 at row 3"),
+        ("pscore", 7, 1.5, r"pscore .* at row 7"),
+        ("reward", 5, np.nan, r"reward must be finite; got nan at row 5"),
+        ("target_pscore", 2, -0.2, r"target_pscore .* at row 2"),
         ("q_hat", 4, np.nan, r"q_hat must be finite; got nan at row 4"),
         ("v_hat", 9, np.inf, r"v_hat must be finite; got inf at row 9"),
     ],
 )
-def test_bad_model_column_is_named_with_its_row(
+def test_bad_column_is_named_with_its_row(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     column: str,

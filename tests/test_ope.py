@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from obp.dataset import SyntheticBanditDataset
 from obp.ope import InverseProbabilityWeighting, SelfNormalizedInverseProbabilityWeighting
+from ope_inputs import drop_last, good_columns, with_value
 
 from explore import EpsilonGreedySlate
 from ope import IPS, SNIPS, OpeBatch, OpeInputError, estimate_all
@@ -202,31 +203,6 @@ def test_target_marginals_of_epsilon_greedy_for_a_logged_slate() -> None:
 # ---- validation ----------------------------------------------------------------------------------
 
 
-def good_columns(n: int = 10) -> dict[str, np.ndarray]:
-    return {
-        "reward": np.linspace(0.0, 1.0, n),
-        "pscore": np.full(n, 0.5),
-        "target_pscore": np.full(n, 0.25),
-        "decision_id": np.arange(n) // 2,
-        "slot": np.arange(n) % 2,
-    }
-
-
-def with_value(column: str, row: int, value: float):
-    def mutate(cols: dict) -> None:
-        cols[column] = cols[column].astype(float)
-        cols[column][row] = value
-
-    return mutate
-
-
-def drop_last(column: str):
-    def mutate(cols: dict) -> None:
-        cols[column] = cols[column][:-1]
-
-    return mutate
-
-
 BAD_INPUTS = [
     pytest.param(with_value("pscore", 3, 0.0), r"pscore must be in \(0, 1\]; got 0\.0 at row 3",
                  id="pscore-zero"),
@@ -253,7 +229,21 @@ BAD_INPUTS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("mutate", "match"), BAD_INPUTS)
+BAD_MODEL_INPUTS = [
+    pytest.param(with_value("q_hat", 4, np.nan), r"q_hat.*row 4", id="q-nan"),
+    pytest.param(with_value("q_hat", 4, np.nan), r"q_hat must be finite; got nan at row 4",
+                 id="q-nan-message"),
+    pytest.param(with_value("q_hat", 2, -np.inf), r"q_hat must be finite; got -inf at row 2",
+                 id="q-minus-inf"),
+    pytest.param(with_value("v_hat", 7, np.inf), r"v_hat must be finite; got inf at row 7",
+                 id="v-inf"),
+    pytest.param(with_value("v_hat", 0, np.nan), r"v_hat.*row 0", id="v-nan-first-row"),
+    pytest.param(drop_last("q_hat"), r"q_hat must have 10 rows like reward; got 9", id="q-short"),
+    pytest.param(drop_last("v_hat"), r"v_hat must have 10 rows like reward; got 9", id="v-short"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("mutate", "match"), BAD_INPUTS + BAD_MODEL_INPUTS)
 def test_bad_arrays_raise_naming_column_and_row(mutate, match: str) -> None:
     cols = good_columns()
     OpeBatch.from_arrays(**cols)  # the unmutated input is fine
@@ -262,7 +252,7 @@ def test_bad_arrays_raise_naming_column_and_row(mutate, match: str) -> None:
         OpeBatch.from_arrays(**cols)
 
 
-@pytest.mark.parametrize(("mutate", "match"), BAD_INPUTS[:9])
+@pytest.mark.parametrize(("mutate", "match"), BAD_INPUTS[:9] + BAD_MODEL_INPUTS[:5])
 def test_bad_frame_raises_naming_column_and_row(mutate, match: str) -> None:
     cols = good_columns()
     mutate(cols)
@@ -284,6 +274,8 @@ def test_frame_missing_a_required_column_raises_naming_it(missing: str) -> None:
         ("pscore", r"pscore must be numeric; got 'x' at row 4"),
         ("target_pscore", r"target_pscore must be numeric; got 'x' at row 4"),
         ("slot", r"slot must be numeric; got 'x' at row 4"),
+        ("q_hat", r"q_hat must be numeric; got 'x' at row 4"),
+        ("v_hat", r"v_hat must be numeric; got 'x' at row 4"),
     ],
 )
 def test_non_numeric_value_raises_naming_column_and_row(column: str, match: str) -> None:
