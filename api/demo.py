@@ -168,7 +168,7 @@ def run_demo(
             scorer = PopularityAffinityScorer(catalog)
             scorer.fit(training_impressions(history), model_version=f"baseline-r{r}")
             policy = EpsilonGreedySlate(epsilon=config.epsilon, pool=config.pool)
-            previous = read_window(engine, since=previous_start, until=round_start)
+            previous = history.since(previous_start)
             estimates = estimate_all(replay_batch(previous, scorer=scorer, policy=policy))
         service = DecisionService(scorer=scorer, policy=policy)
         with Session(engine) as session:

@@ -29,6 +29,18 @@ class LoggedWindow:
     events: pd.DataFrame
     requests: list[ScoreRequest]
 
+    def since(self, when: datetime) -> LoggedWindow:
+        """The decisions at or after ``when`` (with the same events), without reading again."""
+        keep = (self.decisions["created_at"] >= when).to_numpy()
+        decisions = self.decisions[keep].reset_index(drop=True)
+        slates = self.slates[self.slates["decision_id"].isin(decisions["decision_id"])]
+        return LoggedWindow(
+            decisions=decisions,
+            slates=slates.reset_index(drop=True),
+            events=self.events,
+            requests=[r for r, k in zip(self.requests, keep, strict=True) if k],
+        )
+
 
 def read_window(
     engine: Engine,
@@ -78,18 +90,18 @@ def replay_batch(window: LoggedWindow, *, scorer: Scorer, policy: HasMarginals) 
         raise ValueError("the window holds decisions without exact marginal propensities")
     candidates = [np.asarray(c, dtype=np.int64) for c in window.decisions["candidate_ids"]]
     scores = scorer.score(window.requests, candidates)
-    by_decision = slates.groupby("decision_id", sort=False)
+    rows_of = slates.groupby("decision_id", sort=False).indices
+    items = slates["item_id"].to_numpy()
+    logged_positions = slates["position"].to_numpy()
     target = np.zeros(len(slates))
-    positions = {d: rows for d, rows in by_decision.indices.items()}
     for decision_id, cands, s in zip(
         window.decisions["decision_id"], candidates, scores, strict=True
     ):
-        rows = positions.get(decision_id)
+        rows = rows_of.get(decision_id)
         if rows is None:
             continue
-        lookup = pd.Index(cands)
-        index = lookup.get_indexer(slates["item_id"].to_numpy()[rows])
-        order = np.argsort(slates["position"].to_numpy()[rows])
+        index = pd.Index(cands).get_indexer(items[rows])
+        order = np.argsort(logged_positions[rows])
         target[rows[order]] = target_marginals(policy, s, index[order])
     return OpeBatch.from_arrays(
         reward=slates["played"].to_numpy(dtype=np.float64),
