@@ -164,9 +164,13 @@ def _cmd_ope_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+_BENCH_GENERIC = frozenset({"command", "func", "verbose", "name", "json"})
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"bench.{args.name}")
-    result = module.run()
+    options = {k: v for k, v in vars(args).items() if k not in _BENCH_GENERIC}
+    result = module.run(**options)
     print(module.table(result))
     if args.json:
         print(json.dumps(result))
@@ -251,9 +255,15 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.set_defaults(func=_cmd_ope_estimate)
 
     bench = sub.add_parser("bench", help="benchmarks, ours beside a baseline")
-    bench.add_argument("name", choices=BENCHMARKS)
-    bench.add_argument("--json", action="store_true", help="end with one JSON line")
-    bench.set_defaults(func=_cmd_bench)
+    bench_sub = bench.add_subparsers(dest="name", required=True, metavar="NAME")
+    for name in BENCHMARKS:
+        module = importlib.import_module(f"bench.{name}")
+        one = bench_sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
+        one.add_argument("--json", action="store_true", help="end with one JSON line")
+        add_arguments = getattr(module, "add_arguments", None)
+        if add_arguments is not None:  # the benchmark's own options, passed to its run()
+            add_arguments(one)
+        one.set_defaults(func=_cmd_bench)
     return parser
 
 
