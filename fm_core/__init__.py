@@ -41,6 +41,13 @@ _LAZY = {
     "evaluate_next_item": "fm_core.fm_eval",
     "autocast_context": "fm_core.device",
     "select_device": "fm_core.device",
+    "WarmStartReport": "fm_core.warm_start",
+    "warm_start": "fm_core.warm_start",
+    "ItemEmbeddings": "fm_core.alignment",
+    "export_item_embeddings": "fm_core.alignment",
+    "load_item_embeddings": "fm_core.alignment",
+    "procrustes_rotation": "fm_core.alignment",
+    "save_item_embeddings": "fm_core.alignment",
 }
 __all__ += sorted(_LAZY)
 
