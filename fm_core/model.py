@@ -233,15 +233,26 @@ class FoundationModel(nn.Module):
 
     # ---- forward ---------------------------------------------------------------------------
 
-    def forward(self, batch: TokenBatch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def forward(
+        self,
+        batch: TokenBatch,
+        *,
+        weight_sums: torch.Tensor | None = None,
+        return_logits: bool = True,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Next-item logits (B, T, N), unreleased items at -inf, and the loss (None when the
-        batch has no targets). Logits are None in sampled-softmax training, which never
-        scores the whole catalog."""
+        batch has no targets).
+
+        Logits are None in sampled-softmax training, which never scores the whole catalog, and
+        when ``return_logits`` is False (training then scores the valid targets only, which
+        saves the padding's share of the (B, T, N) product). ``weight_sums`` (n_objectives,)
+        replaces each objective's own Σw as its normalizer (see ``target_weight_sums``)."""
         table = self.items()  # (N, D)
         h = self.encode(batch, table)  # (B, T, D)
         sampled = self.training and self.cfg.n_sampled > 0
-        raw = None if sampled else self.item_logits(h, table)  # (B, T, N)
-        loss = self.loss(h, table, batch, raw) if bool((batch.target >= 0).any()) else None
+        raw = None if sampled or not return_logits else self.item_logits(h, table)  # (B, T, N)
+        has_targets = bool((batch.target >= 0).any())
+        loss = self.loss(h, table, batch, raw, weight_sums=weight_sums) if has_targets else None
         if raw is None or not self.cfg.mask_unreleased:
             return raw, loss
         blocked = unreleased(self.items.release_time, batch.time.flatten()).view(raw.shape)
@@ -274,27 +285,61 @@ class FoundationModel(nn.Module):
 
     # ---- loss ------------------------------------------------------------------------------
 
+    @property
+    def n_objectives(self) -> int:
+        """Weighted objectives: next item, one per future head, and the genre head if any."""
+        return self.cfg.n_future + (self.genre_head is not None)
+
+    @torch.no_grad()
+    def target_weight_sums(self, batch: TokenBatch) -> torch.Tensor:
+        """(n_objectives,) Σw of each objective's valid targets in ``batch`` (float64): the
+        next item, the items k = 1..n_future-1 steps ahead, then the genres (same targets as
+        the next item). A DDP trainer all-reduces these and passes the global sums divided by
+        the world size back as ``weight_sums``, so that the ranks' averaged gradients equal the
+        one-process gradient of Σ w·ℓ / Σ w over the whole global batch."""
+        T = batch.target.shape[1]
+        sums = []
+        for shift in range(self.cfg.n_future):
+            if shift >= T:
+                sums.append(torch.zeros((), dtype=torch.float64, device=batch.target.device))
+                continue
+            valid = batch.target[:, shift:] >= 0
+            sums.append(self._target_weight(batch, valid, shift=shift).double().sum())
+        if self.genre_head is not None:
+            sums.append(sums[0])
+        return torch.stack(sums)
+
     def loss(
         self,
         h: torch.Tensor,
         table: torch.Tensor,
         batch: TokenBatch,
         logits: torch.Tensor | None = None,
+        *,
+        weight_sums: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Next item + multi-token + genre objectives; ``logits`` (B, T, N) reuses the forward's
-        full-catalog scores."""
+        full-catalog scores; ``weight_sums`` (n_objectives,) are the normalizers (default: each
+        objective's Σw over this batch)."""
         cfg = self.cfg
-        total = self._item_loss(h, table, batch, shift=0, logits=logits)
+
+        def norm(index: int) -> torch.Tensor | None:
+            return None if weight_sums is None else weight_sums[index]
+
+        total = self._item_loss(h, table, batch, shift=0, logits=logits, weight_sum=norm(0))
         T = h.shape[1]
         for k, head in enumerate(self.future_heads, start=1):
             if k < T:
-                future = self._item_loss(head(h[:, : T - k]), table, batch, shift=k)  # (B, T-k, D)
+                future = self._item_loss(
+                    head(h[:, : T - k]), table, batch, shift=k, weight_sum=norm(k)
+                )  # queries (B, T-k, D)
                 total = total + cfg.future_weight / (cfg.n_future - 1) * future
         if self.genre_head is not None:
             valid = batch.target >= 0  # (B, T)
             weight = self._target_weight(batch, valid, shift=0)
             genres = self.items.genres[batch.target[valid]]  # (M, G)
-            total = total + cfg.genre_weight * genre_loss(self.genre_head(h[valid]), genres, weight)
+            genre = genre_loss(self.genre_head(h[valid]), genres, weight, total=norm(cfg.n_future))
+            total = total + cfg.genre_weight * genre
         return total
 
     def _target_weight(self, batch: TokenBatch, valid: torch.Tensor, *, shift: int) -> torch.Tensor:
@@ -311,6 +356,7 @@ class FoundationModel(nn.Module):
         *,
         shift: int,
         logits: torch.Tensor | None = None,
+        weight_sum: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Loss of queries h (B, T - shift, D) against the targets ``shift`` steps ahead."""
         target = batch.target[:, shift:]  # (B, T - shift)
@@ -323,10 +369,12 @@ class FoundationModel(nn.Module):
                 h[valid], table, self.item_bias, target[valid], weight,
                 log_q=self.item_log_q, n_sampled=self.cfg.n_sampled,
                 release_time=release if self.cfg.mask_unreleased else None, time=time,
+                total=weight_sum,
             )  # fmt: skip
-        scores = (logits if logits is not None else self.item_logits(h, table))[valid]  # (M, N)
+        # (M, N): scores of the valid targets only
+        scores = logits[valid] if logits is not None else self.item_logits(h[valid], table)
         blocked = unreleased(release, time) if self.cfg.mask_unreleased else None
-        return full_softmax_loss(scores, target[valid], weight, blocked)
+        return full_softmax_loss(scores, target[valid], weight, blocked, total=weight_sum)
 
     # ---- serving ---------------------------------------------------------------------------
 

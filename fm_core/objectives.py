@@ -8,7 +8,10 @@ so a 2-hour watch (5.8) counts about twice a 5-minute trailer play (2.8), a clic
 thumb-down 0: it remains an input but is not a positive target. ``sample_weight`` comes from the
 training table (inverse propensity for recommendation plays, a tuned weight for search plays).
 Every objective is the weighted mean Σ w·ℓ / Σ w over its targets, i.e. self-normalized within a
-batch, so the scale of the sample weights does not change the learning rate.
+batch, so the scale of the sample weights does not change the learning rate. Under DDP the
+denominator is the *global* batch's Σ w (all-reduced by the trainer) divided by the world size,
+so that the ranks' averaged gradients are exactly the one-process gradient, however unequal the
+ranks' weight sums.
 
 **Next item, full softmax.** ℓ = −log softmax(h·Eᵀ + b)[target] over the whole catalog, with
 items not yet released at the step's time masked out (never the target itself).
@@ -45,9 +48,13 @@ def engagement_weight(kind: torch.Tensor, minutes: torch.Tensor) -> torch.Tensor
     return base[kind] + (kind == _PLAY).float() * watched
 
 
-def weighted_mean(losses: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Σ w·ℓ / Σ w, and 0 (with a gradient path) when every weight is 0."""
-    return (losses * weights).sum() / weights.sum().clamp(min=1e-8)
+def weighted_mean(
+    losses: torch.Tensor, weights: torch.Tensor, total: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Σ w·ℓ / Σ w, and 0 (with a gradient path) when every weight is 0. ``total`` replaces the
+    denominator Σ w (a data-parallel trainer passes the global batch's Σ w / world size)."""
+    denominator = weights.sum() if total is None else total.to(weights.dtype)
+    return (losses * weights).sum() / denominator.clamp(min=1e-8)
 
 
 def unreleased(release_time: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
@@ -60,6 +67,8 @@ def full_softmax_loss(
     target: torch.Tensor,
     weight: torch.Tensor,
     blocked: torch.Tensor | None = None,
+    *,
+    total: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted next-item cross-entropy over the catalog.
 
@@ -67,13 +76,14 @@ def full_softmax_loss(
         logits: (M, N) scores of M targets against all N items.
         target: (M,) item rows. weight: (M,) per-target weights.
         blocked: (M, N) items that cannot be the answer (unreleased); the target never is.
+        total: the normalizer instead of Σ weight (see ``weighted_mean``).
     """
     if blocked is not None:
         blocked = blocked.clone()
         blocked[torch.arange(target.numel(), device=target.device), target] = False
         logits = logits.masked_fill(blocked, float("-inf"))
     losses = F.cross_entropy(logits.float(), target, reduction="none")  # (M,)
-    return weighted_mean(losses, weight)
+    return weighted_mean(losses, weight, total)
 
 
 def sampled_softmax_loss(
@@ -87,6 +97,7 @@ def sampled_softmax_loss(
     n_sampled: int,
     release_time: torch.Tensor | None = None,
     time: torch.Tensor | None = None,
+    total: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted sampled-softmax cross-entropy with the log-Q correction.
 
@@ -95,6 +106,7 @@ def sampled_softmax_loss(
         target: (M,) item rows. weight: (M,).
         log_q: (N,) log proposal probabilities (normalized). n_sampled: S negatives.
         release_time, time: (N,) and (M,) to mask negatives not yet released at the step.
+        total: the normalizer instead of Σ weight (see ``weighted_mean``).
     """
     negatives = torch.multinomial(log_q.exp(), n_sampled, replacement=True)  # (S,)
     pos = (h * table[target]).sum(-1) + bias[target] - log_q[target]  # (M,)
@@ -105,13 +117,20 @@ def sampled_softmax_loss(
     neg = neg.masked_fill(blocked, float("-inf"))
     logits = torch.cat([pos[:, None], neg], dim=1).float()  # (M, 1 + S)
     labels = torch.zeros_like(target)
-    return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), weight)
+    return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), weight, total)
 
 
-def genre_loss(logits: torch.Tensor, genres: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Weighted multi-label BCE; logits and genres (M, G), weight (M,)."""
+def genre_loss(
+    logits: torch.Tensor,
+    genres: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    total: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Weighted multi-label BCE; logits and genres (M, G), weight (M,); ``total`` as in
+    ``weighted_mean``."""
     losses = F.binary_cross_entropy_with_logits(logits.float(), genres, reduction="none")
-    return weighted_mean(losses.mean(dim=1), weight)
+    return weighted_mean(losses.mean(dim=1), weight, total)
 
 
 def top1_hits(logits: torch.Tensor, target: torch.Tensor) -> tuple[int, int]:

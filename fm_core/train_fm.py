@@ -13,14 +13,27 @@ batch R·b). The
 model is initialized from ``seed`` on every rank (DDP also broadcasts rank 0's weights); the
 random streams of dropout, ID drop-out and negative sampling are seeded with ``seed + rank``.
 Metrics are summed over ranks; only rank 0 logs, shows the progress bar and checkpoints.
+
+**Global weight normalization.** Each objective is Σ w·ℓ / Σ w over the *global* batch: every
+step all-reduces the ranks' per-objective weight sums (``FoundationModel.target_weight_sums``)
+and each rank divides its Σ w·ℓ by (global Σ w) / world size. DDP's gradient average then
+equals the one-process gradient exactly, even when the ranks' shares of the weight differ.
+
+**Schedule and model selection.** The learning rate warms up linearly over ``warmup_steps``
+and then stays (``schedule="constant"``) or follows a cosine to ``min_lr_ratio`` × lr
+(``"cosine"``). With a ``validate`` callback (higher is better, e.g. validation NDCG@10), rank 0
+scores the model after every epoch, the score is broadcast, the best epoch's weights are kept
+and restored at the end, and training stops after ``patience`` epochs without improvement.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from fm_core.checkpoint import load_checkpoint, save_checkpoint
+from fm_core.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from fm_core.device import autocast_context, select_device
 from fm_core.model import FMConfig, FoundationModel
 from fm_core.objectives import top1_hits
@@ -64,6 +77,21 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     checkpoint_path: str | None = None  # written by rank 0 after every epoch
+    warmup_steps: int = 0  # linear warm-up of the learning rate, in optimizer steps
+    schedule: str = "constant"  # after warm-up: "constant" or "cosine"
+    min_lr_ratio: float = 0.05  # the cosine's final learning rate, relative to lr
+    patience: int | None = None  # with validate: stop after this many epochs without a gain
+    train_top1: bool = True  # score the whole catalog at every step for the top-1 metric
+
+    def __post_init__(self) -> None:
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}")
+        if self.epochs < 0 or self.batch_size < 1 or self.warmup_steps < 0:
+            raise ValueError("epochs and warmup_steps must be >= 0 and batch_size >= 1; got "
+                             f"{self.epochs}, {self.warmup_steps}, {self.batch_size}")  # fmt: skip
+
+
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -101,12 +129,26 @@ class EpochMetrics:
     top1: float
     n_targets: int
     windows_per_s: float
+    valid: float = math.nan  # the validate callback's score, NaN without one
+
+
+def lr_factor(step: int, *, total_steps: int, train: TrainConfig) -> float:
+    """Learning-rate multiplier at optimizer step ``step`` (0-based): warm-up, then the
+    schedule."""
+    if step < train.warmup_steps:
+        return (step + 1) / train.warmup_steps
+    if train.schedule == "constant":
+        return 1.0
+    span = max(total_steps - train.warmup_steps, 1)
+    progress = min((step - train.warmup_steps) / span, 1.0)
+    return train.min_lr_ratio + (1 - train.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 @dataclass
 class TrainResult:
     model: FoundationModel
     metrics: list[EpochMetrics]
+    best_epoch: int | None = None  # the epoch whose weights were kept (with validate)
 
 
 def _windows(
@@ -144,6 +186,7 @@ def train_fm(
     *,
     contexts: Sequence[EventContext | None] | None = None,
     model: FoundationModel | None = None,
+    validate: Callable[[FoundationModel], float] | None = None,
 ) -> TrainResult:
     """Train a foundation model (a new one for ``catalog``, or ``model`` to continue).
 
@@ -151,6 +194,8 @@ def train_fm(
         sequences: per user, the History and its (n,) per-event sample weights (None for 1).
         catalog: the items; ``cfg`` must be sized for it (``FMConfig.with_catalog``).
         contexts: optional per-user EventContext (device, surface, local hour of each event).
+        validate: optional score of the model after each epoch, higher is better; the best
+            epoch's weights are returned (see the module docstring).
     """
     train = train or TrainConfig()
     env = dist_env()
@@ -188,53 +233,89 @@ def train_fm(
         collate_fn=collate,
     )
     optimizer = _optimizer(model, train)
+    total_steps = train.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps=total_steps, train=train)
+    )
     if env.is_main:
         logger.info(
             "training FM: %d windows, %d items, world size %d, device %s",
             len(windows), cfg.n_items, env.world_size, device,
         )  # fmt: skip
     metrics: list[EpochMetrics] = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     try:
         for epoch in range(train.epochs):
-            metrics.append(_run_epoch(net, loader, optimizer, epoch, device, train, env))
+            m = _run_epoch(net, loader, optimizer, scheduler, epoch, device, train, env)
+            if validate is not None:
+                m = EpochMetrics(**(vars(m) | {"valid": _validation_score(model, validate, env)}))
+                if best is None or m.valid > best[0]:
+                    best = (m.valid, epoch, copy.deepcopy(model.state_dict()))
+            metrics.append(m)
             if env.is_main:
-                m = metrics[-1]
                 logger.info(
-                    "epoch %d: loss %.4f top1 %.3f targets %d windows/s %.1f",
-                    m.epoch, m.loss, m.top1, m.n_targets, m.windows_per_s,
+                    "epoch %d: loss %.4f top1 %.3f targets %d windows/s %.1f valid %.4f",
+                    m.epoch, m.loss, m.top1, m.n_targets, m.windows_per_s, m.valid,
                 )  # fmt: skip
                 if train.checkpoint_path:
                     save_checkpoint(
                         train.checkpoint_path, model, meta={"epoch": epoch, "loss": m.loss}
                     )
+            stalled = best is not None and epoch - best[1] >= (train.patience or train.epochs)
+            if stalled:
+                break
     finally:
         if owns_group:
             dist.destroy_process_group()
+    if best is not None:
+        model.load_state_dict(best[2])
     model.eval()
-    return TrainResult(model=model, metrics=metrics)
+    return TrainResult(model=model, metrics=metrics, best_epoch=None if best is None else best[1])
+
+
+def _validation_score(
+    model: FoundationModel, validate: Callable[[FoundationModel], float], env: DistEnv
+) -> float:
+    """The callback's score on rank 0, broadcast so that every rank keeps the same epoch."""
+    score = torch.tensor([validate(model) if env.is_main else 0.0], dtype=torch.float64)
+    if env.distributed:
+        device = next(model.parameters()).device
+        shared = score.to(device)
+        dist.broadcast(shared, src=0)
+        score = shared.cpu()
+    return float(score[0])
 
 
 def _run_epoch(
     net: torch.nn.Module,
     loader: DataLoader[SequenceTokens],
     optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
     epoch: int,
     device: torch.device,
     train: TrainConfig,
     env: DistEnv,
 ) -> EpochMetrics:
-    """One pass over this rank's windows; the metrics are summed over ranks."""
+    """One pass over this rank's windows; the metrics are summed over ranks.
+
+    The epoch's loss is the mean over steps of the global batch's loss: with the global
+    normalizers the global loss is the sum of the ranks' losses divided by the world size."""
     if isinstance(loader.sampler, DistributedSampler):
         loader.sampler.set_epoch(epoch)
+    model = unwrap(net)
     net.train()
-    # loss × targets, targets, top-1 hits, scored targets, windows
-    totals = torch.zeros(5, dtype=torch.float64)
+    # loss / world size, steps / world size, targets, top-1 hits, scored targets, windows
+    totals = torch.zeros(6, dtype=torch.float64)
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (env.is_main and train.progress))
     for cpu_batch in bar:
         batch = cpu_batch.to(device)
+        weight_sums = model.target_weight_sums(batch)  # (n_objectives,)
+        if env.distributed:
+            dist.all_reduce(weight_sums)
+            weight_sums /= env.world_size
         with autocast_context(device):
-            logits, loss = net(batch)
+            logits, loss = net(batch, weight_sums=weight_sums, return_logits=train.train_top1)
         if loss is None:
             continue
         optimizer.zero_grad(set_to_none=True)
@@ -242,23 +323,25 @@ def _run_epoch(
         if train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
         optimizer.step()
+        scheduler.step()
         valid = batch.target >= 0
         n = int(valid.sum())
         hits, scored = (
             (0, 0) if logits is None else top1_hits(logits.detach()[valid], batch.target[valid])
         )
         value = float(loss.detach())
-        totals += torch.tensor([value * n, n, hits, scored, batch.mask.shape[0]])
+        share = 1.0 / env.world_size
+        totals += torch.tensor([value * share, share, n, hits, scored, batch.mask.shape[0]])
         bar.set_postfix(loss=f"{value:.3f}")
     if env.distributed:
         summed = totals.to(device)  # NCCL reduces device tensors only
         dist.all_reduce(summed)
         totals = summed.cpu()
     elapsed = max(time.perf_counter() - start, 1e-9)
-    loss_sum, n, hits, scored, n_windows = totals.tolist()
+    loss_sum, steps, n, hits, scored, n_windows = totals.tolist()
     return EpochMetrics(
         epoch=epoch,
-        loss=loss_sum / max(n, 1.0),
+        loss=loss_sum / max(steps, 1e-9),
         top1=hits / scored if scored else float("nan"),
         n_targets=int(n),
         windows_per_s=n_windows / elapsed,
