@@ -1,28 +1,36 @@
-"""Off-policy evaluation: estimators with intervals and diagnostics over per-row arrays.
+"""Off-policy evaluation: estimators with intervals and diagnostics over per-row arrays, in
+memory or streamed chunk by chunk over logs larger than memory.
 
 ``ope`` does not import torch: scorers hand it arrays.
 """
 
 from ope.batch import OpeBatch, OpeInputError
-from ope.estimators import IPS, SNIPS, ClippedIPS, Estimate, Estimator
+from ope.estimators import IPS, SNIPS, Bounds, ClippedIPS, Estimate, Estimator, Partial
+from ope.intervals import INTERVALS
 from ope.model_based import DM, DR, SNDR, DRos, SwitchDR
+from ope.streaming import read_batches, stream_estimates
 from ope.suite import DROS_LAMBDA, SWITCH_TAU, estimate_all, estimators
 
 __all__ = [
     "DM",
     "DR",
     "DROS_LAMBDA",
+    "INTERVALS",
     "IPS",
     "SNDR",
     "SNIPS",
     "SWITCH_TAU",
+    "Bounds",
     "ClippedIPS",
     "DRos",
     "Estimate",
     "Estimator",
     "OpeBatch",
     "OpeInputError",
+    "Partial",
     "SwitchDR",
     "estimate_all",
     "estimators",
+    "read_batches",
+    "stream_estimates",
 ]

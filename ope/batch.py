@@ -7,6 +7,7 @@ rounds × actions array.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,9 @@ import pandas as pd
 
 class OpeInputError(ValueError):
     """Bad OPE input; the message names the column and the first bad row."""
+
+
+_ROW = re.compile(r"at row (\d+)$")
 
 
 def _column(name: str, values: object, n: int | None) -> np.ndarray:
@@ -33,6 +37,14 @@ def _column(name: str, values: object, n: int | None) -> np.ndarray:
     if n is not None and array.size != n:
         raise OpeInputError(f"{name} must have {n} rows like reward; got {array.size}")
     return array
+
+
+def decision_keys(ids: np.ndarray) -> np.ndarray:
+    """uint64 identities of decision ids, stable across processes: ints keep their value, other
+    ids hash by their text (pandas' SipHash with its fixed key)."""
+    if ids.dtype.kind in "iu":
+        return ids.astype(np.int64).astype(np.uint64)
+    return pd.util.hash_array(ids.astype(str).astype(object))
 
 
 def _first(mask: np.ndarray) -> int:
@@ -63,6 +75,9 @@ class OpeBatch:
             finite. None when the input has no reward model.
         v_hat: (n,) optional reward model averaged over the target policy at the row's context
             (and position), v̂_i = Σ_a π_e(a | x_i) q̂(x_i, a); finite, or None.
+        keys: (n_decisions,) uint64 identity of each decision, the same in whichever chunk of a
+            larger log it is read (a hash of its ``decision_id``, or its row number in the whole
+            input); the bootstrap draws from it. None: 0, 1, 2, ...
     """
 
     reward: np.ndarray
@@ -72,6 +87,7 @@ class OpeBatch:
     slot: np.ndarray
     q_hat: np.ndarray | None = None
     v_hat: np.ndarray | None = None
+    keys: np.ndarray | None = None
 
     @classmethod
     def from_arrays(
@@ -84,8 +100,35 @@ class OpeBatch:
         slot: object | None = None,
         q_hat: object | None = None,
         v_hat: object | None = None,
+        row_offset: int = 0,
     ) -> OpeBatch:
-        """Validate and build; errors name the column and the first bad row."""
+        """Validate and build; errors name the column and the first bad row, counted from
+        ``row_offset`` (the chunk's first row in the whole input)."""
+        try:
+            return cls._validated(
+                reward=reward, pscore=pscore, target_pscore=target_pscore,
+                decision_id=decision_id, slot=slot, q_hat=q_hat, v_hat=v_hat,
+                row_offset=row_offset,
+            )  # fmt: skip
+        except OpeInputError as error:
+            if not row_offset:
+                raise
+            shifted = _ROW.sub(lambda m: f"at row {int(m[1]) + row_offset}", str(error))
+            raise OpeInputError(shifted) from None
+
+    @classmethod
+    def _validated(
+        cls,
+        *,
+        reward: object,
+        pscore: object,
+        target_pscore: object,
+        decision_id: object | None,
+        slot: object | None,
+        q_hat: object | None,
+        v_hat: object | None,
+        row_offset: int,
+    ) -> OpeBatch:
         r = _column("reward", reward, None)
         n = r.size
         if n == 0:
@@ -105,14 +148,16 @@ class OpeBatch:
             raise OpeInputError(f"target_pscore must be in [0, 1]; got {t[row]} at row {row}")
         if decision_id is None:
             decision = np.arange(n)
+            keys = np.arange(row_offset, row_offset + n).astype(np.uint64)
         else:
             ids = np.asarray(decision_id)
             if ids.shape != (n,):
                 raise OpeInputError(f"decision_id must have {n} rows like reward; got {ids.size}")
-            decision = pd.factorize(ids)[0]
+            decision, uniques = pd.factorize(ids)
             if np.any(decision < 0):
                 row = _first(decision < 0)
                 raise OpeInputError(f"decision_id must not be missing; got {ids[row]} at row {row}")
+            keys = decision_keys(np.asarray(uniques))
         if slot is None:
             slots = np.zeros(n, dtype=np.int64)
         else:
@@ -132,12 +177,14 @@ class OpeBatch:
             slot=slots,
             q_hat=_optional_finite("q_hat", q_hat, n),
             v_hat=_optional_finite("v_hat", v_hat, n),
+            keys=keys,
         )
 
     @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> OpeBatch:
+    def from_frame(cls, frame: pd.DataFrame, *, row_offset: int = 0) -> OpeBatch:
         """From a DataFrame with columns reward, pscore, target_pscore
-        [, decision_id, slot, q_hat, v_hat]; optional columns are read when present."""
+        [, decision_id, slot, q_hat, v_hat]; optional columns are read when present.
+        ``row_offset``: the frame's first row in the whole input (see ``from_arrays``)."""
         missing = [c for c in ("reward", "pscore", "target_pscore") if c not in frame.columns]
         if missing:
             raise OpeInputError(f"missing required column(s): {', '.join(missing)}")
@@ -149,7 +196,15 @@ class OpeBatch:
             slot=frame["slot"].to_numpy() if "slot" in frame else None,
             q_hat=frame["q_hat"].to_numpy() if "q_hat" in frame else None,
             v_hat=frame["v_hat"].to_numpy() if "v_hat" in frame else None,
+            row_offset=row_offset,
         )
+
+    @property
+    def decision_key(self) -> np.ndarray:
+        """(n_decisions,) uint64 decision identities (see ``keys``)."""
+        if self.keys is not None:
+            return self.keys
+        return np.arange(self.n_decisions, dtype=np.uint64)
 
     @property
     def n_rows(self) -> int:

@@ -24,10 +24,12 @@ import numpy as np
 
 from ope.batch import OpeBatch
 from ope.estimators import (
+    Bounds,
     Estimator,
     check_hyperparameter,
-    self_normalized,
-    self_normalized_influence,
+    self_normalized_gradient,
+    self_normalized_moments,
+    self_normalized_value,
 )
 
 
@@ -41,6 +43,15 @@ def _model_column(batch: OpeBatch, name: str) -> np.ndarray:
 def _residual(batch: OpeBatch) -> np.ndarray:
     """(n,) r_i − q̂_i."""
     return batch.reward - _model_column(batch, "q_hat")
+
+
+def corrected_range(bounds: Bounds, correction_weight_max: float) -> tuple[float, float]:
+    """Range of v̂ + g (r − q̂) for r, q̂, v̂ in the reward bounds and g in [0, g_max]."""
+    spread = bounds.reward_max - bounds.reward_min
+    return (
+        bounds.reward_min - correction_weight_max * spread,
+        bounds.reward_max + correction_weight_max * spread,
+    )
 
 
 class DM(Estimator):
@@ -57,6 +68,9 @@ class DM(Estimator):
     def _round_terms(self, batch: OpeBatch) -> np.ndarray:
         return _model_column(batch, "v_hat").copy()
 
+    def _term_range(self, bounds: Bounds, weight_max: float) -> tuple[float, float] | None:
+        return corrected_range(bounds, 0.0)
+
 
 class DR(Estimator):
     """Doubly robust: V̂_DR = (1/N) Σ_i Σ_k [v̂_ik + w_ik (r_ik − q̂_ik)].
@@ -72,6 +86,9 @@ class DR(Estimator):
 
     def _round_terms(self, batch: OpeBatch) -> np.ndarray:
         return _model_column(batch, "v_hat") + batch.weight * _residual(batch)
+
+    def _term_range(self, bounds: Bounds, weight_max: float) -> tuple[float, float] | None:
+        return corrected_range(bounds, weight_max)
 
 
 class SNDR(Estimator):
@@ -91,12 +108,14 @@ class SNDR(Estimator):
     name = "sndr"
     requires = ("q_hat", "v_hat")
 
-    def _round_terms(self, batch: OpeBatch) -> np.ndarray:
-        return _model_column(batch, "v_hat") + self_normalized_influence(batch, _residual(batch))
+    def _moments(self, batch: OpeBatch) -> np.ndarray:
+        return self_normalized_moments(batch, _residual(batch), _model_column(batch, "v_hat"))
 
-    def _value(self, batch: OpeBatch, influence: np.ndarray) -> float:
-        dm = float(_model_column(batch, "v_hat").sum() / batch.n_decisions)
-        return dm + float(self_normalized(batch, _residual(batch))[0].sum())
+    def _value_of(self, z_mean: np.ndarray) -> float:
+        return self_normalized_value(z_mean)
+
+    def _gradient(self, z_mean: np.ndarray) -> np.ndarray:
+        return self_normalized_gradient(z_mean)
 
 
 def shrunk_weight(weight: np.ndarray, lambda_: float) -> np.ndarray:
@@ -137,6 +156,11 @@ class DRos(Estimator):
         shrunk = shrunk_weight(batch.weight, self.lambda_)
         return _model_column(batch, "v_hat") + shrunk * _residual(batch)
 
+    def _term_range(self, bounds: Bounds, weight_max: float) -> tuple[float, float] | None:
+        # λw / (w² + λ) peaks at w = √λ with value √λ / 2, and never exceeds w.
+        peak = weight_max if self.lambda_ == np.inf else np.sqrt(self.lambda_) / 2.0
+        return corrected_range(bounds, min(weight_max, peak))
+
 
 class SwitchDR(Estimator):
     """Switch doubly robust: DR on rows whose weight is at most τ, DM on the others:
@@ -165,5 +189,8 @@ class SwitchDR(Estimator):
         kept = np.where(w <= self.tau, w, 0.0)
         return _model_column(batch, "v_hat") + kept * _residual(batch)
 
-    def _extra_diagnostics(self, batch: OpeBatch) -> dict[str, float]:
-        return {"switched_share": float(np.mean(batch.weight > self.tau))}
+    def _counts(self, batch: OpeBatch) -> dict[str, int]:
+        return {"switched": int(np.sum(batch.weight > self.tau))}
+
+    def _term_range(self, bounds: Bounds, weight_max: float) -> tuple[float, float] | None:
+        return corrected_range(bounds, min(weight_max, self.tau))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ope.batch import OpeBatch
-from ope.estimators import IPS, SNIPS, ClippedIPS, Estimate, Estimator
+from ope.estimators import IPS, N_BOOTSTRAP, SNIPS, Bounds, ClippedIPS, Estimate, Estimator
 from ope.model_based import DM, DR, SNDR, DRos, SwitchDR
+from ope.streaming import stream_estimates
 
 DROS_LAMBDA = 1.0
 """Default DRos shrinkage: obp's default (0) is DM, so we use 1, the value obp's examples use."""
@@ -35,12 +36,21 @@ def estimate_all(
     dros_lambda: float = DROS_LAMBDA,
     switch_tau: float = SWITCH_TAU,
     clip: float | None = None,
+    interval: str = "normal",
+    bounds: Bounds | None = None,
+    n_bootstrap: int = N_BOOTSTRAP,
+    seed: int = 0,
 ) -> dict[str, Estimate]:
-    """Every estimator the batch's columns allow, by name.
+    """Every estimator the batch's columns allow, by name, with intervals of kind ``interval``
+    (``ope.intervals``). Over a log larger than memory, ``ope.streaming.stream_estimates``
+    gives the same numbers chunk by chunk.
 
     IPS and SNIPS always (and clipped IPS when ``clip`` is given); DM when the batch has
     ``v_hat``; DR, SNDR, DRos and Switch-DR when it has both ``q_hat`` and ``v_hat``.
     Hyperparameters are checked (a number in [0, inf]) even when their estimator is skipped.
     """
     chosen = estimators(dros_lambda=dros_lambda, switch_tau=switch_tau, clip=clip)
-    return {e.name: e.estimate(batch, alpha=alpha) for e in chosen if e.supports(batch)}
+    return stream_estimates(
+        [batch], chosen, alpha=alpha, interval=interval, bounds=bounds,
+        n_bootstrap=n_bootstrap, seed=seed,
+    )  # fmt: skip
