@@ -7,7 +7,10 @@ Owns how a connection is opened. For SQLite every new connection runs
 - ``PRAGMA foreign_keys=ON``: slate items and events must point at stored decisions;
 - ``PRAGMA busy_timeout=5000``: a writer waits up to 5 s for another one instead of failing.
 
-PostgreSQL URLs (``postgresql+psycopg://...``) use the same code with no extra settings.
+PostgreSQL URLs (``postgresql+psycopg://user:password@host:5432/db``; plain ``postgresql://``
+means the same driver, psycopg 3) get a connection pool sized for a threaded API server
+(:data:`POSTGRES_POOL`), checked before use so that a restarted server costs one retry and not an
+error. No other setting differs: the store's code is the same for both back ends.
 """
 
 from __future__ import annotations
@@ -37,6 +40,16 @@ SQLITE_PRAGMAS: tuple[str, ...] = (
 )
 
 
+POSTGRES_POOL: dict[str, Any] = {
+    "pool_size": 10,
+    "max_overflow": 20,
+    "pool_timeout": 30,
+    "pool_recycle": 1800,
+    "pool_pre_ping": True,
+}
+"""Pool settings for server databases: 10 kept connections, up to 20 more under load."""
+
+
 def default_database_url() -> str:
     """``$LOOPBREAK_DATABASE_URL`` if set, else ``sqlite:///./loopbreak.db``."""
     return os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
@@ -59,7 +72,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine for ``url``; for SQLite, make the file's folder and set the pragmas."""
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, echo=echo, pool_pre_ping=True)
+        engine = create_engine(url, echo=echo, **POSTGRES_POOL)
+        logger.debug("%s engine for %s", parsed.get_backend_name(), parsed.render_as_string())
+        return engine
 
     database = parsed.database
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}

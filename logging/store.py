@@ -205,14 +205,20 @@ def _load_decisions(session: Session, ids: Sequence[str]) -> dict[str, DecisionC
     conn = session.connection()
     rows: dict[str, dict[str, Any]] = {}
     for chunk in _chunks(ids):
+        found: list[str] = []
         for row in conn.execute(select(_DECISION).where(_DECISION.c.decision_id.in_(chunk))):
             data = dict(row._mapping)
             data.pop("k")
             data["slate"] = []
             rows[data["decision_id"]] = data
+            found.append(data["decision_id"])
+        if not found:
+            continue
+        # Only the decisions seen above: on PostgreSQL (READ COMMITTED) each statement has its own
+        # snapshot, so a decision committed in between would show slate items without its row.
         slate_rows = conn.execute(
             select(_SLATE_ITEM)
-            .where(_SLATE_ITEM.c.decision_id.in_(chunk))
+            .where(_SLATE_ITEM.c.decision_id.in_(found))
             .order_by(_SLATE_ITEM.c.decision_id, _SLATE_ITEM.c.position)
         )
         for row in slate_rows:

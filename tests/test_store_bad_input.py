@@ -6,16 +6,14 @@ import copy
 import math
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from proplog.engine import init_db, make_engine
 from proplog.errors import LogValidationError, UnknownDecisionError
 from proplog.store import record_decision, record_event
 
@@ -71,14 +69,6 @@ def good_event() -> dict[str, Any]:
 def count_rows(engine: Engine, table: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    eng = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
-    init_db(eng)
-    yield eng
-    eng.dispose()
 
 
 def slate_set(k: int, key: str, value: Any) -> Mutation:
