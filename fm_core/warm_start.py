@@ -121,7 +121,9 @@ def warm_start(
     Args:
         previous: the trained model of the previous version (unchanged by this call).
         catalog: the new catalog, normally the old one grown.
-        age_reference: POSIX seconds at which item ages are measured; None keeps the previous.
+        age_reference: POSIX seconds at which item ages are measured; None keeps the previous
+            (scores of old items unchanged). A retraining job passes the end of its new
+            training data, as ``train_fm`` does for a fresh model.
         neighbours: how many metadata-similar old items initialize each new item.
         allow_removed: drop old items missing from ``catalog`` instead of raising.
     """

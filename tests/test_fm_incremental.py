@@ -211,11 +211,36 @@ def test_new_items_start_near_their_metadata_neighbours(previous: FoundationMode
         assert similarity[torch.as_tensor(same)].min() > similarity[other_world].max()
 
 
-def test_new_items_full_embeddings_land_in_their_world(previous: FoundationModel) -> None:
-    """With fewer neighbours than a genre has items, the new item's whole representation (ID
-    and metadata mixed by the age gate) is still nearer every old item of its world (the
+@pytest.mark.parametrize("years_later", [0, 1], ids=["metadata-led", "id-led"])
+def test_before_any_training_new_items_are_scored_for_the_users_of_their_world(
+    previous: FoundationModel, years_later: int
+) -> None:
+    """Cold new items reach the right users at once: for a user of world A, the warm model
+    scores world A's new items above world B's and above world B's old items. At the previous
+    age reference a new item's representation is mostly metadata; a year later the age gate
+    leans on its ID row, so that case checks the neighbour initialization itself."""
+    reference = float(previous.items.age_reference) + 365 * DAY * years_later
+    warm, _ = warm_start(previous, GROWN_CATALOG, age_reference=reference)
+    new_rows = GROWN_CATALOG.rows(NEW_IDS)
+    assert (warm.items.id_gate()[new_rows].mean() > 0.5) == bool(years_later)
+    world_a = OLD_IDS[OLD_GENRE < 2]
+    requests = requests_of([world_a[[0, 3, 5, 8]], world_a[[1, 2, 9]]], time=REQUEST_TIME)
+    scores = warm.next_item_scores(batch_for(warm, GROWN_CATALOG, requests))
+    new_a = torch.as_tensor(GROWN_CATALOG.rows(NEW_IDS[NEW_GENRE < 2]))
+    new_b = torch.as_tensor(GROWN_CATALOG.rows(NEW_IDS[NEW_GENRE >= 2]))
+    old_b = torch.as_tensor(GROWN_CATALOG.rows(OLD_IDS[OLD_GENRE >= 2]))
+    assert (scores[:, new_a].min(dim=1).values > scores[:, new_b].max(dim=1).values).all()
+    assert (scores[:, new_a].min(dim=1).values > scores[:, old_b].max(dim=1).values).all()
+
+
+def test_with_few_neighbours_new_items_still_land_in_their_world(
+    previous: FoundationModel,
+) -> None:
+    """Three neighbours (fewer than a genre's six items): a year on, when the age gate leans on
+    the ID row, the new item's whole representation is nearer every old item of its world (the
     users' clusters) than any old item of the other world."""
-    warm, report = warm_start(previous, GROWN_CATALOG, neighbours=3)
+    reference = float(previous.items.age_reference) + 365 * DAY
+    warm, report = warm_start(previous, GROWN_CATALOG, neighbours=3, age_reference=reference)
     assert report.neighbours == 3
     table = torch.nn.functional.normalize(warm.item_embeddings(), dim=1)
     cosine = table[GROWN_CATALOG.rows(NEW_IDS)] @ table[GROWN_CATALOG.rows(OLD_IDS)].T
