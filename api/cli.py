@@ -94,39 +94,53 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_ope_estimate(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from ope import OpeBatch, OpeInputError, estimate_all
+    from ope import Bounds, OpeInputError, estimators, read_batches
+    from ope.streaming import stream_partials
 
     path = Path(args.input)
     if not path.exists():
         print(f"error: --input {path} does not exist", file=sys.stderr)
         return 2
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     try:
-        batch = OpeBatch.from_frame(frame)
+        chosen = estimators(
+            dros_lambda=args.dros_lambda, switch_tau=args.switch_tau, clip=args.clip
+        )
+        bounds = Bounds(
+            reward_min=args.reward_range[0], reward_max=args.reward_range[1],
+            weight_max=args.weight_max,
+        )  # fmt: skip
+        n_bootstrap = args.bootstrap if args.interval == "bootstrap" else 0
+        partials, n_rows = stream_partials(
+            read_batches(path, chunk_rows=args.chunk_rows), chosen,
+            n_bootstrap=n_bootstrap, seed=args.seed,
+        )  # fmt: skip
+        by_name = {e.name: e for e in chosen}
+        estimates = {
+            name: by_name[name].finish(
+                part,
+                alpha=args.alpha,
+                interval=by_name[name].interval_for(args.interval),
+                bounds=bounds,
+            )
+            for name, part in partials.items()
+        }
     except OpeInputError as exc:
         print(f"error: {path}: {exc}", file=sys.stderr)
         return 2
-    try:
-        estimates = estimate_all(
-            batch,
-            alpha=args.alpha,
-            dros_lambda=args.dros_lambda,
-            switch_tau=args.switch_tau,
-            clip=args.clip,
-        )
-    except ValueError as exc:  # a bad --alpha, --dros-lambda, --switch-tau or --clip
+    except ValueError as exc:  # a bad option: --alpha, --dros-lambda, --interval, bounds, ...
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    n_decisions = estimates["ipw"].n_decisions
     level = round(100 * (1 - args.alpha))
-    print(f"{batch.n_decisions} decisions, {batch.n_rows} rows from {path}")
+    print(
+        f"{n_decisions} decisions, {n_rows} rows from {path}; {level}% intervals: {args.interval}"
+    )
     d = estimates["ipw"].diagnostics
     print(
-        f"weights: ess {d['ess']:.1f} of {batch.n_rows} rows, max {d['max_weight']:.3g}, "
+        f"weights: ess {d['ess']:.1f} of {n_rows} rows, max {d['max_weight']:.3g}, "
         f"mean {d['mean_weight']:.3f}, target 0 on {100 * d['zero_target_share']:.1f}% of rows"
     )
-    if batch.v_hat is None or batch.q_hat is None:
+    if "dr" not in estimates:
         print("no q_hat/v_hat columns: DM needs v_hat; DR, SNDR, DRos, Switch-DR need both")
     print(
         f"{'estimator':<12}{'value':>10}{f'{level}% lo':>10}{f'{level}% hi':>10}"
@@ -138,6 +152,8 @@ def _cmd_ope_estimate(args: argparse.Namespace) -> int:
     for name, e in estimates.items():
         g = e.diagnostics
         note = notes.get(name, "")
+        if e.interval != args.interval:
+            note = f"{note}, {e.interval} interval".lstrip(", ")
         for share in ("clipped_share", "switched_share"):
             if share in g:
                 note += f", {share.split('_')[0]} {100 * g[share]:.1f}% of rows"
@@ -179,6 +195,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from bench import BENCHMARKS
+    from ope.estimators import N_BOOTSTRAP
+    from ope.intervals import INTERVALS
+    from ope.streaming import CHUNK_ROWS
     from ope.suite import DROS_LAMBDA, SWITCH_TAU
 
     parser = argparse.ArgumentParser(
@@ -250,6 +269,34 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="L",
         help="also report clipped IPS, weights clipped at L (clipped-ipw)",
+    )
+    estimate.add_argument(
+        "--interval",
+        choices=INTERVALS,
+        default="normal",
+        help="normal or t (delta method); bernstein (finite-sample, plain-mean estimators only, "
+        "needs --reward-range); bootstrap (Poisson, --bootstrap replicates)",
+    )
+    estimate.add_argument(
+        "--reward-range",
+        type=float,
+        nargs=2,
+        default=(0.0, 1.0),
+        metavar=("MIN", "MAX"),
+        help="reward bounds for the bernstein interval (default 0 1)",
+    )
+    estimate.add_argument(
+        "--weight-max",
+        type=float,
+        help="largest possible importance weight, for bernstein (default 1 / smallest pscore)",
+    )
+    estimate.add_argument("--bootstrap", type=int, default=N_BOOTSTRAP, help="replicates")
+    estimate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    estimate.add_argument(
+        "--chunk-rows",
+        type=int,
+        default=CHUNK_ROWS,
+        help="rows read at a time; any size gives the same answer (default %(default)s)",
     )
     estimate.add_argument("--json", action="store_true", help="end with one JSON line")
     estimate.set_defaults(func=_cmd_ope_estimate)

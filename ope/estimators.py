@@ -203,6 +203,16 @@ class Estimator:
     def _term_range(self, bounds: Bounds, weight_max: float) -> tuple[float, float] | None:
         return None
 
+    @property
+    def has_bernstein(self) -> bool:
+        """Whether the estimator is a plain mean of bounded terms (so Bernstein applies)."""
+        return self._term_range(Bounds(), 1.0) is not None
+
+    def interval_for(self, interval: str) -> str:
+        """The interval this estimator gives when ``interval`` is asked for across estimators:
+        the same, except t for a self-normalized estimator when Bernstein is asked."""
+        return "t" if interval == "bernstein" and not self.has_bernstein else interval
+
     def supports(self, batch: OpeBatch) -> bool:
         """Whether the batch has every column this estimator needs."""
         return all(getattr(batch, column) is not None for column in self.requires)

@@ -118,7 +118,9 @@ def stream_estimates(
     n_bootstrap: int = 0,
     seed: int = 0,
 ) -> dict[str, Estimate]:
-    """Every estimator the columns allow, over batches read one at a time."""
+    """Every estimator the columns allow, over batches read one at a time. With
+    ``interval="bernstein"``, self-normalized estimators (no finite-sample bound here) give a t
+    interval, and their ``Estimate.interval`` says so."""
     boot = n_bootstrap if interval == "bootstrap" else 0
     if interval == "bootstrap" and boot < 1:
         raise ValueError("the bootstrap interval needs n_bootstrap > 0")
@@ -126,6 +128,8 @@ def stream_estimates(
     logger.info("estimated %d estimators over %d rows", len(merged), rows)
     by_name = {e.name: e for e in chosen}
     return {
-        name: by_name[name].finish(part, alpha=alpha, interval=interval, bounds=bounds)
+        name: by_name[name].finish(
+            part, alpha=alpha, interval=by_name[name].interval_for(interval), bounds=bounds
+        )
         for name, part in merged.items()
     }

@@ -145,3 +145,52 @@ def test_bad_hyperparameter_exits_2(
     code, _, err = run(["--input", str(csv_path), option, value], capsys)
     assert code == 2
     assert expected in err
+
+
+@pytest.mark.parametrize("interval", ["normal", "t", "bootstrap", "bernstein"])
+def test_any_chunk_size_gives_the_same_numbers(
+    csv_path: Path, capsys: pytest.CaptureFixture[str], interval: str
+) -> None:
+    common = ["--input", str(csv_path), "--interval", interval, "--bootstrap", "50", "--json"]
+    code, whole, _ = run(common, capsys)
+    assert code == 0
+    code, chunked, _ = run([*common, "--chunk-rows", "37"], capsys)
+    assert code == 0
+    a, b = json.loads(whole[-1])["estimates"], json.loads(chunked[-1])["estimates"]
+    assert set(a) == set(b) == ALL_SEVEN
+    for name in a:
+        for key in ("value", "lo", "hi", "ess"):
+            assert b[name][key] == pytest.approx(a[name][key], rel=1e-10), (name, key)
+    assert f"95% intervals: {interval}" in whole[0]
+
+
+def test_bernstein_is_wider_than_normal_and_self_normalized_rows_say_t(
+    csv_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, normal, _ = run(["--input", str(csv_path), "--json"], capsys)
+    _, bernstein, _ = run(["--input", str(csv_path), "--interval", "bernstein", "--json"], capsys)
+    n, b = json.loads(normal[-1])["estimates"], json.loads(bernstein[-1])["estimates"]
+    for name in ("ipw", "dm", "dr", "dros", "switch-dr"):
+        assert b[name]["hi"] - b[name]["lo"] > n[name]["hi"] - n[name]["lo"], name
+    rows = {line.split()[0]: line for line in bernstein if line and line.split()[0] in ALL_SEVEN}
+    assert rows["snipw"].endswith("t interval") and rows["sndr"].endswith("t interval")
+    assert "t interval" not in rows["ipw"]
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--reward-range", "1", "0"], "reward_max must exceed reward_min"),
+        (["--interval", "bernstein", "--reward-range", "0", "0.5"], "outside the bounds"),
+        (["--interval", "bernstein", "--weight-max", "1.5"], "weight_max 1.5 is below"),
+        (["--chunk-rows", "0"], "chunk_rows must be a positive int"),
+        (["--interval", "bootstrap", "--bootstrap", "-3"], "n_bootstrap must be a non-negative"),
+    ],
+)
+def test_bad_interval_options_exit_2_naming_them(
+    csv_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], match: str
+) -> None:
+    code, lines, err = run(["--input", str(csv_path), *args], capsys)
+    assert code == 2
+    assert re.search(match, err), err
+    assert lines == []
