@@ -42,7 +42,7 @@ _LAZY = {
     "autocast_context": "fm_core.device",
     "select_device": "fm_core.device",
     "WarmStartReport": "fm_core.warm_start",
-    "warm_start": "fm_core.warm_start",
+    "warm_start_from": "fm_core.warm_start",
     "ItemEmbeddings": "fm_core.alignment",
     "export_item_embeddings": "fm_core.alignment",
     "load_item_embeddings": "fm_core.alignment",

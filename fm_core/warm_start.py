@@ -1,7 +1,7 @@
 """Warm start of the foundation model onto a grown catalog: the next model version begins where
 the previous one ended instead of from random weights.
 
-``warm_start(previous, catalog)`` builds a model with the previous config except ``n_items``:
+``warm_start_from(previous, catalog)`` builds a model with the previous config except ``n_items``:
 
 - every parameter and buffer that does not depend on the catalog (the transformer, the heads,
   the metadata encoders, the age gate, the special-item vectors) is copied;
@@ -46,7 +46,7 @@ import torch
 from fm_core.model import FoundationModel
 from fm_core.types import ItemCatalog
 
-__all__ = ["ITEM_ROW_STATE", "WarmStartReport", "warm_start"]
+__all__ = ["ITEM_ROW_STATE", "WarmStartReport", "warm_start_from"]
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _validate(previous: FoundationModel, catalog: ItemCatalog, neighbours: int) 
 
 
 @torch.no_grad()
-def warm_start(
+def warm_start_from(
     previous: FoundationModel,
     catalog: ItemCatalog,
     *,

@@ -25,7 +25,7 @@ from fm_core.model import FMConfig, FoundationModel
 from fm_core.tokenize import TokenBatch, tokenize_requests
 from fm_core.train_fm import TrainConfig, TrainResult, train_fm
 from fm_core.types import History, ItemCatalog, ScoreRequest
-from fm_core.warm_start import warm_start
+from fm_core.warm_start import warm_start_from
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -120,7 +120,7 @@ class NextVersion:
 @pytest.fixture(scope="module")
 def next_version(previous: FoundationModel) -> NextVersion:
     short = TrainConfig(epochs=2, batch_size=16, lr=2e-3, progress=False, seed=1)
-    start, _ = warm_start(previous, GROWN_CATALOG)
+    start, _ = warm_start_from(previous, GROWN_CATALOG)
     warm = train_fm(NEW_DATA, GROWN_CATALOG, start.cfg, short, model=start)
     scratch = train_fm(NEW_DATA, GROWN_CATALOG, start.cfg, short)
     return NextVersion(warm=warm, scratch=scratch)
@@ -147,7 +147,7 @@ REQUEST_TIME = NEW_RELEASE + DAY  # every item is released
 
 
 def test_a_warm_start_keeps_the_old_items_scores(previous: FoundationModel) -> None:
-    warm, report = warm_start(previous, GROWN_CATALOG)
+    warm, report = warm_start_from(previous, GROWN_CATALOG)
     assert (report.n_kept, report.n_added, report.n_removed) == (N_OLD, NEW_IDS.size, 0)
     assert report.n_metadata_changed == 0
     assert warm.cfg == FMConfig(**(vars(previous.cfg) | {"n_items": GROWN_CATALOG.n_items}))
@@ -164,7 +164,7 @@ def test_a_warm_start_keeps_the_old_items_scores(previous: FoundationModel) -> N
 def test_old_rows_are_carried_by_item_id_when_new_ids_interleave(
     previous: FoundationModel,
 ) -> None:
-    warm, _ = warm_start(previous, GROWN_CATALOG)
+    warm, _ = warm_start_from(previous, GROWN_CATALOG)
     old_rows, new_rows = OLD_CATALOG.rows(OLD_IDS), GROWN_CATALOG.rows(OLD_IDS)
     assert not np.array_equal(old_rows, new_rows)  # the ids really interleave
     for name in ("items.id_emb.weight", "item_bias"):
@@ -193,7 +193,7 @@ def test_training_continues_from_the_warm_start_and_starts_ahead_of_scratch(
 def test_new_items_start_near_their_metadata_neighbours(previous: FoundationModel) -> None:
     """A new item's ID row is the similarity-weighted mean of its metadata neighbours' rows:
     here its genre's six old items, which share its metadata exactly (cosine 1)."""
-    warm, report = warm_start(previous, GROWN_CATALOG, neighbours=N_OLD // N_GENRES)
+    warm, report = warm_start_from(previous, GROWN_CATALOG, neighbours=N_OLD // N_GENRES)
     assert report.neighbours == N_OLD // N_GENRES
     assert report.mean_neighbour_similarity == pytest.approx(1.0, abs=1e-5)
     old_id = previous.items.id_emb.weight.detach()
@@ -220,7 +220,7 @@ def test_before_any_training_new_items_are_scored_for_the_users_of_their_world(
     age reference a new item's representation is mostly metadata; a year later the age gate
     leans on its ID row, so that case checks the neighbour initialization itself."""
     reference = float(previous.items.age_reference) + 365 * DAY * years_later
-    warm, _ = warm_start(previous, GROWN_CATALOG, age_reference=reference)
+    warm, _ = warm_start_from(previous, GROWN_CATALOG, age_reference=reference)
     new_rows = GROWN_CATALOG.rows(NEW_IDS)
     assert (warm.items.id_gate()[new_rows].mean() > 0.5) == bool(years_later)
     world_a = OLD_IDS[OLD_GENRE < 2]
@@ -240,7 +240,7 @@ def test_with_few_neighbours_new_items_still_land_in_their_world(
     the ID row, the new item's whole representation is nearer every old item of its world (the
     users' clusters) than any old item of the other world."""
     reference = float(previous.items.age_reference) + 365 * DAY
-    warm, report = warm_start(previous, GROWN_CATALOG, neighbours=3, age_reference=reference)
+    warm, report = warm_start_from(previous, GROWN_CATALOG, neighbours=3, age_reference=reference)
     assert report.neighbours == 3
     table = torch.nn.functional.normalize(warm.item_embeddings(), dim=1)
     cosine = table[GROWN_CATALOG.rows(NEW_IDS)] @ table[GROWN_CATALOG.rows(OLD_IDS)].T
@@ -260,8 +260,8 @@ def test_removed_items_raise_unless_allowed(previous: FoundationModel) -> None:
     with pytest.raises(
         ValueError, match=r"missing 2 item id\(s\) of the previous model: \[6, 34\]"
     ):
-        warm_start(previous, shrunk)
-    warm, report = warm_start(previous, shrunk, allow_removed=True)
+        warm_start_from(previous, shrunk)
+    warm, report = warm_start_from(previous, shrunk, allow_removed=True)
     assert (report.n_kept, report.n_added, report.n_removed) == (N_OLD - 2, NEW_IDS.size, 2)
     requests = requests_of([OLD_IDS[[0, 1, 2]], OLD_IDS[[10, 11]]], time=REQUEST_TIME)
     before = previous.next_item_scores(batch_for(previous, OLD_CATALOG, requests))
@@ -274,7 +274,7 @@ def test_removed_items_raise_unless_allowed(previous: FoundationModel) -> None:
 
 def test_a_moved_age_reference_ages_the_items(previous: FoundationModel) -> None:
     later = float(previous.items.age_reference) + 200 * DAY
-    warm, _ = warm_start(previous, GROWN_CATALOG, age_reference=later)
+    warm, _ = warm_start_from(previous, GROWN_CATALOG, age_reference=later)
     assert float(warm.items.age_reference) == later
     old_rows, new_rows = OLD_CATALOG.rows(OLD_IDS), GROWN_CATALOG.rows(OLD_IDS)
     gate_before = previous.items.id_gate()[old_rows].mean()
@@ -284,7 +284,7 @@ def test_a_moved_age_reference_ages_the_items(previous: FoundationModel) -> None
 def test_checkpoint_round_trip_of_a_warm_started_model(
     previous: FoundationModel, tmp_path: Path
 ) -> None:
-    warm, _ = warm_start(previous, GROWN_CATALOG)
+    warm, _ = warm_start_from(previous, GROWN_CATALOG)
     path = save_checkpoint(tmp_path / "warm.pt", warm, meta={"warm_start_of": "v1"})
     loaded, meta = load_checkpoint(path)
     assert loaded.cfg == warm.cfg and meta == {"warm_start_of": "v1"}
@@ -399,7 +399,7 @@ def export_of(ids: list[int], dim: int) -> ItemEmbeddings:
 
 def without_old_ids() -> None:
     missing = catalog_of(OLD_IDS[2:], OLD_GENRE[2:], np.full(N_OLD - 2, T0))
-    warm_start(small_model(), missing)
+    warm_start_from(small_model(), missing)
 
 
 def other_genres() -> None:
@@ -407,7 +407,7 @@ def other_genres() -> None:
     wider = ItemCatalog(
         catalog.item_ids, np.c_[catalog.genres, np.zeros(N_OLD, bool)], catalog.release_time
     )
-    warm_start(small_model(), wider)
+    warm_start_from(small_model(), wider)
 
 
 def bad_npz(tmp: Path) -> None:
@@ -421,12 +421,12 @@ BAD_INPUTS: list[tuple[str, Callable[[Path], object], type[Exception], str]] = [
      r"catalog is missing 2 item id\(s\) of the previous model: \[0, 2\]"),
     ("genre columns", lambda _: other_genres(), ValueError,
      "catalog.genres must have 4 genre columns, as the previous model; got 5"),
-    ("no neighbours", lambda _: warm_start(small_model(), GROWN_CATALOG, neighbours=0),
+    ("no neighbours", lambda _: warm_start_from(small_model(), GROWN_CATALOG, neighbours=0),
      ValueError, "neighbours must be >= 1; got 0"),
-    ("nothing shared", lambda _: warm_start(
+    ("nothing shared", lambda _: warm_start_from(
         small_model(), catalog_of(np.array([1, 3]), np.array([0, 1]), np.full(2, T0)),
         allow_removed=True), ValueError, "shares no item id with the previous model"),
-    ("not a model", lambda _: warm_start("v1.pt", GROWN_CATALOG),  # type: ignore[arg-type]
+    ("not a model", lambda _: warm_start_from("v1.pt", GROWN_CATALOG),  # type: ignore[arg-type]
      TypeError, "previous must be a FoundationModel; got str"),
     ("dimension mismatch", lambda _: align_embeddings(
         np.arange(5), np.zeros((5, 4)), previous=export_of([0, 1, 2], 8)),
@@ -466,3 +466,11 @@ def test_bad_inputs_raise_clear_errors(
 ) -> None:
     with pytest.raises(error, match=message):
         call(tmp_path)
+
+
+def test_the_package_exports_the_incremental_names() -> None:
+    import fm_core
+
+    assert fm_core.warm_start_from is warm_start_from
+    assert fm_core.export_item_embeddings is export_item_embeddings
+    assert fm_core.ItemEmbeddings is ItemEmbeddings
