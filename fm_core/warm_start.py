@@ -61,6 +61,7 @@ CATALOG_STATE = (
     "items.age_reference",
 )
 _SHOWN_IDS = 10
+_COSINE_BLOCK_CELLS = 1 << 24  # 64 MB of float32 cosines per block of new items
 
 
 @dataclass(frozen=True)
@@ -232,11 +233,13 @@ def _init_new_rows(
     device = model.items.item_ids.device
     meta = model.items.metadata()  # (N_new, D), the previous model's metadata encoders
     cand = meta[torch.as_tensor(new_rows_of_old, device=device)]  # (C, D)
-    new = meta[torch.as_tensor(added, device=device)]  # (A, D)
-    cosine = (
-        torch.nn.functional.normalize(new, dim=1) @ torch.nn.functional.normalize(cand, dim=1).T
-    )  # (A, C)
-    top, index = cosine.topk(k, dim=1)  # (A, k)
+    new = torch.nn.functional.normalize(meta[torch.as_tensor(added, device=device)], dim=1)
+    cand = torch.nn.functional.normalize(cand, dim=1)
+    # Blocks of new items keep the (block, C) cosine matrix near _COSINE_BLOCK_CELLS floats.
+    block = max(1, _COSINE_BLOCK_CELLS // cand.shape[0])
+    tops = [(new[i : i + block] @ cand.T).topk(k, dim=1) for i in range(0, new.shape[0], block)]
+    top = torch.cat([t.values for t in tops])  # (A, k)
+    index = torch.cat([t.indices for t in tops])  # (A, k)
     positive = top.clamp(min=0.0)
     total = positive.sum(dim=1, keepdim=True)
     weights = torch.where(total > 0, positive / total.clamp(min=1e-12), 1.0 / k)  # (A, k)

@@ -249,6 +249,15 @@ def test_with_few_neighbours_new_items_still_land_in_their_world(
         assert cosine[row][same_world[row]].min() > cosine[row][~same_world[row]].max()
 
 
+def test_neighbour_search_in_blocks_gives_the_same_rows(
+    previous: FoundationModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole, _ = warm_start_from(previous, GROWN_CATALOG, neighbours=3)
+    monkeypatch.setattr("fm_core.warm_start._COSINE_BLOCK_CELLS", N_OLD)  # one new item a block
+    blocked, _ = warm_start_from(previous, GROWN_CATALOG, neighbours=3)
+    torch.testing.assert_close(blocked.state_dict(), whole.state_dict(), rtol=0.0, atol=0.0)
+
+
 def test_removed_items_raise_unless_allowed(previous: FoundationModel) -> None:
     gone = OLD_IDS[[3, 17]]
     keep = ~np.isin(GROWN_CATALOG.item_ids, gone)
