@@ -252,10 +252,11 @@ def test_with_few_neighbours_new_items_still_land_in_their_world(
 def test_neighbour_search_in_blocks_gives_the_same_rows(
     previous: FoundationModel, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    whole, _ = warm_start_from(previous, GROWN_CATALOG, neighbours=3)
+    """Six neighbours: a genre's old items tie at cosine 1, so the set is the same either way."""
+    whole, _ = warm_start_from(previous, GROWN_CATALOG, neighbours=6)
     monkeypatch.setattr("fm_core.warm_start._COSINE_BLOCK_CELLS", N_OLD)  # one new item a block
-    blocked, _ = warm_start_from(previous, GROWN_CATALOG, neighbours=3)
-    torch.testing.assert_close(blocked.state_dict(), whole.state_dict(), rtol=0.0, atol=0.0)
+    blocked, _ = warm_start_from(previous, GROWN_CATALOG, neighbours=6)
+    torch.testing.assert_close(blocked.state_dict(), whole.state_dict(), rtol=0.0, atol=1e-6)
 
 
 def test_removed_items_raise_unless_allowed(previous: FoundationModel) -> None:
