@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
+
+from ope.moments import WeightStats
 
 
 class OpeInputError(ValueError):
@@ -214,7 +217,23 @@ class OpeBatch:
     def n_decisions(self) -> int:
         return int(self.decision.max()) + 1
 
-    @property
+    @cached_property
     def weight(self) -> np.ndarray:
-        """Importance weights target_pscore / pscore."""
+        """Importance weights target_pscore / pscore (computed once)."""
         return self.target_pscore / self.pscore
+
+    @cached_property
+    def one_row_per_decision(self) -> bool:
+        """Whether every row is its own decision (then ``decision`` is 0, 1, 2, ...)."""
+        return self.n_decisions == self.n_rows
+
+    @cached_property
+    def weight_stats(self) -> WeightStats:
+        """The weight diagnostics' sums over this batch (computed once for all estimators)."""
+        return WeightStats.of(self.weight, self.target_pscore)
+
+    @cached_property
+    def value_range(self) -> tuple[float, float]:
+        """Smallest and largest of the reward and the reward-model columns."""
+        columns = [c for c in (self.reward, self.q_hat, self.v_hat) if c is not None]
+        return float(min(c.min() for c in columns)), float(max(c.max() for c in columns))

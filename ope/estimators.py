@@ -23,7 +23,7 @@ comparable with obp's digit for digit; the point estimates are (tests/test_ope_e
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -122,12 +122,18 @@ class Partial:
 
 def per_decision(batch: OpeBatch, terms: np.ndarray) -> np.ndarray:
     """Sum of per-row terms within each decision, (n_decisions,)."""
+    if batch.one_row_per_decision:
+        return terms
     return np.bincount(batch.decision, weights=terms, minlength=batch.n_decisions)
 
 
 def per_decision_slot(batch: OpeBatch, terms: np.ndarray) -> np.ndarray:
     """(n_decisions, n_slots) sums of per-row terms by decision and slot."""
     n_slots = int(batch.slot.max()) + 1
+    if batch.one_row_per_decision:
+        out = np.zeros((batch.n_decisions, n_slots))
+        out[batch.decision, batch.slot] = terms
+        return out
     flat = np.bincount(
         batch.decision * n_slots + batch.slot, weights=terms, minlength=batch.n_decisions * n_slots
     )
@@ -234,15 +240,14 @@ class Estimator:
         boot = None
         if n_bootstrap:
             boot = BootstrapSums.of(z, batch.decision_key, n_bootstrap=n_bootstrap, seed=seed)
-        values = [batch.reward] + [
-            getattr(batch, c) for c in ("q_hat", "v_hat") if getattr(batch, c) is not None
-        ]
+        counts = self._counts(batch)
+        weights = batch.weight_stats
         return Partial(
             name=self.name,
             moments=Moments.of(z),
-            weights=WeightStats.of(batch.weight, batch.target_pscore, self._counts(batch)),
-            value_min=float(min(v.min() for v in values)),
-            value_max=float(max(v.max() for v in values)),
+            weights=replace(weights, counts=counts) if counts else weights,
+            value_min=batch.value_range[0],
+            value_max=batch.value_range[1],
             slots=int(batch.slot.max()) + 1,
             min_pscore=float(batch.pscore.min()),
             bootstrap=boot,

@@ -53,6 +53,9 @@ class Moments:
             return cls(0, np.zeros(d), np.zeros((d, d)))
         mean = z.mean(axis=0)
         centered = z - mean
+        if d == 1:  # a dot product of vectors is much faster than an (n, 1) matmul
+            column = centered[:, 0]
+            return cls(n, mean, np.array([[column @ column]]))
         return cls(n, mean, centered.T @ centered)
 
     @property
