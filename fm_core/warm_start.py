@@ -148,7 +148,9 @@ def warm_start_from(
     reference = (
         float(previous.items.age_reference) if age_reference is None else float(age_reference)
     )
-    model = FoundationModel(replace(previous.cfg, n_items=catalog.n_items))
+    # Every initial value is overwritten below; forking keeps the caller's random stream as is.
+    with torch.random.fork_rng(devices=[]):
+        model = FoundationModel(replace(previous.cfg, n_items=catalog.n_items))
     model.items.load_catalog(catalog, age_reference=reference)
     model.to(device)
     _copy_shared_state(previous, model)
