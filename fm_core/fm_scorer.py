@@ -53,6 +53,8 @@ from fm_core.calibration import (
 from fm_core.device import select_device
 from fm_core.model import FMConfig, FoundationModel
 from fm_core.ranker import (
+    HISTORY_SIMILARITY_CAP,
+    LEXICAL_FEATURES,
     PAIR_FEATURES,
     Ranker,
     RankerConfig,
@@ -158,6 +160,28 @@ class _ItemSide:
         self.title_rows_of = {
             t: rows for t, rows in self.rows_of.items() if ":" not in t
         }  # title words only
+        genres = np.asarray(catalog.genres, dtype=np.float64)
+        self.genre_share = genres / np.maximum(genres.sum(axis=1, keepdims=True), 1.0)  # (N, G)
+        prior = self.genre_share.sum(axis=0) + 1.0
+        self.genre_prior = prior / prior.sum()  # (G,)
+        self.unit = self.table_np / self.norms[:, None]  # (N, D) unit vectors
+
+    def genre_affinity(
+        self, played_rows: np.ndarray, rows: np.ndarray, *, smoothing: float = 2.0
+    ) -> np.ndarray:
+        """log (share_i · profile) / (share_i · prior): the user's genre profile (plays smoothed
+        toward the catalog's genre mix) against the mix, on each candidate's genres."""
+        counts = self.genre_share[played_rows].sum(axis=0) if played_rows.size else 0.0
+        profile = (counts + smoothing * self.genre_prior) / (played_rows.size + smoothing)
+        share = self.genre_share[rows]
+        return np.log((share @ profile + 1e-9) / (share @ self.genre_prior + 1e-9))
+
+    def history_cosine(self, played_rows: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Mean cosine of each candidate with the user's last plays (0 without plays)."""
+        recent = played_rows[-HISTORY_SIMILARITY_CAP:]
+        if recent.size == 0:
+            return np.zeros(rows.size)
+        return (self.unit[rows] @ self.unit[recent].T).mean(axis=1)
 
 
 # ---- the scorer -------------------------------------------------------------------------------
@@ -264,7 +288,8 @@ class FMRankerScorer:
         return context
 
     def _lexical(self, query: str | None, rows: np.ndarray) -> np.ndarray:
-        """(n, 5) has_query, query_share, title_share, all_query_tokens, exact_title."""
+        """(n, 5) LEXICAL_FEATURES: has_query, query_share, title_share, all_query_tokens,
+        exact_title."""
         out = np.zeros((rows.size, 5))
         words = list(dict.fromkeys(query_tokens(query)))
         if not words:
@@ -303,31 +328,37 @@ class FMRankerScorer:
 
         user_np = users.cpu().numpy()
         dense = np.zeros((item_rows.size, len(PAIR_FEATURES)))
+        column = {name: j for j, name in enumerate(PAIR_FEATURES)}
         item_vectors = items.table_np[item_rows]
-        dense[:, 0] = np.sum(user_np[request_index] * item_vectors, axis=1)
-        dense[:, 0] += items.bias_np[item_rows]
+        dense[:, column["fm_item_bias"]] = items.bias_np[item_rows]
+        dense[:, column["fm_logit"]] = (
+            np.sum(user_np[request_index] * item_vectors, axis=1) + items.bias_np[item_rows]
+        )
         source_pair = source[request_index]
-        dense[:, 1] = np.sum(source_pair * item_vectors, axis=1) / (
+        dense[:, column["source_cosine"]] = np.sum(source_pair * item_vectors, axis=1) / (
             (np.linalg.norm(source_pair, axis=1) + 1e-9) * items.norms[item_rows]
         )
-        dense[:, 2] = has_source[request_index]
+        dense[:, column["has_source"]] = has_source[request_index]
         times = np.array([r.time for r in requests], dtype=np.float64)
         age_days = np.maximum(times[request_index] - items.release_time[item_rows], 0.0) / _DAY
-        dense[:, 9] = np.exp(-age_days / _FRESHNESS_DAYS)
-        dense[:, 10] = np.log1p(age_days) / 5.0
+        dense[:, column["freshness"]] = np.exp(-age_days / _FRESHNESS_DAYS)
+        dense[:, column["log_age_days"]] = np.log1p(age_days) / 5.0
+        lexical = [column[name] for name in LEXICAL_FEATURES]
         order = np.argsort(request_index, kind="stable")
         bounds = np.searchsorted(request_index[order], np.arange(len(requests) + 1))
         for b, request in enumerate(requests):
             pairs = order[bounds[b] : bounds[b + 1]]
             if pairs.size == 0:
                 continue
+            rows = item_rows[pairs]
             plays = request.history.plays()
-            if plays.size:
-                known = self.catalog.known(plays)
-                seen_rows = self.catalog.rows(plays[known])
-                dense[pairs, 8] = np.isin(item_rows[pairs], seen_rows)
+            played_rows = self.catalog.rows(plays[self.catalog.known(plays)])
+            dense[pairs, column["seen"]] = np.isin(rows, played_rows)
+            dense[pairs, column["log_history_length"]] = np.log1p(played_rows.size) / 5.0
+            dense[pairs, column["genre_affinity"]] = items.genre_affinity(played_rows, rows)
+            dense[pairs, column["history_cosine"]] = items.history_cosine(played_rows, rows)
             if request.query:
-                dense[pairs, 3:8] = self._lexical(request.query, item_rows[pairs])
+                dense[np.ix_(pairs, lexical)] = self._lexical(request.query, rows)
         cfg = self.ranker.cfg
         query = np.stack(
             [query_buckets(r.query, n_buckets=cfg.n_query_buckets,

@@ -8,10 +8,14 @@ Inputs of one (request, candidate) pair (see ``RankerInputs``):
   to ``d_embed`` (items and sources share the projection) — with the products u ⊙ e and s ⊙ e;
 - the request context: surface, device, daypart and country (hashed), one embedding each;
 - the query, a hashed bag of its tokens (mean of token embeddings);
-- dense pair features ``PAIR_FEATURES``: the FM's own logit u·e + b, the cosine of source and
-  candidate, lexical matches of the query against the candidate's metadata tokens (share of query
-  tokens found, share of the item's title words covered, all query tokens found, exact title),
-  whether the user played the candidate before, and the candidate's freshness. They are
+- dense pair features ``PAIR_FEATURES``: the FM's own logit u·e + b and item bias b; how the
+  candidate resembles the user's past plays (mean cosine of FM item embeddings over the last
+  ``HISTORY_SIMILARITY_CAP`` plays, and the log lift of the user's smoothed genre profile on the
+  candidate's genres, as the baseline computes it) with the history's length; the cosine of
+  source and candidate; lexical matches of the query against the candidate's metadata tokens
+  (share of query tokens found, share of the item's title words covered, all query tokens
+  found, exact title); whether the user played the candidate before; and the candidate's
+  freshness. They are
   standardized with the training rows' mean and deviation (buffers, saved with the weights).
 
 The concatenation x0 (B, d0) feeds, in parallel, a DCN-v2 cross network of full-rank layers
@@ -53,11 +57,14 @@ from fm_core.item_embedding import hash_token
 logger = logging.getLogger(__name__)
 
 PAIR_FEATURES: tuple[str, ...] = (
-    "fm_logit", "source_cosine", "has_source", "has_query", "query_share", "title_share",
+    "fm_logit", "fm_item_bias", "history_cosine", "genre_affinity", "log_history_length",
+    "source_cosine", "has_source", "has_query", "query_share", "title_share",
     "all_query_tokens", "exact_title", "seen", "freshness", "log_age_days",
 )  # fmt: skip
+LEXICAL_FEATURES = PAIR_FEATURES[7:12]  # filled only for requests with a query
 N_PAIR_FEATURES = len(PAIR_FEATURES)
 CONTEXT_FIELDS: tuple[str, ...] = ("surface", "device", "daypart", "country")
+HISTORY_SIMILARITY_CAP = 50
 _QUERY_TOKEN = re.compile(r"[^\W_]+(?::[^\W_]+)?")
 
 
@@ -181,7 +188,9 @@ class Ranker(nn.Module):
             width = hidden
         self.deep = nn.Sequential(*layers)
         self.head = nn.Linear(d0 + width, 1)
-        self.position_bias = nn.Parameter(torch.zeros(cfg.n_positions - 1))  # β_1.. ; β_0 = 0
+        # β_1.. (β_0 = 0), starting from the examination prior log θ_k = −log log2(k + 2)
+        k = torch.arange(1, cfg.n_positions, dtype=torch.float32)
+        self.position_bias = nn.Parameter(-torch.log(torch.log2(k + 2.0)))
 
     @torch.no_grad()
     def set_dense_scaling(self, dense: torch.Tensor) -> None:
