@@ -2,6 +2,10 @@
 
 The metrics are pure functions over tensors; ``evaluate_next_item`` runs the model in eval mode
 over token windows and applies them at every position with a target (teacher forcing).
+``ranking_metrics`` is the full-catalog protocol of the benchmarks: per target, HR@k and NDCG@k
+with excluded items (those the user has seen) removed from the ranking and ties broken in a
+uniformly random order, in expectation, so that a model with coarse scores (popularity counts,
+unscored items at -inf) gains nothing from ties.
 """
 
 from __future__ import annotations
@@ -27,6 +31,45 @@ def hit_rate_and_ndcg(scores: torch.Tensor, target: torch.Tensor, k: int) -> tup
         hit, 1.0 / torch.log2(rank.double() + 2.0), torch.zeros((), dtype=torch.float64)
     )
     return float(hit.double().mean()), float(ndcg.mean())
+
+
+def ranking_metrics(
+    scores: torch.Tensor,
+    target: torch.Tensor,
+    k: int,
+    *,
+    excluded: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-target HR@k and NDCG@k (two (M,) float64 tensors) of (M, N) scores.
+
+    Args:
+        scores: (M, N) scores of all N items; -inf for items that cannot be recommended.
+        target: (M,) the relevant item's column, one per row.
+        excluded: (M, N) True for items removed from the ranking (the user's seen items); the
+            target itself is never removed.
+
+    With g eligible items scored above the target and t eligible items (the target included)
+    tied with it, the target's rank is g + J with J uniform on {0..t-1}, so
+    HR = |{j < t : g + j < k}| / t and NDCG = (1/t) Σ_{j < t, g + j < k} 1 / log2(g + j + 2).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1; got {k}")
+    if scores.ndim != 2 or target.shape != (scores.shape[0],):
+        raise ValueError(f"scores must be (M, N) and target (M,); got {tuple(scores.shape)} "
+                         f"and {tuple(target.shape)}")  # fmt: skip
+    rows = torch.arange(target.numel(), device=scores.device)
+    eligible = torch.ones_like(scores, dtype=torch.bool) if excluded is None else ~excluded
+    eligible[rows, target] = True
+    target_score = scores[rows, target][:, None]  # (M, 1)
+    greater = ((scores > target_score) & eligible).sum(dim=1).double()  # (M,)
+    tied = ((scores == target_score) & eligible).sum(dim=1).double().clamp(min=1.0)  # (M,)
+    hr = torch.zeros_like(greater)
+    ndcg = torch.zeros_like(greater)
+    for j in range(k):
+        counted = (j < tied) & (greater + j < k)
+        hr += counted.double()
+        ndcg += counted.double() / torch.log2(greater + j + 2.0)
+    return hr / tied, ndcg / tied
 
 
 @torch.no_grad()

@@ -1,0 +1,462 @@
+"""``loopbreak bench fm``: the foundation model's next-item quality against EASE and popularity.
+
+On one dataset (``--data ml-100k|beauty|sim``, see ``bench.fm_data``), in one process:
+
+1. the leave-one-out split (test = each user's last event, validation = the one before);
+2. **popularity** (training interaction counts) and **EASE** (``bench.ease``; λ tuned on the
+   validation targets, large catalogs restricted to their most popular items);
+3. the **FM** (``fm_core``) trained on the training events with full softmax (or sampled
+   softmax with the log-Q correction, ``--sampled N``), the learning rate warmed up then on a
+   cosine, the epoch with the best validation NDCG@10 kept (early stop after ``patience``);
+   on ``sim`` also the ablation without the continuous time features (``fm_no_time``);
+4. HR@10 and NDCG@10 of every model on the test targets, each ranked against the full
+   catalog (items released by the target's time) with the user's seen items removed and ties
+   in random order (``fm_core.fm_eval.ranking_metrics``);
+5. the serving latency of one request: tokenize and encode a user of up to 200 events (capped
+   at the model's context, which the table states) and score 1,000 candidates (the whole
+   catalog when it is smaller), with the item table precomputed as a service caches it.
+
+The device is chosen automatically (bf16 autocast on CUDA). Sources of the data and of the
+published anchors: ``../shared/data/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bench.fm_data import DATASETS, LeaveOneOut, Queries, SequenceData, leave_one_out, load_dataset
+from bench.timing import sample_microseconds, summary
+
+if TYPE_CHECKING:
+    import torch
+
+    from fm_core.model import FMConfig, FoundationModel
+    from fm_core.train_fm import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+K = 10
+LATENCY_EVENTS = 200
+LATENCY_CANDIDATES = 1000
+EASE_LAMBDAS = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The FM's shape and training for one dataset."""
+
+    max_len: int
+    d_model: int
+    n_layers: int
+    n_heads: int
+    dropout: float
+    epochs: int
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    patience: int
+    n_sampled: int = 0
+    metadata: bool = False  # items have genres/tokens (id drop-out and the genre head help)
+    weight_decay: float = 0.01
+
+
+PRESETS: dict[str, Preset] = {
+    "ml-100k": Preset(max_len=200, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=40,
+                      batch_size=32, lr=2e-3, warmup_steps=100, patience=6),
+    "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.5, epochs=30,
+                     batch_size=128, lr=2e-3, warmup_steps=200, patience=3),
+    "sim": Preset(max_len=100, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=30,
+                  batch_size=32, lr=2e-3, warmup_steps=100, patience=5, metadata=True),
+}  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", choices=DATASETS, default="sim", help="dataset (default sim)")
+    parser.add_argument("--data-dir", help="folder holding ml-100k/ and beauty/ "
+                        "(default ../shared/data)")  # fmt: skip
+    parser.add_argument("--epochs", type=int, help="most FM epochs (default per dataset)")
+    parser.add_argument("--sampled", type=int, help="sampled-softmax negatives (0: full softmax)")
+    parser.add_argument("--batch-size", type=int, help="FM training batch (default per dataset)")
+    parser.add_argument("--lr", type=float, help="FM peak learning rate (default per dataset)")
+    parser.add_argument("--dropout", type=float, help="FM dropout (default per dataset)")
+    parser.add_argument(
+        "--ease-items",
+        type=int,
+        default=12000,
+        help="EASE keeps the most popular items up to this many (default 12000)",
+    )
+    parser.add_argument(
+        "--eval-users",
+        type=int,
+        default=10000,
+        help="validation users scored after each epoch (default 10000)",
+    )
+    parser.add_argument("--sim-users", type=int, default=2000, help="users of the sim world")
+    parser.add_argument("--sim-items", type=int, default=400, help="items of the sim world")
+    parser.add_argument("--sim-requests", type=float, default=60.0,
+                        help="home requests per sim user (default 60)")  # fmt: skip
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+# ---- evaluation ----------------------------------------------------------------------------
+
+ScoreFn = Callable[[Queries], "torch.Tensor"]  # (Q, N) scores of a chunk of queries
+
+
+def evaluate(
+    score: ScoreFn, queries: Queries, release_time: np.ndarray, *, chunk: int = 512
+) -> dict[str, float]:
+    """Mean HR@K and NDCG@K of ``score`` over ``queries`` (see the module docstring)."""
+    import torch
+
+    from fm_core.fm_eval import ranking_metrics
+
+    release = torch.as_tensor(release_time, dtype=torch.float64)
+    hits, gains = [], []
+    for start in range(0, len(queries), chunk):
+        part = queries.subset(np.arange(start, min(start + chunk, len(queries))))
+        scores = score(part).float().cpu()  # (q, N)
+        later = release[None, :] > torch.as_tensor(part.time)[:, None]  # (q, N)
+        scores = scores.masked_fill(later, float("-inf"))
+        excluded = torch.zeros_like(scores, dtype=torch.bool)
+        rows = np.repeat(np.arange(len(part)), [s.size for s in part.seen])
+        excluded[torch.as_tensor(rows), torch.as_tensor(np.concatenate(part.seen))] = True
+        hr, ndcg = ranking_metrics(scores, torch.as_tensor(part.target), K, excluded=excluded)
+        hits.append(hr)
+        gains.append(ndcg)
+    return {f"hr@{K}": float(torch.cat(hits).mean()), f"ndcg@{K}": float(torch.cat(gains).mean())}
+
+
+def _train_rows(split: LeaveOneOut, data: SequenceData) -> list[np.ndarray]:
+    return [data.catalog.rows(h.item_ids) for h in split.train]
+
+
+def popularity_scores(counts: np.ndarray) -> ScoreFn:
+    import torch
+
+    table = torch.as_tensor(counts, dtype=torch.float32)
+    return lambda part: table[None, :].expand(len(part), -1)
+
+
+def ease_scores(model: Any) -> ScoreFn:
+    import torch
+
+    return lambda part: torch.from_numpy(model.scores(part.seen))
+
+
+def fm_scores(model: FoundationModel, data: SequenceData, *, batch_size: int = 256) -> ScoreFn:
+    """Next-item scores of the FM at each query's request token."""
+    import torch
+
+    from fm_core.tokenize import tokenize_requests
+
+    device = next(model.parameters()).device
+
+    def score(part: Queries) -> torch.Tensor:
+        out = []
+        for start in range(0, len(part), batch_size):
+            stop = start + batch_size
+            batch = tokenize_requests(
+                part.requests[start:stop], data.catalog, max_len=model.cfg.max_len,
+                contexts=part.contexts[start:stop], config=model.cfg.tokenizer(),
+            )  # fmt: skip
+            out.append(model.next_item_scores(batch.to(device)).float().cpu())
+        return torch.cat(out)
+
+    return score
+
+
+# ---- models --------------------------------------------------------------------------------
+
+
+def run_ease(
+    split: LeaveOneOut, data: SequenceData, max_items: int
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """EASE with λ tuned on the validation targets; its test metrics and what was chosen."""
+    from bench.ease import EASE
+
+    start = time.perf_counter()
+    model = EASE(n_items=data.catalog.n_items, max_items=max_items, lam=EASE_LAMBDAS[0])
+    model.fit(_train_rows(split, data))
+    tried = {}
+    for lam in EASE_LAMBDAS:
+        model.set_lambda(lam)
+        tried[lam] = evaluate(ease_scores(model), split.valid, data.catalog.release_time)
+    best = max(tried, key=lambda lam: tried[lam][f"ndcg@{K}"])
+    model.set_lambda(best)
+    test = evaluate(ease_scores(model), split.test, data.catalog.release_time)
+    kept = np.zeros(data.catalog.n_items, dtype=bool)
+    kept[model.items_] = True
+    info = {
+        "lambda": best,
+        "items": int(model.items_.size),
+        "test_target_coverage": float(kept[split.test.target].mean()),
+        "valid_ndcg_by_lambda": {str(lam): m[f"ndcg@{K}"] for lam, m in tried.items()},
+        "seconds": time.perf_counter() - start,
+    }
+    return test, info
+
+
+def fm_config(data: SequenceData, preset: Preset, *, use_time: bool) -> FMConfig:
+    from fm_core.model import FMConfig
+
+    first = min(float(h.times[0]) for h in data.histories if len(h))
+    cfg = FMConfig(
+        time_origin=first if data.timed else FMConfig.time_origin,
+        use_time_features=use_time and data.timed,
+        max_len=preset.max_len,
+        d_model=preset.d_model,
+        n_layers=preset.n_layers,
+        n_heads=preset.n_heads,
+        dropout=preset.dropout,
+        id_dropout=0.1 if preset.metadata else 0.0,
+        genre_weight=0.1 if preset.metadata else 0.0,
+        n_sampled=preset.n_sampled,
+        mask_unreleased=preset.metadata,  # only the sim catalog has release times
+    )
+    return cfg.with_catalog(data.catalog)
+
+
+def run_fm(
+    split: LeaveOneOut,
+    data: SequenceData,
+    preset: Preset,
+    *,
+    use_time: bool,
+    eval_users: int,
+    seed: int,
+) -> tuple[dict[str, float], FoundationModel, dict[str, Any]]:
+    """Train the FM with best-epoch selection on validation; its test metrics and the model."""
+    from fm_core.train_fm import train_fm
+
+    cfg = fm_config(data, preset, use_time=use_time)
+    rng = np.random.default_rng(seed)
+    n_valid = min(eval_users, len(split.valid))
+    valid = split.valid.subset(np.sort(rng.choice(len(split.valid), n_valid, replace=False)))
+
+    def validate(model: FoundationModel) -> float:
+        return evaluate(fm_scores(model, data), valid, data.catalog.release_time)[f"ndcg@{K}"]
+
+    train = _train_config(preset, seed)
+    start = time.perf_counter()
+    result = train_fm(
+        [(h, None) for h in split.train], data.catalog, cfg, train,
+        contexts=split.train_contexts if data.contexts is not None else None, validate=validate,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+    test = evaluate(fm_scores(result.model, data), split.test, data.catalog.release_time)
+    info = {
+        "epochs_run": len(result.metrics),
+        "best_epoch": result.best_epoch,
+        "valid_ndcg_by_epoch": [round(m.valid, 5) for m in result.metrics],
+        "train_seq_per_s": float(np.mean([m.windows_per_s for m in result.metrics])),
+        "train_seconds": seconds,
+        "valid_users": n_valid,
+    }
+    return test, result.model, info
+
+
+def _train_config(preset: Preset, seed: int) -> TrainConfig:
+    from fm_core.train_fm import TrainConfig
+
+    return TrainConfig(
+        epochs=preset.epochs,
+        batch_size=preset.batch_size,
+        lr=preset.lr,
+        weight_decay=preset.weight_decay,
+        warmup_steps=preset.warmup_steps,
+        schedule="cosine",
+        patience=preset.patience,
+        train_top1=False,
+        seed=seed,
+    )
+
+
+def serving_latency(
+    model: FoundationModel, data: SequenceData, split: LeaveOneOut, seed: int
+) -> dict[str, Any]:
+    """p50/p99 ms of one request: encode up to LATENCY_EVENTS events, score the candidates."""
+    import torch
+
+    from fm_core.tokenize import tokenize_requests
+
+    longest = int(np.argmax([len(r.history) for r in split.test.requests]))
+    request = split.test.requests[longest]
+    events = min(len(request.history), LATENCY_EVENTS)
+    request = replace(request, history=_tail(request.history, events))
+    context = split.test.contexts[longest]
+    if context is not None:
+        context = _tail_context(context, events)
+    rng = np.random.default_rng(seed)
+    n = data.catalog.n_items
+    candidates = torch.as_tensor(rng.choice(n, size=min(LATENCY_CANDIDATES, n), replace=False))
+    device = next(model.parameters()).device
+    candidates = candidates.to(device)
+    table = model.item_embeddings()  # cached by a service between model versions
+    cap = model.cfg.max_len
+
+    def one_request() -> None:
+        with torch.inference_mode():
+            batch = tokenize_requests(
+                [request], data.catalog, max_len=cap, contexts=[context],
+                config=model.cfg.tokenizer(),
+            ).to(device)  # fmt: skip
+            h = model.encode(batch, table)[0, -1]  # (D,)
+            scores = table[candidates] @ h + model.item_bias[candidates]  # (C,)
+            scores.cpu()
+
+    samples = sample_microseconds(one_request, repeats=200, warmup=10) / 1000.0
+    stats = summary(samples)
+    return {
+        "score_ms_p50": stats["p50_us"],
+        "score_ms_p99": stats["p99_us"],
+        "events": events,
+        "tokens": min(events + 1, cap),
+        "context_cap": cap,
+        "candidates": int(candidates.numel()),
+    }
+
+
+def _tail(history: Any, n: int) -> Any:
+    from fm_core.types import History
+
+    return History(*(getattr(history, f)[-n:] for f in ("item_ids", "times", "kinds", "values",
+                                                        "sources")))  # fmt: skip
+
+
+def _tail_context(context: Any, n: int) -> Any:
+    from fm_core.tokenize import EventContext
+
+    return EventContext(
+        *(None if getattr(context, f) is None else getattr(context, f)[-n:]
+          for f in ("devices", "surfaces", "local_hours"))
+    )  # fmt: skip
+
+
+# ---- the benchmark -------------------------------------------------------------------------
+
+
+def run(
+    *,
+    data: str = "sim",
+    data_dir: str | None = None,
+    epochs: int | None = None,
+    sampled: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    dropout: float | None = None,
+    ease_items: int = 12000,
+    eval_users: int = 10000,
+    sim_users: int = 2000,
+    sim_items: int = 400,
+    sim_requests: float = 60.0,
+    threads: int = 2,
+    seed: int = 0,
+) -> dict[str, Any]:
+    import torch
+
+    from fm_core.device import select_device
+
+    started = time.perf_counter()
+    torch.set_num_threads(threads)
+    device = select_device()
+    sim_options = {"n_users": sim_users, "n_items": sim_items,
+                   "requests_per_user": sim_requests, "seed": seed}  # fmt: skip
+    dataset = load_dataset(data, data_dir, sim_options=sim_options)
+    split = leave_one_out(dataset)
+    preset = PRESETS[data]
+    overrides = {"epochs": epochs, "n_sampled": sampled, "batch_size": batch_size, "lr": lr,
+                 "dropout": dropout}  # fmt: skip
+    preset = replace(preset, **{k: v for k, v in overrides.items() if v is not None})
+    logger.info("%s: %d users, %d items, %d events", data, len(split.test),
+                dataset.catalog.n_items, dataset.n_events)  # fmt: skip
+
+    train_rows = _train_rows(split, dataset)
+    counts = np.bincount(np.concatenate(train_rows), minlength=dataset.catalog.n_items)
+    release = dataset.catalog.release_time
+    models = {"popularity": evaluate(popularity_scores(counts), split.test, release)}
+    models["ease"], ease_info = run_ease(split, dataset, ease_items)
+
+    torch.manual_seed(seed)
+    models["fm"], fm_model, fm_info = run_fm(
+        split, dataset, preset, use_time=True, eval_users=eval_users, seed=seed
+    )
+    ablation: dict[str, Any] = {}
+    if data == "sim":
+        models["fm_no_time"], _, ablation = run_fm(
+            split, dataset, preset, use_time=False, eval_users=eval_users, seed=seed
+        )
+    latency = serving_latency(fm_model, dataset, split, seed)
+    return {
+        "data": data,
+        "models": models,
+        "train_seq_per_s": fm_info["train_seq_per_s"],
+        "score_ms_p50": latency["score_ms_p50"],
+        "score_ms_p99": latency["score_ms_p99"],
+        "device": str(device),
+        "dataset": {
+            "users": len(split.test),
+            "items": dataset.catalog.n_items,
+            "events": dataset.n_events,
+            "source": dataset.source,
+        },
+        "fm": fm_info
+        | {
+            "softmax": f"sampled, {preset.n_sampled} negatives, log-Q"
+            if preset.n_sampled
+            else "full",
+            "max_len": preset.max_len,
+            "d_model": preset.d_model,
+            "n_layers": preset.n_layers,
+            "dropout": preset.dropout,
+            "batch_size": preset.batch_size,
+            "lr": preset.lr,
+            "time_features": bool(dataset.timed),
+        },
+        "fm_no_time": ablation,
+        "ease": ease_info,
+        "latency": latency,
+        "total_seconds": time.perf_counter() - started,
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    d, fm, ease, lat = result["dataset"], result["fm"], result["ease"], result["latency"]
+    rows = [
+        f"FM benchmark on {result['data']}: {d['users']} users, {d['items']} items, "
+        f"{d['events']} events; leave-one-out, full-catalog ranking, seen items removed",
+        f"{'model':<14}{'HR@10':>10}{'NDCG@10':>10}  notes",
+    ]
+    notes = {
+        "fm": f"{fm['softmax']} softmax, best epoch {fm['best_epoch']} of {fm['epochs_run']}",
+        "fm_no_time": "the same FM without continuous time features",
+        "ease": f"lambda {ease['lambda']:g}, {ease['items']} most popular items "
+        f"({ease['test_target_coverage']:.1%} of test targets; others unscored)",
+        "popularity": "training interaction counts",
+    }
+    for name, m in result["models"].items():
+        rows.append(f"{name:<14}{m['hr@10']:>10.4f}{m['ndcg@10']:>10.4f}  {notes.get(name, '')}")
+    base = max(result["models"]["ease"]["ndcg@10"], result["models"]["popularity"]["ndcg@10"])
+    ratio = result["models"]["fm"]["ndcg@10"] / base if base > 0 else math.inf
+    rows.append(f"FM NDCG@10 / best baseline: {ratio:.2f}")
+    if not fm["time_features"]:
+        rows.append("no timestamps in this data: the FM runs without continuous time features")
+    cap_note = (f"context capped at {lat['context_cap']} tokens"
+                if lat["events"] + 1 > lat["context_cap"] else "no cap reached")  # fmt: skip
+    rows += [
+        f"training: {result['train_seq_per_s']:.1f} sequences/s on {result['device']}, "
+        f"{fm['train_seconds']:.0f} s",
+        f"serving one request ({lat['events']} events, {cap_note}; {lat['candidates']} "
+        f"candidates): p50 {lat['score_ms_p50']:.2f} ms, p99 {lat['score_ms_p99']:.2f} ms",
+        f"whole command: {result['total_seconds']:.0f} s",
+    ]
+    return "\n".join(rows)
