@@ -28,10 +28,11 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Table, and_, insert, select
+from sqlalchemy import Connection, Table, and_, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -45,6 +46,7 @@ from proplog.schema import (
     OpeReport,
     Policy,
     SlateItem,
+    SlateItemCreate,
 )
 from proplog.validation import (
     check_aware_utc,
@@ -63,8 +65,9 @@ ResultT = TypeVar("ResultT")
 
 _IN_CHUNK = 500
 """Keys per ``IN (...)`` query (well below SQLite's bound-parameter limit)."""
-_WRITE_ATTEMPTS = 2
-"""A write that loses a race on its primary key is retried once."""
+_WRITE_ATTEMPTS = 3
+"""A write that loses a race on a primary key is retried (twice at most: a batch of many keys can
+lose a second race during its first retry)."""
 _NAME_LENGTH = 256
 
 _DECISION: Table = Decision.__table__  # type: ignore[attr-defined]
@@ -73,6 +76,16 @@ _EVENT: Table = Event.__table__  # type: ignore[attr-defined]
 _MODEL_VERSION: Table = ModelVersion.__table__  # type: ignore[attr-defined]
 _POLICY: Table = Policy.__table__  # type: ignore[attr-defined]
 _OPE_REPORT: Table = OpeReport.__table__  # type: ignore[attr-defined]
+
+_DECISION_FIELDS: tuple[str, ...] = tuple(
+    name for name in DecisionCreate.model_fields if name != "slate"
+)
+_SLATE_FIELDS: tuple[str, ...] = tuple(SlateItemCreate.model_fields)
+_SLATE_COLUMNS: tuple[str, ...] = ("decision_id", *_SLATE_FIELDS)
+if set(_SLATE_COLUMNS) != set(_SLATE_ITEM.columns.keys()):  # pragma: no cover
+    raise RuntimeError(f"slate_item columns {_SLATE_ITEM.columns.keys()} != {_SLATE_COLUMNS}")
+_slate_values = attrgetter(*_SLATE_FIELDS)
+_PARAMETER_MARKERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
 @dataclass(frozen=True)
@@ -227,6 +240,25 @@ def _load_decisions(session: Session, ids: Sequence[str]) -> dict[str, DecisionC
     return {key: DecisionCreate.model_validate(data) for key, data in rows.items()}
 
 
+def _insert_slate_items(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert slate rows (tuples in :data:`_SLATE_COLUMNS` order) with the driver's executemany.
+
+    Every slate column holds a plain str, int, float or bool that needs no conversion, so the rows
+    go straight to the driver: SQLAlchemy's per-row parameter processing would cost as much as the
+    rest of the write for a 20-item slate.
+    """
+    marker = _PARAMETER_MARKERS.get(conn.dialect.paramstyle)
+    if marker is None:  # a driver with another parameter style: the generic path
+        conn.execute(insert(_SLATE_ITEM), [dict(zip(_SLATE_COLUMNS, r, strict=True)) for r in rows])
+        return
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {quote(_SLATE_ITEM.name)} ({', '.join(map(quote, _SLATE_COLUMNS))}) "
+        f"VALUES ({', '.join([marker] * len(_SLATE_COLUMNS))})"
+    )
+    conn.exec_driver_sql(sql, rows)
+
+
 def _write_decisions(session: Session, decisions: Sequence[DecisionCreate]) -> list[WriteResult]:
     ids = list(dict.fromkeys(d.decision_id for d in decisions))
     known: dict[str, DecisionCreate] = _load_decisions(session, ids)
@@ -246,15 +278,29 @@ def _write_decisions(session: Session, decisions: Sequence[DecisionCreate]) -> l
         conn = session.connection()
         decision_rows = []
         slate_rows = []
+        # Key order: two PostgreSQL transactions inserting overlapping keys then wait on each
+        # other in the same order and cannot deadlock.
+        new.sort(key=lambda d: d.decision_id)
         for d in new:
-            row = d.model_dump(exclude={"slate"})
+            row = {name: getattr(d, name) for name in _DECISION_FIELDS}
             row["k"] = len(d.slate)
             decision_rows.append(row)
-            slate_rows.extend({"decision_id": d.decision_id, **s.model_dump()} for s in d.slate)
+            key = d.decision_id
+            slate_rows.extend((key, *_slate_values(s)) for s in d.slate)
         conn.execute(insert(_DECISION), decision_rows)
-        conn.execute(insert(_SLATE_ITEM), slate_rows)
+        _insert_slate_items(conn, slate_rows)
         logger.debug("recorded %d decisions with %d slate items", len(new), len(slate_rows))
     return results
+
+
+def validated_decision(decision: DecisionInput) -> DecisionCreate:
+    """``decision`` checked against every rule that needs no database, as a fresh model."""
+    return _coerce(DecisionCreate, decision, "decision")
+
+
+def validated_event(event: EventInput) -> EventCreate:
+    """``event`` checked against every rule that needs no database, as a fresh model."""
+    return _coerce(EventCreate, event, "event")
 
 
 def record_decision(*, session: Session, decision: DecisionInput) -> WriteResult:
@@ -385,7 +431,8 @@ def _write_events(
     for i, e in new:
         if e.decision_id is not None:
             _check_attribution(e, refs.get(e.decision_id), f"events[{i}]." if batch else "")
-    session.connection().execute(insert(_EVENT), [e.model_dump() for _, e in new])
+    rows = sorted((e.model_dump() for _, e in new), key=lambda row: row["event_id"])
+    session.connection().execute(insert(_EVENT), rows)
     logger.debug("recorded %d events", len(new))
     return results
 
@@ -408,6 +455,45 @@ def record_events(*, session: Session, events: Sequence[EventInput]) -> list[Wri
     if not validated:
         return []
     return _run_write(session, lambda: _write_events(session, validated, batch=True))
+
+
+def record_batch(
+    *,
+    session: Session,
+    decisions: Sequence[DecisionInput] = (),
+    events: Sequence[EventInput] = (),
+) -> tuple[list[WriteResult], list[WriteResult]]:
+    """Record decisions, then events, in one transaction with one commit: all of them, or none.
+
+    Events may point at decisions of the same batch. Error paths start with ``decisions[i].`` or
+    ``events[i].``. Results are in input order, per kind.
+    """
+    return record_validated_batch(
+        session=session,
+        decisions=_coerce_all(DecisionCreate, decisions, "decisions"),
+        events=_coerce_all(EventCreate, events, "events"),
+    )
+
+
+def record_validated_batch(
+    *,
+    session: Session,
+    decisions: Sequence[DecisionCreate],
+    events: Sequence[EventCreate],
+) -> tuple[list[WriteResult], list[WriteResult]]:
+    """:func:`record_batch` for records that are already validated ``*Create`` models.
+
+    For callers that validated each record when they accepted it (the batch writer), so that a
+    batch is not validated twice. The models must not have been changed since.
+    """
+    if not decisions and not events:
+        return [], []
+
+    def write() -> tuple[list[WriteResult], list[WriteResult]]:
+        written = _write_decisions(session, decisions) if decisions else []
+        return written, _write_events(session, events, batch=True) if events else []
+
+    return _run_write(session, write)
 
 
 def get_event(*, session: Session, event_id: str) -> EventCreate | None:
@@ -565,6 +651,7 @@ __all__ = [
     "WriteResult",
     "get_decision",
     "get_event",
+    "record_batch",
     "record_decision",
     "record_decisions",
     "record_event",
@@ -572,5 +659,8 @@ __all__ = [
     "record_model_version",
     "record_ope_report",
     "record_policy",
+    "record_validated_batch",
     "user_history",
+    "validated_decision",
+    "validated_event",
 ]

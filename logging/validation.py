@@ -109,7 +109,30 @@ def to_json_value(value: Any, field: str) -> Any:
         ) from None
 
 
+def _candidates_look_valid(d: DecisionCreate) -> bool:
+    """The common case in a few C-level passes; ``False`` sends the record to the detailed checks.
+
+    Sound, not complete: ``True`` only when every rule of :func:`_explain_candidates` holds.
+    """
+    ids, scores = d.candidate_ids, d.candidate_scores
+    return (
+        bool(ids)
+        and all(type(item) is int for item in ids)
+        and min(ids) >= 0
+        and len(set(ids)) == len(ids)
+        and len(scores) == len(ids)
+        and all(type(score) is float for score in scores)
+        and all(map(math.isfinite, scores))
+    )
+
+
 def _check_candidates(d: DecisionCreate) -> None:
+    if not _candidates_look_valid(d):
+        _explain_candidates(d)
+
+
+def _explain_candidates(d: DecisionCreate) -> None:
+    """Raise for the first broken rule of the candidates, naming the field."""
     if not d.candidate_ids:
         raise LogValidationError("candidate_ids", "a non-empty list", d.candidate_ids)
     first_index: dict[int, int] = {}
@@ -132,7 +155,57 @@ def _check_candidates(d: DecisionCreate) -> None:
         check_finite(score, f"candidate_scores[{i}]")
 
 
+def _is_probability(value: Any) -> bool:
+    return type(value) is float and 0.0 < value <= 1.0
+
+
+def _slate_looks_valid(d: DecisionCreate) -> bool:
+    """Every rule of :func:`_explain_slate` as one quick pass that builds no messages.
+
+    Sound, not complete: ``True`` only when the slate is valid; ``False`` sends the record to
+    :func:`_explain_slate`, which names the broken field (or accepts, for example, an int score).
+    """
+    if not d.slate:
+        return False
+    candidates = set(d.candidate_ids)
+    seen: set[int] = set()
+    exact = d.marginals_exact
+    previous = 1.0
+    for k, s in enumerate(d.slate):
+        item, propensity = s.item_id, s.propensity
+        cond, prefix = s.cond_propensity, s.prefix_propensity
+        if (
+            s.position != k
+            or type(item) is not int
+            or item < 0
+            or item in seen
+            or item not in candidates
+            or type(s.score) is not float
+            or not math.isfinite(s.score)
+            or not _is_probability(cond)
+            or not _is_probability(prefix)
+            or not math.isclose(prefix, previous * cond, rel_tol=PREFIX_REL_TOL, abs_tol=0.0)
+        ):
+            return False
+        if propensity is None:
+            if exact:
+                return False
+        elif not _is_probability(propensity) or (
+            exact and propensity < prefix * (1 - PREFIX_REL_TOL)
+        ):
+            return False
+        seen.add(item)
+        previous = prefix
+    return True
+
+
 def _check_slate(d: DecisionCreate) -> None:
+    if not _slate_looks_valid(d):
+        _explain_slate(d)
+
+
+def _explain_slate(d: DecisionCreate) -> None:
+    """Raise for the first broken rule of the slate, naming the field (``slate[3].propensity``)."""
     if not d.slate:
         raise LogValidationError("slate", "a non-empty list", d.slate)
     candidates = set(d.candidate_ids)

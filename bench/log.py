@@ -1,0 +1,359 @@
+"""``loopbreak bench log``: durable decisions per second into SQLite and PostgreSQL.
+
+Each decision has ``slate`` items (20 by default) out of ``candidates`` scored candidates. Two
+ways of writing the same kind of records, in the same process, side by side:
+
+- **batch writer** (:class:`proplog.batch_writer.BatchWriter`, group commit): ``threads``
+  producer threads, each keeping up to ``window`` decisions submitted and not yet durable (like
+  that many concurrent API requests per worker); a decision counts once its future has resolved,
+  that is once the transaction holding it has committed;
+- **one transaction per decision** (``proplog.store.record_decision``): the same number of
+  threads, each with its own session, each decision committed on its own.
+
+Both include validation of every record (from a plain dict, as a client hands it over). Records
+are generated before the clock starts. SQLite is a file in a temporary folder with WAL and
+``synchronous=FULL``. PostgreSQL is ``--postgres-url`` when given (the bench creates the tables
+if missing and deletes its own rows afterwards), else a throwaway server started like the tests'
+one but with durable settings (fsync on, ``synchronous_commit=on``), when the server binaries
+exist; otherwise it is skipped. Afterwards the bench checks that every decision and slate item
+is stored exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+BENCH_USER_PREFIX = "bench-log-"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--postgres-url",
+        default=None,
+        help="PostgreSQL URL to write into (postgresql+psycopg://user:pw@host/db); by default a "
+        "throwaway server is started when the PostgreSQL binaries are installed",
+    )
+    parser.add_argument("--decisions", type=int, default=20_000, help="decisions per back end")
+    parser.add_argument(
+        "--baseline-decisions",
+        type=int,
+        default=2_000,
+        help="decisions written one transaction each (the slower baseline)",
+    )
+    parser.add_argument("--slate", type=int, default=20, help="slate items per decision")
+    parser.add_argument("--candidates", type=int, default=100, help="candidates per decision")
+    parser.add_argument("--threads", type=int, default=4, help="producer threads")
+    parser.add_argument(
+        "--window", type=int, default=128, help="decisions in flight per producer thread"
+    )
+    parser.add_argument("--max-batch", type=int, default=1000, help="records per transaction")
+    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="batch collection time")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def _make_decisions(
+    n: int, *, slate: int, candidates: int, run_id: str, rng: np.random.Generator
+) -> list[dict[str, Any]]:
+    """``n`` valid decision dicts: Plackett-Luce-like conditionals, marginals marked not exact."""
+    start = datetime(2024, 6, 1, tzinfo=UTC)
+    out = []
+    for i in range(n):
+        ids = rng.choice(1_000_000, size=candidates, replace=False).tolist()
+        scores = rng.random(candidates).tolist()
+        cond = rng.uniform(0.05, 0.9, size=slate).tolist()
+        prefix: list[float] = []
+        for c in cond:
+            prefix.append(c if not prefix else prefix[-1] * c)
+        out.append(
+            {
+                "decision_id": str(uuid.UUID(int=int(rng.integers(0, 2**63)) << 64 | i)),
+                "created_at": start + timedelta(milliseconds=i),
+                "user_id": f"{BENCH_USER_PREFIX}{run_id}",
+                "surface": "home",
+                "device": "tv",
+                "country": "SE",
+                "policy_name": "plackett_luce",
+                "policy_version": "1",
+                "model_version": "bench",
+                "exploration": {"temperature": 0.7},
+                "marginals_exact": False,
+                "candidate_ids": ids,
+                "candidate_scores": scores,
+                "slate": [
+                    {
+                        "position": k,
+                        "item_id": ids[k],
+                        "score": scores[k],
+                        "propensity": None,
+                        "cond_propensity": cond[k],
+                        "prefix_propensity": prefix[k],
+                        "explored": k >= slate - 2,
+                    }
+                    for k in range(slate)
+                ],
+            }
+        )
+    return out
+
+
+def _run_threads(work: Callable[[int], None], threads: int) -> float:
+    """Run ``work(t)`` in ``threads`` threads started together; wall seconds until all finish."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads + 1)
+
+    def body(t: int) -> None:
+        barrier.wait()
+        try:
+            work(t)
+        except BaseException as exc:  # re-raised in the calling thread below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=body, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for thread in pool:
+        thread.join()
+    elapsed = time.perf_counter() - start
+    if errors:
+        raise errors[0]
+    return elapsed
+
+
+def _batch_writer_rate(
+    engine: Any, decisions: list[dict[str, Any]], options: dict[str, Any]
+) -> dict[str, Any]:
+    from proplog.batch_writer import BatchWriter
+
+    threads, window = options["threads"], options["window"]
+    shares = [decisions[t::threads] for t in range(threads)]
+    created = [0] * threads
+    with BatchWriter(
+        engine, max_batch=options["max_batch"], max_wait_s=options["max_wait_ms"] / 1000
+    ) as writer:
+
+        def produce(t: int) -> None:
+            in_flight: deque[Future[Any]] = deque()
+            for raw in shares[t]:
+                if len(in_flight) >= window:
+                    created[t] += in_flight.popleft().result().created
+                in_flight.append(writer.submit_decision(raw))
+            while in_flight:
+                created[t] += in_flight.popleft().result().created
+
+        seconds = _run_threads(produce, threads)
+        stats = writer.stats.as_dict()
+    n = len(decisions)
+    if sum(created) != n:
+        raise RuntimeError(f"batch writer reported {sum(created)} new decisions of {n}")
+    return {
+        "decisions": n,
+        "seconds": seconds,
+        "decisions_per_s": n / seconds,
+        "commits": stats["commits"],
+        "mean_batch": stats["records"] / max(stats["commits"], 1),
+    }
+
+
+def _per_decision_rate(
+    engine: Any, decisions: list[dict[str, Any]], options: dict[str, Any]
+) -> dict[str, Any]:
+    from sqlmodel import Session
+
+    from proplog.store import record_decision
+
+    threads = options["threads"]
+    shares = [decisions[t::threads] for t in range(threads)]
+
+    def write(t: int) -> None:
+        with Session(engine) as session:
+            for raw in shares[t]:
+                record_decision(session=session, decision=raw)
+
+    seconds = _run_threads(write, threads)
+    return {
+        "decisions": len(decisions),
+        "seconds": seconds,
+        "decisions_per_s": len(decisions) / seconds,
+    }
+
+
+def _check_stored(engine: Any, user_id: str, n: int, slate: int) -> None:
+    """Every decision and slate item of this run is stored exactly once."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        found = conn.execute(
+            text(
+                "SELECT count(DISTINCT d.decision_id), count(*) FROM decision d "
+                "JOIN slate_item s ON s.decision_id = d.decision_id WHERE d.user_id = :u"
+            ),
+            {"u": user_id},
+        ).one()
+    if tuple(found) != (n, n * slate):
+        raise RuntimeError(f"expected {n} decisions and {n * slate} slate items; found {found}")
+
+
+def _delete_run(engine: Any, user_id: str) -> None:
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "DELETE FROM slate_item WHERE decision_id IN "
+                "(SELECT decision_id FROM decision WHERE user_id = :u)"
+            ),
+            {"u": user_id},
+        )
+        conn.execute(text("DELETE FROM decision WHERE user_id = :u"), {"u": user_id})
+
+
+def _measure(url: str, options: dict[str, Any], *, clean_up: bool) -> dict[str, Any]:
+    """Batch writer, then one transaction per decision, on fresh records, into ``url``."""
+    from proplog.engine import init_db, make_engine
+
+    rng = np.random.default_rng(options["seed"])
+    engine = make_engine(url)
+    init_db(engine)
+    runs = {}
+    try:
+        for name, count, method in (
+            ("batch_writer", options["decisions"], _batch_writer_rate),
+            ("per_decision", options["baseline_decisions"], _per_decision_rate),
+        ):
+            run_id = uuid.uuid4().hex[:12]
+            records = _make_decisions(
+                count,
+                slate=options["slate"],
+                candidates=options["candidates"],
+                run_id=run_id,
+                rng=rng,
+            )
+            # Records made for the bench are long-lived: keep the collector from rescanning them.
+            gc.collect()
+            gc.freeze()
+            try:
+                runs[name] = method(engine, records, options)
+            finally:
+                gc.unfreeze()
+            user_id = f"{BENCH_USER_PREFIX}{run_id}"
+            _check_stored(engine, user_id, count, options["slate"])
+            if clean_up:
+                _delete_run(engine, user_id)
+    finally:
+        engine.dispose()
+    batch, single = runs["batch_writer"], runs["per_decision"]
+    return {
+        "decisions_per_s": batch["decisions_per_s"],
+        "per_decision_tx_decisions_per_s": single["decisions_per_s"],
+        "ratio": batch["decisions_per_s"] / single["decisions_per_s"],
+        "batch_writer": batch,
+        "per_decision_tx": single,
+        "verified_exactly_once": True,
+    }
+
+
+@contextmanager
+def _postgres_url(given: str | None) -> Iterator[tuple[str | None, str]]:
+    """The URL to use and where it comes from; ``(None, reason)`` when there is no server."""
+    if given:
+        yield given, "given URL"
+        return
+    from proplog.pg_server import find_bin_dir, running_server
+
+    if find_bin_dir() is None:
+        yield None, "skipped: no server (no PostgreSQL binaries; pass --postgres-url)"
+        return
+    with running_server(database="loopbreak_bench", durable=True) as url:
+        yield url, "throwaway server, fsync on"
+
+
+def run(
+    *,
+    postgres_url: str | None = None,
+    decisions: int = 20_000,
+    baseline_decisions: int = 2_000,
+    slate: int = 20,
+    candidates: int = 100,
+    threads: int = 4,
+    window: int = 128,
+    max_batch: int = 1000,
+    max_wait_ms: float = 2.0,
+    seed: int = 0,
+) -> dict[str, Any]:
+    for name, value, low in (
+        ("decisions", decisions, 1),
+        ("baseline_decisions", baseline_decisions, 1),
+        ("slate", slate, 1),
+        ("threads", threads, 1),
+        ("window", window, 1),
+        ("max_batch", max_batch, 1),
+    ):
+        if value < low:
+            raise ValueError(f"{name} must be >= {low}; got {value}")
+    if candidates < slate:
+        raise ValueError(f"candidates must be >= slate ({slate}); got {candidates}")
+    options = {
+        "decisions": decisions,
+        "baseline_decisions": baseline_decisions,
+        "slate": slate,
+        "candidates": candidates,
+        "threads": threads,
+        "window": window,
+        "max_batch": max_batch,
+        "max_wait_ms": max_wait_ms,
+        "seed": seed,
+    }
+    result: dict[str, Any] = {"config": options}
+    with tempfile.TemporaryDirectory(prefix="loopbreak-bench-log-") as folder:
+        sqlite_url = f"sqlite:///{Path(folder) / 'log.db'}"
+        result["sqlite"] = _measure(sqlite_url, options, clean_up=False)
+        result["sqlite"]["where"] = "temporary file, WAL, synchronous=FULL"
+    with _postgres_url(postgres_url) as (url, where):
+        if url is None:
+            result["postgres"] = None
+            result["postgres_skipped"] = where
+        else:
+            result["postgres"] = _measure(url, options, clean_up=True)
+            result["postgres"]["where"] = where
+    return result
+
+
+def table(result: dict[str, Any]) -> str:
+    c = result["config"]
+    rows = [
+        f"durable decisions/s, {c['slate']} slate items of {c['candidates']} candidates each; "
+        f"{c['threads']} threads x {c['window']} in flight; batches <= {c['max_batch']} records, "
+        f"<= {c['max_wait_ms']} ms",
+        f"{'back end':<10}{'batch writer':>14}{'1 tx/decision':>15}{'ratio':>8}"
+        f"{'mean batch':>12}  where",
+    ]
+    for name in ("sqlite", "postgres"):
+        r = result.get(name)
+        if r is None:
+            rows.append(f"{name:<10}{result.get('postgres_skipped', 'skipped: no server')}")
+            continue
+        rows.append(
+            f"{name:<10}{r['decisions_per_s']:>14,.0f}{r['per_decision_tx_decisions_per_s']:>15,.0f}"
+            f"{r['ratio']:>7.1f}x{r['batch_writer']['mean_batch']:>12.0f}  {r['where']}"
+        )
+    rows.append("every decision and slate item verified stored exactly once")
+    return "\n".join(rows)

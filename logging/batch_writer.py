@@ -1,0 +1,267 @@
+"""The batch writer: many threads hand over decisions and events; one thread writes them in batches.
+
+Owns group commit for the propensity log. Callers (API request threads, simulators, importers)
+call :meth:`BatchWriter.submit_decision` / :meth:`BatchWriter.submit_event`, which validate the
+record at once in the caller's thread (raising :class:`proplog.errors.LogValidationError` naming
+the field, so a bad record never enters a batch) and return a :class:`concurrent.futures.Future`.
+A single writer thread collects what is queued into a batch and writes it with
+:func:`proplog.store.record_validated_batch`: decisions, then events, in one transaction with one
+durable commit (SQLite ``synchronous=FULL``, PostgreSQL ``synchronous_commit=on``). Only then is
+each future resolved with the record's :class:`proplog.store.WriteResult`: ``created=False`` means
+the key was already stored, or came earlier in the same batch, with identical content (a replay).
+
+A batch is closed when it holds ``max_batch`` records, or ``max_wait_s`` after its first record
+arrived; while one batch commits, the next one fills, so the batch size follows the load.
+:meth:`BatchWriter.flush` waits for everything submitted so far, and :meth:`BatchWriter.close`
+flushes and stops the thread.
+
+Failures stay with their record. A record can still fail in the database (an event for a decision
+that is not stored, a replay with different content, a lost connection). Then the batch's
+transaction is rolled back as a whole, and the batch is written again in halves, recursively,
+down to single records: every good record is written, each bad one gets its own exception
+(:class:`proplog.errors.UnknownDecisionError`, :class:`proplog.errors.ConflictError`, ...) on its
+future, and nothing is half-written. Submit an event after the decision it points at (as with
+writes one by one); the two may then share a batch, whose decisions are written before its events.
+A cancelled future's record is not written.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from proplog.schema import DecisionCreate, EventCreate
+from proplog.store import (
+    DecisionInput,
+    EventInput,
+    WriteResult,
+    record_validated_batch,
+    validated_decision,
+    validated_event,
+)
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH = 1000
+DEFAULT_MAX_WAIT_S = 0.002
+
+
+@dataclass(frozen=True)
+class _Pending:
+    record: DecisionCreate | EventCreate
+    future: Future[WriteResult]
+
+
+@dataclass(frozen=True)
+class _Flush:
+    done: threading.Event
+
+
+_STOP = object()
+
+
+@dataclass
+class BatchWriterStats:
+    """Counters since the writer started (read them after :meth:`BatchWriter.flush`)."""
+
+    records: int = 0
+    batches: int = 0
+    commits: int = 0
+    split_batches: int = 0
+    failed_records: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class BatchWriter:
+    """Group-commit writer of decisions and events into the log behind ``engine``.
+
+    Parameters are keyword-only: ``max_batch`` records per transaction at most, and
+    ``max_wait_s``, how long a batch waits for more records after its first one. ``max_queue``
+    bounds the records waiting; beyond it, ``submit_*`` blocks (back pressure).
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        max_wait_s: float = DEFAULT_MAX_WAIT_S,
+        max_queue: int = 100_000,
+    ) -> None:
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be an integer >= 1; got {max_batch!r}")
+        if not isinstance(max_wait_s, int | float) or not 0 <= max_wait_s <= 10:
+            raise ValueError(f"max_wait_s must be in [0, 10] seconds; got {max_wait_s!r}")
+        if isinstance(max_queue, bool) or not isinstance(max_queue, int) or max_queue < 1:
+            raise ValueError(f"max_queue must be an integer >= 1; got {max_queue!r}")
+        self.engine = engine
+        self.max_batch = max_batch
+        self.max_wait_s = float(max_wait_s)
+        self.stats = BatchWriterStats()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="proplog-batch-writer", daemon=True)
+        self._thread.start()
+
+    # -- callers' side ---------------------------------------------------------------------------
+
+    def submit_decision(self, decision: DecisionInput) -> Future[WriteResult]:
+        """Validate ``decision`` now (raising ``LogValidationError``) and queue it for writing."""
+        return self._submit(validated_decision(decision))
+
+    def submit_event(self, event: EventInput) -> Future[WriteResult]:
+        """Validate ``event`` now (raising ``LogValidationError``) and queue it for writing."""
+        return self._submit(validated_event(event))
+
+    def record_decision(
+        self, decision: DecisionInput, *, timeout: float | None = None
+    ) -> WriteResult:
+        """Submit ``decision`` and wait until it is durable; raises what its write raised."""
+        return self.submit_decision(decision).result(timeout)
+
+    def record_event(self, event: EventInput, *, timeout: float | None = None) -> WriteResult:
+        """Submit ``event`` and wait until it is durable; raises what its write raised."""
+        return self.submit_event(event).result(timeout)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every record submitted before this call is written (or failed)."""
+        done = threading.Event()
+        self._put(_Flush(done))
+        if not done.wait(timeout):
+            raise TimeoutError(f"the batch writer did not flush within {timeout} s")
+
+    def close(self) -> None:
+        """Write everything queued, then stop the writer thread. Further submits raise."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._queue.put(_STOP)
+        self._thread.join()
+        logger.info("batch writer closed: %s", self.stats.as_dict())
+
+    def __enter__(self) -> BatchWriter:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _submit(self, record: DecisionCreate | EventCreate) -> Future[WriteResult]:
+        future: Future[WriteResult] = Future()
+        self._put(_Pending(record, future))
+        return future
+
+    def _put(self, item: Any) -> None:
+        if self._closed or not self._thread.is_alive():
+            raise RuntimeError("the batch writer is closed; no more records are accepted")
+        self._queue.put(item)
+
+    # -- the writer thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        batch: list[_Pending] = []
+        try:
+            with Session(self.engine) as session:
+                stopping = False
+                while not stopping:
+                    batch, flushes, stopping = self._collect()
+                    if batch:
+                        self._write(session, batch)
+                    batch = []
+                    for flush in flushes:
+                        flush.done.set()
+        except BaseException as exc:  # never leave a caller waiting on a dead thread
+            logger.exception("the batch writer stopped on an unexpected error")
+            self._closed = True
+            self._fail_all(batch, exc)
+            raise
+
+    def _fail_all(self, batch: list[_Pending], exc: BaseException) -> None:
+        error = RuntimeError(f"the batch writer stopped: {type(exc).__name__}: {exc}")
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(error)
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, _Pending) and item.future.set_running_or_notify_cancel():
+                item.future.set_exception(error)
+            elif isinstance(item, _Flush):
+                item.done.set()
+
+    def _collect(self) -> tuple[list[_Pending], list[_Flush], bool]:
+        """Block for a first item, then take more until the batch is full or its time is up."""
+        batch: list[_Pending] = []
+        flushes: list[_Flush] = []
+        item = self._queue.get()
+        deadline = time.monotonic() + self.max_wait_s
+        while True:
+            if item is _STOP:
+                return batch, flushes, True
+            if isinstance(item, _Flush):
+                flushes.append(item)
+                return batch, flushes, False  # a flush closes the batch at once
+            if item.future.set_running_or_notify_cancel():  # False: cancelled by its caller
+                batch.append(item)
+            if len(batch) >= self.max_batch:
+                return batch, flushes, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return batch, flushes, False
+                try:
+                    item = self._queue.get(timeout=remaining)
+                except queue.Empty:
+                    return batch, flushes, False
+
+    def _write(self, session: Session, batch: Sequence[_Pending]) -> None:
+        """Write ``batch`` in one transaction; if that fails, its halves, down to single records."""
+        self.stats.batches += 1
+        decisions = [p for p in batch if isinstance(p.record, DecisionCreate)]
+        events = [p for p in batch if isinstance(p.record, EventCreate)]
+        try:
+            decision_results, event_results = record_validated_batch(
+                session=session,
+                decisions=[p.record for p in decisions],  # type: ignore[misc]
+                events=[p.record for p in events],  # type: ignore[misc]
+            )
+        except Exception as exc:
+            if len(batch) == 1:
+                self.stats.failed_records += 1
+                logger.info("record refused by the log: %s", exc)
+                batch[0].future.set_exception(exc)
+                return
+            self.stats.split_batches += 1
+            logger.info(
+                "a batch of %d records failed (%s: %s); writing it again in halves",
+                len(batch),
+                type(exc).__name__,
+                exc,
+            )
+            middle = len(batch) // 2
+            self._write(session, batch[:middle])
+            self._write(session, batch[middle:])
+            return
+        self.stats.commits += 1
+        self.stats.records += len(batch)
+        for pending, result in zip(
+            decisions + events, decision_results + event_results, strict=True
+        ):
+            pending.future.set_result(result)
