@@ -1,0 +1,255 @@
+"""``loopbreak bench fm`` at toy size: the loaders on files written here, the leave-one-out split,
+EASE against a direct numpy computation, the ranking metrics on hand-made rankings, the sim
+loader, and the command end to end. No test reads the shared benchmark data."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from api.cli import main
+from bench.ease import EASE, ease_weights, interaction_matrix
+from bench.fm_data import (
+    SequenceData,
+    leave_one_out,
+    load_beauty,
+    load_dataset,
+    load_movielens,
+    resolve_data_dir,
+    simulate_sequences,
+)
+from fm_core.fm_eval import ranking_metrics
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_movielens(folder: Path, rows: list[tuple[int, int, int, int]]) -> Path:
+    path = folder / "ml-100k" / "u.data"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in rows))
+    return path
+
+
+def write_beauty(folder: Path, rows: list[tuple[int, int]]) -> Path:
+    path = folder / "beauty" / "beauty.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{u} {i}\n" for u, i in rows))
+    return path
+
+
+# ---- loaders -------------------------------------------------------------------------------
+
+
+def test_movielens_orders_each_user_by_time_then_item_id(tmp_path: Path) -> None:
+    rows = [(2, 50, 4, 300), (1, 30, 5, 200), (1, 10, 3, 100), (1, 40, 1, 200), (2, 10, 2, 100)]
+    data = load_movielens(write_movielens(tmp_path, rows))
+    assert data.name == "ml-100k" and data.timed
+    np.testing.assert_array_equal(data.catalog.item_ids, [10, 30, 40, 50])
+    first, second = data.histories
+    np.testing.assert_array_equal(first.item_ids, [10, 30, 40])  # 30 and 40 tie at t=200
+    np.testing.assert_array_equal(first.times, [100.0, 200.0, 200.0])
+    np.testing.assert_array_equal(second.item_ids, [10, 50])
+    assert set(first.kinds) == {"play"}
+
+
+def test_beauty_keeps_the_file_order_with_increasing_stand_in_times(tmp_path: Path) -> None:
+    rows = [(1, 7), (1, 3), (2, 9), (1, 5), (2, 7)]
+    data = load_beauty(write_beauty(tmp_path, rows))
+    assert not data.timed
+    np.testing.assert_array_equal(data.histories[0].item_ids, [7, 3, 5])
+    np.testing.assert_array_equal(data.histories[1].item_ids, [9, 7])
+    assert np.all(np.diff(data.histories[0].times) > 1800.0)  # never rolled up
+    assert data.catalog.n_items == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1\t2\t3\n", r"u.data:1: expected 4 fields \(user, item, rating, unix time\); got 3"),
+        ("1\t2\t3\t4\n1\tx\t3\t4\n", r"u.data:2: fields must be integers"),
+        ("\n", "holds no interactions"),
+    ],
+)
+def test_movielens_rejects_malformed_lines_naming_the_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = write_movielens(tmp_path, [])
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_movielens(path)
+
+
+def test_missing_data_names_the_path(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"beauty data not found: expected the file .*"
+                       r"beauty/beauty.txt"):  # fmt: skip
+        load_dataset("beauty", tmp_path)
+    with pytest.raises(FileNotFoundError, match="--data-dir .*nowhere is not a directory"):
+        resolve_data_dir(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="data must be one of"):
+        load_dataset("netflix", tmp_path)
+
+
+# ---- split ---------------------------------------------------------------------------------
+
+
+def test_leave_one_out_holds_out_the_last_two_events(tmp_path: Path) -> None:
+    rows = [(1, i, 5, 100 * k) for k, i in enumerate([10, 20, 30, 40, 50])]
+    rows += [(2, 20, 5, 1), (2, 60, 5, 2)]  # two events: too short, left out
+    rows += [(3, 60, 5, 7), (3, 10, 5, 8), (3, 30, 5, 9)]
+    data = load_movielens(write_movielens(tmp_path, rows))
+    split = leave_one_out(data)
+    rows_of = data.catalog.rows
+    assert len(split.train) == len(split.valid) == len(split.test) == 2
+    np.testing.assert_array_equal(split.train[0].item_ids, [10, 20, 30])
+    np.testing.assert_array_equal(split.train[1].item_ids, [60])
+    np.testing.assert_array_equal(split.valid.target, rows_of(np.array([40, 10])))
+    np.testing.assert_array_equal(split.test.target, rows_of(np.array([50, 30])))
+    np.testing.assert_array_equal(split.valid.requests[0].history.item_ids, [10, 20, 30])
+    np.testing.assert_array_equal(split.test.requests[0].history.item_ids, [10, 20, 30, 40])
+    np.testing.assert_array_equal(split.test.seen[1], rows_of(np.array([10, 60])))
+    assert split.test.requests[0].time == 400.0  # the request is at the target's time
+    assert split.test.time.tolist() == [400.0, 9.0]
+
+
+# ---- EASE ----------------------------------------------------------------------------------
+
+
+def test_ease_weights_match_the_closed_form_computed_directly() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 12)) < 0.3).astype(np.float64)
+    lam = 5.0
+    p = np.linalg.inv(x.T @ x + lam * np.eye(12))
+    expected = np.eye(12) - p / np.diag(p)[None, :]
+    b = ease_weights(x.T @ x, lam)
+    np.testing.assert_allclose(b, expected, atol=1e-6)
+    assert np.all(np.diag(b) == 0.0)
+
+
+def test_ease_restricted_to_popular_items_leaves_the_others_unscored() -> None:
+    rows = [np.array([0, 1]), np.array([0, 1, 2]), np.array([0, 2]), np.array([1, 3])]
+    model = EASE(n_items=5, lam=1.0, max_items=3).fit(rows)
+    np.testing.assert_array_equal(model.items_, [0, 1, 2])  # counts 3, 3, 2, 1, 0
+    scores = model.scores([np.array([0, 3])])
+    assert np.isneginf(scores[0, [3, 4]]).all()
+    x = interaction_matrix([r[r < 3] for r in rows], 3).toarray().astype(np.float64)
+    p = np.linalg.inv(x.T @ x + np.eye(3))
+    b = np.eye(3) - p / np.diag(p)[None, :]
+    np.testing.assert_allclose(scores[0, :3], b[0], atol=1e-5)  # the input row is item 0 only
+
+
+# ---- metrics -------------------------------------------------------------------------------
+
+
+def test_ranking_metrics_on_hand_made_rankings() -> None:
+    scores = torch.tensor(
+        [
+            [0.9, 0.5, 0.1, 0.3],  # target 0 first
+            [0.9, 0.5, 0.1, 0.3],  # target 3 third
+            [0.9, 0.5, 0.1, 0.3],  # target 3 second once item 0 (seen) is removed
+            [0.2, 0.2, 0.2, 0.9],  # target 0 tied with item 1 and 2 behind item 3
+        ]
+    )
+    target = torch.tensor([0, 3, 3, 0])
+    excluded = torch.zeros(4, 4, dtype=torch.bool)
+    excluded[2, 0] = True
+    excluded[3, 0] = True  # the target is never removed
+    hr, ndcg = ranking_metrics(scores, target, 2, excluded=excluded)
+    assert hr.tolist() == [1.0, 0.0, 1.0, pytest.approx(1 / 3)]
+    tie = (1 / math.log2(3)) / 3  # rank 1, 2 or 3 equally likely; only rank 1 (0-based) counts
+    np.testing.assert_allclose(ndcg.numpy(), [1.0, 0.0, 1 / math.log2(3), tie])
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        ranking_metrics(scores, target, 0)
+
+
+def test_an_unscored_target_never_counts_as_a_hit() -> None:
+    scores = torch.tensor([[1.0, float("-inf"), float("-inf"), 0.5]])
+    hr, ndcg = ranking_metrics(scores, torch.tensor([1]), 2)
+    # tied with item 2 behind two scored items: rank 2 or 3, never inside the top 2
+    assert hr.item() == 0.0 and ndcg.item() == 0.0
+
+
+# ---- sim -----------------------------------------------------------------------------------
+
+
+def test_sim_sequences_carry_device_surface_and_hour_of_each_event() -> None:
+    data = simulate_sequences(n_users=30, n_items=40, requests_per_user=20, seed=3)
+    assert data.name == "sim" and data.timed and data.contexts is not None
+    assert len(data.histories) == len(data.contexts) > 0
+    for history, context in zip(data.histories, data.contexts, strict=True):
+        assert np.all(np.diff(history.times) >= 0)
+        assert np.unique(history.item_ids).size == len(history)  # first plays only
+        assert context.devices is not None and context.local_hours is not None
+        assert context.surfaces is not None
+        assert set(context.devices) <= {"tv", "mobile", "web", "tablet"}
+        assert set(context.surfaces) <= {"home", "search"}
+        assert np.all((context.local_hours >= 0) & (context.local_hours < 24))
+    again = simulate_sequences(n_users=30, n_items=40, requests_per_user=20, seed=3)
+    np.testing.assert_array_equal(data.histories[0].item_ids, again.histories[0].item_ids)
+    split = leave_one_out(data)
+    assert split.test.requests[0].device in {"tv", "mobile", "web", "tablet"}
+
+
+# ---- the command ---------------------------------------------------------------------------
+
+
+def _tiny_movielens(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    rows = []
+    for user in range(1, 25):
+        start = int(rng.integers(0, 30))
+        for k in range(12):  # users walk a cycle of 30 items
+            rows.append((user, 1 + (start + k) % 30, 4, 1000 * k + user))
+    write_movielens(folder, rows)
+
+
+def test_bench_fm_command_prints_the_table_and_the_json_keys(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _tiny_movielens(tmp_path)
+    argv = ["bench", "fm", "--data", "ml-100k", "--data-dir", str(tmp_path), "--epochs", "2",
+            "--threads", "1", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert {"data", "models", "train_seq_per_s", "score_ms_p50", "score_ms_p99", "device"} <= set(
+        result
+    )
+    assert result["data"] == "ml-100k"
+    assert set(result["models"]) == {"fm", "ease", "popularity"}
+    for metrics in result["models"].values():
+        assert 0.0 <= metrics["ndcg@10"] <= metrics["hr@10"] <= 1.0
+    assert result["score_ms_p99"] >= result["score_ms_p50"] > 0
+    assert "popularity" in "\n".join(lines[:-1]) and "NDCG@10" in lines[1]
+
+
+def test_bench_fm_on_sim_adds_the_ablation_without_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["bench", "fm", "--data", "sim", "--sim-users", "40", "--sim-items", "40",
+            "--sim-requests", "15", "--epochs", "1", "--threads", "1", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["models"]) == {"fm", "fm_no_time", "ease", "popularity"}
+    assert result["latency"]["candidates"] == 40  # the whole catalog, smaller than 1,000
+
+
+def test_bench_fm_without_data_names_the_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="ml-100k data not found"):
+        main(["bench", "fm", "--data", "ml-100k", "--data-dir", str(tmp_path)])
+
+
+def test_sequence_data_counts_events(tmp_path: Path) -> None:
+    data = load_beauty(write_beauty(tmp_path, [(1, 1), (1, 2), (2, 1)]))
+    assert isinstance(data, SequenceData) and data.n_events == 3
