@@ -95,7 +95,7 @@ def test_missing_data_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"beauty data not found: expected the file .*"
                        r"beauty/beauty.txt"):  # fmt: skip
         load_dataset("beauty", tmp_path)
-    with pytest.raises(FileNotFoundError, match="--data-dir .*nowhere is not a directory"):
+    with pytest.raises(FileNotFoundError, match=r"--data-dir .*nowhere is not a directory"):
         resolve_data_dir(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="data must be one of"):
         load_dataset("netflix", tmp_path)
