@@ -213,9 +213,17 @@ class OpeBatch:
     def n_rows(self) -> int:
         return int(self.reward.size)
 
-    @property
+    @cached_property
     def n_decisions(self) -> int:
         return int(self.decision.max()) + 1
+
+    @cached_property
+    def n_slots(self) -> int:
+        return int(self.slot.max()) + 1
+
+    @cached_property
+    def min_pscore(self) -> float:
+        return float(self.pscore.min())
 
     @cached_property
     def weight(self) -> np.ndarray:

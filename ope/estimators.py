@@ -129,7 +129,7 @@ def per_decision(batch: OpeBatch, terms: np.ndarray) -> np.ndarray:
 
 def per_decision_slot(batch: OpeBatch, terms: np.ndarray) -> np.ndarray:
     """(n_decisions, n_slots) sums of per-row terms by decision and slot."""
-    n_slots = int(batch.slot.max()) + 1
+    n_slots = batch.n_slots
     if batch.one_row_per_decision:
         out = np.zeros((batch.n_decisions, n_slots))
         out[batch.decision, batch.slot] = terms
@@ -154,10 +154,20 @@ def self_normalized_moments(batch: OpeBatch, y: np.ndarray, offset: np.ndarray) 
     """(n_decisions, 1 + 2K) z_i = [Σ offset, A_i0, B_i0, A_i1, B_i1, ...] with A_ik = Σ w y and
     B_ik = Σ w over the decision's rows at slot k; slot by slot, so that zero-padding a chunk
     with fewer slots is exact."""
-    numerator = per_decision_slot(batch, batch.weight * y)
-    denominator = per_decision_slot(batch, batch.weight)
-    pairs = np.stack([numerator, denominator], axis=2).reshape(batch.n_decisions, -1)
-    return np.column_stack([per_decision(batch, offset), pairs])
+    n, k = batch.n_decisions, batch.n_slots
+    z = np.zeros((n, 1 + 2 * k), order="F")  # column by column, for Moments.of
+    w = batch.weight
+    if batch.one_row_per_decision and k == 1:
+        z[:, 0], z[:, 1], z[:, 2] = offset, w * y, w
+    elif batch.one_row_per_decision:
+        z[:, 0] = offset
+        z[batch.decision, 1 + 2 * batch.slot] = w * y
+        z[batch.decision, 2 + 2 * batch.slot] = w
+    else:
+        z[:, 0] = per_decision(batch, offset)
+        z[:, 1::2] = per_decision_slot(batch, w * y)
+        z[:, 2::2] = per_decision_slot(batch, w)
+    return z
 
 
 def self_normalized_value(z_mean: np.ndarray) -> float:
@@ -248,8 +258,8 @@ class Estimator:
             weights=replace(weights, counts=counts) if counts else weights,
             value_min=batch.value_range[0],
             value_max=batch.value_range[1],
-            slots=int(batch.slot.max()) + 1,
-            min_pscore=float(batch.pscore.min()),
+            slots=batch.n_slots,
+            min_pscore=batch.min_pscore,
             bootstrap=boot,
         )
 

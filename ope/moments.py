@@ -47,16 +47,20 @@ class Moments:
 
     @classmethod
     def of(cls, z: np.ndarray) -> Moments:
-        """From per-decision vectors z (n, d)."""
+        """From per-decision vectors z (n, d); a Fortran-ordered z (column by column, as the
+        estimators build it) is read without a copy."""
         n, d = z.shape
         if n == 0:
             return cls(0, np.zeros(d), np.zeros((d, d)))
-        mean = z.mean(axis=0)
-        centered = z - mean
         if d == 1:  # a dot product of vectors is much faster than an (n, 1) matmul
-            column = centered[:, 0]
-            return cls(n, mean, np.array([[column @ column]]))
-        return cls(n, mean, centered.T @ centered)
+            column = z[:, 0]
+            mean = column.mean()
+            centered = column - mean
+            return cls(n, np.array([mean]), np.array([[centered @ centered]]))
+        rows = np.ascontiguousarray(z.T)  # (d, n)
+        mean = rows.mean(axis=1)
+        centered = rows - mean[:, None]
+        return cls(n, mean, centered @ centered.T)
 
     @property
     def dim(self) -> int:
