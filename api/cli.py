@@ -31,6 +31,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         k=args.k,
         epsilon=args.epsilon,
         seed=args.seed,
+        model=args.model,
         world=WorldConfig(seed=args.seed, n_items=args.items, n_users=args.users),
     )
     header = (
@@ -77,15 +78,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_retrain(args: argparse.Namespace) -> int:
     from api.retrain import retrain
     from api.settings import Settings
-    from fm_core import PopularityAffinityScorer
+    from fm_core import load_scorer_file
     from proplog.engine import init_db, make_engine
 
     settings = Settings(**({"database_url": args.db} if args.db else {}))
     engine = make_engine(settings.database_url)
     init_db(engine)
     # The catalog travels with the model: take it from the model being replaced.
-    catalog = PopularityAffinityScorer.load(args.catalog_from).catalog
-    result = retrain(engine=engine, catalog=catalog, out=Path(args.out), version=args.version)
+    catalog = load_scorer_file(args.catalog_from).catalog
+    result = retrain(
+        engine=engine,
+        catalog=catalog,
+        out=Path(args.out),
+        version=args.version,
+        model=args.model,
+    )
     print(
         f"model {result.version}: {result.decisions} decisions, {result.impressions} "
         f"impressions, {result.plays} plays -> {result.path}"
@@ -183,6 +190,44 @@ def _cmd_ope_estimate(args: argparse.Namespace) -> int:
 _BENCH_GENERIC = frozenset({"command", "func", "verbose", "name", "json"})
 
 
+def _cmd_ope_obd(args: argparse.Namespace) -> int:
+    from ope.obd import CAMPAIGNS, PUBLISHED_ALL, evaluate_campaign
+
+    campaigns = [args.campaign] if args.campaign else list(CAMPAIGNS)
+    results = {
+        c: evaluate_campaign(c, n_runs=args.runs, model=args.model, seed=args.seed)
+        for c in campaigns
+    }
+    names = list(PUBLISHED_ALL)
+    print(
+        f"Open Bandit Dataset (obp's bundled sample): BTS estimated from the random logs, "
+        f"{args.runs} bootstrap runs, {args.model} reward model cross-fitted on 3 folds"
+    )
+    print("relative error |estimate - BTS on-policy| / BTS on-policy, mean over runs")
+    print(f"{'campaign':<18}{'truth':>8}" + "".join(f"{n:>10}" for n in names))
+    for c, r in results.items():
+        s = r.summary()
+        print(f"{c:<18}{r.truth:>8.4f}" + "".join(f"{s[n]['mean']:>10.3f}" for n in names))
+    print(f"{'published (all)':<18}{'':>8}" + "".join(f"{PUBLISHED_ALL[n]:>10.3f}" for n in names))
+    if args.json:
+        out = {
+            "campaigns": {
+                c: {
+                    "truth": r.truth,
+                    "clicks_in_random_log": r.clicks,
+                    "relative_error": {n: v["mean"] for n, v in r.summary().items()},
+                    "relative_error_sd": {n: v["sd"] for n, v in r.summary().items()},
+                }
+                for c, r in results.items()
+            },
+            "published_all": PUBLISHED_ALL,
+            "runs": args.runs,
+            "model": args.model,
+        }
+        print(json.dumps(out))
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"bench.{args.name}")
     options = {k: v for k, v in vars(args).items() if k not in _BENCH_GENERIC}
@@ -217,6 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--items", type=int, default=400, help="catalog size of the world")
     demo.add_argument("--users", type=int, default=300, help="users in the world")
+    demo.add_argument(
+        "--model",
+        choices=("baseline", "fm"),
+        default="baseline",
+        help="scorer retrained every round: the baseline, or the foundation model with its "
+        "ranker (default: %(default)s)",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     serve = sub.add_parser("serve", help="serve the decision and event API")
@@ -233,7 +285,13 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument(
         "--catalog-from", default="out/model.npz", help="model whose item catalog to use"
     )
-    retrain.add_argument("--version", help="version name (default: baseline-<UTC time>)")
+    retrain.add_argument("--version", help="version name (default: <model>-<UTC time>)")
+    retrain.add_argument(
+        "--model",
+        choices=("baseline", "fm"),
+        default="baseline",
+        help="what to fit: the baseline, or the foundation model with its ranker",
+    )
     retrain.set_defaults(func=_cmd_retrain)
 
     ope = sub.add_parser("ope", help="off-policy evaluation")
@@ -300,6 +358,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     estimate.add_argument("--json", action="store_true", help="end with one JSON line")
     estimate.set_defaults(func=_cmd_ope_estimate)
+
+    obd = ope_sub.add_parser(
+        "obd", help="estimate BTS from the Open Bandit Dataset's random logs; relative errors"
+    )
+    obd.add_argument("--campaign", choices=("all", "men", "women"), help="default: all three")
+    obd.add_argument("--runs", type=int, default=10, help="bootstrap runs (default 10)")
+    obd.add_argument("--model", choices=("logistic", "gbdt"), default="logistic")
+    obd.add_argument("--seed", type=int, default=12345)
+    obd.add_argument("--json", action="store_true", help="end with one JSON line")
+    obd.set_defaults(func=_cmd_ope_obd)
 
     bench = sub.add_parser("bench", help="benchmarks, ours beside a baseline")
     bench_sub = bench.add_subparsers(dest="name", required=True, metavar="NAME")
