@@ -15,13 +15,24 @@ Storage conventions:
   ``timestamp with time zone`` in PostgreSQL. A naive datetime is refused on the way in.
 - every float column is ``Double`` (IEEE double in SQLite, ``double precision`` in PostgreSQL),
   so a propensity reads back bit for bit as it was written.
-- JSON columns use sqlalchemy's generic ``JSON`` (works on SQLite and PostgreSQL). Python's
-  ``json`` writes floats in their shortest round-trip form, so candidate scores are exact too.
+- a decision's candidate ids and scores are packed arrays (:class:`PackedInt64s`,
+  :class:`PackedFloat64s`): little-endian int64 / IEEE double, 8 bytes per value, in a ``BLOB``
+  (SQLite) or ``bytea`` (PostgreSQL) column, read back as Python lists, bit for bit. JSON text
+  would be exact too, but writing 100 scores as JSON costs about 60 µs per decision on this
+  project's CPU machine against about 3 µs packed, which alone caps the log below 5,000 decisions
+  per second. (Values written as JSON by earlier versions are still read.)
+- the other JSON columns (``exploration``, parameters, metrics, reports) use sqlalchemy's generic
+  ``JSON`` (SQLite and PostgreSQL); Python's ``json`` writes floats in their shortest round-trip
+  form, so they are exact too.
 - positions are 0-based; ``item_id`` is an ``int``; ``decision_id`` a canonical UUID string.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from array import array
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +45,7 @@ from sqlalchemy import (
     Double,
     ForeignKeyConstraint,
     Index,
+    LargeBinary,
     Table,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -42,6 +54,40 @@ from sqlmodel import Field, SQLModel
 from proplog.validation import MAX_ID_LENGTH, validate_decision, validate_event
 
 UUID_LENGTH = 36
+
+
+class PackedFloat64s(TypeDecorator[list[float]]):
+    """A list of floats stored as packed little-endian IEEE doubles (exact, 8 bytes each)."""
+
+    impl = LargeBinary
+    cache_ok = True
+    typecode = "d"
+
+    def process_bind_param(self, value: Sequence[Any] | None, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        packed = array(self.typecode, value)
+        if sys.byteorder != "little":  # pragma: no cover - no big-endian machine here
+            packed.byteswap()
+        return packed.tobytes()
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[Any] | None:
+        if value is None or isinstance(value, list):  # list: a JSON column of an earlier version
+            return value
+        if isinstance(value, str):  # JSON text written by an earlier version (SQLite)
+            return list(json.loads(value))
+        packed = array(self.typecode)
+        packed.frombytes(bytes(value))
+        if sys.byteorder != "little":  # pragma: no cover
+            packed.byteswap()
+        return packed.tolist()
+
+
+class PackedInt64s(PackedFloat64s):
+    """A list of ints in [-2**63, 2**63) stored as packed little-endian int64 (8 bytes each)."""
+
+    cache_ok = True
+    typecode = "q"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -186,8 +232,8 @@ class Decision(SQLModel, table=True):
     marginals_exact: bool
     arm: str | None = None
     k: int
-    candidate_ids: list[int] = Field(sa_type=JSON, nullable=False)
-    candidate_scores: list[float] = Field(sa_type=JSON, nullable=False)
+    candidate_ids: list[int] = Field(sa_type=PackedInt64s, nullable=False)
+    candidate_scores: list[float] = Field(sa_type=PackedFloat64s, nullable=False)
 
 
 class SlateItem(SQLModel, table=True):

@@ -32,6 +32,8 @@ SURFACES: tuple[str, ...] = ("home", "search", "title", "billboard")
 EVENT_KINDS: tuple[str, ...] = ("play", "click", "thumb_up", "thumb_down", "list_add")
 EVENT_SOURCES: tuple[str, ...] = ("rec", "search", "direct")
 MAX_ID_LENGTH = 128
+MAX_ITEM_ID = 2**63 - 1
+"""Item ids are stored as int64."""
 PREFIX_REL_TOL = 1e-9
 """Relative tolerance of ``prefix[k] == prefix[k-1] * cond[k]``."""
 
@@ -115,13 +117,13 @@ def _candidates_look_valid(d: DecisionCreate) -> bool:
     Sound, not complete: ``True`` only when every rule of :func:`_explain_candidates` holds.
     """
     ids, scores = d.candidate_ids, d.candidate_scores
+    # This runs after pydantic, which made every id an int and every score a float.
     return (
         bool(ids)
-        and all(type(item) is int for item in ids)
         and min(ids) >= 0
+        and max(ids) <= MAX_ITEM_ID
         and len(set(ids)) == len(ids)
         and len(scores) == len(ids)
-        and all(type(score) is float for score in scores)
         and all(map(math.isfinite, scores))
     )
 
@@ -138,6 +140,8 @@ def _explain_candidates(d: DecisionCreate) -> None:
     first_index: dict[int, int] = {}
     for i, item in enumerate(d.candidate_ids):
         check_non_negative_int(item, f"candidate_ids[{i}]")
+        if item > MAX_ITEM_ID:
+            raise LogValidationError(f"candidate_ids[{i}]", f"at most {MAX_ITEM_ID} (int64)", item)
         if item in first_index:
             raise LogValidationError(
                 f"candidate_ids[{i}]",

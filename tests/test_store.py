@@ -369,14 +369,10 @@ def test_batch_with_one_unattributable_event_writes_none(session: Session, engin
 def test_failure_between_decision_and_slate_insert_leaves_nothing_half_written(
     session: Session, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_insert = proplog.store.insert
+    def failing_insert(conn: Any, rows: Any) -> None:
+        raise OSError("disk went away")
 
-    def failing_insert(table: Any) -> Any:
-        if table.name == "slate_item":
-            raise OSError("disk went away")
-        return real_insert(table)
-
-    monkeypatch.setattr(proplog.store, "insert", failing_insert)
+    monkeypatch.setattr(proplog.store, "_insert_slate_items", failing_insert)
     with pytest.raises(OSError, match="disk went away"):
         record_decision(session=session, decision=make_decision())
     assert count_rows(engine, "decision") == 0
@@ -540,3 +536,25 @@ def test_ope_reports_are_appended_with_increasing_ids(session: Session) -> None:
             decision=None,
             reasons=[],
         )
+
+
+def test_packed_candidate_columns_round_trip_exactly_and_read_earlier_json() -> None:
+    from sqlalchemy.dialects import sqlite
+
+    from proplog.schema import PackedFloat64s, PackedInt64s
+
+    dialect = sqlite.dialect()
+    scores = [1 / 3, 0.1 + 0.2, -2.5e-300, 1e308, 0.0]
+    packed = PackedFloat64s().process_bind_param(scores, dialect)
+    assert packed is not None and len(packed) == 8 * len(scores)
+    assert PackedFloat64s().process_result_value(packed, dialect) == scores
+    ids = [0, 7, 2**63 - 1]
+    assert (
+        PackedInt64s().process_result_value(
+            PackedInt64s().process_bind_param(ids, dialect), dialect
+        )
+        == ids
+    )
+    # A row written by a version that stored these columns as JSON text still reads.
+    assert PackedFloat64s().process_result_value("[0.5, 1e-300]", dialect) == [0.5, 1e-300]
+    assert PackedInt64s().process_result_value([1, 2], dialect) == [1, 2]

@@ -137,6 +137,9 @@ BAD_DECISIONS = [
     pytest.param(
         set_("candidate_ids", [10, 20, 30, 20]), "candidate_ids[3]", id="duplicate-candidate"
     ),
+    pytest.param(
+        set_("candidate_ids", [10, 20, 30, 2**63]), "candidate_ids[3]", id="candidate-beyond-int64"
+    ),
     pytest.param(set_("slate", []), "slate", id="empty-slate"),
     pytest.param(set_("decision_id", "not-a-uuid"), "decision_id", id="decision-id-not-uuid"),
     pytest.param(set_("created_at", datetime(2024, 5, 1, 12)), "created_at", id="naive-datetime"),
