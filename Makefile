@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean install
+.PHONY: demo test lint clean install postgres-server
 
 install: $(STAMP)
 
@@ -19,7 +19,24 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/loopbreak demo --out out
 
-test: $(STAMP)
+# The store tests also run against a throwaway PostgreSQL server that the tests start themselves
+# (tests/conftest.py, proplog/pg_server.py). Debian's `postgresql` package provides it: as root
+# with apt-get it is installed when missing (a no-op when present); otherwise the PostgreSQL tests
+# are skipped with a loud message.
+PG_SERVER := $(firstword $(wildcard /usr/lib/postgresql/*/bin/postgres) $(shell command -v postgres 2>/dev/null))
+
+postgres-server:
+	@if [ -n "$(PG_SERVER)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's postgresql package for the PostgreSQL store tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	else \
+	  echo "WARNING: no PostgreSQL server binary and no way to install it here:"; \
+	  echo "WARNING: the PostgreSQL store tests will be SKIPPED (apt-get install postgresql)"; \
+	fi
+
+test: $(STAMP) postgres-server
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
