@@ -66,13 +66,14 @@ class Preset:
     n_sampled: int = 0
     metadata: bool = False  # items have genres/tokens (id drop-out and the genre head help)
     weight_decay: float = 0.01
+    length_buckets: bool = True
 
 
 PRESETS: dict[str, Preset] = {
-    "ml-100k": Preset(max_len=200, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=40,
-                      batch_size=32, lr=2e-3, warmup_steps=100, patience=6),
-    "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.5, epochs=30,
-                     batch_size=128, lr=2e-3, warmup_steps=200, patience=3),
+    "ml-100k": Preset(max_len=200, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=25,
+                      batch_size=32, lr=2e-3, warmup_steps=100, patience=5),
+    "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.3, epochs=20,
+                     batch_size=256, lr=2e-3, warmup_steps=100, patience=3, n_sampled=8192),
     "sim": Preset(max_len=100, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=30,
                   batch_size=32, lr=2e-3, warmup_steps=100, patience=5, metadata=True),
 }  # fmt: skip
@@ -90,14 +91,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ease-items",
         type=int,
-        default=12000,
-        help="EASE keeps the most popular items up to this many (default 12000)",
+        default=8000,
+        help="EASE keeps the most popular items up to this many (default 8000)",
     )
     parser.add_argument(
         "--eval-users",
         type=int,
-        default=10000,
-        help="validation users scored after each epoch (default 10000)",
+        default=5000,
+        help="validation users scored after each epoch (default 5000)",
     )
     parser.add_argument("--sim-users", type=int, default=2000, help="users of the sim world")
     parser.add_argument("--sim-items", type=int, default=400, help="items of the sim world")
@@ -277,6 +278,7 @@ def _train_config(preset: Preset, seed: int) -> TrainConfig:
         schedule="cosine",
         patience=preset.patience,
         train_top1=False,
+        length_buckets=preset.length_buckets,
         seed=seed,
     )
 
@@ -354,8 +356,8 @@ def run(
     batch_size: int | None = None,
     lr: float | None = None,
     dropout: float | None = None,
-    ease_items: int = 12000,
-    eval_users: int = 10000,
+    ease_items: int = 8000,
+    eval_users: int = 5000,
     sim_users: int = 2000,
     sim_items: int = 400,
     sim_requests: float = 60.0,

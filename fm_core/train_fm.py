@@ -19,6 +19,11 @@ step all-reduces the ranks' per-objective weight sums (``FoundationModel.target_
 and each rank divides its Σ w·ℓ by (global Σ w) / world size. DDP's gradient average then
 equals the one-process gradient exactly, even when the ranks' shares of the weight differ.
 
+**Length buckets.** With ``length_buckets`` each epoch shuffles the windows, sorts them by
+length within pools of 64 batches, cuts batches and shuffles the batches, so that a batch pads
+little; under DDP rank r takes every world_size-th batch (the one-process equivalence above then
+holds in distribution, not batch for batch).
+
 **Schedule and model selection.** The learning rate warms up linearly over ``warmup_steps``
 and then stays (``schedule="constant"``) or follows a cosine to ``min_lr_ratio`` × lr
 (``"cosine"``). With a ``validate`` callback (higher is better, e.g. validation NDCG@10), rank 0
@@ -33,14 +38,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from fm_core.checkpoint import load_checkpoint, save_checkpoint, unwrap
@@ -82,6 +87,7 @@ class TrainConfig:
     min_lr_ratio: float = 0.05  # the cosine's final learning rate, relative to lr
     patience: int | None = None  # with validate: stop after this many epochs without a gain
     train_top1: bool = True  # score the whole catalog at every step for the top-1 metric
+    length_buckets: bool = False  # batch windows of similar length (less padding; see below)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -168,6 +174,63 @@ def _windows(
     return [w for w in windows if np.any((w.target >= 0) & (w.sample_weight > 0))]
 
 
+class LengthBucketBatches(Sampler[list[int]]):
+    """Batches of window indices of similar length for one rank (see the module docstring)."""
+
+    POOL_BATCHES = 64
+
+    def __init__(
+        self, lengths: Sequence[int], *, batch_size: int, seed: int, rank: int, world_size: int
+    ) -> None:
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed = batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _all_batches(self) -> list[np.ndarray]:
+        rng = np.random.default_rng((self.seed, self.epoch))
+        order = rng.permutation(self.lengths.size)
+        pool = self.batch_size * self.POOL_BATCHES
+        batches = []
+        for start in range(0, order.size, pool):
+            part = order[start : start + pool]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            batches += [part[i : i + self.batch_size] for i in range(0, part.size, self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __len__(self) -> int:
+        return math.ceil(self.lengths.size / self.batch_size) // self.world_size
+
+    def __iter__(self) -> Iterator[list[int]]:
+        batches = self._all_batches()[self.rank :: self.world_size][: len(self)]
+        return iter([b.tolist() for b in batches])
+
+
+def _loader(windows: list[SequenceTokens], train: TrainConfig, env: DistEnv) -> DataLoader:
+    """Batches of windows for this rank: DistributedSampler shards, or length buckets."""
+    if train.length_buckets:
+        batches = LengthBucketBatches(
+            [len(w) for w in windows], batch_size=train.batch_size, seed=train.seed,
+            rank=env.rank, world_size=env.world_size,
+        )  # fmt: skip
+        return DataLoader(windows, batch_sampler=batches, collate_fn=collate)  # type: ignore[arg-type]
+    # One sampler for every world size: rank r takes every world_size-th window of the same
+    # shuffle, so the union of the ranks' batches of b is the one-process batch of world_size·b.
+    sampler = DistributedSampler(
+        windows,  # type: ignore[arg-type]  # a list is a map-style dataset
+        num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=train.seed,
+    )  # fmt: skip
+    return DataLoader(
+        windows,  # type: ignore[arg-type]  # a list is a map-style dataset
+        batch_size=train.batch_size,
+        sampler=sampler,
+        collate_fn=collate,
+    )
+
+
 def _optimizer(model: FoundationModel, train: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices and embeddings only, as nanoGPT."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -219,19 +282,8 @@ def train_fm(
     if env.distributed:
         ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
-    # One sampler for every world size: rank r takes every world_size-th window of the same
-    # shuffle, so the union of the ranks' batches of b is the one-process batch of world_size·b.
-    sampler = DistributedSampler(
-        windows,  # type: ignore[arg-type]  # a list is a map-style dataset
-        num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=train.seed,
-    )  # fmt: skip
     torch.manual_seed(train.seed + env.rank)
-    loader = DataLoader(
-        windows,  # type: ignore[arg-type]  # a list is a map-style dataset
-        batch_size=train.batch_size,
-        sampler=sampler,
-        collate_fn=collate,
-    )
+    loader = _loader(windows, train, env)
     optimizer = _optimizer(model, train)
     total_steps = train.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -300,8 +352,9 @@ def _run_epoch(
 
     The epoch's loss is the mean over steps of the global batch's loss: with the global
     normalizers the global loss is the sum of the ranks' losses divided by the world size."""
-    if isinstance(loader.sampler, DistributedSampler):
-        loader.sampler.set_epoch(epoch)
+    for sampler in (loader.sampler, loader.batch_sampler):
+        if isinstance(sampler, DistributedSampler | LengthBucketBatches):
+            sampler.set_epoch(epoch)
     model = unwrap(net)
     net.train()
     # loss / world size, steps / world size, targets, top-1 hits, scored targets, windows

@@ -3,6 +3,7 @@ and checkpoints. CPU, tiny sizes; the data is built here from fm_core.types with
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -434,3 +435,58 @@ def test_sampled_softmax_log_q_correction_matches_its_expectation() -> None:
     others = torch.cat([s[:3], s[4:]]).exp().sum()
     expected = -(s[3] - q[3].log()) + torch.log(s[3].exp() / q[3] + S * others)
     torch.testing.assert_close(loss, expected, atol=0.05, rtol=0.0)
+
+
+# ---- training options -----------------------------------------------------------------------
+
+
+def test_length_buckets_cover_every_window_once_and_split_ranks_disjointly() -> None:
+    from fm_core.train_fm import LengthBucketBatches
+
+    lengths = np.random.default_rng(0).integers(1, 50, size=200)
+    one = LengthBucketBatches(lengths, batch_size=8, seed=1, rank=0, world_size=1)
+    batches = list(one)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(200))
+    spread = np.mean([np.ptp(lengths[b]) for b in batches])
+    assert spread < 0.2 * np.ptp(lengths)  # a batch holds windows of similar length
+    one.set_epoch(1)
+    assert list(one) != batches  # another shuffle each epoch
+    ranks = [LengthBucketBatches(lengths, batch_size=8, seed=1, rank=r, world_size=2)
+             for r in (0, 1)]  # fmt: skip
+    shards = [np.concatenate(list(r)) for r in ranks]
+    assert len(list(ranks[0])) == len(list(ranks[1])) == len(ranks[0])
+    assert not set(shards[0].tolist()) & set(shards[1].tolist())
+
+
+def test_learning_rate_warms_up_then_follows_the_cosine() -> None:
+    from fm_core.train_fm import lr_factor
+
+    train = TrainConfig(warmup_steps=4, schedule="cosine", min_lr_ratio=0.1)
+    factors = [lr_factor(step, total_steps=14, train=train) for step in range(14)]
+    np.testing.assert_allclose(factors[:4], [0.25, 0.5, 0.75, 1.0])
+    assert all(a >= b for a, b in itertools.pairwise(factors[3:]))
+    assert factors[-1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.9)))
+    assert lr_factor(100, total_steps=14, train=TrainConfig()) == 1.0  # constant by default
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        TrainConfig(schedule="step")
+
+
+def test_validation_keeps_the_best_epoch_and_stops_after_patience() -> None:
+    catalog = make_catalog()
+    scores = iter([0.1, 0.5, 0.2, 0.3, 0.9])  # epoch 1 is best; 2 and 3 do not improve
+    kept: list[dict[str, torch.Tensor]] = []
+
+    def validate(model: FoundationModel) -> float:
+        kept.append({k: v.clone() for k, v in model.state_dict().items()})
+        return next(scores)
+
+    result = train_fm(
+        [(h, None) for h in cycle_histories(catalog, 8, 12, seed=8)], catalog,
+        tiny_config(catalog),
+        TrainConfig(epochs=5, batch_size=4, patience=2, progress=False, length_buckets=True),
+        validate=validate,
+    )  # fmt: skip
+    assert result.best_epoch == 1
+    assert [m.valid for m in result.metrics] == [0.1, 0.5, 0.2, 0.3]  # stopped after epoch 3
+    for name, value in result.model.state_dict().items():
+        torch.testing.assert_close(value, kept[1][name], rtol=0.0, atol=0.0)
