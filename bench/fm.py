@@ -125,13 +125,17 @@ def evaluate(
     hits, gains = [], []
     for start in range(0, len(queries), chunk):
         part = queries.subset(np.arange(start, min(start + chunk, len(queries))))
-        scores = score(part).float().cpu()  # (q, N)
-        later = release[None, :] > torch.as_tensor(part.time)[:, None]  # (q, N)
-        scores = scores.masked_fill(later, float("-inf"))
-        excluded = torch.zeros_like(scores, dtype=torch.bool)
+        scores = score(part).float().cpu().clone()  # (q, N)
+        if float(release.max()) > float(part.time.min()):  # some items are not yet released
+            later = release[None, :] > torch.as_tensor(part.time)[:, None]  # (q, N)
+            scores.masked_fill_(later, float("-inf"))
+        # Seen items leave the ranking: a NaN score is never above nor tied with the target.
         rows = np.repeat(np.arange(len(part)), [s.size for s in part.seen])
-        excluded[torch.as_tensor(rows), torch.as_tensor(np.concatenate(part.seen))] = True
-        hr, ndcg = ranking_metrics(scores, torch.as_tensor(part.target), K, excluded=excluded)
+        target = torch.as_tensor(part.target)
+        target_scores = scores[torch.arange(len(part)), target]
+        scores[torch.as_tensor(rows), torch.as_tensor(np.concatenate(part.seen))] = float("nan")
+        scores[torch.arange(len(part)), target] = target_scores  # the target is never removed
+        hr, ndcg = ranking_metrics(scores, target, K)
         hits.append(hr)
         gains.append(ndcg)
     return {f"hr@{K}": float(torch.cat(hits).mean()), f"ndcg@{K}": float(torch.cat(gains).mean())}

@@ -58,11 +58,18 @@ def ranking_metrics(
         raise ValueError(f"scores must be (M, N) and target (M,); got {tuple(scores.shape)} "
                          f"and {tuple(target.shape)}")  # fmt: skip
     rows = torch.arange(target.numel(), device=scores.device)
-    eligible = torch.ones_like(scores, dtype=torch.bool) if excluded is None else ~excluded
-    eligible[rows, target] = True
     target_score = scores[rows, target][:, None]  # (M, 1)
-    greater = ((scores > target_score) & eligible).sum(dim=1).double()  # (M,)
-    tied = ((scores == target_score) & eligible).sum(dim=1).double().clamp(min=1.0)  # (M,)
+    # A NaN target score is never a hit; NaN scores elsewhere never outrank the target.
+    target_score = torch.nan_to_num(target_score, nan=float("-inf"), posinf=float("inf"))
+    above = scores > target_score  # (M, N)
+    level = scores == target_score  # (M, N)
+    if excluded is not None:
+        keep = ~excluded
+        keep[rows, target] = True
+        above &= keep
+        level &= keep
+    greater = above.sum(dim=1).double()  # (M,)
+    tied = level.sum(dim=1).double().clamp(min=1.0)  # (M,) the target included
     hr = torch.zeros_like(greater)
     ndcg = torch.zeros_like(greater)
     for j in range(k):
