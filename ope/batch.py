@@ -42,6 +42,46 @@ def _column(name: str, values: object, n: int | None) -> np.ndarray:
     return array
 
 
+SLATE_PSCORES = ("pscore_slate", "target_pscore_slate", "pscore_cascade", "target_pscore_cascade")
+
+
+def _slate_columns(
+    given: dict[str, object], n: int, decision: np.ndarray
+) -> dict[str, np.ndarray | None]:
+    """Validated slate propensity columns: logging ones in (0, 1], target ones in [0, 1], each
+    pair given together, whole-slate ones constant within a decision."""
+    unknown = sorted(set(given) - set(SLATE_PSCORES))
+    if unknown:
+        raise OpeInputError(f"unknown slate propensity column(s): {', '.join(unknown)}")
+    out: dict[str, np.ndarray | None] = dict.fromkeys(SLATE_PSCORES)
+    for kind in ("slate", "cascade"):
+        names = (f"pscore_{kind}", f"target_pscore_{kind}")
+        present = [name in given for name in names]
+        if any(present) and not all(present):
+            missing = names[present.index(False)]
+            raise OpeInputError(f"{missing} must come with {names[present.index(True)]}")
+        for name in names if all(present) else ():
+            values = _column(name, given[name], n)
+            logging_side = not name.startswith("target")
+            bad = ~np.isfinite(values) | (values > 1.0)
+            bad |= (values <= 0.0) if logging_side else (values < 0.0)
+            if bad.any():
+                row = _first(bad)
+                span = "(0, 1]" if logging_side else "[0, 1]"
+                raise OpeInputError(f"{name} must be in {span}; got {values[row]} at row {row}")
+            if kind == "slate":
+                _, first_row = np.unique(decision, return_index=True)  # codes are 0..D-1
+                differs = values != values[first_row][decision]
+                if differs.any():
+                    row = _first(differs)
+                    raise OpeInputError(
+                        f"{name} must be the same on every row of a decision; got "
+                        f"{values[row]} at row {row}"
+                    )
+            out[name] = values
+    return out
+
+
 def decision_keys(ids: np.ndarray) -> np.ndarray:
     """uint64 identities of decision ids, stable across processes: ints keep their value, other
     ids hash by their text (pandas' SipHash with its fixed key)."""
@@ -78,6 +118,11 @@ class OpeBatch:
             finite. None when the input has no reward model.
         v_hat: (n,) optional reward model averaged over the target policy at the row's context
             (and position), v̂_i = Σ_a π_e(a | x_i) q̂(x_i, a); finite, or None.
+        pscore_slate, target_pscore_slate: (n,) optional probability of the whole logged slate
+            under the logging and the target policy, the same on every row of a decision
+            (standard slate IPS).
+        pscore_cascade, target_pscore_cascade: (n,) optional probability of the slate's prefix
+            up to and including the row's slot (reward-interaction IPS).
         keys: (n_decisions,) uint64 identity of each decision, the same in whichever chunk of a
             larger log it is read (a hash of its ``decision_id``, or its row number in the whole
             input); the bootstrap draws from it. None: 0, 1, 2, ...
@@ -91,6 +136,10 @@ class OpeBatch:
     q_hat: np.ndarray | None = None
     v_hat: np.ndarray | None = None
     keys: np.ndarray | None = None
+    pscore_slate: np.ndarray | None = None
+    target_pscore_slate: np.ndarray | None = None
+    pscore_cascade: np.ndarray | None = None
+    target_pscore_cascade: np.ndarray | None = None
 
     @classmethod
     def from_arrays(
@@ -103,6 +152,7 @@ class OpeBatch:
         slot: object | None = None,
         q_hat: object | None = None,
         v_hat: object | None = None,
+        slate_pscores: dict[str, object] | None = None,
         row_offset: int = 0,
     ) -> OpeBatch:
         """Validate and build; errors name the column and the first bad row, counted from
@@ -111,7 +161,7 @@ class OpeBatch:
             return cls._validated(
                 reward=reward, pscore=pscore, target_pscore=target_pscore,
                 decision_id=decision_id, slot=slot, q_hat=q_hat, v_hat=v_hat,
-                row_offset=row_offset,
+                slate_pscores=slate_pscores or {}, row_offset=row_offset,
             )  # fmt: skip
         except OpeInputError as error:
             if not row_offset:
@@ -130,6 +180,7 @@ class OpeBatch:
         slot: object | None,
         q_hat: object | None,
         v_hat: object | None,
+        slate_pscores: dict[str, object],
         row_offset: int,
     ) -> OpeBatch:
         r = _column("reward", reward, None)
@@ -181,6 +232,7 @@ class OpeBatch:
             q_hat=_optional_finite("q_hat", q_hat, n),
             v_hat=_optional_finite("v_hat", v_hat, n),
             keys=keys,
+            **_slate_columns(slate_pscores, n, decision),
         )
 
     @classmethod
@@ -199,6 +251,7 @@ class OpeBatch:
             slot=frame["slot"].to_numpy() if "slot" in frame else None,
             q_hat=frame["q_hat"].to_numpy() if "q_hat" in frame else None,
             v_hat=frame["v_hat"].to_numpy() if "v_hat" in frame else None,
+            slate_pscores={c: frame[c].to_numpy() for c in SLATE_PSCORES if c in frame},
             row_offset=row_offset,
         )
 
@@ -238,7 +291,7 @@ class OpeBatch:
     @cached_property
     def weight_stats(self) -> WeightStats:
         """The weight diagnostics' sums over this batch (computed once for all estimators)."""
-        return WeightStats.of(self.weight, self.target_pscore)
+        return WeightStats.of(self.weight)
 
     @cached_property
     def value_range(self) -> tuple[float, float]:

@@ -216,6 +216,10 @@ class Estimator:
     def _counts(self, batch: OpeBatch) -> dict[str, int]:
         return {}
 
+    def _weight(self, batch: OpeBatch) -> np.ndarray:
+        """The importance weights the diagnostics describe (the marginal ones by default)."""
+        return batch.weight
+
     def _term_range(self, bounds: Bounds, weight_max: float) -> tuple[float, float] | None:
         return None
 
@@ -251,7 +255,10 @@ class Estimator:
         if n_bootstrap:
             boot = BootstrapSums.of(z, batch.decision_key, n_bootstrap=n_bootstrap, seed=seed)
         counts = self._counts(batch)
-        weights = batch.weight_stats
+        if type(self)._weight is Estimator._weight:
+            weights = batch.weight_stats  # shared by every estimator on marginal weights
+        else:
+            weights = WeightStats.of(self._weight(batch))
         return Partial(
             name=self.name,
             moments=Moments.of(z),

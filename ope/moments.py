@@ -97,15 +97,15 @@ class WeightStats:
     counts: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def of(
-        cls, weight: np.ndarray, target_pscore: np.ndarray, counts: dict[str, int] | None = None
-    ) -> WeightStats:
+    def of(cls, weight: np.ndarray, counts: dict[str, int] | None = None) -> WeightStats:
+        """From importance weights; a weight is 0 exactly when the target propensity is, since
+        logging propensities are positive."""
         return cls(
             rows=int(weight.size),
             weight_sum=float(weight.sum()),
             weight_sq_sum=float(np.sum(weight**2)),
             max_weight=float(weight.max()) if weight.size else 0.0,
-            zero_target=int(np.sum(target_pscore == 0.0)),
+            zero_target=int(np.sum(weight == 0.0)),
             counts=dict(counts or {}),
         )
 

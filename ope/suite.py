@@ -5,6 +5,7 @@ from __future__ import annotations
 from ope.batch import OpeBatch
 from ope.estimators import IPS, N_BOOTSTRAP, SNIPS, Bounds, ClippedIPS, Estimate, Estimator
 from ope.model_based import DM, DR, SNDR, DRos, SwitchDR
+from ope.slate import slate_estimators
 from ope.streaming import stream_estimates
 
 DROS_LAMBDA = 1.0
@@ -21,12 +22,13 @@ def estimators(
     clip: float | None = None,
 ) -> list[Estimator]:
     """Every estimator, in report order: ipw, snipw [, clipped-ipw], dm, dr, sndr, dros,
-    switch-dr. ``clipped-ipw`` only when ``clip`` is given."""
+    switch-dr, then the slate ones sips, iips, rips (``ope.slate``). ``clipped-ipw`` only when
+    ``clip`` is given; each runs only where the input's columns allow."""
     out: list[Estimator] = [IPS(), SNIPS()]
     if clip is not None:
         out.append(ClippedIPS(lambda_=clip))
     out += [DM(), DR(), SNDR(), DRos(lambda_=dros_lambda), SwitchDR(tau=switch_tau)]
-    return out
+    return out + slate_estimators()
 
 
 def estimate_all(

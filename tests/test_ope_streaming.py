@@ -76,7 +76,7 @@ def test_streamed_estimates_equal_in_memory_ones(log: pd.DataFrame, interval: st
         parts, estimators(clip=5.0), interval=interval, n_bootstrap=100
     )
     assert set(streamed) == set(whole) == {
-        "ipw", "snipw", "clipped-ipw", "dm", "dr", "sndr", "dros", "switch-dr"
+        "ipw", "snipw", "clipped-ipw", "dm", "dr", "sndr", "dros", "switch-dr", "iips"
     }  # fmt: skip
     for name, expected in whole.items():
         got = streamed[name]
@@ -89,7 +89,8 @@ def test_streamed_estimates_equal_in_memory_ones(log: pd.DataFrame, interval: st
 
 def test_bernstein_streamed_equals_in_memory(log: pd.DataFrame) -> None:
     batch = OpeBatch.from_frame(log)
-    linear = [e for e in estimators() if e.name not in ("snipw", "sndr")]
+    linear = [e for e in estimators() if e.has_bernstein and e.supports(batch)]
+    assert {e.name for e in linear} == {"ipw", "dm", "dr", "dros", "switch-dr", "iips"}
     whole = {e.name: e.estimate(batch, interval="bernstein") for e in linear}
     streamed = stream_estimates(chunks(log, [250, 250, 250]), linear, interval="bernstein")
     for name, expected in whole.items():
