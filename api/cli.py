@@ -302,9 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument(
         "--input",
         required=True,
-        help="columns reward, pscore, target_pscore [, decision_id, slot, q_hat, v_hat]; "
-        "q_hat is the reward model at the logged action, v_hat the reward model averaged over "
-        "the target policy",
+        help="columns reward, pscore, target_pscore [, decision_id, slot, q_hat, v_hat, "
+        "pscore_slate, target_pscore_slate, pscore_cascade, target_pscore_cascade]; q_hat is the "
+        "reward model at the logged action, v_hat the reward model averaged over the target "
+        "policy; the slate columns are whole-slate and prefix probabilities",
     )
     estimate.add_argument("--alpha", type=float, default=0.05, help="1 - interval level")
     estimate.add_argument(

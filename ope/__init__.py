@@ -8,6 +8,7 @@ from ope.batch import OpeBatch, OpeInputError
 from ope.estimators import IPS, SNIPS, Bounds, ClippedIPS, Estimate, Estimator, Partial
 from ope.intervals import INTERVALS
 from ope.model_based import DM, DR, SNDR, DRos, SwitchDR
+from ope.slate import SlateIndependentIPS, SlateRewardInteractionIPS, SlateStandardIPS
 from ope.streaming import read_batches, stream_estimates
 from ope.suite import DROS_LAMBDA, SWITCH_TAU, estimate_all, estimators
 
@@ -28,6 +29,9 @@ __all__ = [
     "OpeBatch",
     "OpeInputError",
     "Partial",
+    "SlateIndependentIPS",
+    "SlateRewardInteractionIPS",
+    "SlateStandardIPS",
     "SwitchDR",
     "estimate_all",
     "estimators",
