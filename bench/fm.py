@@ -72,8 +72,8 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "ml-100k": Preset(max_len=200, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=25,
                       batch_size=32, lr=2e-3, warmup_steps=100, patience=5),
-    "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.3, epochs=20,
-                     batch_size=256, lr=2e-3, warmup_steps=100, patience=3, n_sampled=8192),
+    "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.3, epochs=12,
+                     batch_size=256, lr=2e-3, warmup_steps=100, patience=2, n_sampled=4096),
     "sim": Preset(max_len=100, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=30,
                   batch_size=32, lr=2e-3, warmup_steps=100, patience=5, metadata=True),
 }  # fmt: skip
@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--eval-users",
         type=int,
         default=5000,
-        help="validation users scored after each epoch (default 5000)",
+        help="validation users for model selection (default 5000)",
     )
     parser.add_argument("--sim-users", type=int, default=2000, help="users of the sim world")
     parser.add_argument("--sim-items", type=int, default=400, help="items of the sim world")
@@ -184,9 +184,9 @@ def fm_scores(model: FoundationModel, data: SequenceData, *, batch_size: int = 2
 
 
 def run_ease(
-    split: LeaveOneOut, data: SequenceData, max_items: int
+    split: LeaveOneOut, data: SequenceData, max_items: int, valid: Queries
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """EASE with λ tuned on the validation targets; its test metrics and what was chosen."""
+    """EASE with λ tuned on the ``valid`` targets; its test metrics and what was chosen."""
     from bench.ease import EASE
 
     start = time.perf_counter()
@@ -195,7 +195,7 @@ def run_ease(
     tried = {}
     for lam in EASE_LAMBDAS:
         model.set_lambda(lam)
-        tried[lam] = evaluate(ease_scores(model), split.valid, data.catalog.release_time)
+        tried[lam] = evaluate(ease_scores(model), valid, data.catalog.release_time)
     best = max(tried, key=lambda lam: tried[lam][f"ndcg@{K}"])
     model.set_lambda(best)
     test = evaluate(ease_scores(model), split.test, data.catalog.release_time)
@@ -237,16 +237,14 @@ def run_fm(
     preset: Preset,
     *,
     use_time: bool,
-    eval_users: int,
+    valid: Queries,
     seed: int,
 ) -> tuple[dict[str, float], FoundationModel, dict[str, Any]]:
-    """Train the FM with best-epoch selection on validation; its test metrics and the model."""
+    """Train the FM, keeping the epoch of best NDCG@10 on the ``valid`` targets; its test
+    metrics and the model."""
     from fm_core.train_fm import train_fm
 
     cfg = fm_config(data, preset, use_time=use_time)
-    rng = np.random.default_rng(seed)
-    n_valid = min(eval_users, len(split.valid))
-    valid = split.valid.subset(np.sort(rng.choice(len(split.valid), n_valid, replace=False)))
 
     def validate(model: FoundationModel) -> float:
         return evaluate(fm_scores(model, data), valid, data.catalog.release_time)[f"ndcg@{K}"]
@@ -265,7 +263,7 @@ def run_fm(
         "valid_ndcg_by_epoch": [round(m.valid, 5) for m in result.metrics],
         "train_seq_per_s": float(np.mean([m.windows_per_s for m in result.metrics])),
         "train_seconds": seconds,
-        "valid_users": n_valid,
+        "valid_users": len(valid),
     }
     return test, result.model, info
 
@@ -390,16 +388,20 @@ def run(
     counts = np.bincount(np.concatenate(train_rows), minlength=dataset.catalog.n_items)
     release = dataset.catalog.release_time
     models = {"popularity": evaluate(popularity_scores(counts), split.test, release)}
-    models["ease"], ease_info = run_ease(split, dataset, ease_items)
+    # Model selection (EASE's λ, the FM's epoch) on the same sample of validation users.
+    rng = np.random.default_rng(seed)
+    n_valid = min(eval_users, len(split.valid))
+    valid = split.valid.subset(np.sort(rng.choice(len(split.valid), n_valid, replace=False)))
+    models["ease"], ease_info = run_ease(split, dataset, ease_items, valid)
 
     torch.manual_seed(seed)
     models["fm"], fm_model, fm_info = run_fm(
-        split, dataset, preset, use_time=True, eval_users=eval_users, seed=seed
+        split, dataset, preset, use_time=True, valid=valid, seed=seed
     )
     ablation: dict[str, Any] = {}
     if data == "sim":
         models["fm_no_time"], _, ablation = run_fm(
-            split, dataset, preset, use_time=False, eval_users=eval_users, seed=seed
+            split, dataset, preset, use_time=False, valid=valid, seed=seed
         )
     latency = serving_latency(fm_model, dataset, split, seed)
     return {

@@ -110,14 +110,14 @@ def sampled_softmax_loss(
     """
     negatives = torch.multinomial(log_q.exp(), n_sampled, replacement=True)  # (S,)
     pos = (h * table[target]).sum(-1) + bias[target] - log_q[target]  # (M,)
-    neg = h @ table[negatives].T + bias[negatives] - log_q[negatives]  # (M, S)
+    neg = torch.addmm((bias - log_q)[negatives][None, :], h, table[negatives].T)  # (M, S)
     blocked = negatives[None, :] == target[:, None]  # (M, S) accidental hits
     if release_time is not None and time is not None:
         blocked = blocked | unreleased(release_time[negatives], time)
-    neg = neg.masked_fill(blocked, float("-inf"))
-    logits = torch.cat([pos[:, None], neg], dim=1).float()  # (M, 1 + S)
-    labels = torch.zeros_like(target)
-    return weighted_mean(F.cross_entropy(logits, labels, reduction="none"), weight, total)
+    neg = neg.float().masked_fill_(blocked, float("-inf"))
+    # −log softmax of the positive over (positive, negatives), without concatenating them
+    losses = torch.logaddexp(pos.float(), torch.logsumexp(neg, dim=1)) - pos.float()  # (M,)
+    return weighted_mean(losses, weight, total)
 
 
 def genre_loss(
