@@ -32,7 +32,7 @@ from api.schemas import (
 from api.service import DecisionInput, DecisionService, NoCandidatesError, UnknownCandidatesError
 from api.settings import Settings
 from explore import EpsilonGreedySlate, Policy
-from fm_core import PopularityAffinityScorer, Scorer
+from fm_core import Scorer
 from proplog.engine import init_db, make_engine
 from proplog.errors import ConflictError, LogValidationError, UnknownDecisionError
 from proplog.schema import DecisionCreate
@@ -77,7 +77,9 @@ def load_scorer(settings: Settings) -> Scorer:
             f"no model at {settings.model_path}: run `loopbreak demo` or `loopbreak retrain`, "
             "or pass --model"
         )
-    return PopularityAffinityScorer.load(settings.model_path)
+    from fm_core import load_scorer_file  # either kind of model file; imports torch
+
+    return load_scorer_file(settings.model_path)
 
 
 def _response(record: DecisionCreate, *, replayed: bool) -> DecisionResponse:

@@ -2,7 +2,8 @@
 
 Round 0 serves a uniform policy to collect warm-up logs. Every later round:
 
-1. retrains the baseline scorer on all logs so far (point-in-time histories);
+1. retrains the scorer (``DemoConfig.model``: the baseline, or the foundation model with its
+   ranker) on all logs so far (point-in-time histories);
 2. estimates, before serving, the value of the new ε-greedy policy from the previous round's logs
    with IPS and SNIPS (policy replay on the logged candidates);
 3. serves the round's requests through ``DecisionService`` (the same path as the HTTP API), so
@@ -28,10 +29,11 @@ from sqlmodel import Session
 from tqdm import tqdm
 
 from api.logs import read_window, replay_batch, training_impressions
+from api.retrain import MODEL_KINDS, fit_model
 from api.service import DecisionService
 from api.sim_bridge import catalog_from_world, decision_input, events_from_outcome
 from explore import EpsilonGreedySlate
-from fm_core import PopularityAffinityScorer
+from fm_core import PopularityAffinityScorer, Scorer
 from ope import estimate_all
 from proplog.engine import init_db, make_engine
 from proplog.store import record_events
@@ -52,9 +54,12 @@ class DemoConfig:
     pool: int | None = 30
     days_per_round: float = 3.0
     seed: int = 0
+    model: str = "baseline"
     world: WorldConfig = field(default_factory=WorldConfig)
 
     def __post_init__(self) -> None:
+        if self.model not in MODEL_KINDS:
+            raise ValueError(f"model must be one of {MODEL_KINDS}; got {self.model!r}")
         if self.rounds < 2:
             raise ValueError(
                 f"rounds must be >= 2 (warm-up and one learned round); got {self.rounds}"
@@ -156,7 +161,7 @@ def run_demo(
     world = World(config.world)
     catalog = catalog_from_world(world)
     rng = np.random.default_rng(config.seed)
-    scorer = PopularityAffinityScorer(catalog, model_version="untrained")
+    scorer: Scorer = PopularityAffinityScorer(catalog, model_version="untrained")
     policy = EpsilonGreedySlate(epsilon=1.0, name="uniform")
     results: list[RoundResult] = []
     for r in range(config.rounds):
@@ -165,8 +170,12 @@ def run_demo(
             round_start = to_datetime(r * config.days_per_round)
             previous_start = to_datetime((r - 1) * config.days_per_round)
             history = read_window(engine, until=round_start)
-            scorer = PopularityAffinityScorer(catalog)
-            scorer.fit(training_impressions(history), model_version=f"baseline-r{r}")
+            scorer = fit_model(
+                training_impressions(history),
+                catalog,
+                model=config.model,
+                version=f"{config.model}-r{r}",
+            ).scorer
             policy = EpsilonGreedySlate(epsilon=config.epsilon, pool=config.pool)
             previous = history.since(previous_start)
             estimates = estimate_all(replay_batch(previous, scorer=scorer, policy=policy))
@@ -195,7 +204,7 @@ def run_demo(
         logger.info("round %d: %s", r, result)
         if on_round is not None:
             on_round(result)
-    scorer.save(out / "model.npz")
+    scorer.save(out / "model.npz")  # type: ignore[attr-defined]  # both kinds save themselves
     engine.dispose()
     return results
 

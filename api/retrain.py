@@ -1,25 +1,31 @@
 """The retraining job: logs → point-in-time training impressions → a new model version.
 
-It registers the version in the ``model_version`` table with its training metrics, so that every
-served decision's ``model_version`` can be traced to how it was made.
+Two kinds of model: ``baseline`` (the popularity × genre-affinity logistic model) and ``fm`` (the
+transformer foundation model with the DCN-v2 ranker, calibrated on the latest held-out decisions).
+The job registers the version in the ``model_version`` table with its kind, parameters and
+training metrics (for ``fm``: the held-out ECE and reliability table), so that every served
+decision's ``model_version`` can be traced to how it was made.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.logs import read_window, training_impressions
-from fm_core import ItemCatalog, PopularityAffinityScorer
+from fm_core import ItemCatalog, PopularityAffinityScorer, Scorer, TrainingImpressions
 from proplog.store import record_model_version
 
 logger = logging.getLogger(__name__)
+
+MODEL_KINDS = ("baseline", "fm")
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,54 @@ class RetrainResult:
     plays: int
 
 
+@dataclass(frozen=True)
+class FittedModel:
+    """A fitted scorer with what the registry records about it."""
+
+    scorer: Scorer
+    kind: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def fit_model(
+    data: TrainingImpressions,
+    catalog: ItemCatalog,
+    *,
+    model: str,
+    version: str,
+    fm_config: Any = None,
+) -> FittedModel:
+    """Fit a ``model`` ("baseline" or "fm") on ``data``; ``fm_config`` is an FMScorerConfig."""
+    if model == "baseline":
+        scorer = PopularityAffinityScorer(catalog)
+        scorer.fit(data, model_version=version)
+        return FittedModel(
+            scorer=scorer,
+            kind="popularity_affinity",
+            params={"l2": scorer.l2, "freshness_days": scorer.freshness_days},
+            metrics={"coef": [float(c) for c in scorer.coef_]},
+        )
+    if model == "fm":
+        from fm_core.fm_scorer import FMScorerConfig, fit_fm_scorer  # imports torch
+
+        config = fm_config or FMScorerConfig()
+        fm_scorer, report = fit_fm_scorer(data, catalog, config, model_version=version)
+        return FittedModel(
+            scorer=fm_scorer,
+            kind="fm_ranker",
+            params={
+                "fm": asdict(fm_scorer.fm.cfg),
+                "ranker": asdict(fm_scorer.ranker.cfg),
+                "holdout_share": config.holdout_share,
+                "calibration": config.calibration,
+                "search_weight": config.search_weight,
+            },
+            metrics=report.to_dict(),
+        )
+    raise ValueError(f"model must be one of {MODEL_KINDS}; got {model!r}")
+
+
 def retrain(
     *,
     engine: Engine,
@@ -38,16 +92,20 @@ def retrain(
     out: Path,
     version: str | None = None,
     until: datetime | None = None,
+    model: str = "baseline",
+    fm_config: Any = None,
 ) -> RetrainResult:
-    """Fit the baseline on every logged decision before ``until`` and save it to ``out``."""
+    """Fit a ``model`` ("baseline" or "fm") on every logged decision before ``until`` and save
+    it to ``out``."""
+    if model not in MODEL_KINDS:
+        raise ValueError(f"model must be one of {MODEL_KINDS}; got {model!r}")
     window = read_window(engine, until=until)
     if window.slates.empty:
         raise ValueError("the log holds no decisions to learn from")
     data = training_impressions(window)
-    version = version or f"baseline-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
-    scorer = PopularityAffinityScorer(catalog)
-    scorer.fit(data, model_version=version)
-    path = scorer.save(out)
+    version = version or f"{model}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    fitted = fit_model(data, catalog, model=model, version=version, fm_config=fm_config)
+    path = fitted.scorer.save(out)  # type: ignore[attr-defined]  # both kinds save themselves
     result = RetrainResult(
         version=version,
         path=path,
@@ -59,13 +117,13 @@ def retrain(
         record_model_version(
             session=session,
             version=version,
-            kind="popularity_affinity",
-            params={"l2": scorer.l2, "freshness_days": scorer.freshness_days},
+            kind=fitted.kind,
+            params=fitted.params,
             metrics={
                 "impressions": result.impressions,
                 "decisions": result.decisions,
                 "plays": result.plays,
-                "coef": [float(c) for c in scorer.coef_],
+                **fitted.metrics,
             },
             path=str(path),
         )

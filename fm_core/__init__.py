@@ -48,6 +48,16 @@ _LAZY = {
     "load_item_embeddings": "fm_core.alignment",
     "procrustes_rotation": "fm_core.alignment",
     "save_item_embeddings": "fm_core.alignment",
+    "Ranker": "fm_core.ranker",
+    "RankerConfig": "fm_core.ranker",
+    "Calibrator": "fm_core.calibration",
+    "expected_calibration_error": "fm_core.calibration",
+    "fit_calibrator": "fm_core.calibration",
+    "reliability_table": "fm_core.calibration",
+    "FMRankerScorer": "fm_core.fm_scorer",
+    "FMScorerConfig": "fm_core.fm_scorer",
+    "fit_fm_scorer": "fm_core.fm_scorer",
+    "load_scorer_file": "fm_core.fm_scorer",
 }
 __all__ += sorted(_LAZY)
 

@@ -22,7 +22,7 @@ top N available items by the FM's next-item logits (user embedding · item embed
 The file (``save``/``load``) is one ``.npz`` archive: a JSON ``meta`` entry (kind ``fm_ranker``,
 version, both configs, the calibrator, the catalog's tokens) and the catalog, FM and ranker
 arrays; it is written to a temporary file and renamed, so a crash never leaves half a model.
-``load_scorer`` opens either kind of model file (this one or the baseline's).
+``load_scorer_file`` opens either kind of model file (this one or the baseline's).
 """
 
 from __future__ import annotations
@@ -128,7 +128,21 @@ class FitReport:
     seconds: float
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The report as plain JSON values; a non-finite number (e.g. top-1 accuracy under
+        sampled softmax) becomes None, since JSON stores have no NaN."""
+        return _finite(asdict(self))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 # ---- item side --------------------------------------------------------------------------------
@@ -199,6 +213,7 @@ class FMRankerScorer:
         calibrator: Calibrator,
         model_version: str = "fm-untrained",
         request_batch: int = 256,
+        play_counts: np.ndarray | None = None,
     ) -> None:
         if fm.cfg.n_items != catalog.n_items:
             raise ValueError(
@@ -213,6 +228,16 @@ class FMRankerScorer:
         self.fm = fm.eval()
         self.ranker = ranker.to(self.device).eval()
         self.calibrator = calibrator
+        self.play_counts = (
+            np.zeros(catalog.n_items)
+            if play_counts is None
+            else np.asarray(play_counts, dtype=np.float64)
+        )
+        if self.play_counts.shape != (catalog.n_items,):
+            raise ValueError(
+                f"play_counts must have one count per catalog item ({catalog.n_items}); "
+                f"got shape {self.play_counts.shape}"
+            )
         self._items = _ItemSide(self.fm, catalog)
 
     # ---- validation -------------------------------------------------------------------------
@@ -256,7 +281,12 @@ class FMRankerScorer:
             batch = tokenize_requests(
                 chunk, self.catalog, max_len=cfg.max_len, config=cfg.tokenizer()
             )
-            out.append(self.fm.user_embeddings(batch.to(self.device)).float())
+            batch = batch.to(self.device)
+            # encode with the cached item table (FoundationModel.user_embeddings would rebuild
+            # it on every call); the user is the hidden state at the request token
+            h = self.fm.encode(batch, self._items.table)  # (b, T, D)
+            last = batch.lengths - 1
+            out.append(h[torch.arange(h.shape[0], device=h.device), last].float())
         if not out:
             return torch.empty(0, cfg.d_model, device=self.device)
         return torch.cat(out)
@@ -315,9 +345,14 @@ class FMRankerScorer:
         positions: np.ndarray | None = None,
         *,
         users: torch.Tensor | None = None,
+        popularity: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> RankerInputs:
-        """Ranker inputs of the pairs (requests[request_index[m]], catalog row item_rows[m])."""
-        request_index = np.asarray(request_index, dtype=np.int64)
+        """Ranker inputs of the pairs (requests[request_index[m]], catalog row item_rows[m]).
+
+        ``popularity`` is (plays of each pair's item, all plays), both (M,), counted before each
+        pair's request (training); by default the counts of the training plays (serving).
+        """
+        request_index = np.array(request_index, dtype=np.int64)  # writable, for torch
         item_rows = np.asarray(item_rows, dtype=np.int64)
         users = self._user_table(requests) if users is None else users
         items = self._items
@@ -331,6 +366,13 @@ class FMRankerScorer:
         column = {name: j for j, name in enumerate(PAIR_FEATURES)}
         item_vectors = items.table_np[item_rows]
         dense[:, column["fm_item_bias"]] = items.bias_np[item_rows]
+        if popularity is None:
+            counts, totals = self.play_counts[item_rows], self.play_counts.sum()
+        else:
+            counts, totals = popularity
+        dense[:, column["log_popularity"]] = np.log(
+            (counts + 1.0) / (totals + self.catalog.n_items)
+        )
         dense[:, column["fm_logit"]] = (
             np.sum(user_np[request_index] * item_vectors, axis=1) + items.bias_np[item_rows]
         )
@@ -375,7 +417,7 @@ class FMRankerScorer:
             position=torch.from_numpy(
                 np.zeros(item_rows.size, np.int64)
                 if positions is None
-                else np.asarray(positions, dtype=np.int64)
+                else np.array(positions, dtype=np.int64)  # a writable copy
             ),
         )
 
@@ -438,6 +480,7 @@ class FMRankerScorer:
             "fm_config": asdict(self.fm.cfg),
             "ranker_config": asdict(self.ranker.cfg),
             "calibrator": self.calibrator.to_dict(),
+            "play_counts": self.play_counts.tolist(),
             "genre_names": list(self.catalog.genre_names),
             "tokens": [list(t) for t in self.catalog.tokens],
         }
@@ -486,6 +529,7 @@ class FMRankerScorer:
             calibrator=Calibrator.from_dict(meta["calibrator"]),
             model_version=meta["model_version"],
             request_batch=int(meta["request_batch"]),
+            play_counts=np.asarray(meta["play_counts"], dtype=np.float64),
         )
 
 
@@ -518,7 +562,7 @@ def model_kind(path: str | Path) -> str:
         return str(json.loads(str(data["meta"])).get("kind"))
 
 
-def load_scorer(path: str | Path) -> Scorer:
+def load_scorer_file(path: str | Path) -> Scorer:
     """Open a model file of either kind: the baseline or the FM + ranker."""
     kind = model_kind(path)
     if kind == KIND:
@@ -613,6 +657,24 @@ def _concat(pieces: list[History]) -> History:
     )
 
 
+def plays_before(
+    play_rows: np.ndarray, play_times: np.ndarray, rows: np.ndarray, times: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each (row, time): plays of catalog row ``row`` strictly before ``time``, and plays of
+    any item strictly before it. Exact: times are replaced by their integer rank among all
+    times, so that no float key rounds a play across a request."""
+    all_times, rank = np.unique(np.concatenate([play_times, times]), return_inverse=True)
+    play_rank, query_rank = rank[: play_times.size], rank[play_times.size :]
+    span = np.int64(all_times.size + 1)
+    keys = np.sort(play_rows.astype(np.int64) * span + play_rank)
+    rows = rows.astype(np.int64)
+    item_counts = np.searchsorted(keys, rows * span + query_rank) - np.searchsorted(
+        keys, rows * span
+    )
+    totals = np.searchsorted(np.sort(play_rank), query_rank)
+    return item_counts.astype(np.float64), totals.astype(np.float64)
+
+
 def _holdout_cut(data: TrainingImpressions, share: float) -> float:
     times = np.sort([r.time for r in data.requests])
     return float(times[min(int(np.floor((1.0 - share) * times.size)), times.size - 1)])
@@ -649,6 +711,9 @@ def fit_fm_scorer(
     fm_result = train_fm(sequences, catalog, fm_cfg, config.fm_train)
     fm = fm_result.model
     ranker = Ranker(RankerConfig(**{**asdict(config.ranker), "d_fm": fm_cfg.d_model}))
+    known = catalog.known(data.play_item_ids)
+    play_rows = catalog.rows(np.asarray(data.play_item_ids)[known])
+    play_times = np.asarray(data.play_times, dtype=np.float64)[known]
     scorer = FMRankerScorer(
         catalog=catalog,
         fm=fm,
@@ -656,10 +721,17 @@ def fit_fm_scorer(
         calibrator=Calibrator(),
         model_version=model_version,
         request_batch=config.request_batch,
+        play_counts=np.bincount(play_rows, minlength=catalog.n_items).astype(np.float64),
     )
     item_rows = catalog.rows(data.item_ids)
     all_inputs = scorer.inputs(
-        data.requests, data.request_index, item_rows, np.asarray(data.positions)
+        data.requests,
+        data.request_index,
+        item_rows,
+        np.asarray(data.positions),
+        popularity=plays_before(
+            play_rows, play_times, item_rows, request_times[data.request_index]
+        ),
     )
     train_rows = torch.from_numpy(np.flatnonzero(~held))
     held_rows = torch.from_numpy(np.flatnonzero(held))

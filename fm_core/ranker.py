@@ -8,7 +8,9 @@ Inputs of one (request, candidate) pair (see ``RankerInputs``):
   to ``d_embed`` (items and sources share the projection) — with the products u ⊙ e and s ⊙ e;
 - the request context: surface, device, daypart and country (hashed), one embedding each;
 - the query, a hashed bag of its tokens (mean of token embeddings);
-- dense pair features ``PAIR_FEATURES``: the FM's own logit u·e + b and item bias b; how the
+- dense pair features ``PAIR_FEATURES``: the FM's own logit u·e + b and item bias b; the
+  candidate's log popularity log((plays + 1) / (all plays + n_items)), counted strictly before
+  each training row's request and over all training plays at serving; how the
   candidate resembles the user's past plays (mean cosine of FM item embeddings over the last
   ``HISTORY_SIMILARITY_CAP`` plays, and the log lift of the user's smoothed genre profile on the
   candidate's genres, as the baseline computes it) with the history's length; the cosine of
@@ -56,12 +58,14 @@ from fm_core.item_embedding import hash_token
 
 logger = logging.getLogger(__name__)
 
+LEXICAL_FEATURES: tuple[str, ...] = (
+    "has_query", "query_share", "title_share", "all_query_tokens", "exact_title",
+)  # fmt: skip  # filled only for requests with a query
 PAIR_FEATURES: tuple[str, ...] = (
-    "fm_logit", "fm_item_bias", "history_cosine", "genre_affinity", "log_history_length",
-    "source_cosine", "has_source", "has_query", "query_share", "title_share",
-    "all_query_tokens", "exact_title", "seen", "freshness", "log_age_days",
+    "fm_logit", "fm_item_bias", "log_popularity", "history_cosine", "genre_affinity",
+    "log_history_length", "source_cosine", "has_source", *LEXICAL_FEATURES, "seen", "freshness",
+    "log_age_days",
 )  # fmt: skip
-LEXICAL_FEATURES = PAIR_FEATURES[7:12]  # filled only for requests with a query
 N_PAIR_FEATURES = len(PAIR_FEATURES)
 CONTEXT_FIELDS: tuple[str, ...] = ("surface", "device", "daypart", "country")
 HISTORY_SIMILARITY_CAP = 50
@@ -200,18 +204,22 @@ class Ranker(nn.Module):
 
     def x0(self, inputs: RankerInputs) -> torch.Tensor:
         """(M, d0) input of the cross network and the deep tower."""
-        r = inputs.request_index
-        user = self.user_proj(inputs.user)[r]  # (M, E)
+        # Request-level parts are computed once per request present among the pairs, so a
+        # minibatch never pays for every request of the training set.
+        present, r = torch.unique(inputs.request_index, return_inverse=True)  # (U,), (M,)
+        user = self.user_proj(inputs.user[present])[r]  # (M, E)
         item = self.item_proj(inputs.item)  # (M, E)
-        source = self.item_proj(inputs.source)[r]  # (M, E)
-        has_source = inputs.source.abs().sum(dim=1, keepdim=True)[r] > 0  # (M, 1)
-        source = source * has_source
+        raw_source = inputs.source[present]  # (U, d_fm)
+        has_source = (raw_source.abs().sum(dim=1, keepdim=True) > 0).float()  # (U, 1)
+        source = (self.item_proj(raw_source) * has_source)[r]  # (M, E)
+        context_ids = inputs.context[present]  # (U, 4)
         context = torch.cat(
-            [emb(inputs.context[:, j]) for j, emb in enumerate(self.context_emb)], dim=1
+            [emb(context_ids[:, j]) for j, emb in enumerate(self.context_emb)], dim=1
         )[r]  # (M, 4·C)
-        present = (inputs.query > 0).float()  # (B, L)
-        query = (self.query_emb(inputs.query) * present[..., None]).sum(dim=1)
-        query = (query / present.sum(dim=1, keepdim=True).clamp(min=1.0))[r]  # (M, Q)
+        query_ids = inputs.query[present]  # (U, L)
+        mask = (query_ids > 0).float()
+        query = (self.query_emb(query_ids) * mask[..., None]).sum(dim=1)  # (U, Q)
+        query = (query / mask.sum(dim=1, keepdim=True).clamp(min=1.0))[r]  # (M, Q)
         dense = (inputs.dense.float() - self.dense_mean) / self.dense_std  # (M, F)
         parts = [user, item, user * item, source, source * item, context, query, dense]
         return self.input_norm(torch.cat(parts, dim=1))

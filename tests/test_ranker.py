@@ -22,7 +22,7 @@ from fm_core.calibration import (
     pool_adjacent_violators,
     reliability_table,
 )
-from fm_core.fm_scorer import FMRankerScorer, FMScorerConfig, fit_fm_scorer, load_scorer
+from fm_core.fm_scorer import FMRankerScorer, FMScorerConfig, fit_fm_scorer, load_scorer_file
 from fm_core.ranker import (
     LEXICAL_FEATURES,
     N_PAIR_FEATURES,
@@ -456,7 +456,7 @@ def test_save_load_round_trip(fitted: dict, tmp_path: Path) -> None:
     scorer: FMRankerScorer = fitted["scorer"]
     path = scorer.save(tmp_path / "model.npz")
     assert not list(tmp_path.glob("*.tmp"))
-    loaded = load_scorer(path)
+    loaded = load_scorer_file(path)
     assert isinstance(loaded, FMRankerScorer)
     assert loaded.model_version == "fm-test"
     np.testing.assert_array_equal(loaded.catalog.item_ids, scorer.catalog.item_ids)
@@ -470,10 +470,10 @@ def test_save_load_round_trip(fitted: dict, tmp_path: Path) -> None:
     assert loaded.retrieve(requests[0], 10).tolist() == scorer.retrieve(requests[0], 10).tolist()
     # The same loader opens a baseline model file too, and refuses anything else.
     baseline_path = PopularityAffinityScorer(fitted["catalog"]).save(tmp_path / "base.npz")
-    assert isinstance(load_scorer(baseline_path), PopularityAffinityScorer)
+    assert isinstance(load_scorer_file(baseline_path), PopularityAffinityScorer)
     (tmp_path / "junk.npz").write_text("not a model")
     with pytest.raises(ValueError, match="not a loopbreak model file"):
-        load_scorer(tmp_path / "junk.npz")
+        load_scorer_file(tmp_path / "junk.npz")
     with pytest.raises(ValueError, match="not an fm_ranker model"):
         FMRankerScorer.load(baseline_path)
 
