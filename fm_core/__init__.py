@@ -3,8 +3,11 @@
 This package holds the Scorer interface and its inputs, the baseline scorer, and the transformer
 foundation model: event tokenization (``tokenize``), the causal decoder with its item encoder and
 objectives (``model``, ``item_embedding``, ``objectives``), its training loop with DDP
-(``train_fm``), checkpoints and evaluation. It may import torch and numpy, never loopbreak's
-other parts. Nothing here touches CUDA at import time, and the model's names load lazily.
+(``train_fm``), checkpoints and evaluation; incremental training onto a grown catalog
+(``warm_start``) and Procrustes-aligned embedding exports (``alignment``); and the DCN-v2 ranker
+(``ranker``) with its calibration (``calibration``), served with the FM behind the Scorer
+interface by ``fm_scorer``. It may import torch and numpy, never loopbreak's other parts.
+Nothing here touches CUDA at import time, and the model's names load lazily.
 """
 
 from fm_core.baseline import PopularityAffinityScorer, TrainingImpressions
