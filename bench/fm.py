@@ -67,6 +67,8 @@ class Preset:
     metadata: bool = False  # items have genres/tokens (id drop-out and the genre head help)
     weight_decay: float = 0.01
     length_buckets: bool = True
+    n_future: int = 1  # multi-token prediction: items predicted per step
+    freshness_buckets: int = 0  # > 0: the learned bonus by item age (needs release times)
 
 
 PRESETS: dict[str, Preset] = {
@@ -75,7 +77,8 @@ PRESETS: dict[str, Preset] = {
     "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.3, epochs=12,
                      batch_size=256, lr=2e-3, warmup_steps=100, patience=2, n_sampled=4096),
     "sim": Preset(max_len=100, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=30,
-                  batch_size=32, lr=2e-3, warmup_steps=100, patience=5, metadata=True),
+                  batch_size=32, lr=2e-3, warmup_steps=100, patience=5, metadata=True,
+                  n_future=4, freshness_buckets=10),
 }  # fmt: skip
 
 
@@ -226,6 +229,8 @@ def fm_config(data: SequenceData, preset: Preset, *, use_time: bool) -> FMConfig
         id_dropout=0.1 if preset.metadata else 0.0,
         genre_weight=0.1 if preset.metadata else 0.0,
         n_sampled=preset.n_sampled,
+        n_future=preset.n_future,
+        freshness_buckets=preset.freshness_buckets,
         mask_unreleased=preset.metadata,  # only the sim catalog has release times
     )
     return cfg.with_catalog(data.catalog)
@@ -423,6 +428,8 @@ def run(
             if preset.n_sampled
             else "full",
             "max_len": preset.max_len,
+            "n_future": preset.n_future,
+            "freshness_buckets": preset.freshness_buckets,
             "d_model": preset.d_model,
             "n_layers": preset.n_layers,
             "dropout": preset.dropout,
@@ -446,7 +453,7 @@ def table(result: dict[str, Any]) -> str:
     ]
     notes = {
         "fm": f"{fm['softmax']} softmax, best epoch {fm['best_epoch']} of {fm['epochs_run']}",
-        "fm_no_time": "the same FM without continuous time features",
+        "fm_no_time": "the same FM without continuous time features and freshness",
         "ease": f"lambda {ease['lambda']:g}, {ease['items']} most popular items "
         f"({ease['test_target_coverage']:.1%} of test targets; others unscored)",
         "popularity": "training interaction counts",

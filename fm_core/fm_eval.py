@@ -90,7 +90,7 @@ def evaluate_next_item(
     scores, targets, weights, times = [], [], [], []
     for start in range(0, len(windows), batch_size):
         batch = collate(windows[start : start + batch_size]).to(device)
-        logits = model.item_logits(model.encode(batch, table), table)  # (B, T, N)
+        logits = model.item_logits(model.encode(batch, table), table, time=batch.time)  # (B, T, N)
         valid = batch.target >= 0
         scores.append(logits[valid].float())
         targets.append(batch.target[valid])

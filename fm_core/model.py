@@ -17,6 +17,9 @@ Reads top-down, as nanoGPT: the config, the attention and the block, then the mo
   - multi-token prediction: for k = 1..n_future-1 a small residual MLP head maps h_t to a query
     for the item at t + k (shifted targets, same tied output); its losses weigh
     ``future_weight`` in total; serving uses the next-item head only;
+  - freshness (``freshness_buckets > 0``): every item's score at a step gets a learned bonus
+    f(⌊log2(1 + age_days)⌋) of its age at that step's time, so that the model can learn that
+    new titles draw plays (the next-item and future heads use the querying step's own time);
   - genres: a linear head predicts the next item's genres (multi-label BCE), weight
     ``genre_weight``.
 - **Loss**: see ``fm_core.objectives`` for the per-target engagement × sample weights.
@@ -69,6 +72,9 @@ class FMConfig:
     rollup_window_s: float = DEFAULT_ROLLUP_WINDOW_S
     time_origin: float = DEFAULT_TIME_ORIGIN
     use_time_features: bool = True  # False zeroes the continuous time features (ablation)
+    # > 0: a learned score bonus by the item's age at the step, in log2-day buckets (freshness);
+    # it is time-dependent, so use_time_features=False turns it off too
+    freshness_buckets: int = 0
     # transformer
     max_len: int = 64
     d_model: int = 64
@@ -209,6 +215,8 @@ class FoundationModel(nn.Module):
         self.future_heads = nn.ModuleList(FutureHead(cfg) for _ in range(cfg.n_future - 1))
         # Only built when weighted: DDP rejects parameters that get no gradient.
         self.genre_head = nn.Linear(D, cfg.n_genres) if cfg.genre_weight > 0 else None
+        fresh = cfg.freshness_buckets if cfg.use_time_features else 0
+        self.freshness = nn.Parameter(torch.zeros(fresh)) if fresh else None
         for name, child in self.named_children():
             if name != "items":  # the item encoder initializes itself
                 child.apply(self._init_weights)
@@ -250,7 +258,9 @@ class FoundationModel(nn.Module):
         table = self.items()  # (N, D)
         h = self.encode(batch, table)  # (B, T, D)
         sampled = self.training and self.cfg.n_sampled > 0
-        raw = None if sampled or not return_logits else self.item_logits(h, table)  # (B, T, N)
+        raw = (
+            None if sampled or not return_logits else self.item_logits(h, table, time=batch.time)
+        )  # (B, T, N)
         has_targets = bool((batch.target >= 0).any())
         loss = self.loss(h, table, batch, raw, weight_sums=weight_sums) if has_targets else None
         if raw is None or not self.cfg.mask_unreleased:
@@ -279,9 +289,23 @@ class FoundationModel(nn.Module):
             x = block(x)
         return self.ln_f(x)  # (B, T, D)
 
-    def item_logits(self, h: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """(..., N) tied output scores of hidden states (..., D)."""
-        return h @ table.T + self.item_bias
+    def item_logits(
+        self, h: torch.Tensor, table: torch.Tensor, *, time: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(..., N) tied output scores of hidden states (..., D); with the steps' times (...)
+        and freshness on, plus each item's freshness bonus at that time."""
+        scores = h @ table.T + self.item_bias
+        if time is None or self.freshness is None:
+            return scores
+        return scores + self.freshness_bonus(time[..., None], self.items.release_time)
+
+    def freshness_bonus(self, time: torch.Tensor, release_time: torch.Tensor) -> torch.Tensor:
+        """Learned bonus of items released at ``release_time`` seen at ``time`` (broadcast)."""
+        if self.freshness is None:
+            return torch.zeros((), device=release_time.device)
+        age_days = ((time - release_time) / 86400.0).clamp(min=0.0)
+        bucket = torch.log2(1.0 + age_days).floor().long().clamp(max=self.freshness.numel() - 1)
+        return self.freshness[bucket]
 
     # ---- loss ------------------------------------------------------------------------------
 
@@ -362,7 +386,8 @@ class FoundationModel(nn.Module):
         target = batch.target[:, shift:]  # (B, T - shift)
         valid = target >= 0
         weight = self._target_weight(batch, valid, shift=shift)  # (M,)
-        time = batch.time[:, shift:][valid]  # (M,)
+        time = batch.time[:, shift:][valid]  # (M,) the targets' times
+        asked = batch.time[:, : batch.time.shape[1] - shift][valid]  # (M,) the queries' times
         release = self.items.release_time
         if self.training and self.cfg.n_sampled > 0:
             return sampled_softmax_loss(
@@ -370,9 +395,16 @@ class FoundationModel(nn.Module):
                 log_q=self.item_log_q, n_sampled=self.cfg.n_sampled,
                 release_time=release if self.cfg.mask_unreleased else None, time=time,
                 total=weight_sum,
+                bonus=None if self.freshness is None
+                else lambda rows: self.freshness_bonus(asked.view(-1, *[1] * (rows.dim() - 1)),
+                                                       release[rows]),
             )  # fmt: skip
         # (M, N): scores of the valid targets only
-        scores = logits[valid] if logits is not None else self.item_logits(h[valid], table)
+        scores = (
+            logits[valid]
+            if logits is not None and shift == 0
+            else self.item_logits(h[valid], table, time=asked)
+        )
         blocked = unreleased(release, time) if self.cfg.mask_unreleased else None
         return full_softmax_loss(scores, target[valid], weight, blocked, total=weight_sum)
 
@@ -397,10 +429,10 @@ class FoundationModel(nn.Module):
     def next_item_scores(self, batch: TokenBatch) -> torch.Tensor:
         """(B, N) next-item logits at each row's last real token, unreleased items at -inf."""
         user = self.user_embeddings(batch)  # (B, D)
-        scores = self.item_logits(user, self.item_embeddings())  # (B, N)
+        rows = torch.arange(user.shape[0], device=user.device)
+        last = batch.time[rows, batch.lengths - 1]  # (B,)
+        scores = self.item_logits(user, self.item_embeddings(), time=last)  # (B, N)
         if self.cfg.mask_unreleased:
-            rows = torch.arange(user.shape[0], device=user.device)
-            last = batch.time[rows, batch.lengths - 1]  # (B,)
             scores = scores.masked_fill(unreleased(self.items.release_time, last), float("-inf"))
         return scores
 

@@ -28,6 +28,8 @@ over genres.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F  # noqa: N812 - the PyTorch convention
 
@@ -98,6 +100,7 @@ def sampled_softmax_loss(
     release_time: torch.Tensor | None = None,
     time: torch.Tensor | None = None,
     total: torch.Tensor | None = None,
+    bonus: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Weighted sampled-softmax cross-entropy with the log-Q correction.
 
@@ -107,10 +110,15 @@ def sampled_softmax_loss(
         log_q: (N,) log proposal probabilities (normalized). n_sampled: S negatives.
         release_time, time: (N,) and (M,) to mask negatives not yet released at the step.
         total: the normalizer instead of Σ weight (see ``weighted_mean``).
+        bonus: optional score bonus of item rows for the queries (freshness): rows (M,), one
+            per query, give (M,); rows (1, S) give (M, S).
     """
     negatives = torch.multinomial(log_q.exp(), n_sampled, replacement=True)  # (S,)
     pos = (h * table[target]).sum(-1) + bias[target] - log_q[target]  # (M,)
     neg = torch.addmm((bias - log_q)[negatives][None, :], h, table[negatives].T)  # (M, S)
+    if bonus is not None:
+        pos = pos + bonus(target)  # (M,): each query's own target
+        neg = neg + bonus(negatives[None, :])  # (M, S)
     blocked = negatives[None, :] == target[:, None]  # (M, S) accidental hits
     if release_time is not None and time is not None:
         blocked = blocked | unreleased(release_time[negatives], time)

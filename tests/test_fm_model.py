@@ -490,3 +490,27 @@ def test_validation_keeps_the_best_epoch_and_stops_after_patience() -> None:
     assert [m.valid for m in result.metrics] == [0.1, 0.5, 0.2, 0.3]  # stopped after epoch 3
     for name, value in result.model.state_dict().items():
         torch.testing.assert_close(value, kept[1][name], rtol=0.0, atol=0.0)
+
+
+def test_freshness_bonus_follows_the_items_age_at_the_request() -> None:
+    catalog = make_catalog()
+    release = catalog.release_time.copy()
+    release[3] = T0 + 2 * DAY - HOUR  # an hour old at the request, the others 60+ days
+    fresh = ItemCatalog(catalog.item_ids, catalog.genres, release, catalog.tokens)
+    cfg = tiny_config(fresh, freshness_buckets=8)
+    model = FoundationModel.from_catalog(cfg, fresh, age_reference=T0).eval()
+    request = ScoreRequest(user_id="u", time=T0 + 2 * DAY, history=history_of(fresh.item_ids[:3]))
+    batch = tokenize_requests([request], fresh, max_len=16)
+    before = model.next_item_scores(batch)
+    assert model.freshness is not None
+    with torch.no_grad():
+        model.freshness[0] = 2.5  # bucket 0: less than a day old
+    after = model.next_item_scores(batch)
+    assert after[0, 3] - before[0, 3] == pytest.approx(2.5)
+    torch.testing.assert_close(after[0, np.r_[0:3, 4:20]], before[0, np.r_[0:3, 4:20]])
+    no_time = FoundationModel(tiny_config(fresh, freshness_buckets=8, use_time_features=False))
+    assert no_time.freshness is None  # an ablation of time removes freshness too
+    _, loss = FoundationModel.from_catalog(
+        tiny_config(fresh, freshness_buckets=8, n_sampled=8, n_future=2), fresh, age_reference=T0
+    ).train()(collate(tokenize_histories(cycle_histories(fresh, 2, 8, seed=0), fresh)))
+    assert loss is not None and torch.isfinite(loss)
