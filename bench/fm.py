@@ -72,7 +72,7 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "ml-100k": Preset(max_len=200, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=15,
+    "ml-100k": Preset(max_len=200, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=25,
                       batch_size=32, lr=2e-3, warmup_steps=100, patience=5),
     "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.3, epochs=12,
                      batch_size=256, lr=2e-3, warmup_steps=100, patience=2, n_sampled=4096),
