@@ -72,9 +72,7 @@ def test_streamed_estimates_equal_in_memory_ones(log: pd.DataFrame, interval: st
     whole = estimate_all(OpeBatch.from_frame(log), interval=interval, n_bootstrap=100, clip=5.0)
     parts = chunks(log, [137, 401, 90, 800])
     assert len(parts) >= 4
-    streamed = stream_estimates(
-        parts, estimators(clip=5.0), interval=interval, n_bootstrap=100
-    )
+    streamed = stream_estimates(parts, estimators(clip=5.0), interval=interval, n_bootstrap=100)
     assert set(streamed) == set(whole) == {
         "ipw", "snipw", "clipped-ipw", "dm", "dr", "sndr", "dros", "switch-dr", "iips"
     }  # fmt: skip
