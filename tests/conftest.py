@@ -128,3 +128,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         red=True,
         bold=True,
     )
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny models gain nothing from intra-op threads, and OpenMP's spinning threads slow to a
+    crawl when the cores are busy with other work; restore the setting afterwards. Modules that
+    train models use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -4,7 +4,7 @@ CPU, tiny sizes; the data is built here with numpy."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +27,7 @@ from fm_core.train_fm import TrainConfig, TrainResult, train_fm
 from fm_core.types import History, ItemCatalog, ScoreRequest
 from fm_core.warm_start import warm_start_from
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 T0 = 1.75e9  # POSIX seconds, mid 2025

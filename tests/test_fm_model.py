@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -36,15 +35,7 @@ from fm_core.tokenize import (
 from fm_core.train_fm import TrainConfig, train_fm
 from fm_core.types import History, ItemCatalog, ScoreRequest
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Tiny models gain nothing from intra-op threads, and OpenMP's spinning threads slow to a
-    crawl when the cores are busy with other work; restore the setting afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 T0 = 1.75e9  # POSIX seconds, mid 2025
