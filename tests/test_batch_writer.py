@@ -8,12 +8,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
+from store_inputs import T0, decision_payload
 
 from proplog.batch_writer import BatchWriter
 from proplog.engine import make_engine
@@ -21,38 +22,13 @@ from proplog.errors import ConflictError, LogValidationError, UnknownDecisionErr
 from proplog.schema import DecisionCreate
 from proplog.store import WriteResult, get_decision, get_event
 
-T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 Mutation = Callable[[dict[str, Any]], None]
 
 
 def decision(*, user_id: str = "u1", items: tuple[int, ...] = (20, 30, 10)) -> dict[str, Any]:
-    cond = [0.5, 0.25, 0.2][: len(items)]
-    prefix = [0.5, 0.125, 0.025][: len(items)]
-    return {
-        "decision_id": str(uuid.uuid4()),
-        "created_at": T0,
-        "user_id": user_id,
-        "surface": "home",
-        "policy_name": "plackett_luce",
-        "policy_version": "1",
-        "model_version": "ranker-7",
-        "exploration": {"temperature": 0.7},
-        "marginals_exact": True,
-        "candidate_ids": [10, 20, 30, 40],
-        "candidate_scores": [0.9, 0.8, 0.7, 0.1],
-        "slate": [
-            {
-                "position": k,
-                "item_id": item,
-                "score": 0.5,
-                "propensity": [0.5, 0.4, 0.3][k],
-                "cond_propensity": cond[k],
-                "prefix_propensity": prefix[k],
-                "explored": k == 2,
-            }
-            for k, item in enumerate(items)
-        ],
-    }
+    return decision_payload(
+        decision_id=str(uuid.uuid4()), user_id=user_id, items=items, explored_position=2
+    )
 
 
 def event_for(d: dict[str, Any], *, position: int = 1, **changes: Any) -> dict[str, Any]:

@@ -7,49 +7,23 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
+from store_inputs import T0, decision_payload
 
 from proplog.errors import LogValidationError, UnknownDecisionError
 from proplog.store import record_decision, record_event
 
-T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 DECISION_ID = "6f1c2a8e-3b7d-4c1e-9a2f-0d5e8b7c6a41"
 Mutation = Callable[[dict[str, Any]], None]
 
 
 def good_decision() -> dict[str, Any]:
-    cond = [0.5, 0.25, 0.2]
-    prefix = [0.5, 0.5 * 0.25, 0.5 * 0.25 * 0.2]
-    return {
-        "decision_id": DECISION_ID,
-        "created_at": T0,
-        "user_id": "u1",
-        "surface": "home",
-        "policy_name": "plackett_luce",
-        "policy_version": "1",
-        "model_version": "ranker-7",
-        "exploration": {"temperature": 0.7},
-        "marginals_exact": True,
-        "candidate_ids": [10, 20, 30, 40],
-        "candidate_scores": [0.9, 0.8, 0.7, 0.1],
-        "slate": [
-            {
-                "position": k,
-                "item_id": item,
-                "score": 0.5,
-                "propensity": [0.5, 0.4, 0.3][k],
-                "cond_propensity": cond[k],
-                "prefix_propensity": prefix[k],
-                "explored": False,
-            }
-            for k, item in enumerate([20, 30, 10])
-        ],
-    }
+    return decision_payload(decision_id=DECISION_ID)
 
 
 def good_event() -> dict[str, Any]:

@@ -1,0 +1,46 @@
+"""A valid decision for the store's tests, as the API would send it: a Plackett-Luce slate of up
+to three items out of four candidates, with every propensity."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+
+
+def decision_payload(
+    *,
+    decision_id: str,
+    user_id: str = "u1",
+    items: tuple[int, ...] = (20, 30, 10),
+    explored_position: int | None = None,
+) -> dict[str, Any]:
+    """A decision showing ``items`` in order; ``explored_position`` marks one slot explored."""
+    cond = [0.5, 0.25, 0.2][: len(items)]
+    prefix = [0.5, 0.5 * 0.25, 0.5 * 0.25 * 0.2][: len(items)]
+    return {
+        "decision_id": decision_id,
+        "created_at": T0,
+        "user_id": user_id,
+        "surface": "home",
+        "policy_name": "plackett_luce",
+        "policy_version": "1",
+        "model_version": "ranker-7",
+        "exploration": {"temperature": 0.7},
+        "marginals_exact": True,
+        "candidate_ids": [10, 20, 30, 40],
+        "candidate_scores": [0.9, 0.8, 0.7, 0.1],
+        "slate": [
+            {
+                "position": k,
+                "item_id": item,
+                "score": 0.5,
+                "propensity": [0.5, 0.4, 0.3][k],
+                "cond_propensity": cond[k],
+                "prefix_propensity": prefix[k],
+                "explored": k == explored_position,
+            }
+            for k, item in enumerate(items)
+        ],
+    }
