@@ -5,122 +5,23 @@ point-in-time popularity, persistence, and ItemCatalog validation."""
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sim_logs import DAY, T0, K, UniformLogging, impressions
 
-from fm_core import History, ItemCatalog, PopularityAffinityScorer, ScoreRequest
+from api.sim_bridge import catalog_from_world
+from fm_core import ItemCatalog, PopularityAffinityScorer, ScoreRequest
 from fm_core.baseline import TrainingImpressions
 from sim import GENRES, Request, World, WorldConfig
-from sim.clock import EPOCH
-
-K = 10
-DAY = 86400.0
-T0 = EPOCH.timestamp()
-
-
-def item_catalog(world: World) -> ItemCatalog:
-    """The world's catalog as the scorer sees it: metadata, no latent truth."""
-    catalog = world.catalog
-    return ItemCatalog(
-        item_ids=np.arange(catalog.n_items, dtype=np.int64),
-        genres=catalog.genres.copy(),
-        release_time=T0 + catalog.release_day * DAY,
-        tokens=tuple(tuple(catalog.tokens(i)) for i in range(catalog.n_items)),
-        genre_names=GENRES,
-    )
-
-
-@dataclass
-class Logs:
-    """Uniform-random impressions of a run of requests, in time order."""
-
-    requests: list[Request]
-    score_requests: list[ScoreRequest]
-    slates: np.ndarray  # (n, K)
-    played: np.ndarray  # (n, K) bool
-    play_items: np.ndarray
-    play_times: np.ndarray  # POSIX seconds
-
-
-class Simulation:
-    """Shows uniformly random slates, records outcomes, and keeps each user's plays so that
-    every request gets its point-in-time History (plays strictly before the request)."""
-
-    def __init__(self, world: World, seed: int) -> None:
-        self.world = world
-        self.rng = np.random.default_rng(seed)
-        self.user_plays: dict[int, list[tuple[int, float, float, str]]] = defaultdict(list)
-        self.all_plays: list[tuple[int, float]] = []
-
-    def history(self, request: Request) -> History:
-        events = [e for e in self.user_plays[request.user] if e[1] < request.t]
-        return History(
-            item_ids=np.array([e[0] for e in events], dtype=np.int64),
-            times=np.array([T0 + e[1] * DAY for e in events]),
-            kinds=np.array(["play"] * len(events), dtype=object),
-            values=np.array([e[2] for e in events]),
-            sources=np.array([e[3] for e in events], dtype=object),
-        )
-
-    def score_request(self, request: Request) -> ScoreRequest:
-        return ScoreRequest(
-            user_id=request.user_id,
-            time=T0 + request.t * DAY,
-            device=request.device_name,
-            country=request.country_code,
-            local_hour=request.local_hour,
-            history=self.history(request),
-        )
-
-    def run(self, start: float, end: float, n: int, before_record=None) -> Logs:
-        requests = self.world.sample_requests(n, start=start, end=end, rng=self.rng)
-        score_requests, slates, played = [], [], []
-        first_play = len(self.all_plays)
-        for request in requests:
-            score_requests.append(self.score_request(request))
-            slate = self.rng.choice(self.world.available(request.t), size=K, replace=False)
-            outcome = self.world.respond(request, slate, self.rng)
-            if before_record is not None:
-                before_record(request, score_requests[-1], slate)
-            self.world.record(outcome)
-            for play in outcome.plays:
-                self.user_plays[request.user].append((play.item, play.t, play.seconds, play.source))
-                self.all_plays.append((play.item, T0 + play.t * DAY))
-            slates.append(slate)
-            played.append(outcome.played)
-        new_plays = self.all_plays[first_play:]
-        return Logs(
-            requests=requests,
-            score_requests=score_requests,
-            slates=np.array(slates),
-            played=np.array(played),
-            play_items=np.array([p[0] for p in new_plays], dtype=np.int64),
-            play_times=np.array([p[1] for p in new_plays]),
-        )
-
-
-def impressions(logs: Logs) -> TrainingImpressions:
-    n = len(logs.requests)
-    return TrainingImpressions(
-        requests=logs.score_requests,
-        request_index=np.repeat(np.arange(n), K),
-        item_ids=logs.slates.ravel(),
-        positions=np.tile(np.arange(K), n),
-        labels=logs.played.ravel().astype(np.float64),
-        play_item_ids=logs.play_items,
-        play_times=logs.play_times,
-    )
 
 
 @pytest.fixture(scope="module")
 def trained() -> dict:
     world = World(WorldConfig(seed=11, n_items=120, n_users=80))
-    catalog = item_catalog(world)
-    sim = Simulation(world, seed=1)
+    catalog = catalog_from_world(world)
+    sim = UniformLogging(world, seed=1)
     train = sim.run(0.0, 30.0, 6000)
     scorer = PopularityAffinityScorer(catalog)
     scorer.fit(impressions(train), model_version="test")

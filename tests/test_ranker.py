@@ -5,20 +5,20 @@ simulated world's true P(play), the Scorer protocol, retrieval, persistence and 
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sim_logs import DAY, T0, K, UniformLogging, impressions
 from sqlalchemy import text
 
 from api.app import load_scorer
 from api.cli import main
 from api.settings import Settings
 from api.sim_bridge import catalog_from_world
-from fm_core import History, PopularityAffinityScorer, Scorer, ScoreRequest, TrainingImpressions
+from fm_core import PopularityAffinityScorer, Scorer, ScoreRequest
 from fm_core.calibration import (
     Calibrator,
     expected_calibration_error,
@@ -41,12 +41,6 @@ from fm_core.ranker import (
 from fm_core.train_fm import TrainConfig
 from proplog.engine import make_engine
 from sim import Request, World, WorldConfig
-from sim.clock import EPOCH
-
-K = 10
-DAY = 86400.0
-T0 = EPOCH.timestamp()
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -212,71 +206,6 @@ def test_bad_calibration_inputs_name_the_problem(call, match: str) -> None:
 # ---- the simulated world: uniform-random slates with point-in-time histories ---------------------
 
 
-@dataclass
-class Logged:
-    requests: list[Request]
-    score_requests: list[ScoreRequest]
-    slates: np.ndarray  # (n, K)
-    played: np.ndarray  # (n, K) bool
-
-
-class UniformLogging:
-    """Shows uniformly random slates and keeps each user's plays, so that every request gets
-    its point-in-time history (events strictly before it, oldest first)."""
-
-    def __init__(self, world: World, seed: int) -> None:
-        self.world = world
-        self.rng = np.random.default_rng(seed)
-        self.plays: dict[int, list[tuple[float, int, float, str]]] = defaultdict(list)
-
-    def score_request(self, request: Request) -> ScoreRequest:
-        events = sorted(e for e in self.plays[request.user] if e[0] < request.t)
-        return ScoreRequest(
-            user_id=request.user_id,
-            time=T0 + request.t * DAY,
-            device=request.device_name,
-            country=request.country_code,
-            local_hour=request.local_hour,
-            history=History(
-                item_ids=np.array([e[1] for e in events], dtype=np.int64),
-                times=np.array([T0 + e[0] * DAY for e in events]),
-                kinds=np.array(["play"] * len(events), dtype=object),
-                values=np.array([e[2] for e in events]),
-                sources=np.array([e[3] for e in events], dtype=object),
-            ),
-        )
-
-    def run(self, start: float, end: float, n: int, before_record=None) -> Logged:
-        requests = self.world.sample_requests(n, start=start, end=end, rng=self.rng)
-        score_requests, slates, played = [], [], []
-        for request in requests:
-            score_request = self.score_request(request)
-            slate = self.rng.choice(self.world.available(request.t), size=K, replace=False)
-            if before_record is not None:
-                before_record(request, score_request, slate)
-            outcome = self.world.respond(request, slate, self.rng)
-            self.world.record(outcome)
-            for play in outcome.plays:
-                self.plays[request.user].append((play.t, play.item, play.seconds, play.source))
-            score_requests.append(score_request)
-            slates.append(slate)
-            played.append(outcome.played)
-        return Logged(requests, score_requests, np.array(slates), np.array(played))
-
-
-def impressions(logged: Logged) -> TrainingImpressions:
-    n = len(logged.requests)
-    return TrainingImpressions(
-        requests=logged.score_requests,
-        request_index=np.repeat(np.arange(n), K),
-        item_ids=logged.slates.ravel(),
-        positions=np.tile(np.arange(K), n),
-        labels=logged.played.ravel().astype(np.float64),
-        play_item_ids=np.empty(0, dtype=np.int64),
-        play_times=np.empty(0),
-    )
-
-
 def small_config(**ranker: object) -> FMScorerConfig:
     return FMScorerConfig(
         fm_train=TrainConfig(epochs=4, batch_size=32, progress=False),
@@ -291,10 +220,10 @@ def fitted() -> dict:
     logging_run = UniformLogging(world, seed=1)
     train = logging_run.run(0.0, 24.0, 4000)
     scorer, report = fit_fm_scorer(
-        impressions(train), catalog, small_config(), model_version="fm-test"
+        impressions(train, with_plays=False), catalog, small_config(), model_version="fm-test"
     )
     baseline = PopularityAffinityScorer(catalog)
-    baseline.fit(impressions(train), model_version="baseline-test")
+    baseline.fit(impressions(train, with_plays=False), model_version="baseline-test")
 
     # Later days, never seen in training: before each outcome is recorded, the world's true
     # P(play | shown at the top) of every available item, beside the scorer's prediction.
@@ -504,7 +433,7 @@ def test_retrieve_rejects_a_bad_n(fitted: dict, n: object) -> None:
 def test_fit_refuses_data_it_cannot_learn_from(fitted: dict) -> None:
     catalog = fitted["catalog"]
     held = fitted["held_out"]
-    data = impressions(held)
+    data = impressions(held, with_plays=False)
     with pytest.raises(ValueError, match="no impressions"):
         fit_fm_scorer(replace(data, labels=np.empty(0)), catalog, small_config())
     with pytest.raises(ValueError, match="hold no play"):
