@@ -21,28 +21,30 @@ from __future__ import annotations
 import numpy as np
 
 from ope.batch import OpeBatch
-from ope.estimators import IPS, Bounds, Estimator
+from ope.estimators import IPS, Estimator
 
 
-def _column(batch: OpeBatch, name: str) -> np.ndarray:
-    values = getattr(batch, name)
-    if values is None:  # estimate() checks first; this guards direct calls
-        raise ValueError(f"the batch has no {name}")
-    return values
-
-
-class SlateStandardIPS(Estimator):
-    """V̂ = (1/N) Σ_i [π_e(s_i) / π_0(s_i)] Σ_k r_ik. Needs ``pscore_slate`` and
-    ``target_pscore_slate``; diagnostics are over the slate weights."""
-
-    name = "sips"
-    requires = ("pscore_slate", "target_pscore_slate")
+class _PropensityColumnIPS(Estimator):
+    """IPS whose weights come from the pair of columns named in ``requires`` (logging, target),
+    rather than from the marginal ``pscore`` / ``target_pscore``; diagnostics are over them."""
 
     def _weight(self, batch: OpeBatch) -> np.ndarray:
-        return _column(batch, "target_pscore_slate") / _column(batch, "pscore_slate")
+        logging_column, target_column = self.requires
+        logged, target = getattr(batch, logging_column), getattr(batch, target_column)
+        if logged is None or target is None:  # estimate() checks first; this guards direct calls
+            raise ValueError(f"the batch has no {logging_column} / {target_column}")
+        return target / logged
 
     def _round_terms(self, batch: OpeBatch) -> np.ndarray:
         return self._weight(batch) * batch.reward
+
+
+class SlateStandardIPS(_PropensityColumnIPS):
+    """V̂ = (1/N) Σ_i [π_e(s_i) / π_0(s_i)] Σ_k r_ik, from ``pscore_slate`` and
+    ``target_pscore_slate``."""
+
+    name = "sips"
+    requires = ("pscore_slate", "target_pscore_slate")
 
 
 class SlateIndependentIPS(IPS):
@@ -56,21 +58,12 @@ class SlateIndependentIPS(IPS):
         return batch.n_slots > 1
 
 
-class SlateRewardInteractionIPS(Estimator):
-    """V̂ = (1/N) Σ_i Σ_k [π_e(s_i,1..k) / π_0(s_i,1..k)] r_ik. Needs ``pscore_cascade`` and
-    ``target_pscore_cascade``; diagnostics are over the prefix weights."""
+class SlateRewardInteractionIPS(_PropensityColumnIPS):
+    """V̂ = (1/N) Σ_i Σ_k [π_e(s_i,1..k) / π_0(s_i,1..k)] r_ik, from ``pscore_cascade`` and
+    ``target_pscore_cascade``."""
 
     name = "rips"
     requires = ("pscore_cascade", "target_pscore_cascade")
-
-    def _weight(self, batch: OpeBatch) -> np.ndarray:
-        return _column(batch, "target_pscore_cascade") / _column(batch, "pscore_cascade")
-
-    def _round_terms(self, batch: OpeBatch) -> np.ndarray:
-        return self._weight(batch) * batch.reward
-
-    def _term_range(self, bounds: Bounds, weight_max: float) -> tuple[float, float] | None:
-        return None  # the weight bound would be on prefixes, not on the marginal pscore
 
 
 def slate_estimators() -> list[Estimator]:
