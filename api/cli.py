@@ -102,7 +102,7 @@ def _cmd_retrain(args: argparse.Namespace) -> int:
 
 def _cmd_ope_estimate(args: argparse.Namespace) -> int:
     from ope import Bounds, OpeInputError, estimators, read_batches
-    from ope.streaming import stream_partials
+    from ope.streaming import finish_all, stream_partials
 
     path = Path(args.input)
     if not path.exists():
@@ -121,16 +121,9 @@ def _cmd_ope_estimate(args: argparse.Namespace) -> int:
             read_batches(path, chunk_rows=args.chunk_rows), chosen,
             n_bootstrap=n_bootstrap, seed=args.seed,
         )  # fmt: skip
-        by_name = {e.name: e for e in chosen}
-        estimates = {
-            name: by_name[name].finish(
-                part,
-                alpha=args.alpha,
-                interval=by_name[name].interval_for(args.interval),
-                bounds=bounds,
-            )
-            for name, part in partials.items()
-        }
+        estimates = finish_all(
+            partials, chosen, alpha=args.alpha, interval=args.interval, bounds=bounds
+        )
     except OpeInputError as exc:
         print(f"error: {path}: {exc}", file=sys.stderr)
         return 2

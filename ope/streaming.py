@@ -126,10 +126,23 @@ def stream_estimates(
         raise ValueError("the bootstrap interval needs n_bootstrap > 0")
     merged, rows = stream_partials(batches, chosen, n_bootstrap=boot, seed=seed)
     logger.info("estimated %d estimators over %d rows", len(merged), rows)
+    return finish_all(merged, chosen, alpha=alpha, interval=interval, bounds=bounds)
+
+
+def finish_all(
+    partials: dict[str, Partial],
+    chosen: Sequence[Estimator],
+    *,
+    alpha: float = 0.05,
+    interval: str = "normal",
+    bounds: Bounds | None = None,
+) -> dict[str, Estimate]:
+    """Estimates from merged partials, by name; a self-normalized estimator asked for a
+    Bernstein interval gives a t interval (``Estimator.interval_for``)."""
     by_name = {e.name: e for e in chosen}
     return {
         name: by_name[name].finish(
             part, alpha=alpha, interval=by_name[name].interval_for(interval), bounds=bounds
         )
-        for name, part in merged.items()
+        for name, part in partials.items()
     }
