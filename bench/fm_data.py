@@ -27,11 +27,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fm_core.tokenize import DEFAULT_TIME_ORIGIN, EventContext
 from fm_core.types import History, ItemCatalog, ScoreRequest
+
+if TYPE_CHECKING:
+    from fm_core.tokenize import EventContext
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +127,8 @@ def load_movielens(path: Path) -> SequenceData:
 
 def load_beauty(path: Path) -> SequenceData:
     """Amazon Beauty as preprocessed for BERT4Rec: ``user item`` lines in time order."""
+    from fm_core.tokenize import DEFAULT_TIME_ORIGIN
+
     table = _numeric_table(path, 2, "user, item")
     per_user: dict[int, list[int]] = defaultdict(list)
     for user, item in table:
@@ -146,6 +151,7 @@ def simulate_sequences(
 ) -> SequenceData:
     """Plays of the simulated world under uniformly random slates (see the module docstring)."""
     from api.sim_bridge import catalog_from_world
+    from fm_core.tokenize import EventContext
     from sim import World, WorldConfig
     from sim.clock import EPOCH
 
@@ -252,6 +258,8 @@ def _head(history: History, n: int) -> History:
 
 
 def _context_head(context: EventContext | None, n: int) -> EventContext | None:
+    from fm_core.tokenize import EventContext
+
     if context is None:
         return None
     return EventContext(
