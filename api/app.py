@@ -77,7 +77,7 @@ def load_scorer(settings: Settings) -> Scorer:
             f"no model at {settings.model_path}: run `loopbreak demo` or `loopbreak retrain`, "
             "or pass --model"
         )
-    from fm_core import load_scorer_file  # either kind of model file; imports torch
+    from fm_core import load_scorer_file  # either kind; torch only for an FM file
 
     return load_scorer_file(settings.model_path)
 

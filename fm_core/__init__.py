@@ -60,7 +60,7 @@ _LAZY = {
     "FMRankerScorer": "fm_core.fm_scorer",
     "FMScorerConfig": "fm_core.fm_scorer",
     "fit_fm_scorer": "fm_core.fm_scorer",
-    "load_scorer_file": "fm_core.fm_scorer",
+    "load_scorer_file": "fm_core.model_file",
 }
 __all__ += sorted(_LAZY)
 

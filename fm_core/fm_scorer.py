@@ -22,7 +22,8 @@ top N available items by the FM's next-item logits (user embedding · item embed
 The file (``save``/``load``) is one ``.npz`` archive: a JSON ``meta`` entry (kind ``fm_ranker``,
 version, both configs, the calibrator, the catalog's tokens) and the catalog, FM and ranker
 arrays; it is written to a temporary file and renamed, so a crash never leaves half a model.
-``load_scorer_file`` opens either kind of model file (this one or the baseline's).
+``fm_core.model_file.load_scorer_file`` opens either kind of model file (this one or the
+baseline's).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from fm_core.baseline import PopularityAffinityScorer, TrainingImpressions
+from fm_core.baseline import TrainingImpressions
 from fm_core.calibration import (
     Calibrator,
     cross_fitted,
@@ -52,6 +53,7 @@ from fm_core.calibration import (
 )
 from fm_core.device import select_device
 from fm_core.model import FMConfig, FoundationModel
+from fm_core.model_file import FM_RANKER_KIND, open_model_file
 from fm_core.ranker import (
     HISTORY_SIMILARITY_CAP,
     LEXICAL_FEATURES,
@@ -65,14 +67,13 @@ from fm_core.ranker import (
     ranker_logits,
     train_ranker,
 )
-from fm_core.scorer import Scorer
 from fm_core.tokenize import DEVICE_VOCAB, SURFACE_VOCAB, tokenize_requests
 from fm_core.train_fm import TrainConfig, train_fm
 from fm_core.types import History, ItemCatalog, ScoreRequest
 
 logger = logging.getLogger(__name__)
 
-KIND = "fm_ranker"
+KIND = FM_RANKER_KIND
 _DAY = 86400.0
 _FRESHNESS_DAYS = 14.0
 
@@ -501,7 +502,7 @@ class FMRankerScorer:
     @classmethod
     def load(cls, path: str | Path) -> FMRankerScorer:
         """Read a scorer written by ``save``; any other file raises ValueError naming it."""
-        with _open_model_file(path) as data:
+        with open_model_file(path) as data:
             meta = json.loads(str(data["meta"]))
             if meta.get("kind") != KIND:
                 raise ValueError(f"{path} is not an {KIND} model (kind {meta.get('kind')!r})")
@@ -531,45 +532,6 @@ class FMRankerScorer:
             request_batch=int(meta["request_batch"]),
             play_counts=np.asarray(meta["play_counts"], dtype=np.float64),
         )
-
-
-class _ModelArchive:
-    """An opened .npz model file with its ``meta`` entry checked."""
-
-    def __init__(self, path: str | Path) -> None:
-        try:
-            archive = np.load(Path(path), allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise ValueError(f"{path} is not a loopbreak model file: {error}") from error
-        if not isinstance(archive, np.lib.npyio.NpzFile) or "meta" not in archive.files:
-            raise ValueError(f"{path} is not a loopbreak model file: no meta entry")
-        self.archive = archive
-
-    def __enter__(self) -> np.lib.npyio.NpzFile:
-        return self.archive
-
-    def __exit__(self, *exc: object) -> None:
-        self.archive.close()
-
-
-def _open_model_file(path: str | Path) -> _ModelArchive:
-    return _ModelArchive(path)
-
-
-def model_kind(path: str | Path) -> str:
-    """The ``kind`` recorded in a model file ("popularity_affinity" or "fm_ranker")."""
-    with _open_model_file(path) as data:
-        return str(json.loads(str(data["meta"])).get("kind"))
-
-
-def load_scorer_file(path: str | Path) -> Scorer:
-    """Open a model file of either kind: the baseline or the FM + ranker."""
-    kind = model_kind(path)
-    if kind == KIND:
-        return FMRankerScorer.load(path)
-    if kind == "popularity_affinity":
-        return PopularityAffinityScorer.load(path)
-    raise ValueError(f"{path} holds a model of unknown kind {kind!r}")
 
 
 # ---- fitting ----------------------------------------------------------------------------------
