@@ -24,7 +24,11 @@ Storage conventions:
 - the other JSON columns (``exploration``, parameters, metrics, reports) use sqlalchemy's generic
   ``JSON`` (SQLite and PostgreSQL); Python's ``json`` writes floats in their shortest round-trip
   form, so they are exact too.
-- positions are 0-based; ``item_id`` is an ``int``; ``decision_id`` a canonical UUID string.
+- positions are 0-based; ``item_id`` (and ``source_item``) is an ``int`` in a ``BIGINT`` column
+  (64-bit on PostgreSQL too, where a plain ``INTEGER`` is 32-bit); ``decision_id`` a canonical
+  UUID string. A PostgreSQL log created before this change keeps its 32-bit columns:
+  ``ALTER TABLE slate_item ALTER COLUMN item_id TYPE bigint`` (and the same for ``event.item_id``
+  and ``decision.source_item``) upgrades it.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 from sqlalchemy import (
     JSON,
+    BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -224,7 +229,7 @@ class Decision(SQLModel, table=True):
     country: str | None = None
     local_time: str | None = None
     query: str | None = None
-    source_item: int | None = None
+    source_item: int | None = Field(default=None, sa_type=BigInteger)
     policy_name: str
     policy_version: str
     model_version: str
@@ -251,7 +256,7 @@ class SlateItem(SQLModel, table=True):
         primary_key=True, foreign_key="decision.decision_id", max_length=UUID_LENGTH
     )
     position: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    item_id: int
+    item_id: int = Field(sa_type=BigInteger, nullable=False)
     score: float = Field(sa_type=Double, nullable=False)
     propensity: float | None = Field(default=None, sa_type=Double, nullable=True)
     cond_propensity: float = Field(sa_type=Double, nullable=False)
@@ -279,7 +284,7 @@ class Event(SQLModel, table=True):
     event_id: str = Field(primary_key=True, max_length=MAX_ID_LENGTH)
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
     user_id: str = Field(max_length=MAX_ID_LENGTH)
-    item_id: int
+    item_id: int = Field(sa_type=BigInteger, nullable=False)
     kind: str = Field(max_length=16)
     value: float = Field(default=0.0, sa_type=Double, nullable=False)
     source: str = Field(max_length=16)

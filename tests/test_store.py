@@ -558,3 +558,26 @@ def test_packed_candidate_columns_round_trip_exactly_and_read_earlier_json() -> 
     # A row written by a version that stored these columns as JSON text still reads.
     assert PackedFloat64s().process_result_value("[0.5, 1e-300]", dialect) == [0.5, 1e-300]
     assert PackedInt64s().process_result_value([1, 2], dialect) == [1, 2]
+
+
+def test_item_ids_beyond_32_bits_round_trip_on_both_back_ends(session: Session) -> None:
+    big = 2**40
+    decision = make_decision()
+    decision["candidate_ids"] = [big, big + 1, 10, 20]
+    for item in decision["slate"]:
+        item["item_id"] = {20: big, 30: big + 1, 10: 10}[item["item_id"]]
+    decision["source_item"] = big + 2
+    record_decision(session=session, decision=decision)
+    event = make_event(
+        decision_id=decision["decision_id"], position=0, item_id=big, source="rec", value=1.0
+    )
+    record_event(session=session, event=event)
+    stored = get_decision(session=session, decision_id=decision["decision_id"])
+    assert stored is not None
+    assert [s.item_id for s in stored.slate] == [big, big + 1, 10]
+    assert stored.source_item == big + 2
+    stored_event = get_event(session=session, event_id=event["event_id"])
+    assert stored_event is not None and stored_event.item_id == big
+    frame = slate_frame(session_or_engine=session)
+    assert frame["item_id"].tolist() == [big, big + 1, 10]
+    assert frame["played"].tolist() == [1, 0, 0]
