@@ -18,6 +18,7 @@ from fm_core import Scorer, ScoreRequest, TrainingImpressions
 from ope import OpeBatch
 from ope.replay import HasMarginals, target_marginals
 from proplog.frames import decision_frame, event_frame, slate_frame
+from proplog.training_table import TrainingTableConfig, build_training_table
 
 
 @dataclass(frozen=True)
@@ -65,18 +66,25 @@ def read_window(
     return LoggedWindow(decisions=decisions, slates=slates, events=events, requests=requests)
 
 
-def training_impressions(window: LoggedWindow) -> TrainingImpressions:
-    """Every logged slate position as an impression labelled by whether it was played; plays of
-    every source feed the point-in-time popularity."""
-    index = pd.Index(window.decisions["decision_id"])
+def training_impressions(
+    window: LoggedWindow, config: TrainingTableConfig | None = None
+) -> TrainingImpressions:
+    """The window's weighted training table (``proplog.training_table``) as model input: slate
+    positions labelled by whether they were played, weighted by their clipped, self-normalized
+    inverse propensity, plus search and direct plays as positives in the context of the user's
+    latest decision; plays of every source feed the point-in-time popularity."""
+    table = build_training_table(
+        decisions=window.decisions, slates=window.slates, events=window.events, config=config
+    )
+    rows = table.rows
     plays = window.events[window.events["kind"] == "play"]
-    slates = window.slates
     return TrainingImpressions(
         requests=window.requests,
-        request_index=index.get_indexer(slates["decision_id"]),
-        item_ids=slates["item_id"].to_numpy(dtype=np.int64),
-        positions=slates["position"].to_numpy(dtype=np.int64),
-        labels=slates["played"].to_numpy(dtype=np.float64),
+        request_index=rows["request_row"].to_numpy(dtype=np.int64),
+        item_ids=rows["item_id"].to_numpy(dtype=np.int64),
+        positions=rows["position"].to_numpy(dtype=np.int64),
+        labels=rows["label"].to_numpy(dtype=np.float64),
+        weights=rows["weight"].to_numpy(dtype=np.float64),
         play_item_ids=plays["item_id"].to_numpy(dtype=np.int64),
         play_times=plays["created_at"].map(lambda t: t.timestamp()).to_numpy(dtype=np.float64),
     )
