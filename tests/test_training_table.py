@@ -70,7 +70,7 @@ def logged(engine: Engine) -> Engine:
 
 def test_slate_weights_are_clipped_inverse_propensities_with_mean_one(logged: Engine) -> None:
     config = TrainingTableConfig(clip_max=20.0, search_weight=0.3)
-    decisions, table = read_training_table(session_or_engine=logged, config=config)
+    _, table = read_training_table(session_or_engine=logged, config=config)
     slate = table.rows[table.rows["origin"] == "slate"]
     assert len(slate) == 9
     propensity = np.array(MARGINALS * 2 + (0.01, 0.4, 0.3))
@@ -84,7 +84,8 @@ def test_slate_weights_are_clipped_inverse_propensities_with_mean_one(logged: En
     assert report.weight_max == pytest.approx(expected.max())
     assert report.ess == pytest.approx(expected.sum() ** 2 / np.sum(expected**2))
     assert report.slate_positives == 2
-    labels = dict(zip(zip(slate["decision_id"], slate["position"]), slate["label"], strict=True))
+    keys = list(zip(slate["decision_id"], slate["position"], strict=True))
+    labels = dict(zip(keys, slate["label"], strict=True))
     assert labels[(D1, 1)] == 1 and labels[(D3, 0)] == 1 and sum(labels.values()) == 2
 
 
@@ -92,7 +93,8 @@ def test_without_self_normalization_weights_are_the_clipped_inverse(logged: Engi
     config = TrainingTableConfig(clip_max=50.0, self_normalize=False)
     _, table = read_training_table(session_or_engine=logged, config=config)
     slate = table.rows[table.rows["origin"] == "slate"]
-    got = dict(zip(zip(slate["decision_id"], slate["position"]), slate["weight"], strict=True))
+    keys = list(zip(slate["decision_id"], slate["position"], strict=True))
+    got = dict(zip(keys, slate["weight"], strict=True))
     assert got[(D1, 2)] == 1 / 0.3
     assert got[(D3, 0)] == 50.0
     assert table.report.normalizer == 1.0
