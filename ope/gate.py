@@ -1,0 +1,291 @@
+"""The gate before an A/B test: the paired lift of a candidate policy over a baseline on the
+same logged decisions, the diagnostics a trustworthy estimate needs, and the decision with its
+reasons.
+
+**Paired lift.** Both policies are replayed on the same logged rows, so each estimator's
+per-decision vectors z_i^C (candidate) and z_i^B (baseline) are computed on the same decisions.
+The lift is Δ = f(z̄^C) − f(z̄^B) and its standard error comes from the delta method on the
+stacked vector [z_i^C, z_i^B] with gradient [∇f(z̄^C), −∇f(z̄^B)]:
+
+    se²(Δ) = gᵀ Σ̂ g / n,   Σ̂ the sample covariance of [z^C, z^B] over decisions.
+
+For IPS this is the standard error of the mean of the per-decision differences
+Σ_k (w_ik^C − w_ik^B) r_ik; for SNIPS and the doubly robust estimators the covariance between
+the two estimates is used the same way. Positively correlated estimates (the usual case: the two
+policies share most of their slates) give a much narrower interval than two independent ones.
+
+**Decision.** "ready" when the lower bound of the lift's (1 − α) interval is above the margin
+AND every diagnostic passes, for both policies:
+
+- effective sample size (Σw)²/Σw² of the row weights at least ``min_ess``;
+- mean weight within ``weight_tolerance`` of 1 (a mean weight below 1 means the target puts
+  mass where the logging policy never goes; above 1, wrong propensities);
+- the largest single weight at most ``max_weight_share`` of the weights' sum (one row must not
+  decide the estimate);
+- when the caller knows it (a replay on logged candidates does), the target's mass on
+  (item, position) pairs the logging policy could not show, at most ``max_unsupported``.
+
+The share of rows with zero target propensity is reported, not gated: a target that concentrates
+on a few items legitimately gives most logged rows weight 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ope.batch import OpeBatch, OpeInputError
+from ope.estimators import Estimator
+from ope.intervals import check_alpha, delta_se, normal_interval
+from ope.moments import Moments
+from ope.suite import estimators
+
+READY = "ready"
+NOT_READY = "not_ready"
+DEFAULT_ESTIMATORS = ("dr", "snipw")
+"""The estimator the decision rests on, in order of preference: DR when the rows carry a reward
+model, else SNIPS."""
+
+
+def check_same_rows(candidate: OpeBatch, baseline: OpeBatch) -> None:
+    """Both batches must hold the same logged rows: same reward, pscore, decision and slot (and
+    q_hat, when both have one). Raises OpeInputError naming the column and the first row that
+    differs."""
+    if candidate.n_rows != baseline.n_rows:
+        raise OpeInputError(
+            f"candidate and baseline must have the same rows; got {candidate.n_rows} and "
+            f"{baseline.n_rows}"
+        )
+    columns = ["reward", "pscore", "decision", "slot"]
+    if candidate.q_hat is not None and baseline.q_hat is not None:
+        columns.append("q_hat")
+    for column in columns:
+        a, b = getattr(candidate, column), getattr(baseline, column)
+        differs = a != b
+        if np.any(differs):
+            row = int(np.flatnonzero(differs)[0])
+            name = "decision_id" if column == "decision" else column
+            raise OpeInputError(
+                f"{name} must be the same for candidate and baseline; got {a[row]} and {b[row]} "
+                f"at row {row}"
+            )
+
+
+@dataclass(frozen=True)
+class Lift:
+    """V̂(candidate) − V̂(baseline) with its paired (1 − α) normal interval."""
+
+    estimator: str
+    value: float
+    lo: float
+    hi: float
+    candidate: float
+    baseline: float
+    n_decisions: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _padded(gradient: np.ndarray, d: int) -> np.ndarray:
+    return np.pad(gradient, (0, d - gradient.size))
+
+
+def paired_lift(
+    estimator: Estimator, candidate: OpeBatch, baseline: OpeBatch, *, alpha: float = 0.05
+) -> Lift:
+    """The lift by ``estimator`` on the same rows, with the paired delta-method interval."""
+    alpha = check_alpha(alpha)
+    check_same_rows(candidate, baseline)
+    z_c = estimator._moments(candidate)  # (n, d_c)
+    z_b = estimator._moments(baseline)  # (n, d_b)
+    d_c = z_c.shape[1]
+    moments = Moments.of(np.asfortranarray(np.hstack([z_c, z_b])))
+    mean_c, mean_b = moments.mean[:d_c], moments.mean[d_c:]
+    value_c, value_b = estimator._value_of(mean_c), estimator._value_of(mean_b)
+    gradient = np.concatenate(
+        [
+            _padded(estimator._gradient(mean_c), d_c),
+            -_padded(estimator._gradient(mean_b), z_b.shape[1]),
+        ]
+    )
+    lift = value_c - value_b
+    lo, hi = normal_interval(lift, delta_se(moments, gradient), alpha)
+    return Lift(
+        estimator=estimator.name,
+        value=lift,
+        lo=lo,
+        hi=hi,
+        candidate=value_c,
+        baseline=value_b,
+        n_decisions=moments.n,
+    )
+
+
+def paired_lifts(
+    candidate: OpeBatch, baseline: OpeBatch, *, alpha: float = 0.05
+) -> dict[str, Lift]:
+    """The paired lift by every standard estimator both batches' columns allow."""
+    out: dict[str, Lift] = {}
+    for estimator in estimators():
+        if estimator.supports(candidate) and estimator.supports(baseline):
+            if estimator.name.startswith(("sips", "iips", "rips")):
+                continue  # the slate estimators need columns a replay does not give both
+            out[estimator.name] = paired_lift(estimator, candidate, baseline, alpha=alpha)
+    return out
+
+
+@dataclass(frozen=True)
+class GateThresholds:
+    """What the gate demands; see the module docstring."""
+
+    margin: float = 0.0
+    min_ess: float = 100.0
+    weight_tolerance: float = 0.1
+    max_weight_share: float = 0.05
+    max_unsupported: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number; got {value!r}")
+        for name in ("min_ess", "weight_tolerance", "max_weight_share", "max_unsupported"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One condition of the gate: ``value`` compared with ``threshold`` by ``rule``."""
+
+    name: str
+    value: float
+    rule: str
+    threshold: float
+    passed: bool
+
+    def reason(self) -> str:
+        verdict = "pass" if self.passed else "FAIL"
+        return f"{self.name} {self.value:.4g} (must be {self.rule} {self.threshold:.4g}): {verdict}"
+
+
+def _weight_checks(who: str, batch: OpeBatch, limits: GateThresholds) -> list[Check]:
+    d = batch.weight_stats.diagnostics()
+    stats = batch.weight_stats
+    share = stats.max_weight / stats.weight_sum if stats.weight_sum > 0 else math.inf
+    gap = abs(d["mean_weight"] - 1.0)
+    return [
+        Check(f"{who} ess", d["ess"], ">=", limits.min_ess, d["ess"] >= limits.min_ess),
+        Check(
+            f"{who} |mean weight - 1|", gap, "<=", limits.weight_tolerance,
+            gap <= limits.weight_tolerance,
+        ),
+        Check(
+            f"{who} max weight share", share, "<=", limits.max_weight_share,
+            share <= limits.max_weight_share,
+        ),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """The gate's answer: the lift it rests on, every lift, every check, and the diagnostics."""
+
+    lift: Lift
+    lifts: dict[str, Lift]
+    checks: list[Check]
+    diagnostics: dict[str, dict[str, float]] = field(default_factory=dict)
+    alpha: float = 0.05
+
+    @property
+    def ready(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def decision(self) -> str:
+        return READY if self.ready else NOT_READY
+
+    @property
+    def reasons(self) -> list[str]:
+        return [check.reason() for check in self.checks]
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON document stored in the ``ope_report`` row (finite numbers only)."""
+        return _finite(
+            {
+                "kind": "gate",
+                "decision": self.decision,
+                "alpha": self.alpha,
+                "lift": self.lift.as_dict(),
+                "lifts": {name: lift.as_dict() for name, lift in self.lifts.items()},
+                "checks": [asdict(check) for check in self.checks],
+                "diagnostics": self.diagnostics,
+            }
+        )
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by None (JSON and PostgreSQL have none)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
+def gate(
+    candidate: OpeBatch,
+    baseline: OpeBatch,
+    *,
+    thresholds: GateThresholds | None = None,
+    estimator: str | None = None,
+    alpha: float = 0.05,
+    unsupported: dict[str, float] | None = None,
+) -> GateDecision:
+    """Decide whether ``candidate`` is ready for an A/B test against ``baseline``.
+
+    Args:
+        candidate, baseline: the two policies replayed on the same logged rows.
+        estimator: the lift the decision rests on (default: dr when both batches carry a reward
+            model, else snipw).
+        unsupported: per policy ("candidate", "baseline"), the target mass on (item, position)
+            pairs the logging policy could not show; gated when given.
+    """
+    limits = thresholds or GateThresholds()
+    lifts = paired_lifts(candidate, baseline, alpha=alpha)
+    if estimator is None:
+        estimator = next(name for name in DEFAULT_ESTIMATORS if name in lifts)
+    if estimator not in lifts:
+        raise ValueError(
+            f"estimator must be one of {', '.join(lifts)} for these inputs; got {estimator!r}"
+        )
+    lift = lifts[estimator]
+    checks = [
+        Check(f"{estimator} lift lower bound", lift.lo, ">", limits.margin, lift.lo > limits.margin)
+    ]
+    diagnostics: dict[str, dict[str, float]] = {}
+    for who, batch in (("candidate", candidate), ("baseline", baseline)):
+        checks += _weight_checks(who, batch, limits)
+        diagnostics[who] = batch.weight_stats.diagnostics()
+        if unsupported is not None and who in unsupported:
+            mass = float(unsupported[who])
+            diagnostics[who]["unsupported_mass"] = mass
+            checks.append(
+                Check(
+                    f"{who} unsupported mass",
+                    mass,
+                    "<=",
+                    limits.max_unsupported,
+                    mass <= limits.max_unsupported,
+                )
+            )
+    return GateDecision(lift=lift, lifts=lifts, checks=checks, diagnostics=diagnostics, alpha=alpha)

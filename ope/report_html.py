@@ -1,0 +1,122 @@
+"""The OPE report as one self-contained HTML file: every table from the report's data, every
+plot embedded as a base64 PNG (``ope.report_plots``), every piece of text escaped."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from ope import report_plots
+
+_STYLE = (
+    "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
+    "table{border-collapse:collapse;margin:0.5em 0}"
+    "td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:right}"
+    "th:first-child,td:first-child{text-align:left}"
+)
+
+
+def _text(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _text(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{_text(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _image(png: str, alt: str) -> str:
+    return f'<img alt="{_text(alt)}" src="data:image/png;base64,{png}">'
+
+
+def render_html(report: dict[str, Any]) -> str:
+    """The whole report page."""
+    level = round(100 * (1 - report["alpha"]))
+    estimates = report["estimates"]
+    d = report["diagnostics"]
+    parts = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        f"<title>OPE report {_text(report['source'])}</title><style>{_STYLE}</style></head><body>",
+        "<h1>Off-policy evaluation report</h1>",
+        f"<p>{report['decisions']} decisions, {report['rows']} rows"
+        + (f" from {_text(report['source'])}" if report["source"] else "")
+        + "</p>",
+    ]
+    if report["target"]:
+        parts.append(_table(["target", "value"], [[k, v] for k, v in report["target"].items()]))
+    parts += [
+        f"<h2>Estimates with {level}% intervals</h2>",
+        _table(
+            ["estimator", "value", "lo", "hi", "interval", "ess", "max weight"],
+            [
+                [name, e["value"], e["lo"], e["hi"], e["interval"], e["ess"], e["max_weight"]]
+                for name, e in estimates.items()
+            ],
+        ),
+        _image(report_plots.forest_plot(estimates, level), "estimates with intervals"),
+        "<h2>Importance weights</h2>",
+        _table(
+            ["diagnostic", "value"],
+            [
+                ["effective sample size", d["ess"]],
+                ["largest weight", d["max_weight"]],
+                ["largest weight's share of the sum", d["max_weight_share"]],
+                ["mean weight (should be close to 1)", d["mean_weight"]],
+                ["share of rows with zero target propensity", d["zero_target_share"]],
+            ]
+            + [[k, v] for k, v in report["weights"]["quantiles"].items()],
+        ),
+        _image(report_plots.weight_plot(report["weights"]), "weight distribution"),
+        "<h2>Reward model calibration</h2>",
+    ]
+    calibration = report["calibration"]
+    if calibration is None:
+        parts.append("<p>The input has no q_hat column: no reward model to calibrate.</p>")
+    else:
+        parts += [
+            f"<p>Brier score {_cell(calibration['brier'])}, expected calibration error "
+            f"{_cell(calibration['ece'])}.</p>",
+            _table(
+                ["bin", "rows", "q_hat from", "q_hat to", "mean q_hat", "mean reward"],
+                [
+                    [i, b["rows"], b["q_lo"], b["q_hi"], b["mean_q_hat"], b["mean_reward"]]
+                    for i, b in enumerate(calibration["bins"])
+                ],
+            ),
+            _image(report_plots.calibration_plot(calibration["bins"]), "calibration"),
+        ]
+    parts.append("<h2>By segment</h2>")
+    if not report["segments"]:
+        parts.append("<p>The input has no segment columns.</p>")
+    for column, rows in report["segments"].items():
+        names = sorted({name for r in rows for name in r["estimates"]})
+        table_rows = [
+            [r["value"], r["decisions"]]
+            + [
+                f"{_cell(r['estimates'][n]['value'])} [{_cell(r['estimates'][n]['lo'])}, "
+                f"{_cell(r['estimates'][n]['hi'])}]"
+                if n in r["estimates"]
+                else None
+                for n in names
+            ]
+            for r in rows
+        ]
+        parts += [
+            f"<h3>{_text(column)}</h3>",
+            _table([column, "decisions", *names], table_rows),
+        ]
+        main = "snipw" if "snipw" in names else (names[0] if names else None)
+        if main is not None:
+            plot = report_plots.segment_plot(column, rows, main, level)
+            parts.append(_image(plot, f"{main} by {column}"))
+    parts.append("</body></html>")
+    return "\n".join(parts)
