@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from api.experiment import load_experiment
 from api.metrics import ServiceMetrics
 from api.schemas import (
     DecisionRequest,
@@ -113,13 +114,17 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = engine or make_engine(settings.database_url)
         init_db(db)
-        model = scorer or load_scorer(settings)
+        experiment = load_experiment(settings.experiment) if settings.experiment else None
+        model = scorer or (experiment.control.scorer if experiment else load_scorer(settings))
         chosen = policy or EpsilonGreedySlate(
             epsilon=settings.epsilon, pool=settings.exploration_pool
         )
         app.state.engine = db
         app.state.service = DecisionService(
-            scorer=model, policy=chosen, history_limit=settings.history_limit
+            scorer=model,
+            policy=chosen,
+            history_limit=settings.history_limit,
+            experiment=experiment,
         )
         logger.info(
             "serving model %s with %s %s on %s",

@@ -15,6 +15,7 @@ import numpy as np
 from sqlmodel import Session
 
 from api.context import context_of, history_from_events, score_request
+from api.experiment import LiveExperiment
 from explore import Policy, rng_for_decision
 from fm_core import Scorer
 from proplog.errors import ConflictError
@@ -61,10 +62,28 @@ class DecisionOutput:
 class DecisionService:
     """Decides with exploration and records the decision before returning it."""
 
-    def __init__(self, *, scorer: Scorer, policy: Policy, history_limit: int = 200) -> None:
+    def __init__(
+        self,
+        *,
+        scorer: Scorer,
+        policy: Policy,
+        history_limit: int = 200,
+        arm: str | None = None,
+        experiment: LiveExperiment | None = None,
+    ) -> None:
+        """``experiment``: serve each user through their arm's scorer and policy (an arm's
+        service records ``arm`` on its decisions); None serves everyone with ``scorer``."""
         self.scorer = scorer
         self.policy = policy
         self.history_limit = history_limit
+        self.arm = arm
+        self.experiment = experiment
+        self._arms = {
+            name: DecisionService(
+                scorer=live.scorer, policy=live.policy, history_limit=history_limit, arm=live.label
+            )
+            for name, live in (experiment.arms.items() if experiment else ())
+        }
 
     def candidates_for(self, request: DecisionInput, when: datetime) -> np.ndarray:
         catalog = self.scorer.catalog
@@ -85,6 +104,9 @@ class DecisionService:
         A ``decision_id`` that is already stored returns the stored decision unchanged
         (``replayed=True``): retries are safe, and nothing is decided twice.
         """
+        if self.experiment is not None:
+            arm = self._arms[self.experiment.arm_for(request.user_id).settings.name]
+            return arm.decide(session=session, request=request, now=now)
         decision_id = str(uuid.UUID(request.decision_id)) if request.decision_id else None
         if decision_id is not None:
             stored = get_decision(session=session, decision_id=decision_id)
@@ -107,6 +129,7 @@ class DecisionService:
             model_version=self.scorer.model_version,
             exploration=self.policy.params(),
             marginals_exact=slate.marginals_exact,
+            arm=self.arm,
             candidate_ids=[int(i) for i in candidates],
             candidate_scores=[float(s) for s in scores],
             slate=[

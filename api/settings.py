@@ -8,6 +8,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
+from api.experiment import ExperimentSettings
 from proplog.engine import DEFAULT_DATABASE_URL
 
 
@@ -23,6 +24,8 @@ class Settings(BaseSettings):
     exploration_pool: int | None = Field(default=30, ge=1)
     max_k: int = Field(default=50, ge=1, le=500)
     history_limit: int = Field(default=200, ge=0)
+    experiment: ExperimentSettings | None = None
+    """An A/B experiment (``LOOPBREAK_EXPERIMENT`` as JSON); None serves everyone alike."""
 
     @field_validator("database_url")
     @classmethod
