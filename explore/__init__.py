@@ -1,11 +1,27 @@
 """Exploration policies: scores in, slates with exact propensities out.
 
+Policies (all behind ``Policy``): ``GreedySlate``, ``EpsilonGreedySlate``, ``PlackettLuceSlate``,
+``TopKRandomInsertion``, and ``CalibratedSlate``, which picks each request's exploration within an
+``ExplorationBudget``. ``audit_decision`` replays a logged decision from its id and compares.
 ``explore`` does not import torch: a scorer hands it arrays.
 """
 
 from explore.epsilon_greedy import EpsilonGreedySlate
-from explore.policy import Policy, greedy_order
+from explore.greedy import GreedySlate
+from explore.plackett_luce import PlackettLuceSlate
+from explore.policy import Policy, greedy_order, top_order
+from explore.random_insertion import TopKRandomInsertion
 from explore.seeding import rng_for_decision
 from explore.slate import Slate
 
-__all__ = ["EpsilonGreedySlate", "Policy", "Slate", "greedy_order", "rng_for_decision"]
+__all__ = [
+    "EpsilonGreedySlate",
+    "GreedySlate",
+    "PlackettLuceSlate",
+    "Policy",
+    "Slate",
+    "TopKRandomInsertion",
+    "greedy_order",
+    "rng_for_decision",
+    "top_order",
+]

@@ -1,16 +1,28 @@
-"""Epsilon-greedy over whole slates, with closed-form propensities.
+"""Epsilon-greedy over whole slates, with exploration confined to chosen positions and
+closed-form propensities.
 
-With probability 1 − ε the policy shows the greedy slate g (the top K by score); with probability
-ε it shows a uniformly random ordered K-subset of the exploration pool P: the top M candidates by
-score (M = ``pool``, at least K; all n candidates when ``pool`` is None). Everything is exact:
+Let g be the greedy slate (the top K by score), E the exploring positions (``positions``; all K
+by default) and F the other, fixed positions, which always show their greedy candidate. The
+exploration pool P is the top M candidates by score (M = ``pool``, at least K; all n when
+``pool`` is None), so exploration draws on candidates beyond the top K. The free pool is
+P' = P \\ {g_f : f ∈ F}, of size M' = M − |F|.
 
-    P(slate s)                   = (1 − ε)·[s = g] + ε·[s ⊆ P]·(M − K)!/M!
-    P(prefix a_1..a_j)            = (1 − ε)·[a_1..a_j = g_1..g_j] + ε·[a ⊆ P]·Π_{m<j} 1/(M − m)
+With probability 1 − ε the policy shows g; with probability ε it keeps g on F and fills the
+positions of E, in order, with a uniformly random ordered |E|-subset of P'. Everything is exact:
+
+    P(slate s)                   = (1 − ε)·[s = g] + ε·[s_F = g_F]·[s_E ⊆ P']·Π_{m<|E|} 1/(M' − m)
+    P(prefix a_1..a_j)            = (1 − ε)·[a = g_{≤j}]
+                                    + ε·[a_F = g_F]·[a_E ⊆ P']·Π_{m<|E ∩ [1, j]|} 1/(M' − m)
     π(a_j | a_1..a_{j-1})         = P(prefix of length j) / P(prefix of length j − 1)
-    P(candidate i at position k)  = (1 − ε)·[g_k = i] + ε·[i ∈ P]/M
+    P(candidate i at position k)  = [g_k = i]                                   for k ∈ F
+                                  = (1 − ε)·[g_k = i] + ε·[i ∈ P']/M'           for k ∈ E
+
+(restrictions to the first j positions where a prefix is meant). With E = all positions this is
+plain slate ε-greedy over the pool: P(slate) = (1 − ε)[s = g] + ε (M − K)!/M! on P.
 
 A smaller pool concentrates exploration where a new model's slate is likely to land, which is
-what gives off-policy estimates their overlap; items outside the pool are never explored.
+what gives off-policy estimates their overlap; items outside the pool are never explored. Keeping
+the top positions fixed (``positions=(3, 4, ...)``) keeps the most examined slots greedy.
 
 The per-position marginals make item-position IPS exact for this policy (Li et al., 2018,
 "Offline evaluation of ranking policies with click models").
@@ -23,16 +35,29 @@ from typing import Any
 
 import numpy as np
 
-from explore.policy import greedy_order, validate_scores
+from explore.policy import (
+    conditionals,
+    exploring_mask,
+    greedy_order,
+    is_slate,
+    top_order,
+    validate_positions,
+    validate_scores,
+)
 from explore.slate import Slate
 
 
 @dataclass(frozen=True, kw_only=True)
 class EpsilonGreedySlate:
-    """ε-greedy over whole slates. ``epsilon`` in [0, 1]; 0 is greedy, 1 is uniform."""
+    """ε-greedy over whole slates. ``epsilon`` in [0, 1]; 0 is greedy, 1 always explores.
+
+    ``pool``: exploration draws from the top ``pool`` candidates (None: all). ``positions``:
+    the 0-based positions that explore (None: all); the others always show the greedy item.
+    """
 
     epsilon: float = 0.1
     pool: int | None = None
+    positions: tuple[int, ...] | None = None
     name: str = "epsilon_greedy"
     version: str = "1"
 
@@ -41,61 +66,95 @@ class EpsilonGreedySlate:
             raise ValueError(f"epsilon must be in [0, 1]; got {self.epsilon}")
         if self.pool is not None and self.pool < 1:
             raise ValueError(f"pool must be None or >= 1; got {self.pool}")
+        validate_positions(self.positions)
 
     def params(self) -> dict[str, Any]:
-        return {"epsilon": self.epsilon, "pool": self.pool}
+        out: dict[str, Any] = {"epsilon": self.epsilon, "pool": self.pool}
+        if self.positions is not None:
+            out["positions"] = list(self.positions)
+        return out
 
     def _pool_size(self, n: int, k: int) -> int:
         return n if self.pool is None else min(n, max(self.pool, k))
 
-    def _prefix_probabilities(self, greedy: np.ndarray, slate: np.ndarray, n: int) -> np.ndarray:
-        """P(prefix of length j) for j = 1..K."""
-        k = slate.size
+    def _free_ranks(self, explores: np.ndarray, k: int, m: int) -> np.ndarray:
+        """Greedy ranks of the free pool P': the exploring positions' ranks, then ranks K..M−1."""
+        if self.positions is None:
+            return np.arange(m)
+        return np.concatenate((np.flatnonzero(explores), np.arange(k, m)))
+
+    def _prefix_probabilities(self, scores: np.ndarray, slate: np.ndarray) -> np.ndarray:
+        """P(prefix of length j) for j = 1..K, for any valid slate."""
+        n, k = scores.size, slate.size
         m = self._pool_size(n, k)
-        in_pool = np.zeros(n, dtype=bool)
-        in_pool[greedy[:m]] = True
-        uniform = np.cumprod(in_pool[slate] / (m - np.arange(k, dtype=np.float64)))
-        matches_greedy = np.cumprod(slate == greedy[:k]).astype(bool)
-        return (1.0 - self.epsilon) * matches_greedy + self.epsilon * uniform
+        order = greedy_order(scores)
+        greedy = order[:k]
+        explores = exploring_mask(self.positions, k)
+        free = np.zeros(n, dtype=bool)
+        free[order[self._free_ranks(explores, k, m)]] = True
+        uniform_step = (slate == greedy).astype(np.float64)
+        uniform_step[explores] = free[slate[explores]] * _draw_probabilities(explores, m)
+        matches_greedy = np.cumprod(slate == greedy).astype(bool)
+        return (1.0 - self.epsilon) * matches_greedy + self.epsilon * np.cumprod(uniform_step)
 
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         scores = validate_scores(scores, k)
         n = scores.size
         k = min(k, n)
-        greedy = greedy_order(scores)
         m = self._pool_size(n, k)
+        order = top_order(scores, m)
+        greedy = order[:k]
+        explores = exploring_mask(self.positions, k)
+        n_explore = int(explores.sum())
+        m_free = m - (k - n_explore)
         explore = rng.random() < self.epsilon
-        chosen = greedy[:m][rng.permutation(m)[:k]] if explore else greedy[:k]
-        prefix = self._prefix_probabilities(greedy, chosen, n)
-        cond = prefix / np.concatenate(([1.0], prefix[:-1]))
-        # Every chosen candidate is in the pool: the greedy ones are its top K.
-        marginal = (1.0 - self.epsilon) * (chosen == greedy[:k]) + self.epsilon / m
+        if explore:
+            free = order[self._free_ranks(explores, k, m)]
+            chosen = greedy.copy()
+            chosen[explores] = free[rng.permutation(m_free)[:n_explore]]
+        else:
+            chosen = greedy
+        same = chosen == greedy
+        # Every chosen candidate on an exploring position is in the free pool.
+        uniform_step = same.astype(np.float64)
+        uniform_step[explores] = _draw_probabilities(explores, m)
+        prefix = (1.0 - self.epsilon) * np.cumprod(same) + self.epsilon * np.cumprod(uniform_step)
+        marginal = np.where(explores, (1.0 - self.epsilon) * same + self.epsilon / m_free, 1.0)
         return Slate(
             indices=chosen,
             scores=scores[chosen],
             propensity=marginal,
-            cond_propensity=cond,
+            cond_propensity=conditionals(prefix),
             prefix_propensity=prefix,
-            explored=explore & (chosen != greedy[:k]),
+            explored=explore & ~same,
         )
 
     def slate_probability(self, scores: np.ndarray, slate: np.ndarray) -> float:
         slate = np.asarray(slate, dtype=np.int64)
         scores = validate_scores(scores, max(slate.size, 1))
-        n = scores.size
-        if slate.size == 0 or slate.size > n or np.unique(slate).size != slate.size:
+        if not is_slate(slate, scores.size):
             return 0.0
-        if slate.min() < 0 or slate.max() >= n:
-            return 0.0
-        return float(self._prefix_probabilities(greedy_order(scores), slate, n)[-1])
+        return float(self._prefix_probabilities(scores, slate)[-1])
 
     def marginals(self, scores: np.ndarray, k: int) -> np.ndarray:
         scores = validate_scores(scores, k)
         n = scores.size
         k = min(k, n)
         m = self._pool_size(n, k)
-        greedy = greedy_order(scores)
+        order = greedy_order(scores)
+        explores = exploring_mask(self.positions, k)
+        free = order[self._free_ranks(explores, k, m)]
         out = np.zeros((k, n))
-        out[:, greedy[:m]] = self.epsilon / m
-        out[np.arange(k), greedy[:k]] += 1.0 - self.epsilon
+        rows = np.flatnonzero(explores)
+        out[np.ix_(rows, free)] = self.epsilon / free.size
+        out[rows, order[rows]] += 1.0 - self.epsilon
+        fixed = np.flatnonzero(~explores)
+        out[fixed, order[fixed]] = 1.0
         return out
+
+
+def _draw_probabilities(explores: np.ndarray, m: int) -> np.ndarray:
+    """1/(M' − m) for the m-th exploring position: drawing without replacement from P'."""
+    n_explore = int(explores.sum())
+    m_free = m - (explores.size - n_explore)
+    return 1.0 / (m_free - np.arange(n_explore, dtype=np.float64))

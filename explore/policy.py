@@ -53,3 +53,59 @@ def validate_scores(scores: np.ndarray, k: int) -> np.ndarray:
 def greedy_order(scores: np.ndarray) -> np.ndarray:
     """Candidate indices by descending score, ties broken by index (deterministic)."""
     return np.lexsort((np.arange(scores.size), -scores))
+
+
+def top_order(scores: np.ndarray, m: int) -> np.ndarray:
+    """``greedy_order(scores)[:m]`` without sorting all n candidates.
+
+    The m-th largest score is found by partition; the candidates above it and the lowest-index
+    ones tied with it are then sorted, so ties are broken by index exactly as in ``greedy_order``.
+    """
+    n = scores.size
+    m = min(m, n)
+    if 4 * m >= n:
+        return greedy_order(scores)[:m]
+    threshold = np.partition(scores, n - m)[n - m]
+    top = np.flatnonzero(scores >= threshold)
+    if top.size > m:  # ties at the threshold: keep the lowest-index tied candidates
+        above = np.flatnonzero(scores > threshold)
+        tied = np.flatnonzero(scores == threshold)[: m - above.size]
+        top = np.concatenate((above, tied))
+    return top[np.lexsort((top, -scores[top]))]
+
+
+def is_slate(slate: np.ndarray, n: int) -> bool:
+    """Whether ``slate`` is a non-empty ordered slate of distinct indices into n candidates."""
+    if slate.ndim != 1 or slate.size == 0 or slate.size > n:
+        return False
+    if slate.min() < 0 or slate.max() >= n:
+        return False
+    return np.unique(slate).size == slate.size
+
+
+def conditionals(prefix: np.ndarray) -> np.ndarray:
+    """π(a_k | a_1..a_{k-1}) from the prefix probabilities P(a_1..a_k)."""
+    return prefix / np.concatenate(([1.0], prefix[:-1]))
+
+
+def validate_positions(positions: tuple[int, ...] | None) -> None:
+    """Exploring positions: None (all) or a non-empty tuple of distinct 0-based positions."""
+    if positions is None:
+        return
+    if len(positions) == 0:
+        raise ValueError("positions must be None (all) or a non-empty tuple; got ()")
+    bad = [p for p in positions if not isinstance(p, int | np.integer) or p < 0]
+    if bad:
+        raise ValueError(f"positions must be 0-based ints >= 0; got {bad[0]!r} in {positions}")
+    if len(set(positions)) != len(positions):
+        raise ValueError(f"positions must be distinct; got {positions}")
+
+
+def exploring_mask(positions: tuple[int, ...] | None, k: int) -> np.ndarray:
+    """(k,) bool: which of the first k positions explore."""
+    if positions is None:
+        return np.ones(k, dtype=bool)
+    mask = np.zeros(k, dtype=bool)
+    chosen = [p for p in positions if p < k]
+    mask[chosen] = True
+    return mask

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,9 @@ class Slate:
         explored: (K,) bool, True where exploration put a different candidate than the greedy
             one at that position.
         marginals_exact: whether ``propensity`` is exact.
+        exploration: the exploration parameters actually used for this decision, when they were
+            chosen per request (calibrated exploration); None when they are the policy's own
+            ``params()``. This is what the decision record logs.
     """
 
     indices: np.ndarray
@@ -31,6 +35,7 @@ class Slate:
     prefix_propensity: np.ndarray
     explored: np.ndarray
     marginals_exact: bool = True
+    exploration: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
