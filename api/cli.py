@@ -363,6 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     obd.add_argument("--json", action="store_true", help="end with one JSON line")
     obd.set_defaults(func=_cmd_ope_obd)
 
+    from api.ope_commands import add_parsers as add_analyst_parsers
+
+    add_analyst_parsers(ope_sub, sub)  # ope report, ope gate, ab analyze
+
     bench = sub.add_parser("bench", help="benchmarks, ours beside a baseline")
     bench_sub = bench.add_subparsers(dest="name", required=True, metavar="NAME")
     for name in BENCHMARKS:
