@@ -200,6 +200,13 @@ class VowpalWabbitSlate:
             if self._workspace is not None:
                 self._workspace.finish()
                 self._workspace = None
+            if self.updates_:
+                logger.warning(
+                    "closing a VW policy with %d unsaved updates: the next use starts from %s",
+                    self.updates_,
+                    self._model_path or "a fresh model",
+                )
+                self.updates_ = 0
 
     def __enter__(self) -> VowpalWabbitSlate:
         return self
