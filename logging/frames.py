@@ -50,7 +50,7 @@ EVENT_DTYPES: dict[str, str] = {"item_id": "int64", "value": "float64", "positio
 
 
 @contextmanager
-def _connection(source: SessionOrEngine) -> Iterator[Connection]:
+def connection_of(source: SessionOrEngine) -> Iterator[Connection]:
     if isinstance(source, Engine):
         with source.connect() as conn:
             yield conn
@@ -62,9 +62,10 @@ def _connection(source: SessionOrEngine) -> Iterator[Connection]:
         raise TypeError(f"expected a Session, Engine or Connection; got {type(source).__name__}")
 
 
-def _window(
+def time_window(
     stmt: Select[Any], column: Column[Any], since: datetime | None, until: datetime | None
 ) -> Select[Any]:
+    """``stmt`` restricted to ``since <= column < until`` (either bound may be None)."""
     if since is not None:
         stmt = stmt.where(column >= check_aware_utc(since, "since"))
     if until is not None:
@@ -72,8 +73,11 @@ def _window(
     return stmt
 
 
-def _read(source: SessionOrEngine, stmt: Select[Any], dtypes: Mapping[str, str]) -> pd.DataFrame:
-    with _connection(source) as conn:
+def read_frame(
+    source: SessionOrEngine, stmt: Select[Any], dtypes: Mapping[str, str]
+) -> pd.DataFrame:
+    """Run ``stmt`` into a frame; ``created_at`` becomes ``datetime64[us, UTC]``."""
+    with connection_of(source) as conn:
         result = conn.execute(stmt)
         columns = list(result.keys())
         # Plain tuples: pandas probes each sqlalchemy Row for dict-likeness, which is slow.
@@ -84,19 +88,13 @@ def _read(source: SessionOrEngine, stmt: Select[Any], dtypes: Mapping[str, str])
     return frame.astype({name: dtype for name, dtype in dtypes.items() if name in frame.columns})
 
 
-def slate_frame(
-    *,
-    session_or_engine: SessionOrEngine,
-    since: datetime | None = None,
-    until: datetime | None = None,
-) -> pd.DataFrame:
-    """One row per (decision, position), with ``played`` and ``play_value`` from rec plays.
-
-    Ordered by ``created_at``, ``decision_id``, ``position``.
-    """
+def slate_select() -> Select[Any]:
+    """The query behind :func:`slate_frame`, without its time window: one row per (decision,
+    position) with ``played`` and ``play_value`` joined from rec plays, ordered by
+    ``created_at``, ``decision_id``, ``position`` (the exports page through it)."""
     d, s, e = _DECISION, _SLATE_ITEM, _EVENT
     plays = func.count(e.c.event_id)
-    stmt = (
+    return (
         select(
             d.c.decision_id,
             d.c.created_at,
@@ -133,7 +131,20 @@ def slate_frame(
         .group_by(d.c.decision_id, s.c.decision_id, s.c.position)
         .order_by(d.c.created_at, d.c.decision_id, s.c.position)
     )
-    return _read(session_or_engine, _window(stmt, d.c.created_at, since, until), SLATE_DTYPES)
+
+
+def slate_frame(
+    *,
+    session_or_engine: SessionOrEngine,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> pd.DataFrame:
+    """One row per (decision, position), with ``played`` and ``play_value`` from rec plays.
+
+    Ordered by ``created_at``, ``decision_id``, ``position``.
+    """
+    stmt = time_window(slate_select(), _DECISION.c.created_at, since, until)
+    return read_frame(session_or_engine, stmt, SLATE_DTYPES)
 
 
 def decision_frame(
@@ -166,7 +177,9 @@ def decision_frame(
         d.c.policy_version,
         d.c.model_version,
     ).order_by(d.c.created_at, d.c.decision_id)
-    return _read(session_or_engine, _window(stmt, d.c.created_at, since, until), DECISION_DTYPES)
+    return read_frame(
+        session_or_engine, time_window(stmt, d.c.created_at, since, until), DECISION_DTYPES
+    )
 
 
 def event_frame(
@@ -188,4 +201,6 @@ def event_frame(
         t.c.decision_id,
         t.c.position,
     ).order_by(t.c.created_at, t.c.event_id)
-    return _read(session_or_engine, _window(stmt, t.c.created_at, since, until), EVENT_DTYPES)
+    return read_frame(
+        session_or_engine, time_window(stmt, t.c.created_at, since, until), EVENT_DTYPES
+    )
