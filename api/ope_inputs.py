@@ -4,10 +4,11 @@ doubly robust estimators, the request segments, and the target mass outside the 
 policy's support.
 
 **Reward model.** One row per logged (decision, position). q̂(x, a, k) is a logistic regression
-(``ope.reward_model.cross_fit``) on the logit of the logging model's score of item a (stored with
-the decision, so it exists for every candidate) and a one-hot of the position k. Its features do
-not depend on the target, so every target replayed on the same window gets the same q̂ (the
-gate's paired DR lift needs that). v̂ at a row is Σ_a π_e(a at k | x) q̂(x, a, k) over the
+(``ope.reward_model.cross_fit``) on the logits of the logging model's score of item a (stored
+with the decision, so it exists for every candidate) and of every replayed model's score of a,
+and a one-hot of the position k. The features are the same whichever target is replayed, so
+every target of one replay gets the same q̂ (the gate's paired DR lift needs that).
+v̂ at a row is Σ_a π_e(a at k | x) q̂(x, a, k) over the
 candidates the target can put at k, so the action space of a row is the logged item followed by
 the target's support at that position; it is never a dense candidates × rows array unless the
 target explores over every candidate.
@@ -87,11 +88,11 @@ def _logging_policy(name: str, params: dict[str, object]) -> EpsilonGreedySlate 
 
 @dataclass(frozen=True)
 class _TargetTables:
-    """Per logged row: the target's marginal and the logged score over the row's actions
-    (the logged item first, then the rest of the target's support at that position)."""
+    """Per logged row, over the row's actions (the logged item first, then the rest of the
+    target's support at that position): the target's marginal and the candidate index."""
 
     target: np.ndarray  # (n_rows, n_actions)
-    logged_score: np.ndarray  # (n_rows, n_actions)
+    candidate: np.ndarray  # (n_rows, n_actions), -1 past the row's actions
     unsupported_mass: float | None
 
 
@@ -105,7 +106,7 @@ def _target_tables(
 ) -> _TargetTables:
     decisions = window.decisions
     per_row_target: list[np.ndarray] = []
-    per_row_score: list[np.ndarray] = []
+    per_row_action: list[np.ndarray] = []
     unsupported: list[float] = []
     known_support = True
     rows_of = pd.Series(np.arange(row_decision.size)).groupby(row_decision).indices
@@ -119,31 +120,54 @@ def _target_tables(
             strict=True,
         )
     ):
-        logged_scores = np.asarray(logged_scores, dtype=np.float64)
         marginals = policy.marginals(np.asarray(s, dtype=np.float64), int(k))  # (K, n)
         logging_policy = _logging_policy(name, params)
         if logging_policy is None:
             known_support = False
         elif known_support:
-            logged = logging_policy.marginals(logged_scores, int(k))
+            logged = logging_policy.marginals(np.asarray(logged_scores), int(k))
             outside = marginals[: logged.shape[0]] * (logged[: marginals.shape[0]] == 0.0)
             unsupported.append(float(outside.sum()) / marginals.shape[0])
         for row in rows_of.get(d, ()):
             position, logged_item = int(row_position[row]), int(row_candidate[row])
             at_k = marginals[position] if position < marginals.shape[0] else np.zeros(s.size)
             others = np.flatnonzero(at_k > 0.0)
-            others = others[others != logged_item]
-            actions = np.concatenate(([logged_item], others))
+            actions = np.concatenate(([logged_item], others[others != logged_item]))
             per_row_target.append(at_k[actions])
-            per_row_score.append(logged_scores[actions])
+            per_row_action.append(actions)
     width = max(a.size for a in per_row_target)
     target = np.zeros((len(per_row_target), width))
-    logged_score = np.full((len(per_row_target), width), 0.5)
-    for row, (t, ls) in enumerate(zip(per_row_target, per_row_score, strict=True)):
+    candidate = np.full((len(per_row_target), width), -1, dtype=np.int64)
+    for row, (t, a) in enumerate(zip(per_row_target, per_row_action, strict=True)):
         target[row, : t.size] = t
-        logged_score[row, : ls.size] = ls
+        candidate[row, : a.size] = a
     mass = float(np.mean(unsupported)) if known_support and unsupported else None
-    return _TargetTables(target=target, logged_score=logged_score, unsupported_mass=mass)
+    return _TargetTables(target=target, candidate=candidate, unsupported_mass=mass)
+
+
+class _ScoreFeatures:
+    """Reward-model features of (logged row, candidate): the logit of the logging model's score
+    and of every target model's score of that candidate, and the row's position one-hot."""
+
+    def __init__(
+        self,
+        logged: list[np.ndarray],
+        targets: list[list[np.ndarray]],
+        row_decision: np.ndarray,
+        row_position: np.ndarray,
+    ) -> None:
+        sizes = np.array([c.size for c in logged])
+        self.offset = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        self.logits = np.column_stack(
+            [_logit(np.concatenate(logged))]
+            + [_logit(np.concatenate([np.asarray(s) for s in t])) for t in targets]
+        )  # (Σ candidates, 1 + n_targets)
+        self.row_decision = row_decision
+        self.onehot = np.eye(int(row_position.max()) + 1)[row_position]
+
+    def design(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        flat = self.offset[self.row_decision[rows]] + candidates
+        return np.column_stack([self.logits[flat], self.onehot[rows]])
 
 
 def replay_targets(
@@ -158,7 +182,8 @@ def replay_targets(
 
     Columns: reward (played), pscore, target_pscore, decision_id, slot, the segments
     ``surface`` and ``device``, and with ``reward_model`` ("logistic" or "gbdt") the
-    cross-fitted q_hat and v_hat.
+    cross-fitted q_hat and v_hat. The reward model's features are the logging model's and every
+    target model's scores, so all targets of one call share the same q_hat.
     """
     if window.decisions.empty:
         raise ValueError("the log window holds no decisions")
@@ -175,9 +200,15 @@ def replay_targets(
     )
     row_position = slates["position"].to_numpy(dtype=np.int64)
     segments = window.decisions.set_index("decision_id")[list(SEGMENTS)]
+    all_scores = [target.scorer.score(window.requests, candidates) for target in targets]
+    features = _ScoreFeatures(
+        [np.asarray(s, dtype=np.float64) for s in window.decisions["candidate_scores"]],
+        all_scores,
+        row_decision,
+        row_position,
+    )
     out: list[ReplayedTarget] = []
-    for target in targets:
-        scores = target.scorer.score(window.requests, candidates)
+    for target, scores in zip(targets, all_scores, strict=True):
         batch = replay_batch(
             window, scorer=PrecomputedScores(target.scorer, scores), policy=target.policy
         )
@@ -196,12 +227,10 @@ def replay_targets(
             window, target.policy, scores, row_decision, row_candidate, row_position
         )
         if reward_model is not None:
-            n_positions = int(row_position.max()) + 1
-            onehot = np.eye(n_positions)[row_position]
-            logit_score = _logit(tables.logged_score)
+            table = tables.candidate
 
             def design(rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
-                return np.column_stack([logit_score[rows, actions], onehot[rows]])  # noqa: B023
+                return features.design(rows, table[rows, actions])  # noqa: B023
 
             fit = cross_fit(
                 design,

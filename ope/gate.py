@@ -18,8 +18,9 @@ policies share most of their slates) give a much narrower interval than two inde
 AND every diagnostic passes, for both policies:
 
 - effective sample size (Σw)²/Σw² of the row weights at least ``min_ess``;
-- mean weight within ``weight_tolerance`` of 1 (a mean weight below 1 means the target puts
-  mass where the logging policy never goes; above 1, wrong propensities);
+- mean weight within ``weight_tolerance`` of 1 beyond its sampling noise, i.e.
+  max(|w̄ − 1| − 2 se(w̄), 0) ≤ tolerance (a mean weight below 1 means the target puts mass
+  where the logging policy never goes; above 1, wrong propensities);
 - the largest single weight at most ``max_weight_share`` of the weights' sum (one row must not
   decide the estimate);
 - when the caller knows it (a replay on logged candidates does), the target's mass on
@@ -172,15 +173,26 @@ class Check:
         return f"{self.name} {self.value:.4g} (must be {self.rule} {self.threshold:.4g}): {verdict}"
 
 
+def mean_weight_se(batch: OpeBatch) -> float:
+    """Standard error of the mean row weight Σw / n_rows, with the rows of a decision
+    correlated: the ratio estimator's se over decisions, √(Σ_i (S_i − m K_i)²) / Σ_i K_i, with
+    S_i the decision's summed weights and K_i its rows."""
+    sums = np.bincount(batch.decision, weights=batch.weight, minlength=batch.n_decisions)
+    rows = np.bincount(batch.decision, minlength=batch.n_decisions).astype(np.float64)
+    mean = sums.sum() / rows.sum()
+    return float(np.sqrt(np.sum((sums - mean * rows) ** 2)) / rows.sum())
+
+
 def _weight_checks(who: str, batch: OpeBatch, limits: GateThresholds) -> list[Check]:
     d = batch.weight_stats.diagnostics()
     stats = batch.weight_stats
     share = stats.max_weight / stats.weight_sum if stats.weight_sum > 0 else math.inf
-    gap = abs(d["mean_weight"] - 1.0)
+    # A mean weight away from 1 by more than sampling noise (2 se) and the tolerance.
+    gap = max(abs(d["mean_weight"] - 1.0) - 2.0 * mean_weight_se(batch), 0.0)
     return [
         Check(f"{who} ess", d["ess"], ">=", limits.min_ess, d["ess"] >= limits.min_ess),
         Check(
-            f"{who} |mean weight - 1|", gap, "<=", limits.weight_tolerance,
+            f"{who} |mean weight - 1| beyond 2 se", gap, "<=", limits.weight_tolerance,
             gap <= limits.weight_tolerance,
         ),
         Check(
@@ -276,6 +288,7 @@ def gate(
     for who, batch in (("candidate", candidate), ("baseline", baseline)):
         checks += _weight_checks(who, batch, limits)
         diagnostics[who] = batch.weight_stats.diagnostics()
+        diagnostics[who]["mean_weight_se"] = mean_weight_se(batch)
         if unsupported is not None and who in unsupported:
             mass = float(unsupported[who])
             diagnostics[who]["unsupported_mass"] = mass
