@@ -20,27 +20,26 @@ With ``all_positions=True`` every position k gets its own example: the candidate
 it, labelled with the logged conditional propensity π(a_k | a_1..a_{k-1}, x). That is the exact
 probability of the choice among the listed candidates, so ``--cb_adf`` learns from it unbiased.
 
-The log is read in windows of ``created_at`` (``window``, one day by default) through
-:func:`proplog.frames.decision_frame` and :func:`proplog.frames.slate_frame`, so logs larger than
-memory stream through; the file appears under its name only when complete (a temporary file in
-the same folder, then a rename).
+The log is read ``chunk_decisions`` whole decisions at a time through
+:func:`proplog.export.iter_export_chunks` (keyset pagination, a consistent snapshot on
+PostgreSQL) plus one query per chunk for those decisions' candidates, context and scores, so logs
+larger than memory stream through. The file appears under its name only when complete (a
+temporary file in the same folder, then a rename).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from itertools import pairwise
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import Table, select
 from tqdm import tqdm
 
 from explore.vw_format import (
@@ -50,14 +49,19 @@ from explore.vw_format import (
     daypart_of_hour,
     slate_examples,
 )
-from proplog.frames import SessionOrEngine, _connection, decision_frame, slate_frame
+from proplog.export import DEFAULT_CHUNK_DECISIONS, iter_export_chunks
+from proplog.frames import SessionOrEngine, connection_of
 from proplog.schema import Decision
-from proplog.validation import check_aware_utc
 
 logger = logging.getLogger(__name__)
 
+_DECISION: Table = Decision.__table__  # type: ignore[attr-defined]
+_IDS_PER_QUERY = 5_000
+"""Decision ids per ``IN (...)`` list, well below SQLite's and PostgreSQL's parameter limits."""
+
 Reward = Literal["played", "play_value"]
-REWARDS: tuple[str, ...] = ("played", "play_value")
+REWARDS: dict[str, str] = {"played": "reward", "play_value": "play_value"}
+"""Reward name -> the column of :func:`proplog.export.iter_export_chunks` that holds it."""
 
 
 @dataclass(frozen=True)
@@ -85,68 +89,54 @@ def _daypart(local_time: str | None, decision_id: str) -> str | None:
     return daypart_of_hour(when.hour + when.minute / 60.0)
 
 
-def _time_bounds(
-    source: SessionOrEngine, since: datetime | None, until: datetime | None
-) -> tuple[datetime, datetime] | None:
-    """The first and last ``created_at`` of the decisions in [since, until), or None."""
-    column = Decision.__table__.c.created_at  # type: ignore[attr-defined]
-    stmt = select(func.min(column), func.max(column))
-    if since is not None:
-        stmt = stmt.where(column >= since)
-    if until is not None:
-        stmt = stmt.where(column < until)
-    with _connection(source) as conn:
-        first, last = conn.execute(stmt).one()
-    return None if first is None else (first, last)
+def _decisions_by_id(source: SessionOrEngine, ids: Sequence[str]) -> dict[str, Any]:
+    """The candidates, scores and request context of the decisions ``ids``."""
+    d = _DECISION.c
+    columns = (d.decision_id, d.local_time, d.query, d.candidate_ids, d.candidate_scores)
+    rows: dict[str, Any] = {}
+    with connection_of(source) as conn:
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            batch = list(ids[start : start + _IDS_PER_QUERY])
+            for row in conn.execute(select(*columns).where(d.decision_id.in_(batch))):
+                rows[row.decision_id] = row
+    return rows
 
 
-def _windows(
-    source: SessionOrEngine, since: datetime | None, until: datetime | None, window: timedelta
-) -> list[tuple[datetime, datetime]]:
-    bounds = _time_bounds(source, since, until)
-    if bounds is None:
-        return []
-    first, last = bounds
-    count = math.floor((last - first) / window) + 1
-    edges = [first + i * window for i in range(count + 1)]
-    if until is not None:
-        edges[-1] = min(edges[-1], until)
-    return list(pairwise(edges))
-
-
-def _slates_of_window(
-    decisions: pd.DataFrame, items: pd.DataFrame, reward: Reward
+def _slates_of_chunk(
+    source: SessionOrEngine, chunk: pd.DataFrame, reward_column: str
 ) -> Iterator[LoggedSlate]:
-    by_decision = {
-        decision_id: group for decision_id, group in items.groupby("decision_id", sort=False)
-    }
-    for row in decisions.itertuples(index=False):
-        decision_id = str(row.decision_id)
-        shown = by_decision.get(decision_id)
-        if shown is None:
-            continue  # a decision without slate items has no choice to learn from
-        candidate_ids = np.asarray(row.candidate_ids, dtype=np.int64)
-        index = {int(item): i for i, item in enumerate(candidate_ids.tolist())}
+    """The logged slates of one export chunk (whole decisions, rows ordered by slot)."""
+    groups = chunk.groupby("decision_id", sort=False)
+    decisions = _decisions_by_id(source, [str(i) for i in groups.groups])
+    for decision_id, shown in groups:
+        decision_id = str(decision_id)
+        stored = decisions[decision_id]
+        candidate_ids = np.asarray(stored.candidate_ids, dtype=np.int64)
+        index = {item: i for i, item in enumerate(candidate_ids.tolist())}
         chosen = []
-        for position, item in zip(shown["position"], shown["item_id"], strict=True):
-            if int(item) not in index:
+        for slot, item in zip(shown["slot"].tolist(), shown["item_id"].tolist(), strict=True):
+            if item not in index:
                 raise ValueError(
-                    f"decision {decision_id}: slate item {item} at position {position} is not "
-                    "among its candidate_ids"
+                    f"decision {decision_id}: slate item {item} at position {slot} is not among "
+                    "its candidate_ids"
                 )
-            chosen.append(index[int(item)])
+            chosen.append(index[item])
+        first = shown.iloc[0]
         yield LoggedSlate(
             context=RequestContext(
-                surface=_text(row.surface),
-                device=_text(row.device),
-                daypart=_daypart(_text(row.local_time), decision_id),
-                country=_text(row.country),
-                query=_text(row.query),
+                surface=_text(first["surface"]),
+                device=_text(first["device"]),
+                daypart=_daypart(_text(stored.local_time), decision_id),
+                country=_text(first["country"]),
+                query=_text(stored.query),
             ),
-            actions=ActionFeatures(scores=np.asarray(row.candidate_scores), item_ids=candidate_ids),
+            actions=ActionFeatures(
+                scores=np.asarray(stored.candidate_scores, dtype=np.float64),
+                item_ids=candidate_ids,
+            ),
             chosen=np.asarray(chosen, dtype=np.int64),
             cond_propensity=shown["cond_propensity"].to_numpy(dtype=np.float64),
-            reward=shown[reward].to_numpy(dtype=np.float64),
+            reward=shown[reward_column].to_numpy(dtype=np.float64),
             decision_id=decision_id,
         )
 
@@ -156,24 +146,25 @@ def logged_slates(
     session_or_engine: SessionOrEngine,
     since: datetime | None = None,
     until: datetime | None = None,
-    window: timedelta = timedelta(days=1),
+    chunk_decisions: int = DEFAULT_CHUNK_DECISIONS,
     reward: Reward = "played",
     progress: bool = False,
 ) -> Iterator[LoggedSlate]:
-    """Logged decisions with ``since <= created_at < until`` joined with their rewards, oldest
-    first, read one ``window`` of ``created_at`` at a time."""
+    """Logged decisions with ``since <= created_at < until`` joined with their rewards, in
+    ``(created_at, decision_id)`` order, read ``chunk_decisions`` decisions at a time."""
     if reward not in REWARDS:
-        raise ValueError(f"reward must be one of {REWARDS}; got {reward!r}")
-    if window <= timedelta(0):
-        raise ValueError(f"window must be a positive timedelta; got {window}")
-    since = check_aware_utc(since, "since") if since is not None else None
-    until = check_aware_utc(until, "until") if until is not None else None
-    windows = _windows(session_or_engine, since, until, window)
-    for start, end in tqdm(windows, desc="log windows", unit="window", disable=not progress):
-        decisions = decision_frame(session_or_engine=session_or_engine, since=start, until=end)
-        items = slate_frame(session_or_engine=session_or_engine, since=start, until=end)
-        logger.debug("window %s .. %s: %d decisions", start, end, len(decisions))
-        yield from _slates_of_window(decisions, items, reward)
+        raise ValueError(f"reward must be one of {tuple(REWARDS)}; got {reward!r}")
+    chunks = iter_export_chunks(
+        session_or_engine=session_or_engine,
+        chunk_decisions=chunk_decisions,
+        since=since,
+        until=until,
+    )
+    with tqdm(desc="decisions", unit="decision", disable=not progress) as bar:
+        for chunk in chunks:
+            for logged in _slates_of_chunk(session_or_engine, chunk, REWARDS[reward]):
+                yield logged
+                bar.update()
 
 
 def export_cb_adf(
@@ -183,7 +174,7 @@ def export_cb_adf(
     all_positions: bool = False,
     since: datetime | None = None,
     until: datetime | None = None,
-    window: timedelta = timedelta(days=1),
+    chunk_decisions: int = DEFAULT_CHUNK_DECISIONS,
     reward: Reward = "played",
     progress: bool = False,
 ) -> VWExport:
@@ -198,7 +189,7 @@ def export_cb_adf(
                 session_or_engine=session_or_engine,
                 since=since,
                 until=until,
-                window=window,
+                chunk_decisions=chunk_decisions,
                 reward=reward,
                 progress=progress,
             ):
