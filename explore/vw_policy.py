@@ -246,8 +246,8 @@ class VowpalWabbitSlate:
             examples = workspace.parse(lines)
             try:
                 remaining = list(range(len(actions)))
+                subset = list(examples)  # the shared example, then the remaining candidates
                 for step in range(steps):
-                    subset = [examples[0], *(examples[1 + i] for i in remaining)]
                     pmf = self._pmf(workspace, subset, len(remaining))
                     if slate is not None:
                         pick = remaining.index(int(slate[step]))
@@ -259,6 +259,7 @@ class VowpalWabbitSlate:
                     cond[step] = pmf[pick]
                     explored[step] = pick != int(np.argmax(pmf))
                     chosen[step] = remaining.pop(pick)
+                    del subset[1 + pick]
             finally:
                 workspace.finish_example(examples)
         return chosen, cond, explored
@@ -331,12 +332,13 @@ class VowpalWabbitSlate:
     # -- learning ------------------------------------------------------------------------------
 
     def _learn_lines(self, examples: Iterable[list[str]]) -> int:
+        # The lock is taken per example: a slow source (a log being read) never blocks decisions.
         count = 0
-        with self._exclusive() as workspace:
-            for lines in examples:
+        for lines in examples:
+            with self._exclusive() as workspace:
                 workspace.learn(lines)
-                count += 1
-            self.updates_ += count
+                self.updates_ += 1
+            count += 1
         return count
 
     def learn(
