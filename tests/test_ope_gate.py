@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sim_decisions import fitted_and_reversed, uniform_log
 from sqlmodel import Session, select
 
 from api.cli import main
@@ -19,7 +20,6 @@ from ope.gate import GateThresholds, gate, paired_lift
 from proplog.engine import init_db, make_engine
 from proplog.schema import OpeReport
 from sim import World, WorldConfig
-from sim_decisions import fitted_and_reversed, uniform_log
 
 
 def paired_batches(n: int = 3000, seed: int = 0) -> tuple[OpeBatch, OpeBatch]:
@@ -57,7 +57,7 @@ def test_ipw_lift_interval_is_the_mean_of_row_differences() -> None:
 def test_lift_refuses_batches_of_different_rows() -> None:
     candidate, _ = paired_batches(seed=0)
     _, other = paired_batches(seed=1)
-    with pytest.raises(OpeInputError, match="reward must be the same .* at row"):
+    with pytest.raises(OpeInputError, match=r"reward must be the same .* at row"):
         paired_lift(IPS(), candidate, other)
 
 
