@@ -16,7 +16,8 @@ from sqlalchemy import Engine
 from api.context import HistoryIndex, score_request
 from fm_core import Scorer, ScoreRequest, TrainingImpressions
 from ope import OpeBatch
-from ope.replay import HasMarginals, target_marginals
+from ope.replay import HasMarginals, ReplayPolicy, replay_slate
+from ope.support import support_diagnostics
 from proplog.frames import decision_frame, event_frame, slate_frame
 from proplog.training_table import TrainingTableConfig, build_training_table
 
@@ -90,9 +91,31 @@ def training_impressions(
     )
 
 
-def replay_batch(window: LoggedWindow, *, scorer: Scorer, policy: HasMarginals) -> OpeBatch:
-    """OPE rows for a target (scorer, policy) on the logged decisions: one row per position,
-    reward = played, pscore = logged marginal, target_pscore = the target's marginal."""
+@dataclass(frozen=True)
+class Replayed:
+    """A target replayed on logged decisions: the OPE rows, and ``ope.support`` diagnostics
+    (``zero_target_share`` always; the unsupported mass when the logging policy was given)."""
+
+    batch: OpeBatch
+    support: dict[str, float]
+
+
+def replay_window(
+    window: LoggedWindow,
+    *,
+    scorer: Scorer,
+    policy: ReplayPolicy,
+    logging_policy: HasMarginals | None = None,
+) -> Replayed:
+    """OPE rows for a target (scorer, policy) on the logged decisions, one row per position:
+    reward = played; the logged marginal, slate and prefix propensities (``pscore``,
+    ``pscore_slate``, ``pscore_cascade``) and the target's (``target_pscore``,
+    ``target_pscore_slate``, ``target_pscore_cascade``, ``target_pscore_item``; see
+    ``ope.replay``), so every slate estimator runs on the replayed logs.
+
+    ``logging_policy``: the policy that logged the window, replayed on the logged candidate
+    scores for the support diagnostics (e.g. rebuilt from the logged exploration parameters).
+    """
     slates = window.slates
     if slates["propensity"].isna().any():
         raise ValueError("the window holds decisions without exact marginal propensities")
@@ -101,20 +124,61 @@ def replay_batch(window: LoggedWindow, *, scorer: Scorer, policy: HasMarginals) 
     rows_of = slates.groupby("decision_id", sort=False).indices
     items = slates["item_id"].to_numpy()
     logged_positions = slates["position"].to_numpy()
-    target = np.zeros(len(slates))
-    for decision_id, cands, s in zip(
-        window.decisions["decision_id"], candidates, scores, strict=True
+    logged_prefix = slates["prefix_propensity"].to_numpy(dtype=np.float64)
+    columns = {
+        name: np.zeros(len(slates))
+        for name in ("target", "item", "cascade", "slate", "logged_slate")
+    }
+    logging_marginals: list[np.ndarray] = []
+    target_marginals: list[np.ndarray] = []
+    for decision_id, cands, s, logged_scores in zip(
+        window.decisions["decision_id"],
+        candidates,
+        scores,
+        window.decisions["candidate_scores"],
+        strict=True,
     ):
         rows = rows_of.get(decision_id)
         if rows is None:
             continue
+        rows = rows[np.argsort(logged_positions[rows])]
         index = pd.Index(cands).get_indexer(items[rows])
-        order = np.argsort(logged_positions[rows])
-        target[rows[order]] = target_marginals(policy, s, index[order])
-    return OpeBatch.from_arrays(
+        if np.any(index < 0):
+            raise ValueError(
+                f"decision {decision_id} shows an item that is not among its candidates"
+            )
+        replayed = replay_slate(policy, s, index)
+        columns["target"][rows] = replayed.marginal
+        columns["item"][rows] = replayed.item
+        columns["cascade"][rows] = replayed.prefix
+        columns["slate"][rows] = replayed.slate
+        columns["logged_slate"][rows] = logged_prefix[rows[-1]]
+        if logging_policy is not None:
+            logged = np.asarray(logged_scores, dtype=np.float64)
+            logging_marginals.append(logging_policy.marginals(logged, rows.size))
+            target_marginals.append(replayed.marginals)
+    batch = OpeBatch.from_arrays(
         reward=slates["played"].to_numpy(dtype=np.float64),
         pscore=slates["propensity"].to_numpy(dtype=np.float64),
-        target_pscore=target,
+        target_pscore=columns["target"],
         decision_id=slates["decision_id"].to_numpy(),
-        slot=slates["position"].to_numpy(),
+        slot=logged_positions,
+        slate_pscores={
+            "pscore_slate": columns["logged_slate"],
+            "target_pscore_slate": columns["slate"],
+            "pscore_cascade": logged_prefix,
+            "target_pscore_cascade": columns["cascade"],
+            "target_pscore_item": columns["item"],
+        },
     )
+    support = support_diagnostics(
+        logging_marginals=logging_marginals if logging_policy is not None else None,
+        target_marginals=target_marginals if logging_policy is not None else None,
+        batch=batch,
+    )
+    return Replayed(batch=batch, support=support)
+
+
+def replay_batch(window: LoggedWindow, *, scorer: Scorer, policy: ReplayPolicy) -> OpeBatch:
+    """The OPE rows of ``replay_window`` (every marginal, slate and prefix propensity)."""
+    return replay_window(window, scorer=scorer, policy=policy).batch

@@ -42,7 +42,13 @@ def _column(name: str, values: object, n: int | None) -> np.ndarray:
     return array
 
 
-SLATE_PSCORES = ("pscore_slate", "target_pscore_slate", "pscore_cascade", "target_pscore_cascade")
+SLATE_PSCORES = (
+    "pscore_slate",
+    "target_pscore_slate",
+    "pscore_cascade",
+    "target_pscore_cascade",
+    "target_pscore_item",
+)
 
 
 def _slate_columns(
@@ -79,6 +85,15 @@ def _slate_columns(
                         f"{values[row]} at row {row}"
                     )
             out[name] = values
+    if "target_pscore_item" in given:  # the pseudo-inverse estimator's; no logging-side twin
+        values = _column("target_pscore_item", given["target_pscore_item"], n)
+        bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
+        if bad.any():
+            row = _first(bad)
+            raise OpeInputError(
+                f"target_pscore_item must be in [0, 1]; got {values[row]} at row {row}"
+            )
+        out["target_pscore_item"] = values
     return out
 
 
@@ -123,6 +138,8 @@ class OpeBatch:
             (standard slate IPS).
         pscore_cascade, target_pscore_cascade: (n,) optional probability of the slate's prefix
             up to and including the row's slot (reward-interaction IPS).
+        target_pscore_item: (n,) optional probability that the target's slate contains the
+            row's item at any position (the pseudo-inverse estimator, ``ope.pseudo_inverse``).
         keys: (n_decisions,) uint64 identity of each decision, the same in whichever chunk of a
             larger log it is read (a hash of its ``decision_id``, or its row number in the whole
             input); the bootstrap draws from it. None: 0, 1, 2, ...
@@ -140,6 +157,7 @@ class OpeBatch:
     target_pscore_slate: np.ndarray | None = None
     pscore_cascade: np.ndarray | None = None
     target_pscore_cascade: np.ndarray | None = None
+    target_pscore_item: np.ndarray | None = None
 
     @classmethod
     def from_arrays(

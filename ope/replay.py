@@ -1,13 +1,27 @@
-"""Policy replay: the target policy's probability of each logged (item, position).
+"""Policy replay: the target policy's probabilities of each logged slate, for the OPE columns.
 
 Given a logged decision's candidates, the new model's scores on those candidates, and an
-exploration policy, the target propensity of the logged item at position k is the policy's exact
-marginal P(item at k). The policy is anything with ``marginals(scores, k) -> (k, n)`` (the
-``explore`` Policy interface); ``ope`` needs only that method.
+exploration policy, replay gives for the logged slate s = (s_1, ..., s_K):
+
+- ``marginal`` (K,): P_target(s_k at position k), the ``target_pscore`` of item-position IPS;
+- ``item`` (K,): P_target(s_k anywhere in the first K positions), the ``target_pscore_item`` of
+  the pseudo-inverse estimator (``ope.pseudo_inverse``);
+- ``prefix`` (K,): P_target(s_1..s_k), the ``target_pscore_cascade`` of reward-interaction IPS;
+  its last entry is the whole slate's probability, ``target_pscore_slate`` of standard slate IPS;
+- ``marginals`` (K, n): the target's marginals over every candidate, for the support diagnostic
+  (``ope.support``).
+
+The policy is anything with ``marginals(scores, k) -> (k, n)`` and
+``slate_probability(scores, slate) -> float`` (the ``explore`` Policy interface); ``ope`` needs
+only those two methods and never imports ``explore``. The prefix probability of s_1..s_k is the
+policy's ``slate_probability`` of that shorter slate, which is right for policies that fill
+positions in order (sequential samplers, ε-greedy with a pool of at least K). Replay checks the
+one relation it can: the one-item prefix must equal the position-0 marginal.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -15,6 +29,40 @@ import numpy as np
 
 class HasMarginals(Protocol):
     def marginals(self, scores: np.ndarray, k: int) -> np.ndarray: ...
+
+
+class ReplayPolicy(Protocol):
+    """What replay needs of a policy: its exact marginals and slate probabilities."""
+
+    def marginals(self, scores: np.ndarray, k: int) -> np.ndarray: ...
+
+    def slate_probability(self, scores: np.ndarray, slate: np.ndarray) -> float: ...
+
+
+@dataclass(frozen=True)
+class ReplayedSlate:
+    """The target's probabilities of one logged slate (see the module docstring)."""
+
+    marginal: np.ndarray
+    item: np.ndarray
+    prefix: np.ndarray
+    marginals: np.ndarray
+
+    @property
+    def slate(self) -> float:
+        """P_target(the whole logged slate)."""
+        return float(self.prefix[-1])
+
+
+def _slate_index(slate_candidate_index: object) -> np.ndarray:
+    index = np.asarray(slate_candidate_index, dtype=np.int64)
+    if index.ndim != 1 or index.size == 0:
+        raise ValueError(f"the logged slate must be a non-empty 1-D index; got shape {index.shape}")
+    if index.min() < 0:
+        raise ValueError(
+            f"the logged slate names a candidate the decision did not have (index {index.min()})"
+        )
+    return index
 
 
 def target_marginals(
@@ -35,3 +83,36 @@ def target_marginals(
     out = np.zeros(k)
     out[positions] = marginals[positions, slate_candidate_index[positions]]
     return out
+
+
+def replay_slate(
+    policy: ReplayPolicy, scores: np.ndarray, slate_candidate_index: object
+) -> ReplayedSlate:
+    """The target's probabilities of one logged slate.
+
+    Args:
+        policy: the target's exploration policy.
+        scores: (n,) the target model's scores on the logged candidates.
+        slate_candidate_index: (K,) index into the candidates of the item logged at each position.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    index = _slate_index(slate_candidate_index)
+    k = index.size
+    if index.max() >= scores.size:
+        raise ValueError(
+            f"the logged slate names candidate {index.max()} of only {scores.size} scores"
+        )
+    marginals = np.asarray(policy.marginals(scores, k), dtype=np.float64)
+    rows = min(k, marginals.shape[0])
+    positions = np.arange(rows)
+    marginal = np.zeros(k)
+    marginal[positions] = marginals[positions, index[positions]]
+    item = np.minimum(marginals[:rows].sum(axis=0)[index], 1.0)  # a sum: may round past 1
+    prefix = np.array([policy.slate_probability(scores, index[: j + 1]) for j in range(k)])
+    if abs(prefix[0] - marginal[0]) > 1e-9:
+        raise ValueError(
+            f"the policy's probability of the one-item prefix ({prefix[0]}) differs from its "
+            f"position-0 marginal ({marginal[0]}): its slate probabilities depend on the slate "
+            "length, so they do not give the prefix probabilities of a longer slate"
+        )
+    return ReplayedSlate(marginal=marginal, item=item, prefix=prefix, marginals=marginals)

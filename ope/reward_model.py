@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,16 @@ def _fit_predict(
     return lambda features: classifier.predict_proba(features)[:, 1]
 
 
+def _group_folds(groups: np.ndarray, n: int, n_folds: int, rng: np.random.Generator) -> np.ndarray:
+    """(n,) a random fold per group, as even as the groups allow."""
+    if groups.shape != (n,):
+        raise ValueError(f"groups must have {n} rows like reward; got shape {groups.shape}")
+    codes, uniques = pd.factorize(groups)
+    if n_folds > len(uniques):
+        raise ValueError(f"n_folds must be at most the {len(uniques)} groups; got {n_folds}")
+    return rng.permutation(np.arange(len(uniques)) % n_folds)[codes]
+
+
 def cross_fit(
     design: Design,
     *,
@@ -84,6 +95,7 @@ def cross_fit(
     model: str | Callable[[], Classifier] = "logistic",
     n_folds: int = 3,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> CrossFit:
     """Cross-fitted q_hat and v_hat.
 
@@ -93,6 +105,9 @@ def cross_fit(
         target: (n, n_actions) the target policy's probabilities at each row's context.
         model: "logistic", "gbdt", or a factory of a scikit-learn-style classifier.
         n_folds: K ≥ 2 folds, assigned at random with ``seed``.
+        groups: (n,) optional; rows with the same group share a fold (the positions of one
+            slate, or a bootstrap replicate's copies of one decision), so no row's q̂ has seen
+            a row of its own group. None: every row is its own group.
     """
     reward = np.asarray(reward, dtype=np.float64)
     action = np.asarray(action, dtype=np.int64)
@@ -109,7 +124,10 @@ def cross_fit(
     if isinstance(n_folds, bool) or not isinstance(n_folds, int) or not 2 <= n_folds <= n:
         raise ValueError(f"n_folds must be an int in [2, n_rows]; got {n_folds!r}")
     rng = np.random.default_rng(seed)
-    fold = rng.permutation(np.arange(n) % n_folds)
+    if groups is None:
+        fold = rng.permutation(np.arange(n) % n_folds)
+    else:
+        fold = _group_folds(np.asarray(groups), n, n_folds, rng)
     rows = np.arange(n)
     q_hat = np.empty(n)
     v_hat = np.zeros(n)

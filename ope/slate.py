@@ -12,8 +12,9 @@
 The names and numbers are obp 0.4.1's ``SlateStandardIPS``, ``SlateIndependentIPS`` and
 ``SlateRewardInteractionIPS`` (tests/test_ope_slate.py checks them to 1e-9). explore logs all
 three propensities for every slate: ``propensity`` (marginal), ``prefix_propensity``, and the
-slate probability. The pseudo-inverse estimator (Swaminathan et al. 2017) needs the logging
-policy's pairwise item-position probabilities, which explore does not expose yet.
+slate probability. The pseudo-inverse estimator ("pi", Swaminathan et al. 2017) is in
+``ope.pseudo_inverse``: in closed form for uniform logging without replacement, and in general
+for small candidate sets given the logging policy's pairwise marginals.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from ope.batch import OpeBatch
 from ope.estimators import IPS, Estimator
+from ope.pseudo_inverse import PseudoInverse
 
 
 class _PropensityColumnIPS(Estimator):
@@ -68,4 +70,9 @@ class SlateRewardInteractionIPS(_PropensityColumnIPS):
 
 def slate_estimators() -> list[Estimator]:
     """The slate estimators, in report order."""
-    return [SlateStandardIPS(), SlateIndependentIPS(), SlateRewardInteractionIPS()]
+    return [
+        SlateStandardIPS(),
+        SlateIndependentIPS(),
+        SlateRewardInteractionIPS(),
+        PseudoInverse(),
+    ]

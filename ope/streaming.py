@@ -17,13 +17,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ope.batch import OpeBatch, OpeInputError
+from ope.batch import SLATE_PSCORES, OpeBatch, OpeInputError
 from ope.estimators import Bounds, Estimate, Estimator, Partial
 
 logger = logging.getLogger(__name__)
 
 CHUNK_ROWS = 1_000_000
-COLUMNS = ("reward", "pscore", "target_pscore", "decision_id", "slot", "q_hat", "v_hat")
+COLUMNS = (
+    "reward",
+    "pscore",
+    "target_pscore",
+    "decision_id",
+    "slot",
+    "q_hat",
+    "v_hat",
+    *SLATE_PSCORES,
+)
 
 
 def _frames(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
