@@ -127,7 +127,7 @@ class DecisionService:
             policy_name=self.policy.name,
             policy_version=self.policy.version,
             model_version=self.scorer.model_version,
-            exploration=self.policy.params(),
+            exploration=slate.exploration or self.policy.params(),
             marginals_exact=slate.marginals_exact,
             arm=self.arm,
             candidate_ids=[int(i) for i in candidates],

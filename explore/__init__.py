@@ -6,6 +6,9 @@ Policies (all behind ``Policy``): ``GreedySlate``, ``EpsilonGreedySlate``, ``Pla
 ``explore`` does not import torch: a scorer hands it arrays.
 """
 
+from explore.audit import AuditResult, Mismatch, audit_decision
+from explore.budget import Calibration, ExplorationBudget, calibrate, expected_plays
+from explore.calibrated import CalibratedSlate
 from explore.epsilon_greedy import EpsilonGreedySlate
 from explore.greedy import GreedySlate
 from explore.plackett_luce import PlackettLuceSlate
@@ -15,12 +18,20 @@ from explore.seeding import rng_for_decision
 from explore.slate import Slate
 
 __all__ = [
+    "AuditResult",
+    "CalibratedSlate",
+    "Calibration",
     "EpsilonGreedySlate",
+    "ExplorationBudget",
     "GreedySlate",
+    "Mismatch",
     "PlackettLuceSlate",
     "Policy",
     "Slate",
     "TopKRandomInsertion",
+    "audit_decision",
+    "calibrate",
+    "expected_plays",
     "greedy_order",
     "rng_for_decision",
     "top_order",

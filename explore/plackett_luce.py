@@ -1,28 +1,30 @@
 """Plackett-Luce (softmax without replacement) over slates, with a temperature, a pool and a
 propensity floor.
 
-The pool P is the top M candidates by score (M = ``pool``, at least K; all n when None). Each
-pool candidate i gets the weight
+The pool P is the top M candidates by score (M = ``pool``, at least K; all n when None). Pool
+candidate i has the softmax weight w_i = softmax_P(s / T)_i at temperature T > 0; candidates
+outside P are never shown. The slate is drawn position by position among the pool candidates R_j
+not yet shown: with probability γ = ``uniform_mix`` uniformly, otherwise in proportion to w.
+γ = 0 is plain Plackett-Luce. Everything but the marginals is exact:
 
-    w_i = (1 − γ)·softmax_P(s / T)_i + γ/M,      Σ_{i∈P} w_i = 1,
-
-with temperature T > 0 and uniform mix γ = ``uniform_mix`` in [0, 1]; candidates outside P get 0.
-The slate is drawn position by position without replacement, each time with probability
-proportional to w among the candidates not yet shown. Everything but the marginals is exact:
-
-    π(a_j | a_1..a_{j-1})  = w_{a_j} / Σ_{i ∈ P \\ {a_1..a_{j-1}}} w_i
+    π(a_j | a_1..a_{j-1})  = (1 − γ)·w_{a_j} / Σ_{i∈R_j} w_i + γ / |R_j|,   |R_j| = M − j + 1
     P(prefix a_1..a_j)     = Π_{m≤j} π(a_m | a_1..a_{m-1}),   P(slate) = P(prefix a_1..a_K)
 
-Every conditional propensity of a pool candidate is at least min_i w_i ≥ γ/M: that is the
-propensity floor the uniform mix buys. Sampling uses exponential races (Yellott, 1977): with
-E_i ~ Exp(1), the candidates ordered by E_i / w_i are a Plackett-Luce draw, so one vectorized
-draw gives the whole slate.
+Every conditional propensity of a pool candidate is at least γ/M: the propensity floor the
+uniform mix buys. Sampling uses exponential races (Yellott, 1977): with E_i ~ Exp(1), the pool
+ordered by E_i / w_i is a Plackett-Luce draw, and because the races are memoryless, "the first
+candidate of that order not shown yet" is a softmax draw among the candidates left, whichever
+were taken by the uniform steps. So one vectorized draw serves every softmax step.
+
+Softmax weights below 1e-300 are raised to 1e-300 (``pool_weights``), so that the mass left is
+never 0 in floating point; the propensities are those of the weights as used.
 
 P(candidate i at position k) has no closed form for K > 1 (it sums over every prefix), so
 ``decide`` logs NaN marginals with ``marginals_exact=False`` (DESIGN §3), except for K = 1 where
-the marginal is w itself. ``marginals`` is exact by a dynamic program over subsets of the pool,
-so it is offered only for K = 1 or pools of at most ``EXACT_MARGINALS_MAX_POOL`` candidates, and
-raises otherwise: no estimate is ever returned as if it were exact.
+the marginal is the first conditional itself. ``marginals`` is exact by a dynamic program over
+subsets of the pool, so it is offered only for K = 1 or pools of at most
+``EXACT_MARGINALS_MAX_POOL`` candidates, and raises otherwise: no estimate is ever returned as if
+it were exact.
 """
 
 from __future__ import annotations
@@ -36,13 +38,15 @@ from explore.policy import conditionals, greedy_order, is_slate, top_order, vali
 from explore.slate import Slate
 
 EXACT_MARGINALS_MAX_POOL = 14
+SMALLEST_WEIGHT = 1e-300
 
 
-def pool_weights(pool_scores: np.ndarray, temperature: float, uniform_mix: float) -> np.ndarray:
-    """w over the pool (scores in greedy order): the softmax at ``temperature`` mixed with
-    uniform. Sums to 1."""
+def pool_weights(pool_scores: np.ndarray, temperature: float) -> np.ndarray:
+    """The softmax at ``temperature`` over the pool's scores, with weights that would underflow
+    raised to ``SMALLEST_WEIGHT``: every pool candidate keeps a positive weight, so the mass left
+    is never 0 and the races stay finite. Nondecreasing in the score, as the budget needs."""
     z = np.exp((pool_scores - pool_scores.max()) / temperature)
-    return (1.0 - uniform_mix) * (z / z.sum()) + uniform_mix / pool_scores.size
+    return np.maximum(z / z.sum(), SMALLEST_WEIGHT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,32 +76,58 @@ class PlackettLuceSlate:
         return n if self.pool is None else min(n, max(self.pool, k))
 
     def _weights(self, scores: np.ndarray, k: int, *, full_order: bool) -> tuple[np.ndarray, ...]:
-        """(pool candidates in greedy order, their weights)."""
+        """(pool candidates in greedy order, their softmax weights)."""
         m = self._pool_size(scores.size, k)
         pool = greedy_order(scores)[:m] if full_order else top_order(scores, m)
-        return pool, pool_weights(scores[pool], self.temperature, self.uniform_mix)
+        return pool, pool_weights(scores[pool], self.temperature)
 
-    @staticmethod
-    def _prefix(weights: np.ndarray, picked: np.ndarray) -> np.ndarray:
-        """P(prefix) for pool positions ``picked`` (distinct). The mass left before each draw is
-        summed from what is left, not subtracted from 1, so that it stays accurate when tiny."""
+    def _prefix(self, weights: np.ndarray, picked: np.ndarray) -> np.ndarray:
+        """P(prefix) for pool positions ``picked`` (distinct). The softmax mass left before each
+        draw is summed from what is left, not subtracted from 1, so it stays accurate when tiny."""
         left_out = np.ones(weights.size, dtype=bool)
         left_out[picked] = False
         w_picked = weights[picked]
         remaining = weights[left_out].sum() + np.cumsum(w_picked[::-1])[::-1]
-        return np.cumprod(w_picked / remaining)
+        cond = w_picked / remaining
+        if self.uniform_mix > 0.0:
+            left = weights.size - np.arange(picked.size, dtype=np.float64)
+            cond = (1.0 - self.uniform_mix) * cond + self.uniform_mix / left
+        return np.cumprod(cond)
+
+    def _draw(self, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+        """Pool positions of a slate of k."""
+        m = weights.size
+        race = rng.standard_exponential(m) / weights
+        ahead = min(m, 2 * k if self.uniform_mix > 0.0 else k)  # how far the race is needed
+        if ahead < m:
+            first = np.argpartition(race, ahead - 1)[:ahead]
+            order = first[np.argsort(race[first], kind="stable")]
+        else:
+            order = np.argsort(race, kind="stable")
+        if self.uniform_mix == 0.0:
+            return order[:k]
+        uniform_steps = rng.random(k) < self.uniform_mix
+        taken = np.zeros(m, dtype=bool)
+        picked = np.empty(k, dtype=np.int64)
+        next_in_race = 0
+        for j in range(k):
+            if uniform_steps[j]:
+                pick = int(rng.integers(m))
+                while taken[pick]:  # uniform among the candidates left, by rejection
+                    pick = int(rng.integers(m))
+            else:
+                while taken[order[next_in_race]]:
+                    next_in_race += 1
+                pick = int(order[next_in_race])
+            taken[pick] = True
+            picked[j] = pick
+        return picked
 
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         scores = validate_scores(scores, k)
         k = min(k, scores.size)
         pool, weights = self._weights(scores, k, full_order=False)
-        with np.errstate(divide="ignore"):
-            race = rng.standard_exponential(weights.size) / weights
-        if k < weights.size:
-            first = np.argpartition(race, k - 1)[:k]
-            picked = first[np.argsort(race[first], kind="stable")]
-        else:
-            picked = np.argsort(race, kind="stable")
+        picked = self._draw(weights, k, rng)
         prefix = self._prefix(weights, picked)
         cond = conditionals(prefix)
         exact = k == 1
@@ -134,7 +164,7 @@ class PlackettLuceSlate:
         pool, weights = self._weights(scores, k, full_order=True)
         out = np.zeros((k, n))
         if k == 1:
-            out[0, pool] = weights
+            out[0, pool] = (1.0 - self.uniform_mix) * weights + self.uniform_mix / pool.size
             return out
         if pool.size > EXACT_MARGINALS_MAX_POOL:
             raise ValueError(
@@ -142,23 +172,26 @@ class PlackettLuceSlate:
                 f"{EXACT_MARGINALS_MAX_POOL} candidates; got k = {k} and a pool of {pool.size} "
                 "(use slate_probability or the prefix propensities instead)"
             )
-        out[:, pool] = subset_marginals(weights, k)
+        out[:, pool] = subset_marginals(weights, k, self.uniform_mix)
         return out
 
 
-def subset_marginals(weights: np.ndarray, k: int) -> np.ndarray:
-    """Exact Plackett-Luce marginals (k, m) by dynamic programming over subsets of m candidates.
+def subset_marginals(weights: np.ndarray, k: int, uniform_mix: float = 0.0) -> np.ndarray:
+    r"""Exact marginals (k, m) by dynamic programming over subsets of the m pool candidates.
 
-    f(S) = P(the first |S| positions hold exactly the set S)
-         = Σ_{i∈S} f(S \\ i)·w_i / w(complement of S \\ i),    f(∅) = 1;
-    P(i at position j) = Σ_{|S| = j, i ∉ S} f(S)·w_i / w(complement of S).
-    O(2^m · m) time and memory.
+    With q(i | S) = (1 − γ)·w_i / w(complement of S) + γ/(m − |S|), the probability that the
+    next draw after the set S is i:
+    f(S) = P(the first |S| positions hold exactly the set S) = Σ_{i∈S} f(S \ i)·q(i | S \ i),
+    f(∅) = 1, and P(i at position j) = Σ_{|S| = j, i ∉ S} f(S)·q(i | S). O(2^m · m).
     """
     m = weights.size
     masks = np.arange(1 << m)
     bits = ((masks[:, None] >> np.arange(m)) & 1).astype(bool)  # (2^m, m)
     left = (~bits) @ weights  # w of the complement of each set, summed from what is left
     size = bits.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        softmax_step = np.where(left > 0.0, (1.0 - uniform_mix) / left, 0.0)  # (2^m,)
+        uniform_step = np.where(size < m, uniform_mix / (m - size), 0.0)
     f = np.zeros(1 << m)
     f[0] = 1.0
     for j in range(1, k):
@@ -166,10 +199,13 @@ def subset_marginals(weights: np.ndarray, k: int) -> np.ndarray:
         for i in range(m):
             has = bits[sets, i]
             without = sets[has] ^ (1 << i)
-            f[sets[has]] += f[without] * weights[i] / left[without]
+            f[sets[has]] += f[without] * (
+                weights[i] * softmax_step[without] + uniform_step[without]
+            )
     out = np.zeros((k, m))
     for j in range(k):
         sets = masks[size == j]
-        step = f[sets] / left[sets]  # (sets,)
-        out[j] = weights * (step @ ~bits[sets])
+        free = ~bits[sets]  # (sets, m)
+        out[j] = weights * ((f[sets] * softmax_step[sets]) @ free)
+        out[j] += (f[sets] * uniform_step[sets]) @ free
     return out

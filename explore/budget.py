@@ -1,0 +1,319 @@
+"""The exploration budget, and the per-request choice of exploration within it.
+
+The operator sets a budget b and a propensity floor f. On one request with calibrated scores
+p_i = P(play | examined) and position examination weights θ_k (default 1/log2(k+2)), a policy
+with marginals P(i at k) expects
+
+    V(π) = Σ_k θ_k Σ_i P(i at k)·p_i   plays,
+
+and exploration costs V(greedy) − V(π) ≥ 0 plays. A policy is within budget when that cost is at
+most b·V(greedy) (b = 0.005: at most 0.5% of the greedy slate's expected plays), and meets the
+floor when no propensity it logs is positive and below f.
+
+For each family the cost is exact or an exact upper bound, never an estimate:
+
+- ε-greedy with pool M: cost = ε·C(M), C(M) = Σ_{k∈E} θ_k (p_{g_k} − mean_{P'} p): linear in ε,
+  so the largest ε is b·V(greedy)/C(M), capped at 1. The smallest marginal is ε/M'. The pool is
+  the largest M ≤ ``pool`` whose ε meets the floor: coverage first, since overlap is what OPE
+  needs; a narrower pool is cheaper per draw and leaves room for a larger ε.
+- Top-K random insertion: cost = ε·C(M), C(M) = mean_{j∈E} [Σ_{k≥j} θ_k p_{g_k}
+  − θ_j mean_B p − Σ_{k>j} θ_k p_{g_{k-1}}]; the smallest marginal is ε/(|E|(M − K)), and 1 − ε
+  when ε < 1.
+- Plackett-Luce has no closed-form marginals, so its cost is bounded instead. Its weights w are
+  nondecreasing in p (they come from the same scores), so whatever prefix was drawn, the expected
+  p of the next draw is at least the w-weighted mean of p over the pool without its top k:
+  L_k = Σ_{rank ≥ k} w_i p_i / Σ_{rank ≥ k} w_i (removing the top k lowers the weighted mean the
+  most: at the optimum one removes the k largest w_i (p_i − L), which are the top k). Hence
+  cost ≤ Σ_k θ_k (p_{g_k} − L_k), an exact bound that is tight as T → 0. The floor holds on every
+  conditional propensity when min w ≥ f, which fixes the uniform mix γ for each temperature, and
+  needs M ≤ 1/f. The temperature is found by bisection in log T; the bound is evaluated at every
+  step, so the result is within budget even where the bound is not monotone in T.
+
+When even the least exploration breaks the budget or the floor, the request is served greedy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from explore.epsilon_greedy import EpsilonGreedySlate
+from explore.greedy import GreedySlate
+from explore.plackett_luce import PlackettLuceSlate, pool_weights
+from explore.policy import Policy, exploring_mask, top_order
+from explore.random_insertion import TopKRandomInsertion
+
+BISECTION_STEPS = 24
+TEMPERATURE_RANGE = (1e-4, 1e2)  # × the spread of the pool's scores
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExplorationBudget:
+    """``relative_cost``: the most exploration may cost, as a share of the greedy slate's
+    expected plays (0.005 = 0.5%). ``floor``: the smallest positive propensity exploration may
+    log (0: none). ``examination``: θ_k, ``"log"`` = 1/log2(k+2), ``"inverse"`` = 1/(k+1), or
+    explicit nonincreasing weights, one per position."""
+
+    relative_cost: float = 0.005
+    floor: float = 0.0
+    examination: Literal["log", "inverse"] | tuple[float, ...] = "log"
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.relative_cost) and self.relative_cost >= 0.0):
+            raise ValueError(f"relative_cost must be finite and >= 0; got {self.relative_cost}")
+        if not 0.0 <= self.floor < 1.0:
+            raise ValueError(f"floor must be in [0, 1); got {self.floor}")
+        if isinstance(self.examination, str):
+            if self.examination not in ("log", "inverse"):
+                raise ValueError(
+                    f"examination must be 'log', 'inverse' or a tuple of weights; "
+                    f"got {self.examination!r}"
+                )
+            return
+        theta = np.asarray(self.examination, dtype=np.float64)
+        if theta.ndim != 1 or theta.size == 0 or not np.all(np.isfinite(theta) & (theta >= 0)):
+            raise ValueError(
+                f"examination weights must be a non-empty tuple of finite values >= 0; "
+                f"got {self.examination}"
+            )
+        if np.any(np.diff(theta) > 0):
+            raise ValueError(f"examination weights must be nonincreasing; got {self.examination}")
+
+    def weights(self, k: int) -> np.ndarray:
+        """θ_k for positions 0..k−1."""
+        positions = np.arange(k, dtype=np.float64)
+        if self.examination == "log":
+            return 1.0 / np.log2(positions + 2.0)
+        if self.examination == "inverse":
+            return 1.0 / (positions + 1.0)
+        theta = np.asarray(self.examination, dtype=np.float64)
+        if theta.size < k:
+            raise ValueError(f"examination has {theta.size} weights; a slate of {k} needs {k}")
+        return theta[:k]
+
+    def params(self) -> dict[str, Any]:
+        examination = (
+            self.examination if isinstance(self.examination, str) else list(self.examination)
+        )
+        return {"budget": self.relative_cost, "floor": self.floor, "examination": examination}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What one request gets: the policy with its exploration parameters, and the relative cost
+    of its exploration (exact, or an exact upper bound when ``cost_exact`` is False)."""
+
+    policy: Policy
+    relative_cost: float
+    cost_exact: bool
+
+    def exploration(self, budget: ExplorationBudget) -> dict[str, Any]:
+        """The parameters actually used, as the decision record logs them."""
+        return {
+            "policy": self.policy.name,
+            **self.policy.params(),
+            **budget.params(),
+            "expected_cost": self.relative_cost,
+            "cost_exact": self.cost_exact,
+        }
+
+
+def expected_plays(marginals: np.ndarray, scores: np.ndarray, theta: np.ndarray) -> float:
+    """V(π) = Σ_k θ_k Σ_i P(i at k)·p_i for marginals (K, n), scores p (n,), weights θ (K,)."""
+    return float(theta[: marginals.shape[0]] @ marginals @ scores)
+
+
+def validate_probabilities(scores: np.ndarray) -> np.ndarray:
+    """Calibrated exploration needs P(play) scores: finite and in [0, 1]."""
+    scores = np.asarray(scores, dtype=np.float64)
+    bad = np.flatnonzero(~(np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0)))
+    if bad.size:
+        raise ValueError(
+            f"scores must be calibrated P(play) in [0, 1] for an exploration budget; "
+            f"got {scores[bad[0]]} at index {bad[0]}"
+        )
+    return scores
+
+
+def _greedy(cost_exact: bool = True) -> Calibration:
+    return Calibration(policy=GreedySlate(), relative_cost=0.0, cost_exact=cost_exact)
+
+
+def _largest_ratio(allowed: float, cost: np.ndarray) -> np.ndarray:
+    """ε = allowed / cost, capped at 1 (1 where exploring costs nothing)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(cost > 0.0, np.minimum(1.0, allowed / cost), 1.0)
+
+
+def calibrate_epsilon_greedy(
+    base: EpsilonGreedySlate, scores: np.ndarray, k: int, budget: ExplorationBudget
+) -> Calibration:
+    """The largest pool (≤ ``base.pool``) and its largest ε within budget and floor."""
+    n = scores.size
+    k = min(k, n)
+    m_max = base._pool_size(n, k)
+    p = scores[top_order(scores, m_max)]
+    theta = budget.weights(k)
+    v_greedy = float(theta @ p[:k])
+    explores = exploring_mask(base.positions, k)
+    if not explores.any():
+        return _greedy()
+    n_fixed = k - int(explores.sum())
+    pools = np.arange(k, m_max + 1)
+    free_sum = np.cumsum(p)[pools - 1] - p[:k][~explores].sum()
+    mean_free = free_sum / (pools - n_fixed)
+    cost = float(theta[explores] @ p[:k][explores]) - theta[explores].sum() * mean_free
+    cost = np.maximum(cost, 0.0)
+    eps = _largest_ratio(budget.relative_cost * v_greedy, cost)
+    ok = (eps > 0.0) & (eps / (pools - n_fixed) >= budget.floor)
+    if not ok.any():
+        return _greedy()
+    best = int(np.flatnonzero(ok)[-1])
+    policy = replace(base, epsilon=float(eps[best]), pool=int(pools[best]))
+    return Calibration(
+        policy=policy,
+        relative_cost=float(eps[best] * cost[best] / v_greedy) if v_greedy > 0 else 0.0,
+        cost_exact=True,
+    )
+
+
+def calibrate_random_insertion(
+    base: TopKRandomInsertion, scores: np.ndarray, k: int, budget: ExplorationBudget
+) -> Calibration:
+    """The largest pool (≤ ``base.pool``) and its largest ε within budget and floor."""
+    n = scores.size
+    k = min(k, n)
+    m_max = n if base.pool is None else min(n, max(base.pool, k))
+    explores = exploring_mask(base.positions, k)
+    if m_max <= k or not explores.any():
+        return _greedy()
+    p = scores[top_order(scores, m_max)]
+    theta = budget.weights(k)
+    v_greedy = float(theta @ p[:k])
+    greedy_value = theta * p[:k]
+    tail = np.cumsum(greedy_value[::-1])[::-1]  # Σ_{k' ≥ j} θ_k' p_{g_k'}
+    moved = np.concatenate(([0.0], theta[1:] * p[: k - 1]))  # θ_k' p_{g_{k'-1}}
+    moved_tail = np.cumsum(moved[::-1])[::-1] - moved  # Σ_{k' > j}
+    slots = np.flatnonzero(explores)
+    pools = np.arange(k + 1, m_max + 1)
+    mean_beyond = (np.cumsum(p)[pools - 1] - p[:k].sum()) / (pools - k)
+    cost = float(np.mean(tail[slots] - moved_tail[slots])) - theta[slots].mean() * mean_beyond
+    cost = np.maximum(cost, 0.0)
+    eps = _largest_ratio(budget.relative_cost * v_greedy, cost)
+    if budget.floor > 0.0:  # the unmoved last candidate keeps 1 − ε
+        eps = np.where(eps < 1.0, np.minimum(eps, 1.0 - budget.floor), 1.0)
+    ok = (eps > 0.0) & (eps / (slots.size * (pools - k)) >= budget.floor)
+    if not ok.any():
+        return _greedy()
+    best = int(np.flatnonzero(ok)[-1])
+    policy = replace(base, epsilon=float(eps[best]), pool=int(pools[best]))
+    return Calibration(
+        policy=policy,
+        relative_cost=float(eps[best] * cost[best] / v_greedy) if v_greedy > 0 else 0.0,
+        cost_exact=True,
+    )
+
+
+def plackett_luce_cost_bound(
+    p: np.ndarray, weights: np.ndarray, theta: np.ndarray, uniform_mix: float = 0.0
+) -> float:
+    """The exact upper bound Σ_k θ_k (p_(k) − L_k) on a Plackett-Luce policy's cost in plays,
+    L_k = (1 − γ)·(w-weighted mean of p over ranks ≥ k) + γ·(mean of p over ranks ≥ k);
+    ``p`` and ``weights`` are over the pool in greedy order, ``theta`` has K entries."""
+    k = theta.size
+    tail_w = np.cumsum(weights[::-1])[::-1][:k]
+    tail_wp = np.cumsum((weights * p)[::-1])[::-1][:k]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        least = np.where(tail_w > 0.0, tail_wp / tail_w, p[:k])
+    if uniform_mix > 0.0:
+        tail_mean = np.cumsum(p[::-1])[::-1][:k] / (p.size - np.arange(k))
+        least = (1.0 - uniform_mix) * least + uniform_mix * tail_mean
+    return float(theta @ (p[:k] - least))
+
+
+def _bisect(lo: float, hi: float, fits: Callable[[float], bool]) -> float:
+    """The last point in [lo, hi] where ``fits`` holds, given that it holds at ``lo`` and not at
+    ``hi``; the answer is always a point where ``fits`` held."""
+    for _ in range(BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def calibrate_plackett_luce(
+    base: PlackettLuceSlate, scores: np.ndarray, k: int, budget: ExplorationBudget
+) -> Calibration:
+    """The uniform mix the floor needs (γ = floor·M, at least ``base.uniform_mix``), the largest
+    pool (≤ ``base.pool``, ≤ 1/floor) where that mix alone fits the budget, and then the largest
+    temperature whose cost bound is within budget."""
+    n = scores.size
+    k = min(k, n)
+    m_max = base._pool_size(n, k)
+    if budget.floor > 0.0:
+        m_max = min(m_max, int(np.floor(1.0 / budget.floor + 1e-9)))
+        if m_max < k:
+            return _greedy(cost_exact=False)
+    p_all = scores[top_order(scores, m_max)]
+    theta = budget.weights(k)
+    v_greedy = float(theta @ p_all[:k])
+    allowed = budget.relative_cost * v_greedy
+
+    def mix(m: int) -> float:
+        return max(base.uniform_mix, min(1.0, budget.floor * m))
+
+    def cost(m: int, log_t: float) -> float:
+        p = p_all[:m]
+        weights = pool_weights(p, float(np.exp(log_t)))
+        return plackett_luce_cost_bound(p, weights, theta, mix(m))
+
+    def coldest(m: int) -> float:
+        spread = float(p_all[0] - p_all[m - 1])
+        return float(np.log(TEMPERATURE_RANGE[0] * spread)) if spread > 0 else 0.0
+
+    m = m_max
+    if cost(m, coldest(m)) > allowed:  # the floor's mix grows with the pool: narrow it
+        if cost(k, coldest(k)) > allowed:
+            return _greedy(cost_exact=False)
+        fits, too_big = k, m_max
+        while too_big - fits > 1:
+            mid = (fits + too_big) // 2
+            if cost(mid, coldest(mid)) <= allowed:
+                fits = mid
+            else:
+                too_big = mid
+        m = fits
+    spread = float(p_all[0] - p_all[m - 1])
+    if spread == 0.0:  # every pool candidate has the same score: shuffling them costs nothing
+        policy = replace(base, temperature=1.0, pool=m, uniform_mix=mix(m))
+        return Calibration(policy=policy, relative_cost=0.0, cost_exact=True)
+    lo, hi = (float(np.log(r * spread)) for r in TEMPERATURE_RANGE)
+    log_t = hi if cost(m, hi) <= allowed else _bisect(lo, hi, lambda t: cost(m, t) <= allowed)
+    policy = replace(base, temperature=float(np.exp(log_t)), pool=m, uniform_mix=mix(m))
+    return Calibration(
+        policy=policy,
+        relative_cost=cost(m, log_t) / v_greedy if v_greedy > 0 else 0.0,
+        cost_exact=False,
+    )
+
+
+def calibrate(base: Policy, scores: np.ndarray, k: int, budget: ExplorationBudget) -> Calibration:
+    """Dispatch on the policy family; ``scores`` must be calibrated P(play)."""
+    scores = validate_probabilities(scores)
+    if isinstance(base, EpsilonGreedySlate):
+        return calibrate_epsilon_greedy(base, scores, k, budget)
+    if isinstance(base, TopKRandomInsertion):
+        return calibrate_random_insertion(base, scores, k, budget)
+    if isinstance(base, PlackettLuceSlate):
+        return calibrate_plackett_luce(base, scores, k, budget)
+    if isinstance(base, GreedySlate):
+        return _greedy()
+    raise TypeError(
+        "base must be an EpsilonGreedySlate, TopKRandomInsertion, PlackettLuceSlate or "
+        f"GreedySlate; got {type(base).__name__}"
+    )

@@ -1,0 +1,54 @@
+"""Calibrated exploration: per request, the most exploration an ``ExplorationBudget`` allows.
+
+``CalibratedSlate`` wraps a policy family (ε-greedy, top-K random insertion or Plackett-Luce) and,
+for each request, picks its exploration parameters from the scores (see :mod:`explore.budget`),
+decides with them, and returns them on the slate (``Slate.exploration``) so that the decision
+record logs what was actually used. The choice is a deterministic function of the scores and K,
+so ``slate_probability`` and ``marginals`` replay it exactly, and so does an audit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from explore.budget import Calibration, ExplorationBudget, calibrate
+from explore.policy import Policy, validate_scores
+from explore.slate import Slate
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibratedSlate:
+    """``base``: the family, with its cap on the pool and its exploring positions; its own
+    exploration parameter is replaced per request. ``budget``: the budget and the floor."""
+
+    base: Policy
+    budget: ExplorationBudget = field(default_factory=ExplorationBudget)
+    name: str = ""
+    version: str = "1"
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", f"calibrated_{self.base.name}")
+
+    def params(self) -> dict[str, Any]:
+        return {"base": self.base.name, **self.base.params(), **self.budget.params()}
+
+    def calibrate(self, scores: np.ndarray, k: int) -> Calibration:
+        """The policy and parameters this request gets."""
+        scores = validate_scores(scores, k)
+        return calibrate(self.base, scores, k, self.budget)
+
+    def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
+        chosen = self.calibrate(scores, k)
+        slate = chosen.policy.decide(scores, k, rng)
+        return replace(slate, exploration=chosen.exploration(self.budget))
+
+    def slate_probability(self, scores: np.ndarray, slate: np.ndarray) -> float:
+        k = max(np.asarray(slate).size, 1)
+        return self.calibrate(scores, k).policy.slate_probability(scores, slate)
+
+    def marginals(self, scores: np.ndarray, k: int) -> np.ndarray:
+        return self.calibrate(scores, k).policy.marginals(scores, k)
