@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from explore.policy import is_slate
 from explore.slate import Slate
 from explore.vw_format import (
     ActionFeatures,
@@ -231,11 +232,12 @@ class VowpalWabbitSlate:
         rng: np.random.Generator | None = None,
         k: int = 0,
         slate: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Sample K sequential choices with ``rng``, or replay ``slate``.
 
-        Returns (chosen, cond_propensity, explored). The candidate lines are parsed once; each
-        position predicts on the shared example and the candidates still available.
+        Returns (chosen, cond_propensity, explored, params at that model state). The candidate
+        lines are parsed once; each position predicts on the shared example and the candidates
+        still available.
         """
         steps = slate.size if slate is not None else k
         chosen = np.empty(steps, dtype=np.int64)
@@ -243,6 +245,7 @@ class VowpalWabbitSlate:
         explored = np.zeros(steps, dtype=bool)
         lines = cb_adf_lines(context, actions)
         with self._exclusive() as workspace:
+            params = self.params()  # under the lock: the model state the PMFs come from
             examples = workspace.parse(lines)
             try:
                 remaining = list(range(len(actions)))
@@ -262,7 +265,7 @@ class VowpalWabbitSlate:
                     del subset[1 + pick]
             finally:
                 workspace.finish_example(examples)
-        return chosen, cond, explored
+        return chosen, cond, explored, params
 
     def decide_with(
         self,
@@ -275,7 +278,7 @@ class VowpalWabbitSlate:
         if k < 1:
             raise ValueError(f"k must be >= 1; got {k}")
         k = min(k, len(actions))
-        chosen, cond, explored = self._walk(context, actions, rng=rng, k=k)
+        chosen, cond, explored, params = self._walk(context, actions, rng=rng, k=k)
         propensity = np.full(k, np.nan)
         propensity[0] = cond[0]  # the first position's marginal is its PMF
         return Slate(
@@ -286,6 +289,7 @@ class VowpalWabbitSlate:
             prefix_propensity=np.cumprod(cond),
             explored=explored,
             marginals_exact=k == 1,
+            exploration=params,
         )
 
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
@@ -298,12 +302,9 @@ class VowpalWabbitSlate:
         """The probability of the ordered ``slate`` (indices into ``actions``), recomputed by
         replaying VW's PMFs; 0 for a slate this policy cannot produce."""
         slate = np.asarray(slate, dtype=np.int64)
-        n = len(actions)
-        if slate.ndim != 1 or slate.size == 0 or slate.size > n:
+        if not is_slate(slate, len(actions)):
             return 0.0
-        if slate.min() < 0 or slate.max() >= n or np.unique(slate).size != slate.size:
-            return 0.0
-        _, cond, _ = self._walk(context, actions, slate=slate)
+        _, cond, _, _ = self._walk(context, actions, slate=slate)
         return float(np.prod(cond))
 
     def slate_probability(self, scores: np.ndarray, slate: np.ndarray) -> float:

@@ -368,6 +368,9 @@ def test_online_learning_moves_the_pmf_to_the_action_that_pays(exploration: str)
     assert int(np.argmax(pmf)) == 3
     assert pmf[3] > 0.5
     assert policy.params()["updates"] == 2000
+    slate = policy.decide_with(CONTEXT, actions, 2, np.random.default_rng(0))
+    assert slate.exploration == policy.params()
+    assert slate.exploration["exploration"] == exploration
 
 
 def test_learning_from_logged_slates_counts_examples_and_learns_the_paying_item() -> None:
