@@ -1,8 +1,9 @@
 """Exploration policies: scores in, slates with exact propensities out.
 
 Policies (all behind ``Policy``): ``GreedySlate``, ``EpsilonGreedySlate``, ``PlackettLuceSlate``,
-``TopKRandomInsertion``, and ``CalibratedSlate``, which picks each request's exploration within an
-``ExplorationBudget``. ``audit_decision`` replays a logged decision from its id and compares.
+``TopKRandomInsertion``, ``VowpalWabbitSlate`` (VW ``cb_explore_adf``), and ``CalibratedSlate``,
+which picks each request's exploration within an ``ExplorationBudget``. ``audit_decision``
+replays a logged decision from its id and compares.
 ``explore`` does not import torch: a scorer hands it arrays.
 """
 
@@ -16,8 +17,11 @@ from explore.policy import Policy, greedy_order, top_order
 from explore.random_insertion import TopKRandomInsertion
 from explore.seeding import rng_for_decision
 from explore.slate import Slate
+from explore.vw_format import ActionFeatures, RequestContext
+from explore.vw_policy import VowpalWabbitSlate
 
 __all__ = [
+    "ActionFeatures",
     "AuditResult",
     "CalibratedSlate",
     "Calibration",
@@ -27,8 +31,10 @@ __all__ = [
     "Mismatch",
     "PlackettLuceSlate",
     "Policy",
+    "RequestContext",
     "Slate",
     "TopKRandomInsertion",
+    "VowpalWabbitSlate",
     "audit_decision",
     "calibrate",
     "expected_plays",
