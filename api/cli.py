@@ -180,6 +180,22 @@ def _cmd_ope_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ope_coverage(args: argparse.Namespace) -> int:
+    from api.ope_coverage_command import coverage_heading, run_coverage
+    from ope.coverage import coverage_table
+
+    try:
+        result = run_coverage(args)
+    except ValueError as exc:  # a bad option: --reps, --k, --alpha, ...
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(coverage_heading(result))
+    print(coverage_table(result))
+    if args.json:
+        print(json.dumps(result.as_json()))
+    return 0
+
+
 _BENCH_GENERIC = frozenset({"command", "func", "verbose", "name", "json"})
 
 
@@ -362,6 +378,15 @@ def build_parser() -> argparse.ArgumentParser:
     obd.add_argument("--seed", type=int, default=12345)
     obd.add_argument("--json", action="store_true", help="end with one JSON line")
     obd.set_defaults(func=_cmd_ope_obd)
+
+    coverage = ope_sub.add_parser(
+        "coverage",
+        help="coverage of every estimator's intervals over repeated runs in the simulated world",
+    )
+    from api.ope_coverage_command import add_arguments as add_coverage_arguments
+
+    add_coverage_arguments(coverage)
+    coverage.set_defaults(func=_cmd_ope_coverage)
 
     from api.ope_commands import add_parsers as add_analyst_parsers
 

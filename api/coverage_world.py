@@ -42,7 +42,7 @@ class CoverageWorldConfig:
     pool_requests: int = 1000
     candidates: int = 8
     k: int = 3
-    decisions: int = 600
+    decisions: int = 500
     target_epsilon: float = 0.3
     score_noise: float = 1.0
     days: float = 30.0
