@@ -392,6 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_analyst_parsers(ope_sub, sub)  # ope report, ope gate, ab analyze
 
+    from api.tune_command import add_parsers as add_tune_parsers
+
+    add_tune_parsers(sub)  # tune search-weight
+
     bench = sub.add_parser("bench", help="benchmarks, ours beside a baseline")
     bench_sub = bench.add_subparsers(dest="name", required=True, metavar="NAME")
     for name in BENCHMARKS:
