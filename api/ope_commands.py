@@ -412,7 +412,7 @@ def add_parsers(ope_commands: Any, commands: Any) -> None:
     gate.add_argument(
         "--max-unsupported",
         type=float,
-        default=0.05,
+        default=0.01,
         help="largest target mass outside the logging policy's support",
     )
     _add_common(gate)

@@ -15,8 +15,8 @@ target explores over every candidate.
 
 **Support.** For a logging policy whose marginals are known (``epsilon_greedy`` and
 ``uniform``, rebuilt from the logged parameters and scores), the unsupported mass of a target is
-the mean over decisions of (1/K) Σ_k Σ_i π_e(i at k) [π_0(i at k) = 0]: the share of the target's
-slate the logs can say nothing about.
+the mean over decisions of (1/K) Σ_k Σ_i π_e(i at k) [π_0(i at k) = 0] (``ope.support``): the
+share of the target's slate the logs can say nothing about.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from api.logs import LoggedWindow, replay_batch
 from explore import EpsilonGreedySlate
 from fm_core import Scorer, ScoreRequest
 from ope.reward_model import cross_fit
+from ope.support import unsupported_mass
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,7 @@ def _target_tables(
             known_support = False
         elif known_support:
             logged = logging_policy.marginals(np.asarray(logged_scores), int(k))
-            outside = marginals[: logged.shape[0]] * (logged[: marginals.shape[0]] == 0.0)
-            unsupported.append(float(outside.sum()) / marginals.shape[0])
+            unsupported.append(unsupported_mass(logged, marginals) / marginals.shape[0])
         for row in rows_of.get(d, ()):
             position, logged_item = int(row_position[row]), int(row_candidate[row])
             at_k = marginals[position] if position < marginals.shape[0] else np.zeros(s.size)

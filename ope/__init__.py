@@ -4,10 +4,14 @@ memory or streamed chunk by chunk over logs larger than memory.
 ``ope`` does not import torch: scorers hand it arrays.
 """
 
+from ope.ab import analyze as analyze_ab
 from ope.batch import OpeBatch, OpeInputError
 from ope.estimators import IPS, SNIPS, Bounds, ClippedIPS, Estimate, Estimator, Partial
+from ope.gate import GateThresholds, paired_lift
+from ope.gate import gate as gate_decision
 from ope.intervals import INTERVALS
 from ope.model_based import DM, DR, SNDR, DRos, SwitchDR
+from ope.report import build_report
 from ope.slate import SlateIndependentIPS, SlateRewardInteractionIPS, SlateStandardIPS
 from ope.streaming import read_batches, stream_estimates
 from ope.suite import DROS_LAMBDA, SWITCH_TAU, estimate_all, estimators
@@ -26,6 +30,7 @@ __all__ = [
     "DRos",
     "Estimate",
     "Estimator",
+    "GateThresholds",
     "OpeBatch",
     "OpeInputError",
     "Partial",
@@ -33,8 +38,12 @@ __all__ = [
     "SlateRewardInteractionIPS",
     "SlateStandardIPS",
     "SwitchDR",
+    "analyze_ab",
+    "build_report",
     "estimate_all",
     "estimators",
+    "gate_decision",
+    "paired_lift",
     "read_batches",
     "stream_estimates",
 ]

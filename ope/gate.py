@@ -43,6 +43,7 @@ from ope.estimators import Estimator
 from ope.intervals import check_alpha, delta_se, normal_interval
 from ope.moments import Moments
 from ope.suite import estimators
+from ope.support import UNSUPPORTED_SHARE_LIMIT
 
 READY = "ready"
 NOT_READY = "not_ready"
@@ -147,7 +148,7 @@ class GateThresholds:
     min_ess: float = 100.0
     weight_tolerance: float = 0.1
     max_weight_share: float = 0.05
-    max_unsupported: float = 0.05
+    max_unsupported: float = UNSUPPORTED_SHARE_LIMIT
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():

@@ -164,7 +164,7 @@ def ab_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         true_gap.append(values["fitted"] - values["control"])
 
     rng = np.random.default_rng(9)
-    serve(world, service, engine, n=1000, k=5, start=5.0, end=10.0, rng=rng,
+    serve(world, service, engine, n=600, k=5, start=5.0, end=10.0, rng=rng,
           on_decision=both_arms_truth)  # fmt: skip
     engine.dispose()
     return {"url": url, "true_difference": float(np.mean(true_gap)), "settings": settings}
@@ -175,7 +175,7 @@ def test_each_decision_logs_the_arm_its_user_is_assigned(ab_world: dict[str, obj
     decisions = decision_frame(session_or_engine=engine)
     engine.dispose()
     in_test = decisions[decisions["arm"].notna()]
-    assert len(in_test) == 1000
+    assert len(in_test) == 600
     settings = ab_world["settings"]
     assert isinstance(settings, ExperimentSettings)
     for row in in_test.itertuples():
@@ -197,7 +197,7 @@ def test_simulated_ab_interval_contains_the_true_difference_and_stores_the_predi
     assert online["lo"] <= truth <= online["hi"]
     assert online["lo"] > 0  # the fitted model clearly wins
     arms = document["arms"]
-    assert arms["fitted"]["decisions"] + arms["control"]["decisions"] == 1000
+    assert arms["fitted"]["decisions"] + arms["control"]["decisions"] == 600
     engine = make_engine(url)
     with Session(engine) as session:
         rows = session.exec(select(OpeReport).order_by(OpeReport.id)).all()  # type: ignore[arg-type]
