@@ -22,6 +22,7 @@ from sqlmodel import Session
 from api.logs import read_window, training_impressions
 from fm_core import ItemCatalog, PopularityAffinityScorer, Scorer, TrainingImpressions
 from proplog.store import record_model_version
+from proplog.training_table import TrainingTableConfig
 
 logger = logging.getLogger(__name__)
 
@@ -94,15 +95,17 @@ def retrain(
     until: datetime | None = None,
     model: str = "baseline",
     fm_config: Any = None,
+    table: TrainingTableConfig | None = None,
 ) -> RetrainResult:
     """Fit a ``model`` ("baseline" or "fm") on every logged decision before ``until`` and save
-    it to ``out``."""
+    it to ``out``. ``table`` sets the training table's weights (inverse-propensity clip and
+    self-normalization, the search-play weight α, negatives); None takes its defaults."""
     if model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {MODEL_KINDS}; got {model!r}")
     window = read_window(engine, until=until)
     if window.slates.empty:
         raise ValueError("the log holds no decisions to learn from")
-    data = training_impressions(window)
+    data = training_impressions(window, table)
     version = version or f"{model}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
     fitted = fit_model(data, catalog, model=model, version=version, fm_config=fm_config)
     path = fitted.scorer.save(out)  # type: ignore[attr-defined]  # both kinds save themselves
