@@ -16,7 +16,13 @@ from sqlmodel import Session
 from store_inputs import T0, decision_payload
 
 from proplog.errors import LogValidationError, UnknownDecisionError
-from proplog.store import record_decision, record_event
+from proplog.store import (
+    record_batch,
+    record_decision,
+    record_decisions,
+    record_event,
+    record_events,
+)
 
 DECISION_ID = "6f1c2a8e-3b7d-4c1e-9a2f-0d5e8b7c6a41"
 Mutation = Callable[[dict[str, Any]], None]
@@ -209,3 +215,49 @@ def test_bad_event_is_refused_and_nothing_is_written(
             record_event(session=session, event=event)
     assert count_rows(engine, "event") == 0
     assert count_rows(engine, "decision") == 1
+
+
+# ---- the same refusals in batch writes: the batch is all or nothing ------------------------------
+
+OTHER_ID = "6f1c2a8e-3b7d-4c1e-9a2f-0d5e8b7c6a42"
+ISSUE_CASES = [
+    pytest.param(slate_set(1, "propensity", 0.0), "slate[1].propensity", id="propensity-zero"),
+    pytest.param(slate_set(0, "propensity", 1.5), "slate[0].propensity", id="propensity-above-one"),
+    pytest.param(
+        slate_set(2, "cond_propensity", -0.1), "slate[2].cond_propensity", id="cond-negative"
+    ),
+    pytest.param(slate_set(2, "item_id", 999), "slate[2].item_id", id="unknown-item-id"),
+    pytest.param(slate_set(1, "item_id", 20), "slate[1].item_id", id="duplicate-slate-item"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "field"), ISSUE_CASES)
+def test_bad_decision_in_a_batch_names_its_index_and_writes_nothing(
+    engine: Engine, mutate: Mutation, field: str
+) -> None:
+    good = decision_payload(decision_id=OTHER_ID)
+    bad = good_decision()
+    mutate(bad)
+    with Session(engine) as session:
+        with pytest.raises(LogValidationError, match=re.escape(f"decisions[1].{field}")):
+            record_decisions(session=session, decisions=[good, bad])
+        with pytest.raises(LogValidationError, match=re.escape(f"decisions[1].{field}")):
+            record_batch(session=session, decisions=[good, bad], events=[])
+    assert count_rows(engine, "decision") == 0
+    assert count_rows(engine, "slate_item") == 0
+
+
+def test_event_for_an_unknown_decision_in_a_batch_writes_nothing(engine: Engine) -> None:
+    """The decisions of the same batch are rolled back too."""
+    unknown = {**good_event(), "event_id": "ev-2", "decision_id": str(uuid.UUID(int=7))}
+    with Session(engine) as session:
+        with pytest.raises(UnknownDecisionError, match=re.escape("events[1].decision_id")):
+            record_batch(
+                session=session, decisions=[good_decision()], events=[good_event(), unknown]
+            )
+        record_decision(session=session, decision=good_decision())
+        with pytest.raises(UnknownDecisionError, match=re.escape("events[1].decision_id")):
+            record_events(session=session, events=[good_event(), unknown])
+    assert count_rows(engine, "event") == 0
+    assert count_rows(engine, "decision") == 1  # only the single write after the failed batch
+    assert count_rows(engine, "slate_item") == 3
