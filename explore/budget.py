@@ -21,13 +21,15 @@ For each family the cost is exact or an exact upper bound, never an estimate:
   when ε < 1.
 - Plackett-Luce has no closed-form marginals, so its cost is bounded instead. Its weights w are
   nondecreasing in p (they come from the same scores), so whatever prefix was drawn, the expected
-  p of the next draw is at least the w-weighted mean of p over the pool without its top k:
+  p of a softmax draw is at least the w-weighted mean of p over the pool without its top k:
   L_k = Σ_{rank ≥ k} w_i p_i / Σ_{rank ≥ k} w_i (removing the top k lowers the weighted mean the
-  most: at the optimum one removes the k largest w_i (p_i − L), which are the top k). Hence
-  cost ≤ Σ_k θ_k (p_{g_k} − L_k), an exact bound that is tight as T → 0. The floor holds on every
-  conditional propensity when min w ≥ f, which fixes the uniform mix γ for each temperature, and
-  needs M ≤ 1/f. The temperature is found by bisection in log T; the bound is evaluated at every
-  step, so the result is within budget even where the bound is not monotone in T.
+  most: at the optimum one removes the k largest w_i (p_i − L), which are the top k); a uniform
+  draw likewise has at least the plain mean of ranks ≥ k. Hence cost ≤ Σ_k θ_k (p_{g_k} − L_k),
+  an exact bound, tight as T → 0 and conservative otherwise (later positions recover the top
+  candidates an early draw skipped, which the bound ignores). It grows with T (the tilted mean
+  falls as the tilt 1/T falls), so the temperature is found by bisection in log T. The floor holds
+  on every conditional propensity with the per-position uniform mix γ = f·M (γ/(M − j) ≥ f),
+  which needs M ≤ 1/f; when that mix alone breaks the budget, the pool is narrowed by bisection.
 
 When even the least exploration breaks the budget or the floor, the request is served greedy.
 """
@@ -42,7 +44,7 @@ import numpy as np
 
 from explore.epsilon_greedy import EpsilonGreedySlate
 from explore.greedy import GreedySlate
-from explore.plackett_luce import PlackettLuceSlate, pool_weights
+from explore.plackett_luce import PlackettLuceSlate, pool_log_weights
 from explore.policy import Policy, exploring_mask, top_order
 from explore.random_insertion import TopKRandomInsertion
 
@@ -218,18 +220,20 @@ def calibrate_random_insertion(
 
 
 def plackett_luce_cost_bound(
-    p: np.ndarray, weights: np.ndarray, theta: np.ndarray, uniform_mix: float = 0.0
+    p: np.ndarray, log_weights: np.ndarray, theta: np.ndarray, uniform_mix: float = 0.0
 ) -> float:
     """The exact upper bound Σ_k θ_k (p_(k) − L_k) on a Plackett-Luce policy's cost in plays,
     L_k = (1 − γ)·(w-weighted mean of p over ranks ≥ k) + γ·(mean of p over ranks ≥ k);
-    ``p`` and ``weights`` are over the pool in greedy order, ``theta`` has K entries."""
+    ``p`` and ``log_weights`` are over the pool in greedy order, ``theta`` has K entries. Each
+    tail is weighted relative to its own first (largest) weight, so nothing underflows."""
     k = theta.size
-    tail_w = np.cumsum(weights[::-1])[::-1][:k]
-    tail_wp = np.cumsum((weights * p)[::-1])[::-1][:k]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        least = np.where(tail_w > 0.0, tail_wp / tail_w, p[:k])
+    m = p.size
+    relative = log_weights[None, :] - log_weights[:k, None]  # (K, M): log(w_i / w_k)
+    in_tail = np.arange(m)[None, :] >= np.arange(k)[:, None]
+    tail = np.where(in_tail, np.exp(np.minimum(relative, 0.0)), 0.0)
+    least = (tail @ p) / tail.sum(axis=1)
     if uniform_mix > 0.0:
-        tail_mean = np.cumsum(p[::-1])[::-1][:k] / (p.size - np.arange(k))
+        tail_mean = np.cumsum(p[::-1])[::-1][:k] / (m - np.arange(k))
         least = (1.0 - uniform_mix) * least + uniform_mix * tail_mean
     return float(theta @ (p[:k] - least))
 
@@ -269,8 +273,8 @@ def calibrate_plackett_luce(
 
     def cost(m: int, log_t: float) -> float:
         p = p_all[:m]
-        weights = pool_weights(p, float(np.exp(log_t)))
-        return plackett_luce_cost_bound(p, weights, theta, mix(m))
+        log_weights = pool_log_weights(p, float(np.exp(log_t)))
+        return plackett_luce_cost_bound(p, log_weights, theta, mix(m))
 
     def coldest(m: int) -> float:
         spread = float(p_all[0] - p_all[m - 1])

@@ -16,8 +16,8 @@ ordered by E_i / w_i is a Plackett-Luce draw, and because the races are memoryle
 candidate of that order not shown yet" is a softmax draw among the candidates left, whichever
 were taken by the uniform steps. So one vectorized draw serves every softmax step.
 
-Softmax weights below 1e-300 are raised to 1e-300 (``pool_weights``), so that the mass left is
-never 0 in floating point; the propensities are those of the weights as used.
+Weights are kept as logarithms (log w_i = (s_i − max s)/T) and every mass left is a log-sum-exp,
+so that a cold temperature never underflows into "all the rest are equal".
 
 P(candidate i at position k) has no closed form for K > 1 (it sums over every prefix), so
 ``decide`` logs NaN marginals with ``marginals_exact=False`` (DESIGN §3), except for K = 1 where
@@ -38,15 +38,20 @@ from explore.policy import conditionals, greedy_order, is_slate, top_order, vali
 from explore.slate import Slate
 
 EXACT_MARGINALS_MAX_POOL = 14
-SMALLEST_WEIGHT = 1e-300
 
 
-def pool_weights(pool_scores: np.ndarray, temperature: float) -> np.ndarray:
-    """The softmax at ``temperature`` over the pool's scores, with weights that would underflow
-    raised to ``SMALLEST_WEIGHT``: every pool candidate keeps a positive weight, so the mass left
-    is never 0 and the races stay finite. Nondecreasing in the score, as the budget needs."""
-    z = np.exp((pool_scores - pool_scores.max()) / temperature)
-    return np.maximum(z / z.sum(), SMALLEST_WEIGHT)
+def pool_log_weights(pool_scores: np.ndarray, temperature: float) -> np.ndarray:
+    """log w up to a constant: (s − max s)/T over the pool. Nonincreasing along the pool when
+    the pool is in greedy order."""
+    return (pool_scores - pool_scores.max()) / temperature
+
+
+def log_sum_exp(x: np.ndarray) -> float:
+    """log Σ exp(x), −inf for an empty x."""
+    if x.size == 0:
+        return -np.inf
+    top = float(x.max())
+    return top + float(np.log(np.exp(x - top).sum()))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,28 +81,29 @@ class PlackettLuceSlate:
         return n if self.pool is None else min(n, max(self.pool, k))
 
     def _weights(self, scores: np.ndarray, k: int, *, full_order: bool) -> tuple[np.ndarray, ...]:
-        """(pool candidates in greedy order, their softmax weights)."""
+        """(pool candidates in greedy order, their log weights)."""
         m = self._pool_size(scores.size, k)
         pool = greedy_order(scores)[:m] if full_order else top_order(scores, m)
-        return pool, pool_weights(scores[pool], self.temperature)
+        return pool, pool_log_weights(scores[pool], self.temperature)
 
-    def _prefix(self, weights: np.ndarray, picked: np.ndarray) -> np.ndarray:
-        """P(prefix) for pool positions ``picked`` (distinct). The softmax mass left before each
-        draw is summed from what is left, not subtracted from 1, so it stays accurate when tiny."""
-        left_out = np.ones(weights.size, dtype=bool)
+    def _prefix(self, log_weights: np.ndarray, picked: np.ndarray) -> np.ndarray:
+        """P(prefix) for pool positions ``picked`` (distinct): the softmax mass left before each
+        draw is the log-sum-exp of the candidates not picked and the picks from there on."""
+        left_out = np.ones(log_weights.size, dtype=bool)
         left_out[picked] = False
-        w_picked = weights[picked]
-        remaining = weights[left_out].sum() + np.cumsum(w_picked[::-1])[::-1]
-        cond = w_picked / remaining
+        log_picked = log_weights[picked]
+        suffix = np.logaddexp.accumulate(log_picked[::-1])[::-1]
+        log_left = np.logaddexp(suffix, log_sum_exp(log_weights[left_out]))
+        cond = np.exp(log_picked - log_left)
         if self.uniform_mix > 0.0:
-            left = weights.size - np.arange(picked.size, dtype=np.float64)
+            left = log_weights.size - np.arange(picked.size, dtype=np.float64)
             cond = (1.0 - self.uniform_mix) * cond + self.uniform_mix / left
         return np.cumprod(cond)
 
-    def _draw(self, weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    def _draw(self, log_weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         """Pool positions of a slate of k."""
-        m = weights.size
-        race = rng.standard_exponential(m) / weights
+        m = log_weights.size
+        race = np.log(rng.standard_exponential(m)) - log_weights  # log(E_i / w_i)
         ahead = min(m, 2 * k if self.uniform_mix > 0.0 else k)  # how far the race is needed
         if ahead < m:
             first = np.argpartition(race, ahead - 1)[:ahead]
@@ -126,9 +132,9 @@ class PlackettLuceSlate:
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         scores = validate_scores(scores, k)
         k = min(k, scores.size)
-        pool, weights = self._weights(scores, k, full_order=False)
-        picked = self._draw(weights, k, rng)
-        prefix = self._prefix(weights, picked)
+        pool, log_weights = self._weights(scores, k, full_order=False)
+        picked = self._draw(log_weights, k, rng)
+        prefix = self._prefix(log_weights, picked)
         cond = conditionals(prefix)
         exact = k == 1
         chosen = pool[picked]
@@ -147,13 +153,13 @@ class PlackettLuceSlate:
         scores = validate_scores(scores, max(slate.size, 1))
         if not is_slate(slate, scores.size):
             return 0.0
-        pool, weights = self._weights(scores, slate.size, full_order=True)
+        pool, log_weights = self._weights(scores, slate.size, full_order=True)
         rank = np.full(scores.size, -1)
         rank[pool] = np.arange(pool.size)
         picked = rank[slate]
         if np.any(picked < 0):
             return 0.0
-        return float(self._prefix(weights, picked)[-1])
+        return float(self._prefix(log_weights, picked)[-1])
 
     def marginals(self, scores: np.ndarray, k: int) -> np.ndarray:
         """Exact P(candidate i at position k), (k, n), for K = 1 or a pool of at most
@@ -161,9 +167,10 @@ class PlackettLuceSlate:
         scores = validate_scores(scores, k)
         n = scores.size
         k = min(k, n)
-        pool, weights = self._weights(scores, k, full_order=True)
+        pool, log_weights = self._weights(scores, k, full_order=True)
         out = np.zeros((k, n))
         if k == 1:
+            weights = np.exp(log_weights - log_sum_exp(log_weights))
             out[0, pool] = (1.0 - self.uniform_mix) * weights + self.uniform_mix / pool.size
             return out
         if pool.size > EXACT_MARGINALS_MAX_POOL:
@@ -172,26 +179,33 @@ class PlackettLuceSlate:
                 f"{EXACT_MARGINALS_MAX_POOL} candidates; got k = {k} and a pool of {pool.size} "
                 "(use slate_probability or the prefix propensities instead)"
             )
-        out[:, pool] = subset_marginals(weights, k, self.uniform_mix)
+        out[:, pool] = subset_marginals(log_weights, k, self.uniform_mix)
         return out
 
 
-def subset_marginals(weights: np.ndarray, k: int, uniform_mix: float = 0.0) -> np.ndarray:
+def subset_marginals(log_weights: np.ndarray, k: int, uniform_mix: float = 0.0) -> np.ndarray:
     r"""Exact marginals (k, m) by dynamic programming over subsets of the m pool candidates.
 
     With q(i | S) = (1 − γ)·w_i / w(complement of S) + γ/(m − |S|), the probability that the
     next draw after the set S is i:
     f(S) = P(the first |S| positions hold exactly the set S) = Σ_{i∈S} f(S \ i)·q(i | S \ i),
-    f(∅) = 1, and P(i at position j) = Σ_{|S| = j, i ∉ S} f(S)·q(i | S). O(2^m · m).
+    f(∅) = 1, and P(i at position j) = Σ_{|S| = j, i ∉ S} f(S)·q(i | S). O(2^m · m), with the
+    masses left as log-sum-exps.
     """
-    m = weights.size
+    m = log_weights.size
     masks = np.arange(1 << m)
     bits = ((masks[:, None] >> np.arange(m)) & 1).astype(bool)  # (2^m, m)
-    left = (~bits) @ weights  # w of the complement of each set, summed from what is left
     size = bits.sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        softmax_step = np.where(left > 0.0, (1.0 - uniform_mix) / left, 0.0)  # (2^m,)
-        uniform_step = np.where(size < m, uniform_mix / (m - size), 0.0)
+    free_log = np.where(bits, -np.inf, log_weights[None, :])  # (2^m, m)
+    top = free_log.max(axis=1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    uniform = np.where(size < m, uniform_mix / np.maximum(m - size, 1), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # the full set has nothing left
+        log_left = top[:, 0] + np.log(np.exp(free_log - top).sum(axis=1))  # (2^m,)
+        # q[S, i] = P(next draw is i | the set S is shown), 0 for i in S.
+        softmax = np.exp(free_log - log_left[:, None])
+    q = (1.0 - uniform_mix) * softmax + np.where(bits, 0.0, uniform[:, None])
+    q[size == m] = 0.0
     f = np.zeros(1 << m)
     f[0] = 1.0
     for j in range(1, k):
@@ -199,13 +213,9 @@ def subset_marginals(weights: np.ndarray, k: int, uniform_mix: float = 0.0) -> n
         for i in range(m):
             has = bits[sets, i]
             without = sets[has] ^ (1 << i)
-            f[sets[has]] += f[without] * (
-                weights[i] * softmax_step[without] + uniform_step[without]
-            )
+            f[sets[has]] += f[without] * q[without, i]
     out = np.zeros((k, m))
     for j in range(k):
         sets = masks[size == j]
-        free = ~bits[sets]  # (sets, m)
-        out[j] = weights * ((f[sets] * softmax_step[sets]) @ free)
-        out[j] += (f[sets] * uniform_step[sets]) @ free
+        out[j] = f[sets] @ q[sets]
     return out

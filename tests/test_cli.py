@@ -54,11 +54,25 @@ def test_ope_estimate_names_a_missing_column(
     assert "target_pscore" in capsys.readouterr().err
 
 
-def test_bench_policy_ends_with_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "policy", "--json"]) == 0
+def test_bench_explore_ends_with_one_json_object(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["bench", "explore", "--json", "--repeats", "30", "--decisions", "3000"]
+    argv += ["--requests", "4", "--draws", "2", "--n-items", "150", "--budgets", "0.01"]
+    assert main(argv) == 0
     last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert last["epsilon_greedy"]["p50_us"] > 0
-    assert last["greedy_top_k"]["p50_us"] > 0
-    assert last["ratio_p50"] == pytest.approx(
-        last["epsilon_greedy"]["p50_us"] / last["greedy_top_k"]["p50_us"]
-    )
+    assert last["vw"]["decide_us_p50"] > 0
+    for name in ("greedy", "epsilon_greedy", "random_insertion", "plackett_luce"):
+        entry = last["policies"][name]
+        assert 0 < entry["decide_us_p50"] <= entry["decide_us_p99"]
+        assert 0.0 <= entry["chi2_p"] <= 1.0 and entry["max_abs_z"] >= 0.0
+        assert entry["ratio_to_vw_p50"] == pytest.approx(
+            entry["decide_us_p50"] / last["vw"]["decide_us_p50"]
+        )
+    calibrated = {row["policy"]: row for row in last["calibration"]}
+    assert set(calibrated) == {
+        "calibrated_epsilon_greedy",
+        "calibrated_random_insertion",
+        "calibrated_plackett_luce",
+    }
+    for row in calibrated.values():
+        assert row["budget"] == 0.01
+        assert row["planned_cost"] <= 0.01 + 1e-12

@@ -1,5 +1,6 @@
-"""EpsilonGreedySlate: exact slate probabilities and marginals (checked by enumeration and by
-sampling), logged propensities consistent with them, replayable decisions, and validation."""
+"""EpsilonGreedySlate: exact slate probabilities and marginals (checked by enumeration; the
+sampling checks are in test_explore_statistics), logged propensities consistent with them,
+replayable decisions, and validation."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import uuid
 
 import numpy as np
 import pytest
-from scipy.stats import chisquare
 
 from explore import EpsilonGreedySlate, Policy, greedy_order, rng_for_decision
 
@@ -119,30 +119,6 @@ def test_conditional_propensity_after_a_greedy_prefix_by_hand() -> None:
     np.testing.assert_allclose(slate.prefix_propensity, prefix, rtol=1e-15)
     np.testing.assert_allclose(slate.cond_propensity, prefix / np.r_[1.0, prefix[:-1]], rtol=1e-15)
     np.testing.assert_allclose(slate.propensity, 0.7 + 0.3 / 5, rtol=1e-15)
-
-
-@pytest.mark.slow
-def test_sampled_positions_match_the_marginals() -> None:
-    n_decisions, k = 100_000, 3
-    scores = np.array([0.12, 0.55, 0.31, 0.9, 0.05, 0.47, 0.72, 0.2])
-    policy = EpsilonGreedySlate(epsilon=0.3, pool=5)
-    marginals = policy.marginals(scores, k)
-    rng = np.random.default_rng(2024)
-    counts = np.zeros((k, scores.size))
-    for _ in range(n_decisions):
-        counts[np.arange(k), policy.decide(scores, k, rng).indices] += 1
-    expected = marginals * n_decisions
-    support = expected > 0
-    # Items outside the pool are never shown.
-    assert np.all(counts[~support] == 0)
-    alpha = 0.01 / k  # Bonferroni over positions
-    z = (counts - expected)[support] / np.sqrt((n_decisions * marginals * (1 - marginals))[support])
-    for j in range(k):
-        cells = support[j]
-        result = chisquare(counts[j, cells], expected[j, cells])
-        assert result.pvalue > alpha, (j, result)
-    # Observed with this seed: chi-square p = 0.42, 0.16, 0.40; max |z| = 2.4.
-    assert np.max(np.abs(z)) < 5.0, np.max(np.abs(z))
 
 
 def test_same_decision_id_replays_the_same_slate() -> None:
