@@ -11,10 +11,12 @@ from ope.gate import GateThresholds, paired_lift
 from ope.gate import gate as gate_decision
 from ope.intervals import INTERVALS
 from ope.model_based import DM, DR, SNDR, DRos, SwitchDR
+from ope.pseudo_inverse import PseudoInverse
 from ope.report import build_report
 from ope.slate import SlateIndependentIPS, SlateRewardInteractionIPS, SlateStandardIPS
 from ope.streaming import read_batches, stream_estimates
 from ope.suite import DROS_LAMBDA, SWITCH_TAU, estimate_all, estimators
+from ope.support import support_diagnostics
 
 __all__ = [
     "DM",
@@ -34,6 +36,7 @@ __all__ = [
     "OpeBatch",
     "OpeInputError",
     "Partial",
+    "PseudoInverse",
     "SlateIndependentIPS",
     "SlateRewardInteractionIPS",
     "SlateStandardIPS",
@@ -46,4 +49,5 @@ __all__ = [
     "paired_lift",
     "read_batches",
     "stream_estimates",
+    "support_diagnostics",
 ]
