@@ -42,8 +42,8 @@ def validate_scores(scores: np.ndarray, k: int) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 1 or scores.size == 0:
         raise ValueError(f"scores must be a non-empty 1-D array; got shape {scores.shape}")
-    bad = np.flatnonzero(~np.isfinite(scores))
-    if bad.size:
+    if not np.isfinite(scores).all():
+        bad = np.flatnonzero(~np.isfinite(scores))
         raise ValueError(f"scores must be finite; got {scores[bad[0]]} at index {bad[0]}")
     if k < 1:
         raise ValueError(f"k must be >= 1; got {k}")
