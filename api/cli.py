@@ -312,9 +312,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--input",
         required=True,
         help="columns reward, pscore, target_pscore [, decision_id, slot, q_hat, v_hat, "
-        "pscore_slate, target_pscore_slate, pscore_cascade, target_pscore_cascade]; q_hat is the "
-        "reward model at the logged action, v_hat the reward model averaged over the target "
-        "policy; the slate columns are whole-slate and prefix probabilities",
+        "pscore_slate, target_pscore_slate, pscore_cascade, target_pscore_cascade, "
+        "target_pscore_item]; q_hat is the reward model at the logged action, v_hat the reward "
+        "model averaged over the target policy; the slate columns are whole-slate and prefix "
+        "probabilities, and the target's probability of the row's item at any position (the "
+        "pseudo-inverse estimator pi, for uniform logging)",
     )
     estimate.add_argument("--alpha", type=float, default=0.05, help="1 - interval level")
     estimate.add_argument(
