@@ -5,9 +5,14 @@ simulated world's truth, streams, and refuses logs it does not fit."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
+from api.cli import main
 from api.coverage_world import CoverageWorld, CoverageWorldConfig
 from explore import EpsilonGreedySlate
 from ope import OpeBatch, OpeInputError, estimate_all, stream_estimates
@@ -214,3 +219,23 @@ def test_target_item_probability_below_the_position_one_is_refused() -> None:
 def test_enumeration_refuses_large_candidate_sets() -> None:
     with pytest.raises(ValueError, match="n <= 8"):
         ordered_slates(9, 2)
+
+
+def test_ope_estimate_reads_the_pi_columns_from_parquet(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = CoverageWorldConfig(seed=2, pool_requests=100, decisions=300, candidates=5, k=2)
+    b = CoverageWorld(config).run(1).batch
+    columns = ("pscore_slate", "target_pscore_slate", "pscore_cascade", "target_pscore_cascade")
+    frame = pd.DataFrame(
+        {"decision_id": b.decision, "slot": b.slot, "reward": b.reward, "pscore": b.pscore,
+         "target_pscore": b.target_pscore, "target_pscore_item": b.target_pscore_item}
+        | {c: getattr(b, c) for c in columns}
+    )  # fmt: skip
+    path = tmp_path / "slates.parquet"
+    frame.to_parquet(path)
+    assert main(["ope", "estimate", "--input", str(path), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    expected = PseudoInverse().estimate(b)
+    assert document["estimates"]["pi"]["value"] == pytest.approx(expected.value, rel=1e-12)
+    assert {"sips", "rips", "iips"} <= set(document["estimates"])
