@@ -232,6 +232,7 @@ def fm_config(data: SequenceData, preset: Preset, *, use_time: bool) -> FMConfig
         n_future=preset.n_future,
         freshness_buckets=preset.freshness_buckets,
         mask_unreleased=preset.metadata,  # only the sim catalog has release times
+        item_metadata=preset.metadata,
     )
     return cfg.with_catalog(data.catalog)
 

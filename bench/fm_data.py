@@ -147,17 +147,23 @@ def simulate_sequences(
     requests_per_user: float = 60.0,
     slate_size: int = 10,
     horizon_days: float = 60.0,
+    daypart_strength: float = 1.0,
+    device_strength: float = 1.0,
     seed: int = 0,
 ) -> SequenceData:
-    """Plays of the simulated world under uniformly random slates (see the module docstring)."""
+    """Plays of the simulated world under uniformly random slates (see the module docstring);
+    the strengths scale the world's genre × daypart and genre × device effects."""
     from api.sim_bridge import catalog_from_world
     from fm_core.tokenize import EventContext
     from sim import World, WorldConfig
     from sim.clock import EPOCH
 
     world = World(
-        WorldConfig(seed=seed, n_items=n_items, n_users=n_users, horizon_days=horizon_days)
-    )
+        WorldConfig(
+            seed=seed, n_items=n_items, n_users=n_users, horizon_days=horizon_days,
+            daypart_strength=daypart_strength, device_strength=device_strength,
+        )
+    )  # fmt: skip
     rng = np.random.default_rng(seed + 1)
     n_requests = round(requests_per_user * n_users)
     requests = world.sample_requests(n_requests, start=0.0, end=horizon_days, rng=rng)
@@ -202,7 +208,8 @@ def simulate_sequences(
             )
         )
     source = (f"sim: {n_users} users, {n_items} items, {n_requests} requests, random slates "
-              f"of {slate_size}, seed {seed}")  # fmt: skip
+              f"of {slate_size}, daypart × {daypart_strength:g}, device × {device_strength:g}, "
+              f"seed {seed}")  # fmt: skip
     return SequenceData(
         "sim", catalog_from_world(world), tuple(histories), tuple(contexts), True, source
     )

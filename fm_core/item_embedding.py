@@ -12,6 +12,9 @@ item's ID part is dropped (g_i = 0) with probability ``id_dropout`` per step, wh
 metadata path learn to stand alone. Tokens are hashed with CRC-32 (stable across processes)
 into ``n_token_buckets - 1`` buckets; bucket 0 is padding.
 
+With ``FMConfig.item_metadata`` False (a catalog without metadata, such as a bare ID dataset)
+e_i = id_i, with neither gate nor ID drop-out.
+
 The catalog's metadata lives in buffers, so a checkpoint's state rebuilds the items without the
 catalog.
 """
@@ -103,6 +106,8 @@ class ItemEncoder(nn.Module):
         return torch.sigmoid(self.gate(torch.log1p(age_days).float()[:, None]))  # (N, D)
 
     def forward(self) -> torch.Tensor:
+        if not self.cfg.item_metadata:  # no metadata: the ID embedding alone
+            return self.id_emb.weight
         g = self.id_gate()  # (N, D)
         if self.training and self.cfg.id_dropout > 0:
             keep = torch.rand(g.shape[0], device=g.device) >= self.cfg.id_dropout  # (N,)

@@ -85,6 +85,9 @@ class FMConfig:
     # item representation
     id_dropout: float = 0.1
     gate_init_bias: float = -3.0
+    # False: the catalog has no metadata and each item is its ID embedding alone (no gate, no
+    # metadata encoders in the forward), which saves two (N, D) passes a step on large catalogs
+    item_metadata: bool = True
     # objectives
     n_future: int = 1  # items predicted per step: 1 = next item only
     future_weight: float = 0.5
@@ -273,11 +276,11 @@ class FoundationModel(nn.Module):
         T = batch.prev_item.shape[1]
         if self.cfg.max_len < T:
             raise ValueError(f"batch has {T} tokens; the model's max_len is {self.cfg.max_len}")
-        N = table.shape[0]
-        inputs = torch.cat([table, self.special_items.weight])  # (N + 2, D)
-        prev = torch.where(batch.prev_item >= 0, batch.prev_item, N - 1 - batch.prev_item)
+        prev = batch.prev_item
+        known = (prev >= 0)[..., None]  # (B, T, 1); else PREV_BOS (-1) or PREV_UNKNOWN (-2)
+        special = self.special_items.weight[(-1 - prev).clamp(0, 1)]  # (B, T, D)
         x = (
-            inputs[prev]  # (B, T, D)
+            torch.where(known, table[prev.clamp(min=0)], special)  # (B, T, D)
             + self.kind_emb(batch.prev_kind)
             + self.device_emb(batch.device_id)
             + self.surface_emb(batch.surface_id)

@@ -114,8 +114,9 @@ def sampled_softmax_loss(
             per query, give (M,); rows (1, S) give (M, S).
     """
     negatives = torch.multinomial(log_q.exp(), n_sampled, replacement=True)  # (S,)
-    pos = (h * table[target]).sum(-1) + bias[target] - log_q[target]  # (M,)
-    neg = torch.addmm((bias - log_q)[negatives][None, :], h, table[negatives].T)  # (M, S)
+    rows = table[torch.cat([target, negatives])]  # one gather: one (N, D) gradient scatter
+    pos = (h * rows[: target.numel()]).sum(-1) + bias[target] - log_q[target]  # (M,)
+    neg = torch.addmm((bias - log_q)[negatives][None, :], h, rows[target.numel() :].T)  # (M, S)
     if bonus is not None:
         pos = pos + bonus(target)  # (M,): each query's own target
         neg = neg + bonus(negatives[None, :])  # (M, S)
@@ -123,8 +124,11 @@ def sampled_softmax_loss(
     if release_time is not None and time is not None:
         blocked = blocked | unreleased(release_time[negatives], time)
     neg = neg.float().masked_fill_(blocked, float("-inf"))
-    # −log softmax of the positive over (positive, negatives), without concatenating them
-    losses = torch.logaddexp(pos.float(), torch.logsumexp(neg, dim=1)) - pos.float()  # (M,)
+    # −log softmax of the positive (column 0) over (positive, negatives): the fused
+    # cross-entropy's backward is one softmax pass, cheaper than logsumexp's autograd chain.
+    logits = torch.cat([pos.float()[:, None], neg], dim=1)  # (M, 1 + S)
+    first = torch.zeros(target.numel(), dtype=torch.long, device=target.device)
+    losses = F.cross_entropy(logits, first, reduction="none")  # (M,)
     return weighted_mean(losses, weight, total)
 
 
