@@ -301,7 +301,7 @@ def calibrate_plackett_luce(
     policy = replace(base, temperature=float(np.exp(log_t)), pool=m, uniform_mix=mix(m))
     return Calibration(
         policy=policy,
-        relative_cost=cost(m, log_t) / v_greedy if v_greedy > 0 else 0.0,
+        relative_cost=max(cost(m, log_t), 0.0) / v_greedy if v_greedy > 0 else 0.0,
         cost_exact=False,
     )
 
@@ -309,6 +309,9 @@ def calibrate_plackett_luce(
 def calibrate(base: Policy, scores: np.ndarray, k: int, budget: ExplorationBudget) -> Calibration:
     """Dispatch on the policy family; ``scores`` must be calibrated P(play)."""
     scores = validate_probabilities(scores)
+    known = (EpsilonGreedySlate, TopKRandomInsertion, PlackettLuceSlate, GreedySlate)
+    if isinstance(base, known) and budget.relative_cost == 0.0:
+        return _greedy()
     if isinstance(base, EpsilonGreedySlate):
         return calibrate_epsilon_greedy(base, scores, k, budget)
     if isinstance(base, TopKRandomInsertion):
