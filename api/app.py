@@ -32,7 +32,7 @@ from api.schemas import (
 )
 from api.service import DecisionInput, DecisionService, NoCandidatesError, UnknownCandidatesError
 from api.settings import Settings
-from explore import EpsilonGreedySlate, Policy
+from explore import Policy
 from fm_core import Scorer
 from proplog.engine import init_db, make_engine
 from proplog.errors import ConflictError, LogValidationError, UnknownDecisionError
@@ -116,9 +116,7 @@ def create_app(
         init_db(db)
         experiment = load_experiment(settings.experiment) if settings.experiment else None
         model = scorer or (experiment.control.scorer if experiment else load_scorer(settings))
-        chosen = policy or EpsilonGreedySlate(
-            epsilon=settings.epsilon, pool=settings.exploration_pool
-        )
+        chosen = policy or settings.exploration_policy()
         app.state.engine = db
         app.state.service = DecisionService(
             scorer=model,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from api.experiment import ExperimentSettings
+from explore import Policy, make_policy
 from proplog.engine import DEFAULT_DATABASE_URL
 
 
@@ -22,6 +24,13 @@ class Settings(BaseSettings):
     model_path: Path = Path("out/model.npz")
     epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
     exploration_pool: int | None = Field(default=30, ge=1)
+    policy: Literal["epsilon_greedy", "random_insertion", "plackett_luce", "greedy"] = (
+        "epsilon_greedy"
+    )
+    temperature: float = Field(default=0.05, gt=0.0)
+    uniform_mix: float = Field(default=0.0, ge=0.0, le=1.0)
+    exploration_budget: float | None = Field(default=None, ge=0.0)
+    propensity_floor: float = Field(default=0.0, ge=0.0, lt=1.0)
     max_k: int = Field(default=50, ge=1, le=500)
     history_limit: int = Field(default=200, ge=0)
     experiment: ExperimentSettings | None = None
@@ -37,6 +46,19 @@ class Settings(BaseSettings):
                 f"database_url must be a SQLAlchemy URL; got an unparsable value ({exc})"
             ) from None
         return value
+
+    def exploration_policy(self) -> Policy:
+        """The serving policy. With ``exploration_budget`` (relative, e.g. 0.005) its exploration
+        is calibrated per request within the budget and ``propensity_floor``."""
+        return make_policy(
+            self.policy,
+            epsilon=self.epsilon,
+            pool=self.exploration_pool,
+            temperature=self.temperature,
+            uniform_mix=self.uniform_mix,
+            budget=self.exploration_budget,
+            floor=self.propensity_floor,
+        )
 
     @property
     def safe_database_url(self) -> str:

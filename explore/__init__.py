@@ -15,6 +15,7 @@ from explore.greedy import GreedySlate
 from explore.plackett_luce import PlackettLuceSlate
 from explore.policy import Policy, greedy_order, top_order
 from explore.random_insertion import TopKRandomInsertion
+from explore.registry import make_policy, policy_for_record
 from explore.seeding import rng_for_decision
 from explore.slate import Slate
 from explore.vw_format import ActionFeatures, RequestContext
@@ -39,6 +40,8 @@ __all__ = [
     "calibrate",
     "expected_plays",
     "greedy_order",
+    "make_policy",
+    "policy_for_record",
     "rng_for_decision",
     "top_order",
 ]
