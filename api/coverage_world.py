@@ -27,6 +27,7 @@ import numpy as np
 from explore import EpsilonGreedySlate
 from ope import OpeBatch
 from ope.coverage import LoggedRun
+from ope.refit import RewardModelInputs
 from ope.replay import replay_slate
 from ope.reward_model import Classifier, cross_fit
 from sim import World, WorldConfig
@@ -114,15 +115,20 @@ class CoverageWorld:
             target["marginal"][i], target["item"][i] = replayed.marginal, replayed.item
             target["prefix"][i] = replayed.prefix
         logged_prefix = np.cumprod(1.0 / (n_cand - np.arange(k, dtype=np.float64)))
-        q_hat, v_hat = self._reward_model(picks, slates, reward, seed)
+        inputs = self._reward_model_inputs(picks, slates)
+        fit = cross_fit(
+            inputs.design, reward=reward.ravel(), action=inputs.action, target=inputs.target,
+            model=inputs.model, n_folds=inputs.n_folds, seed=seed,
+            groups=np.repeat(np.arange(c.decisions), k),  # the positions of a slate share a fold
+        )  # fmt: skip
         batch = OpeBatch.from_arrays(
             reward=reward.ravel(),
             pscore=np.full(reward.size, 1.0 / n_cand),
             target_pscore=target["marginal"].ravel(),
             decision_id=np.repeat(np.arange(c.decisions), k),
             slot=np.tile(np.arange(k), c.decisions),
-            q_hat=q_hat,
-            v_hat=v_hat,
+            q_hat=fit.q_hat,
+            v_hat=fit.v_hat,
             slate_pscores={
                 "pscore_slate": np.full(reward.size, logged_prefix[-1]),
                 "target_pscore_slate": np.repeat(target["prefix"][:, -1], k),
@@ -131,18 +137,17 @@ class CoverageWorld:
                 "target_pscore_item": target["item"].ravel(),
             },
         )
-        return LoggedRun(batch=batch, truth=self.truth)
+        return LoggedRun(batch=batch, truth=self.truth, reward_model=inputs)
 
     def runs(self, reps: int, *, first_seed: int = 0) -> Iterator[LoggedRun]:
         """``reps`` runs with seeds first_seed, first_seed + 1, ..."""
         for r in range(reps):
             yield self.run(first_seed + r)
 
-    def _reward_model(
-        self, picks: np.ndarray, slates: np.ndarray, reward: np.ndarray, seed: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Cross-fitted q̂ at each logged (position, candidate) and v̂ = Σ_a q_k(a) q̂(x, a, k),
-        one row per (decision, position), folds by decision."""
+    def _reward_model_inputs(self, picks: np.ndarray, slates: np.ndarray) -> RewardModelInputs:
+        """The reward model over one row per (decision, position): features of a candidate are
+        its target score and the position; the target at a row is the target's marginal over
+        the candidates at that position."""
         n, k = slates.shape
         position = np.tile(np.arange(k), n)
         request = np.repeat(picks, k)
@@ -152,17 +157,13 @@ class CoverageWorld:
             score = self.scores[request[rows], actions]
             return np.column_stack([score, slot_features[position[rows]]])
 
-        fit = cross_fit(
-            design,
-            reward=reward.ravel(),
+        return RewardModelInputs(
+            design=design,
             action=slates.ravel(),
             target=self.target_marginals[request, position],  # (n·K, C)
             model=_fast_logistic,
             n_folds=3,
-            seed=seed,
-            groups=np.repeat(np.arange(n), k),
         )
-        return fit.q_hat, fit.v_hat
 
 
 def _fast_logistic() -> Classifier:

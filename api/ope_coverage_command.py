@@ -41,6 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bootstrap", type=int, default=200, help="bootstrap replicates per repetition"
     )
+    parser.add_argument(
+        "--refit-bootstrap",
+        type=int,
+        default=0,
+        metavar="B",
+        help="also the bootstrap that refits the reward model, B replicates per repetition, for "
+        "DM and the doubly robust family (slow: B x 3 model fits per repetition; default off)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="world seed; runs use 0..reps-1")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
 
@@ -54,9 +62,12 @@ def run_coverage(args: argparse.Namespace) -> CoverageResult:
     )
     start = time.perf_counter()
     world = CoverageWorld(config)
+    if args.refit_bootstrap < 0 or args.refit_bootstrap == 1:
+        raise ValueError(f"--refit-bootstrap must be 0 (off) or >= 2; got {args.refit_bootstrap}")
     result = measure_coverage(
-        world.runs(args.reps), estimators(), alpha=args.alpha, n_bootstrap=args.bootstrap
-    )
+        world.runs(args.reps), estimators(), alpha=args.alpha, n_bootstrap=args.bootstrap,
+        refit_bootstrap=args.refit_bootstrap,
+    )  # fmt: skip
     result.config = config.as_dict() | {"seconds": round(time.perf_counter() - start, 1)}
     logger.info("coverage over %d runs in %.1f s", args.reps, result.config["seconds"])
     return result

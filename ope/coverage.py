@@ -23,15 +23,19 @@ import numpy as np
 from ope.batch import OpeBatch
 from ope.estimators import N_BOOTSTRAP, Bounds, Estimator
 from ope.intervals import INTERVALS, check_alpha
+from ope.refit import INTERVAL as REFIT_INTERVAL
+from ope.refit import RewardModelInputs, estimate_with_refit
 from ope.streaming import finish_all, stream_partials
 
 
 @dataclass(frozen=True)
 class LoggedRun:
-    """One repetition: the logged rows and the target's true value on their distribution."""
+    """One repetition: the logged rows and the target's true value on their distribution;
+    ``reward_model`` lets the refit bootstrap (``ope.refit``) refit the run's reward model."""
 
     batch: OpeBatch
     truth: float
+    reward_model: RewardModelInputs | None = None
 
 
 @dataclass
@@ -77,6 +81,7 @@ def measure_coverage(
     n_bootstrap: int = N_BOOTSTRAP,
     bounds: Bounds | None = None,
     seed: int = 0,
+    refit_bootstrap: int = 0,
 ) -> CoverageResult:
     """Coverage of every (estimator, interval) over ``runs``.
 
@@ -88,6 +93,9 @@ def measure_coverage(
         n_bootstrap: Poisson-bootstrap replicates per run.
         bounds: what the Bernstein interval assumes (default rewards in [0, 1]).
         seed: the bootstrap seed of run r is ``seed + r``.
+        refit_bootstrap: replicates of the bootstrap that refits the reward model (0: off);
+            adds a ``bootstrap-refit`` cell for DM and the doubly robust family, on runs that
+            carry ``reward_model``.
     """
     alpha = check_alpha(alpha)
     unknown = [i for i in intervals if i not in INTERVALS]
@@ -119,15 +127,31 @@ def measure_coverage(
                     fallback.setdefault(name, {})[interval] = estimate.interval
                 if interval == intervals[0]:
                     errors.setdefault(name, []).append(estimate.value - run.truth)
+        if refit_bootstrap and run.reward_model is not None:
+            inputs = run.reward_model
+            refitted = estimate_with_refit(
+                run.batch, design=inputs.design, action=inputs.action, target=inputs.target,
+                model=inputs.model, n_folds=inputs.n_folds, n_bootstrap=refit_bootstrap,
+                alpha=alpha, seed=seed + r,
+            )  # fmt: skip
+            for name, estimate in refitted.items():
+                cell = cells.setdefault((name, REFIT_INTERVAL), _Cell())
+                cell.covered += int(estimate.lo <= run.truth <= estimate.hi)
+                cell.widths.append(estimate.hi - estimate.lo)
     if names is None:
         raise ValueError("coverage needs at least one run")
     reps = len(truths)
+    methods = [*intervals, REFIT_INTERVAL]
+    present = {n: [i for i in methods if (n, i) in cells] for n in names}
     return CoverageResult(
         reps=reps,
         alpha=alpha,
         truth=float(np.mean(truths)),
-        coverage={n: {i: cells[(n, i)].covered / reps for i in intervals} for n in names},
-        width={n: {i: float(np.mean(cells[(n, i)].widths)) for i in intervals} for n in names},
+        coverage={
+            n: {i: cells[(n, i)].covered / len(cells[(n, i)].widths) for i in present[n]}
+            for n in names
+        },
+        width={n: {i: float(np.mean(cells[(n, i)].widths)) for i in present[n]} for n in names},
         bias={n: float(np.mean(errors[n])) for n in names},
         rmse={n: float(np.sqrt(np.mean(np.square(errors[n])))) for n in names},
         fallback=fallback,
@@ -136,7 +160,7 @@ def measure_coverage(
 
 def coverage_table(result: CoverageResult) -> str:
     """A terminal table: one row per estimator, coverage and mean width per interval method."""
-    methods = list(next(iter(result.coverage.values())))
+    methods = list(dict.fromkeys(m for row in result.coverage.values() for m in row))
     level = round(100 * (1 - result.alpha))
     head = f"{'estimator':<11}" + "".join(f"{m:>17}" for m in methods)
     head += f"{'bias':>10}{'rmse':>9}"
@@ -149,6 +173,9 @@ def coverage_table(result: CoverageResult) -> str:
     for name, row in result.coverage.items():
         cells = ""
         for m in methods:
+            if m not in row:
+                cells += f"{'-':>17}"
+                continue
             mark = "*" if m in result.fallback.get(name, {}) else " "
             cells += f"{row[m]:>9.3f}{mark}/{result.width[name][m]:<6.3f}"
         lines.append(

@@ -5,7 +5,8 @@ resamples decisions with their q̂ and v̂ held fixed, so it ignores that the re
 fitted on those decisions: its interval is too narrow wherever the model matters (DM above all).
 Here each replicate b
 
-1. draws n decisions with replacement (seeded by ``(seed, b)``);
+1. draws the D decisions with replacement (seeded by ``(seed, b)``), each with all its rows
+   (every slot of a slate);
 2. refits the cross-fitted reward model (``ope.reward_model.cross_fit``) on the replicate, with
    the copies of one decision kept in one fold, so no decision's q̂ has seen itself;
 3. recomputes q̂ and v̂ and re-estimates every estimator.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
@@ -45,23 +47,26 @@ def model_estimators(
     return [DM(), DR(), SNDR(), DRos(lambda_=dros_lambda), SwitchDR(tau=switch_tau)]
 
 
-def _with_model(
-    batch: OpeBatch, rows: np.ndarray, q_hat: np.ndarray, v_hat: np.ndarray
-) -> OpeBatch:
-    """The batch's ``rows`` (a bootstrap draw, or all of them) with a fitted reward model."""
-    return OpeBatch.from_arrays(
-        reward=batch.reward[rows],
-        pscore=batch.pscore[rows],
-        target_pscore=batch.target_pscore[rows],
-        q_hat=q_hat,
-        v_hat=v_hat,
-    )
+@dataclass(frozen=True)
+class RewardModelInputs:
+    """What refitting the reward model needs, one entry per row of the batch.
+
+    Attributes:
+        design: features of (rows, actions), rows indexing the batch's rows.
+        action: (n,) the logged action (candidate) index of each row.
+        target: (n, n_actions) the target's probabilities at each row's context (and slot).
+        model, n_folds: the reward model and its folds (``ope.reward_model.cross_fit``).
+    """
+
+    design: Design
+    action: np.ndarray
+    target: np.ndarray
+    model: str | Callable[[], Classifier] = "logistic"
+    n_folds: int = 3
 
 
 def _check_inputs(batch: OpeBatch, action: np.ndarray, target: np.ndarray) -> None:
     n = batch.n_rows
-    if not batch.one_row_per_decision or batch.n_slots != 1:
-        raise OpeInputError("the refit bootstrap takes one row per decision (no slates)")
     if action.shape != (n,):
         raise OpeInputError(f"action must have {n} rows like reward; got shape {action.shape}")
     if target.ndim != 2 or target.shape[0] != n:
@@ -76,6 +81,25 @@ def _check_inputs(batch: OpeBatch, action: np.ndarray, target: np.ndarray) -> No
             f"target at the logged action must equal target_pscore; got {at_logged[row]} and "
             f"{batch.target_pscore[row]} at row {row}"
         )
+
+
+class DecisionRows:
+    """The rows of each decision, to resample whole decisions (every slot of a slate)."""
+
+    def __init__(self, decision: np.ndarray) -> None:
+        self.order = np.argsort(decision, kind="stable")
+        self.counts = np.bincount(decision)
+        self.starts = np.concatenate(([0], np.cumsum(self.counts)[:-1]))
+
+    def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, the replicate's decision of each row) for D decisions drawn with
+        replacement; two copies of a decision are two decisions of the replicate."""
+        n_decisions = self.counts.size
+        draws = rng.integers(n_decisions, size=n_decisions)
+        count = self.counts[draws]
+        first = np.repeat(self.starts[draws], count)
+        within = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
+        return self.order[first + within], np.repeat(np.arange(n_decisions), count)
 
 
 def estimate_with_refit(
@@ -94,12 +118,11 @@ def estimate_with_refit(
     """Estimates with the refit percentile bootstrap interval (``interval="bootstrap-refit"``).
 
     Args:
-        batch: one row per decision: reward (binary), pscore, target_pscore; its q_hat and
-            v_hat, if any, are replaced by the cross-fitted model's.
-        design: features of (rows, actions), rows indexing ``batch``'s rows.
-        action: (n,) the logged action index of each row.
-        target: (n, n_actions) the target policy's probabilities at each row's context.
-        model, n_folds: the reward model and its folds (``ope.reward_model.cross_fit``).
+        batch: one row per decision, or per decision and slot for slates: reward (binary),
+            pscore, target_pscore; its q_hat and v_hat, if any, are replaced by the
+            cross-fitted model's. Decisions are resampled whole, and the rows of one decision
+            share a fold.
+        design, action, target, model, n_folds: see ``RewardModelInputs``.
         n_bootstrap: replicates, each refitting the model ``n_folds`` times.
         seed: seeds the folds and the replicates; the same seed gives the same answer.
         chosen: the estimators (default ``model_estimators()``).
@@ -111,30 +134,37 @@ def estimate_with_refit(
     target = np.asarray(target, dtype=np.float64)
     _check_inputs(batch, action, target)
     chosen = list(chosen) if chosen is not None else model_estimators()
-    n = batch.n_rows
 
-    def fitted(rows: np.ndarray | None, fit_seed: int) -> OpeBatch:
-        picked = np.arange(n) if rows is None else rows
+    def fitted(rows: np.ndarray, decision: np.ndarray, fit_seed: int) -> OpeBatch:
         fit = cross_fit(
-            lambda r, a: design(picked[r], a),
-            reward=batch.reward[picked],
-            action=action[picked],
-            target=target[picked],
+            lambda r, a: design(rows[r], a),
+            reward=batch.reward[rows],
+            action=action[rows],
+            target=target[rows],
             model=model,
             n_folds=n_folds,
             seed=fit_seed,
-            groups=None if rows is None else rows,
+            groups=batch.decision[rows],  # copies of a decision share its fold
         )
-        return _with_model(batch, picked, fit.q_hat, fit.v_hat)
+        return OpeBatch.from_arrays(
+            reward=batch.reward[rows],
+            pscore=batch.pscore[rows],
+            target_pscore=batch.target_pscore[rows],
+            decision_id=decision,
+            slot=batch.slot[rows],
+            q_hat=fit.q_hat,
+            v_hat=fit.v_hat,
+        )
 
-    full = fitted(None, seed)
+    full = fitted(np.arange(batch.n_rows), batch.decision, seed)
     point = {e.name: e.estimate(full) for e in chosen}
+    decisions = DecisionRows(batch.decision)
     replicates = np.full((n_bootstrap, len(chosen)), np.nan)
     for b in tqdm(range(n_bootstrap), desc="bootstrap refit", leave=False, disable=None):
-        rows = np.random.default_rng([seed, b]).integers(n, size=n)
-        if np.unique(rows).size < n_folds:
+        rows, decision = decisions.draw(np.random.default_rng([seed, b]))
+        if np.unique(batch.decision[rows]).size < n_folds:
             continue  # too few distinct decisions to cross-fit; the replicate is dropped
-        resampled = fitted(rows, seed + 1 + b)
+        resampled = fitted(rows, decision, seed + 1 + b)
         replicates[b] = [e.finish(e.partial(resampled)).value for e in chosen]
     out: dict[str, Estimate] = {}
     for j, e in enumerate(chosen):
@@ -153,5 +183,5 @@ def estimate_with_refit(
             diagnostics=p.diagnostics | {"refit_replicates": float(values.size)},
             interval=INTERVAL,
         )
-    logger.info("refit bootstrap: %d replicates over %d decisions", n_bootstrap, n)
+    logger.info("refit bootstrap: %d replicates over %d decisions", n_bootstrap, full.n_decisions)
     return out

@@ -60,6 +60,16 @@ def test_unbiased_estimators_cover_the_simulated_truth(world_coverage: object) -
     assert "ipw" in coverage_table(result)  # type: ignore[arg-type]
 
 
+def test_refit_bootstrap_adds_a_cell_for_the_reward_model_estimators() -> None:
+    config = CoverageWorldConfig(seed=2, pool_requests=100, decisions=120, candidates=5, k=2)
+    runs = CoverageWorld(config).runs(3)
+    result = measure_coverage(runs, estimators(), intervals=["normal"], refit_bootstrap=5)
+    refit = {n for n, row in result.coverage.items() if "bootstrap-refit" in row}
+    assert refit == {"dm", "dr", "sndr", "dros", "switch-dr"}
+    assert result.width["dm"]["bootstrap-refit"] > 0
+    assert "bootstrap-refit" in coverage_table(result)
+
+
 def test_ope_coverage_command_ends_with_its_json_line(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["ope", "coverage", "--reps", "3", "--decisions", "40", "--bootstrap", "20", "--json"]
     assert main(argv) == 0

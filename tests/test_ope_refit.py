@@ -1,6 +1,6 @@
 """The bootstrap that refits the reward model in every replicate: deterministic for a seed, wider
-than the fixed-model bootstrap where the model matters (DM on a small sample), and bad input is
-refused naming the column and the row."""
+than the fixed-model bootstrap where the model matters (DM on a small sample), resampling whole
+slates, and bad input is refused naming the column and the row."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from api.coverage_world import CoverageWorld, CoverageWorldConfig
 from ope import DM, OpeBatch, OpeInputError, estimate_all
-from ope.refit import INTERVAL, estimate_with_refit
+from ope.refit import INTERVAL, DecisionRows, estimate_with_refit
 from ope.reward_model import Classifier, cross_fit
 
 N, D, A = 200, 4, 3
@@ -115,15 +116,20 @@ def test_bad_refit_input_is_refused(problem: Problem, mutate: BadInput, match: s
         estimate_with_refit(problem.batch, n_bootstrap=2, **args)  # type: ignore[arg-type]
 
 
-def test_refit_refuses_slates(problem: Problem) -> None:
-    slate = OpeBatch.from_arrays(
-        reward=problem.reward,
-        pscore=problem.batch.pscore,
-        target_pscore=problem.batch.target_pscore,
-        decision_id=np.arange(N) // 2,
-        slot=np.arange(N) % 2,
-    )
-    with pytest.raises(OpeInputError, match="one row per decision"):
-        estimate_with_refit(
-            slate, design=problem.design, action=problem.action, target=problem.target
-        )
+def test_refit_resamples_whole_slates() -> None:
+    config = CoverageWorldConfig(seed=4, pool_requests=100, decisions=150, candidates=5, k=3)
+    run = CoverageWorld(config).run(0)
+    assert run.reward_model is not None
+    inputs = run.reward_model
+    estimates = estimate_with_refit(
+        run.batch, design=inputs.design, action=inputs.action, target=inputs.target,
+        model=inputs.model, n_bootstrap=6, seed=2,
+    )  # fmt: skip
+    for e in estimates.values():
+        assert e.lo <= e.hi and np.isfinite(e.value) and e.n_decisions == 150
+    rows, decision = DecisionRows(run.batch.decision).draw(np.random.default_rng(0))
+    assert rows.size == decision.size == 3 * 150
+    # every replicate decision holds one logged decision's three slots, in order
+    original = run.batch.decision[rows].reshape(150, 3)
+    assert np.all(original == original[:, :1])
+    assert np.all(run.batch.slot[rows].reshape(150, 3) == np.arange(3))
