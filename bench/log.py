@@ -10,6 +10,9 @@ ways of writing the same kind of records, in the same process, side by side:
 - **one transaction per decision** (``proplog.store.record_decision``): the same number of
   threads, each with its own session, each decision committed on its own.
 
+Each way runs ``repeats`` times per back end, alternating, and the medians are reported (with
+every run's rate in the JSON), since the machine may be shared.
+
 Both include validation of every record (from a plain dict, as a client hands it over). Records
 are generated before the clock starts. SQLite is a file in a temporary folder with WAL and
 ``synchronous=FULL``. PostgreSQL is ``--postgres-url`` when given (the bench creates the tables
@@ -65,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-batch", type=int, default=1000, help="records per transaction")
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="batch collection time")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each way per back end; medians reported"
+    )
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -227,44 +233,50 @@ def _delete_run(engine: Any, user_id: str) -> None:
 
 
 def _measure(url: str, options: dict[str, Any], *, clean_up: bool) -> dict[str, Any]:
-    """Batch writer, then one transaction per decision, on fresh records, into ``url``."""
+    """Batch writer, then one transaction per decision, on fresh records, into ``url``;
+    ``repeats`` times each, alternating, so that both see the same share of the machine's load.
+    The rates reported are the medians over the repeats."""
     from proplog.engine import init_db, make_engine
 
     rng = np.random.default_rng(options["seed"])
     engine = make_engine(url)
     init_db(engine)
-    runs = {}
+    runs: dict[str, list[dict[str, Any]]] = {"batch_writer": [], "per_decision": []}
     try:
-        for name, count, method in (
-            ("batch_writer", options["decisions"], _batch_writer_rate),
-            ("per_decision", options["baseline_decisions"], _per_decision_rate),
-        ):
-            run_id = uuid.uuid4().hex[:12]
-            records = _make_decisions(
-                count,
-                slate=options["slate"],
-                candidates=options["candidates"],
-                run_id=run_id,
-                rng=rng,
-            )
-            # Records made for the bench are long-lived: keep the collector from rescanning them.
-            gc.collect()
-            gc.freeze()
-            cpu_start = time.process_time()
-            try:
-                runs[name] = method(engine, records, options)
-            finally:
-                gc.unfreeze()
-            # CPU seconds of this process (all threads) per decision: on a shared machine the
-            # rate depends on the other load, this much less.
-            runs[name]["cpu_us_per_decision"] = (time.process_time() - cpu_start) / count * 1e6
-            user_id = f"{BENCH_USER_PREFIX}{run_id}"
-            _check_stored(engine, user_id, count, options["slate"])
-            if clean_up:
-                _delete_run(engine, user_id)
+        for _ in range(options["repeats"]):
+            for name, count, method in (
+                ("batch_writer", options["decisions"], _batch_writer_rate),
+                ("per_decision", options["baseline_decisions"], _per_decision_rate),
+            ):
+                run_id = uuid.uuid4().hex[:12]
+                records = _make_decisions(
+                    count,
+                    slate=options["slate"],
+                    candidates=options["candidates"],
+                    run_id=run_id,
+                    rng=rng,
+                )
+                # Records made for the bench are long-lived: keep the collector from rescanning
+                # them.
+                gc.collect()
+                gc.freeze()
+                cpu_start = time.process_time()
+                try:
+                    one = method(engine, records, options)
+                finally:
+                    gc.unfreeze()
+                # CPU seconds of this process (all threads) per decision: on a shared machine
+                # the rate depends on the other load, this much less.
+                one["cpu_us_per_decision"] = (time.process_time() - cpu_start) / count * 1e6
+                runs[name].append(one)
+                user_id = f"{BENCH_USER_PREFIX}{run_id}"
+                _check_stored(engine, user_id, count, options["slate"])
+                if clean_up:
+                    _delete_run(engine, user_id)
     finally:
         engine.dispose()
-    batch, single = runs["batch_writer"], runs["per_decision"]
+    batch = _median_run(runs["batch_writer"])
+    single = _median_run(runs["per_decision"])
     return {
         "decisions_per_s": batch["decisions_per_s"],
         "per_decision_tx_decisions_per_s": single["decisions_per_s"],
@@ -272,8 +284,18 @@ def _measure(url: str, options: dict[str, Any], *, clean_up: bool) -> dict[str, 
         "cpu_us_per_decision": batch["cpu_us_per_decision"],
         "batch_writer": batch,
         "per_decision_tx": single,
+        "batch_writer_rates": [r["decisions_per_s"] for r in runs["batch_writer"]],
+        "per_decision_tx_rates": [r["decisions_per_s"] for r in runs["per_decision"]],
         "verified_exactly_once": True,
     }
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median rate (the lower middle one for an even count), with the median CPU."""
+    ordered = sorted(runs, key=lambda r: r["decisions_per_s"])
+    middle = dict(ordered[(len(ordered) - 1) // 2])
+    middle["cpu_us_per_decision"] = float(np.median([r["cpu_us_per_decision"] for r in runs]))
+    return middle
 
 
 @contextmanager
@@ -302,6 +324,7 @@ def run(
     window: int = 128,
     max_batch: int = 1000,
     max_wait_ms: float = 2.0,
+    repeats: int = 3,
     seed: int = 0,
 ) -> dict[str, Any]:
     for name, value, low in (
@@ -311,6 +334,7 @@ def run(
         ("threads", threads, 1),
         ("window", window, 1),
         ("max_batch", max_batch, 1),
+        ("repeats", repeats, 1),
     ):
         if value < low:
             raise ValueError(f"{name} must be >= {low}; got {value}")
@@ -325,6 +349,7 @@ def run(
         "window": window,
         "max_batch": max_batch,
         "max_wait_ms": max_wait_ms,
+        "repeats": repeats,
         "seed": seed,
     }
     result: dict[str, Any] = {"config": options}
@@ -345,7 +370,8 @@ def run(
 def table(result: dict[str, Any]) -> str:
     c = result["config"]
     rows = [
-        f"durable decisions/s, {c['slate']} slate items of {c['candidates']} candidates each; "
+        f"durable decisions/s (median of {c.get('repeats', 1)} runs), {c['slate']} slate items "
+        f"of {c['candidates']} candidates each; "
         f"{c['threads']} threads x {c['window']} in flight; batches <= {c['max_batch']} records, "
         f"<= {c['max_wait_ms']} ms",
         f"{'back end':<10}{'batch writer':>14}{'1 tx/decision':>15}{'ratio':>8}"
