@@ -27,9 +27,10 @@ For each family the cost is exact or an exact upper bound, never an estimate:
   draw likewise has at least the plain mean of ranks ≥ k. Hence cost ≤ Σ_k θ_k (p_{g_k} − L_k),
   an exact bound, tight as T → 0 and conservative otherwise (later positions recover the top
   candidates an early draw skipped, which the bound ignores). It grows with T (the tilted mean
-  falls as the tilt 1/T falls), so the temperature is found by bisection in log T. The floor holds
-  on every conditional propensity with the per-position uniform mix γ = f·M (γ/(M − j) ≥ f),
-  which needs M ≤ 1/f; when that mix alone breaks the budget, the pool is narrowed by bisection.
+  falls as the tilt 1/T falls), so the temperature is found by a refined grid search in log T.
+  The floor holds on every conditional propensity with the per-position uniform mix γ = f·M
+  (γ/(M − j) ≥ f), which needs M ≤ 1/f; when that mix alone breaks the budget, the pool is
+  narrowed by bisection.
 
 When even the least exploration breaks the budget or the floor, the request is served greedy.
 """
@@ -44,11 +45,11 @@ import numpy as np
 
 from explore.epsilon_greedy import EpsilonGreedySlate
 from explore.greedy import GreedySlate
-from explore.plackett_luce import PlackettLuceSlate, pool_log_weights
+from explore.plackett_luce import PlackettLuceSlate
 from explore.policy import Policy, exploring_mask, top_order
 from explore.random_insertion import TopKRandomInsertion
 
-BISECTION_STEPS = 24
+GRID, GRID_ROUNDS = 16, 3  # log T found to within ln(1e6) / 15**3: T to 0.4%
 TEMPERATURE_RANGE = (1e-4, 1e2)  # × the spread of the pool's scores
 
 
@@ -224,30 +225,64 @@ def plackett_luce_cost_bound(
 ) -> float:
     """The exact upper bound Σ_k θ_k (p_(k) − L_k) on a Plackett-Luce policy's cost in plays,
     L_k = (1 − γ)·(w-weighted mean of p over ranks ≥ k) + γ·(mean of p over ranks ≥ k);
-    ``p`` and ``log_weights`` are over the pool in greedy order, ``theta`` has K entries. Each
-    tail is weighted relative to its own first (largest) weight, so nothing underflows."""
+    ``p`` and ``log_weights`` are over the pool in greedy order, ``theta`` has K entries. The
+    tail sums are log-sum-exps, so a cold temperature does not underflow."""
     k = theta.size
     m = p.size
-    relative = log_weights[None, :] - log_weights[:k, None]  # (K, M): log(w_i / w_k)
-    in_tail = np.arange(m)[None, :] >= np.arange(k)[:, None]
-    tail = np.where(in_tail, np.exp(np.minimum(relative, 0.0)), 0.0)
-    least = (tail @ p) / tail.sum(axis=1)
+    with np.errstate(divide="ignore"):  # a score of 0 has log 0 = −inf, which logaddexp takes
+        log_wp = log_weights + np.log(p)
+    log_tail_w = np.logaddexp.accumulate(log_weights[::-1])[::-1][:k]
+    log_tail_wp = np.logaddexp.accumulate(log_wp[::-1])[::-1][:k]
+    least = np.exp(log_tail_wp - log_tail_w)
     if uniform_mix > 0.0:
         tail_mean = np.cumsum(p[::-1])[::-1][:k] / (m - np.arange(k))
         least = (1.0 - uniform_mix) * least + uniform_mix * tail_mean
     return float(theta @ (p[:k] - least))
 
 
-def _bisect(lo: float, hi: float, fits: Callable[[float], bool]) -> float:
-    """The last point in [lo, hi] where ``fits`` holds, given that it holds at ``lo`` and not at
-    ``hi``; the answer is always a point where ``fits`` held."""
-    for _ in range(BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        if fits(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
+def plackett_luce_cost_bounds(
+    p: np.ndarray, theta: np.ndarray, log_temperatures: np.ndarray, uniform_mix: float = 0.0
+) -> np.ndarray:
+    """``plackett_luce_cost_bound`` at several temperatures at once, (G,), for the softmax of
+    the pool scores ``p`` (greedy order) at T = exp(``log_temperatures``). Each tail is summed
+    in units of its own first weight w_k (the largest in it), so nothing overflows or underflows
+    into a wrong answer."""
+    k = theta.size
+    log_w = (p[None, :] - p[0]) / np.exp(log_temperatures)[:, None]  # (G, M), nonincreasing
+    head = log_w[:, :k]
+    relative = np.exp(np.minimum(head[:, None, :] - head[:, :, None], 0.0))  # (G, K, K)
+    relative *= np.triu(np.ones((k, k)))[None]  # only ranks i ≥ k of each tail
+    tail_w = relative.sum(axis=2)  # (G, K), in units of w_k
+    tail_wp = relative @ p[:k]
+    if p.size > k:  # ranks ≥ K: Σ w_i and Σ w_i p_i, in units of each w_k
+        beyond = np.exp(log_w[:, k:] - head[:, -1:])  # ≤ 1: below the head's last weight
+        scale = np.exp(head[:, -1:] - head)  # w_{K-1} / w_k ≤ 1
+        tail_w += scale * beyond.sum(axis=1, keepdims=True)
+        tail_wp += scale * (beyond @ p[k:])[:, None]
+    least = tail_wp / tail_w
+    if uniform_mix > 0.0:
+        tail_mean = np.cumsum(p[::-1])[::-1][:k] / (p.size - np.arange(k))
+        least = (1.0 - uniform_mix) * least + uniform_mix * tail_mean[None, :]
+    return (p[:k][None, :] - least) @ theta
+
+
+def _largest_within(
+    cost: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, allowed: float
+) -> float | None:
+    """The largest log T in [lo, hi] with cost ≤ allowed, for a cost that grows with T: a grid
+    of ``GRID`` points, refined ``GRID_ROUNDS`` times around the last one that fits. None when
+    even ``lo`` does not fit. The answer is always a point where the cost was evaluated."""
+    best = None
+    for _ in range(GRID_ROUNDS):
+        grid = np.linspace(lo, hi, GRID)
+        fits = cost(grid) <= allowed
+        if not fits[0]:
+            return best
+        if fits.all():
+            return float(grid[-1])
+        j = int(np.flatnonzero(~fits)[0]) - 1
+        best, lo, hi = float(grid[j]), float(grid[j]), float(grid[j + 1])
+    return best
 
 
 def calibrate_plackett_luce(
@@ -271,37 +306,43 @@ def calibrate_plackett_luce(
     def mix(m: int) -> float:
         return max(base.uniform_mix, min(1.0, budget.floor * m))
 
-    def cost(m: int, log_t: float) -> float:
-        p = p_all[:m]
-        log_weights = pool_log_weights(p, float(np.exp(log_t)))
-        return plackett_luce_cost_bound(p, log_weights, theta, mix(m))
+    def log_range(m: int) -> tuple[float, float]:
+        spread = max(float(p_all[0] - p_all[m - 1]), 1e-12)
+        low, high = TEMPERATURE_RANGE
+        return float(np.log(low * spread)), float(np.log(high * spread))
 
-    def coldest(m: int) -> float:
-        spread = float(p_all[0] - p_all[m - 1])
-        return float(np.log(TEMPERATURE_RANGE[0] * spread)) if spread > 0 else 0.0
+    def coldest_cost(m: int) -> float:
+        coldest = np.array([log_range(m)[0]])
+        return float(plackett_luce_cost_bounds(p_all[:m], theta, coldest, mix(m))[0])
 
     m = m_max
-    if cost(m, coldest(m)) > allowed:  # the floor's mix grows with the pool: narrow it
-        if cost(k, coldest(k)) > allowed:
+    if coldest_cost(m) > allowed:  # the floor's mix grows with the pool: narrow it
+        if coldest_cost(k) > allowed:
             return _greedy(cost_exact=False)
         fits, too_big = k, m_max
         while too_big - fits > 1:
             mid = (fits + too_big) // 2
-            if cost(mid, coldest(mid)) <= allowed:
+            if coldest_cost(mid) <= allowed:
                 fits = mid
             else:
                 too_big = mid
         m = fits
-    spread = float(p_all[0] - p_all[m - 1])
-    if spread == 0.0:  # every pool candidate has the same score: shuffling them costs nothing
+    p = p_all[:m]
+    if p[0] == p[-1]:  # every pool candidate has the same score: shuffling them costs nothing
         policy = replace(base, temperature=1.0, pool=m, uniform_mix=mix(m))
         return Calibration(policy=policy, relative_cost=0.0, cost_exact=True)
-    lo, hi = (float(np.log(r * spread)) for r in TEMPERATURE_RANGE)
-    log_t = hi if cost(m, hi) <= allowed else _bisect(lo, hi, lambda t: cost(m, t) <= allowed)
+
+    def cost(log_ts: np.ndarray) -> np.ndarray:
+        return plackett_luce_cost_bounds(p, theta, log_ts, mix(m))
+
+    log_t = _largest_within(cost, *log_range(m), allowed)
+    if log_t is None:
+        return _greedy(cost_exact=False)
     policy = replace(base, temperature=float(np.exp(log_t)), pool=m, uniform_mix=mix(m))
+    spent = max(float(cost(np.array([log_t]))[0]), 0.0)
     return Calibration(
         policy=policy,
-        relative_cost=max(cost(m, log_t), 0.0) / v_greedy if v_greedy > 0 else 0.0,
+        relative_cost=spent / v_greedy if v_greedy > 0 else 0.0,
         cost_exact=False,
     )
 

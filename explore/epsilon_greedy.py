@@ -31,6 +31,7 @@ The per-position marginals make item-position IPS exact for this policy (Li et a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -104,22 +105,23 @@ class EpsilonGreedySlate:
         m = self._pool_size(n, k)
         order = top_order(scores, m)
         greedy = order[:k]
-        explores = exploring_mask(self.positions, k)
-        n_explore = int(explores.sum())
-        m_free = m - (k - n_explore)
+        layout = _layout(self.positions, k, m)
         explore = rng.random() < self.epsilon
         if explore:
-            free = order[self._free_ranks(explores, k, m)]
             chosen = greedy.copy()
-            chosen[explores] = free[rng.permutation(m_free)[:n_explore]]
+            pick = rng.permutation(layout.m_free)[: layout.n_explore]
+            chosen[layout.explores] = order[layout.free_ranks[pick]]
+            same = chosen == greedy
+            matches_greedy = np.cumprod(same)
         else:
             chosen = greedy
-        same = chosen == greedy
-        # Every chosen candidate on an exploring position is in the free pool.
-        uniform_step = same.astype(np.float64)
-        uniform_step[explores] = _draw_probabilities(explores, m)
-        prefix = (1.0 - self.epsilon) * np.cumprod(same) + self.epsilon * np.cumprod(uniform_step)
-        marginal = np.where(explores, (1.0 - self.epsilon) * same + self.epsilon / m_free, 1.0)
+            same = matches_greedy = layout.all_true
+        # Fixed positions match greedy and explored ones hold free-pool candidates, so the
+        # uniform branch's prefix probability does not depend on which candidates were drawn.
+        prefix = (1.0 - self.epsilon) * matches_greedy + self.epsilon * layout.uniform_prefix
+        marginal = np.where(
+            layout.explores, (1.0 - self.epsilon) * same + self.epsilon / layout.m_free, 1.0
+        )
         return Slate(
             indices=chosen,
             scores=scores[chosen],
@@ -158,3 +160,38 @@ def _draw_probabilities(explores: np.ndarray, m: int) -> np.ndarray:
     n_explore = int(explores.sum())
     m_free = m - (explores.size - n_explore)
     return 1.0 / (m_free - np.arange(n_explore, dtype=np.float64))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What ``decide`` needs that depends only on (positions, K, M), computed once."""
+
+    explores: np.ndarray  # (K,) bool
+    n_explore: int
+    m_free: int
+    free_ranks: np.ndarray  # greedy ranks of the free pool P'
+    uniform_prefix: np.ndarray  # (K,) P(prefix | exploring branch) for any slate decide draws
+    all_true: np.ndarray  # (K,) bool
+
+
+@lru_cache(maxsize=256)
+def _layout(positions: tuple[int, ...] | None, k: int, m: int) -> _Layout:
+    explores = exploring_mask(positions, k)
+    n_explore = int(explores.sum())
+    if positions is None:
+        free_ranks = np.arange(m)
+    else:
+        free_ranks = np.concatenate((np.flatnonzero(explores), np.arange(k, m)))
+    step = np.ones(k)
+    step[explores] = _draw_probabilities(explores, m)
+    arrays = (explores, free_ranks, np.cumprod(step), np.ones(k, dtype=bool))
+    for array in arrays:
+        array.flags.writeable = False
+    return _Layout(
+        explores=arrays[0],
+        n_explore=n_explore,
+        m_free=m - (k - n_explore),
+        free_ranks=arrays[1],
+        uniform_prefix=arrays[2],
+        all_true=arrays[3],
+    )
