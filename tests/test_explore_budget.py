@@ -26,7 +26,7 @@ from explore import (
     expected_plays,
     greedy_order,
 )
-from explore.budget import plackett_luce_cost_bound
+from explore.budget import plackett_luce_cost_bound, plackett_luce_cost_bounds
 from explore.plackett_luce import pool_log_weights
 from fm_core import ItemCatalog, PopularityAffinityScorer
 
@@ -102,6 +102,21 @@ def test_plackett_luce_cost_bound_is_an_upper_bound_on_the_exact_cost(
         bound = plackett_luce_cost_bound(p, pool_log_weights(p, temperature), theta, mix)
         assert exact <= bound + 1e-12
         assert exact > 0.0
+
+
+@pytest.mark.parametrize("pool", [20, 21, 100, 1000])
+def test_the_bound_on_a_temperature_grid_equals_the_bound_at_each_temperature(pool: int) -> None:
+    p = np.sort(SCORE_SETS[2])[::-1][:pool]
+    theta = ExplorationBudget().weights(20)
+    log_ts = np.linspace(-14.0, 2.0, 12)
+    for mix in (0.0, 0.1):
+        at_once = plackett_luce_cost_bounds(p, theta, log_ts, mix)
+        one_by_one = [
+            plackett_luce_cost_bound(p, pool_log_weights(p, float(np.exp(t))), theta, mix)
+            for t in log_ts
+        ]
+        np.testing.assert_allclose(at_once, one_by_one, rtol=1e-9, atol=1e-11)
+    assert np.all(np.diff(plackett_luce_cost_bounds(p, theta, log_ts)) >= -1e-12)  # grows with T
 
 
 @pytest.mark.parametrize("floor", [0.0, 0.02])
