@@ -7,8 +7,10 @@ with marginals P(i at k) expects
     V(π) = Σ_k θ_k Σ_i P(i at k)·p_i   plays,
 
 and exploration costs V(greedy) − V(π) ≥ 0 plays. A policy is within budget when that cost is at
-most b·V(greedy) (b = 0.005: at most 0.5% of the greedy slate's expected plays), and meets the
-floor when no propensity it logs is positive and below f.
+most b·V(greedy) (b = 0.005: at most 0.5% of the greedy slate's expected plays). It meets the
+floor when no positive marginal propensity P(i at k) is below f (the weights item-position IPS
+divides by); for Plackett-Luce, whose marginals are not logged, when no conditional propensity
+is below f.
 
 For each family the cost is exact or an exact upper bound, never an estimate:
 
@@ -56,9 +58,10 @@ TEMPERATURE_RANGE = (1e-4, 1e2)  # × the spread of the pool's scores
 @dataclass(frozen=True, kw_only=True)
 class ExplorationBudget:
     """``relative_cost``: the most exploration may cost, as a share of the greedy slate's
-    expected plays (0.005 = 0.5%). ``floor``: the smallest positive propensity exploration may
-    log (0: none). ``examination``: θ_k, ``"log"`` = 1/log2(k+2), ``"inverse"`` = 1/(k+1), or
-    explicit nonincreasing weights, one per position."""
+    expected plays (0.005 = 0.5%). ``floor``: the smallest positive marginal propensity
+    exploration may log (the conditional one for Plackett-Luce; 0: none). ``examination``:
+    θ_k, ``"log"`` = 1/log2(k+2), ``"inverse"`` = 1/(k+1), or explicit nonincreasing weights,
+    one per position."""
 
     relative_cost: float = 0.005
     floor: float = 0.0
