@@ -69,6 +69,7 @@ class Preset:
     length_buckets: bool = True
     n_future: int = 1  # multi-token prediction: items predicted per step
     freshness_buckets: int = 0  # > 0: the learned bonus by item age (needs release times)
+    mask_seen: bool = False  # the training softmax leaves out seen items (each item once)
 
 
 PRESETS: dict[str, Preset] = {
@@ -233,6 +234,7 @@ def fm_config(data: SequenceData, preset: Preset, *, use_time: bool) -> FMConfig
         freshness_buckets=preset.freshness_buckets,
         mask_unreleased=preset.metadata,  # only the sim catalog has release times
         item_metadata=preset.metadata,
+        mask_seen=preset.mask_seen,
     )
     return cfg.with_catalog(data.catalog)
 

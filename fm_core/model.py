@@ -22,7 +22,10 @@ Reads top-down, as nanoGPT: the config, the attention and the block, then the mo
     new titles draw plays (the next-item and future heads use the querying step's own time);
   - genres: a linear head predicts the next item's genres (multi-label BCE), weight
     ``genre_weight``.
-- **Loss**: see ``fm_core.objectives`` for the per-target engagement × sample weights.
+- **Loss**: see ``fm_core.objectives`` for the per-target engagement × sample weights. With
+  ``mask_seen`` (logs where a user consumes an item once, as the benchmarks' sim and MovieLens)
+  each query's softmax leaves out the items its window has already shown it, as the evaluation
+  removes seen items from the ranking; the target itself is never left out.
 """
 
 from __future__ import annotations
@@ -94,6 +97,10 @@ class FMConfig:
     genre_weight: float = 0.1
     n_sampled: int = 0  # > 0: sampled softmax with that many negatives in training
     mask_unreleased: bool = True
+    # True: the training softmax leaves out the items the sequence has already shown the model
+    # (its previous items up to the querying step), for logs where a user consumes an item once;
+    # full softmax only
+    mask_seen: bool = False
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -105,6 +112,9 @@ class FMConfig:
             raise ValueError("n_future, n_items, n_genres and max_len must be >= 1")
         if self.n_token_buckets < 2:
             raise ValueError(f"n_token_buckets must be >= 2; got {self.n_token_buckets}")
+        if self.mask_seen and self.n_sampled > 0:
+            raise ValueError(f"mask_seen needs the full softmax (n_sampled 0); got n_sampled "
+                             f"{self.n_sampled}")  # fmt: skip
 
     def with_catalog(self, catalog: ItemCatalog, *, max_item_tokens: int = 16) -> FMConfig:
         """This config sized for ``catalog`` (items, genres, tokens per item up to a cap)."""
@@ -353,12 +363,15 @@ class FoundationModel(nn.Module):
         def norm(index: int) -> torch.Tensor | None:
             return None if weight_sums is None else weight_sums[index]
 
-        total = self._item_loss(h, table, batch, shift=0, logits=logits, weight_sum=norm(0))
+        seen = self.seen_items(batch) if cfg.mask_seen else None  # (B, T, N)
+        total = self._item_loss(
+            h, table, batch, shift=0, logits=logits, weight_sum=norm(0), seen=seen
+        )
         T = h.shape[1]
         for k, head in enumerate(self.future_heads, start=1):
             if k < T:
                 future = self._item_loss(
-                    head(h[:, : T - k]), table, batch, shift=k, weight_sum=norm(k)
+                    head(h[:, : T - k]), table, batch, shift=k, weight_sum=norm(k), seen=seen
                 )  # queries (B, T-k, D)
                 total = total + cfg.future_weight / (cfg.n_future - 1) * future
         if self.genre_head is not None:
@@ -384,8 +397,10 @@ class FoundationModel(nn.Module):
         shift: int,
         logits: torch.Tensor | None = None,
         weight_sum: torch.Tensor | None = None,
+        seen: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Loss of queries h (B, T - shift, D) against the targets ``shift`` steps ahead."""
+        """Loss of queries h (B, T - shift, D) against the targets ``shift`` steps ahead;
+        ``seen`` (B, T, N) are the items each query knows (left out of its softmax)."""
         target = batch.target[:, shift:]  # (B, T - shift)
         valid = target >= 0
         weight = self._target_weight(batch, valid, shift=shift)  # (M,)
@@ -409,7 +424,20 @@ class FoundationModel(nn.Module):
             else self.item_logits(h[valid], table, time=asked)
         )
         blocked = unreleased(release, time) if self.cfg.mask_unreleased else None
+        if seen is not None:
+            known = seen[:, : seen.shape[1] - shift][valid]  # (M, N) items the query has seen
+            blocked = known if blocked is None else blocked | known
         return full_softmax_loss(scores, target[valid], weight, blocked, total=weight_sum)
+
+    def seen_items(self, batch: TokenBatch) -> torch.Tensor:
+        """(B, T, N) True where item n is the previous item of a token at or before t: the
+        items that token t's query has already seen in its window."""
+        prev = batch.prev_item
+        B, T = prev.shape
+        shown = torch.zeros(B, T, self.cfg.n_items, dtype=torch.int32, device=prev.device)
+        b, t = (prev >= 0).nonzero(as_tuple=True)
+        shown[b, t, prev[b, t]] = 1
+        return shown.cumsum(dim=1) > 0
 
     # ---- serving ---------------------------------------------------------------------------
 

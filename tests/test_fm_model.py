@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -228,6 +229,49 @@ def test_forward_shapes_and_a_finite_loss() -> None:
     for name in ("future_heads.0.fc.weight", "future_heads.1.fc.weight", "genre_head.weight"):
         grad = model.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_seen_items_are_the_previous_items_up_to_each_step() -> None:
+    catalog = make_catalog()
+    model = FoundationModel.from_catalog(tiny_config(catalog), catalog, age_reference=T0)
+    batch = collate(tokenize_histories([history_of(catalog.item_ids[[4, 9, 2]])], catalog))
+    seen = model.seen_items(batch)[0]  # (T, N)
+    assert seen.shape == (3, catalog.n_items)
+    assert [set(torch.nonzero(row).flatten().tolist()) for row in seen] == [set(), {4}, {4, 9}]
+
+
+def test_mask_seen_leaves_the_seen_items_out_of_the_training_softmax() -> None:
+    """With mask_seen the next-item loss is the cross-entropy over the items each step has not
+    yet seen; the full-softmax loss without it differs."""
+    catalog = make_catalog()
+    torch.manual_seed(0)
+    cfg = tiny_config(catalog, genre_weight=0.0, mask_seen=True)
+    model = FoundationModel.from_catalog(cfg, catalog, age_reference=T0).eval()
+    batch = collate(tokenize_histories([history_of(catalog.item_ids[[4, 9, 2, 7]])], catalog))
+    with torch.no_grad():
+        logits, loss = model(batch)
+    assert logits is not None and loss is not None
+    rows, expected = [4, 9, 2, 7], []
+    for t, target in enumerate(rows):
+        keep = [n for n in range(catalog.n_items) if n not in rows[:t]]
+        scores = logits[0, t, keep]
+        expected.append(-torch.log_softmax(scores, 0)[keep.index(target)])
+    torch.testing.assert_close(loss, torch.stack(expected).mean())
+    plain = FoundationModel.from_catalog(replace(cfg, mask_seen=False), catalog, age_reference=T0)
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        _, unmasked = plain.eval()(batch)
+    assert unmasked is not None and float(unmasked) > float(loss)
+    with pytest.raises(ValueError, match="mask_seen needs the full softmax"):
+        tiny_config(catalog, mask_seen=True, n_sampled=8)
+
+
+def test_without_item_metadata_each_item_is_its_id_embedding() -> None:
+    catalog = make_catalog()
+    model = FoundationModel.from_catalog(
+        tiny_config(catalog, item_metadata=False, id_dropout=0.5), catalog, age_reference=T0
+    ).train()
+    torch.testing.assert_close(model.items(), model.items.id_emb.weight)
 
 
 def test_without_genre_weight_the_model_has_no_genre_head() -> None:
