@@ -28,11 +28,12 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from operator import attrgetter
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Connection, Table, and_, insert, select
+from sqlalchemy import Boolean, Connection, Dialect, Table, and_, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -85,6 +86,10 @@ _SLATE_COLUMNS: tuple[str, ...] = ("decision_id", *_SLATE_FIELDS)
 if set(_SLATE_COLUMNS) != set(_SLATE_ITEM.columns.keys()):  # pragma: no cover
     raise RuntimeError(f"slate_item columns {_SLATE_ITEM.columns.keys()} != {_SLATE_COLUMNS}")
 _slate_values = attrgetter(*_SLATE_FIELDS)
+_DECISION_COLUMNS: tuple[str, ...] = (*_DECISION_FIELDS, "k")
+if set(_DECISION_COLUMNS) != set(_DECISION.columns.keys()):  # pragma: no cover
+    raise RuntimeError(f"decision columns {_DECISION.columns.keys()} != {_DECISION_COLUMNS}")
+_decision_values = attrgetter(*_DECISION_FIELDS)
 _PARAMETER_MARKERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
@@ -240,22 +245,55 @@ def _load_decisions(session: Session, ids: Sequence[str]) -> dict[str, DecisionC
     return {key: DecisionCreate.model_validate(data) for key, data in rows.items()}
 
 
-def _insert_slate_items(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Insert slate rows (tuples in :data:`_SLATE_COLUMNS` order) with the driver's executemany.
-
-    Every slate column holds a plain str, int, float or bool that needs no conversion, so the rows
-    go straight to the driver: SQLAlchemy's per-row parameter processing would cost as much as the
-    rest of the write for a 20-item slate.
-    """
-    marker = _PARAMETER_MARKERS.get(conn.dialect.paramstyle)
-    if marker is None:  # a driver with another parameter style: the generic path
-        conn.execute(insert(_SLATE_ITEM), [dict(zip(_SLATE_COLUMNS, r, strict=True)) for r in rows])
-        return
-    quote = conn.dialect.identifier_preparer.quote
+@lru_cache(maxsize=64)
+def _driver_insert_plan(
+    dialect: Dialect, table: Table, columns: tuple[str, ...]
+) -> tuple[str, tuple[tuple[int, Callable[[Any], Any]], ...]] | None:
+    """The driver-level INSERT statement for ``columns`` of ``table``, and the bind processor of
+    every column that has one (by position), or ``None`` for a driver with another parameter
+    style."""
+    marker = _PARAMETER_MARKERS.get(dialect.paramstyle)
+    if marker is None:
+        return None
+    quote = dialect.identifier_preparer.quote
     sql = (
-        f"INSERT INTO {quote(_SLATE_ITEM.name)} ({', '.join(map(quote, _SLATE_COLUMNS))}) "
-        f"VALUES ({', '.join([marker] * len(_SLATE_COLUMNS))})"
+        f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) "
+        f"VALUES ({', '.join([marker] * len(columns))})"
     )
+    processors = []
+    for i, name in enumerate(columns):
+        column_type = table.c[name].type
+        if isinstance(column_type, Boolean):
+            continue  # a Python bool is what both drivers take (SQLite stores it as 1 or 0)
+        process = column_type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors.append((i, process))
+    return sql, tuple(processors)
+
+
+def _insert_rows(
+    conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order) with the driver's executemany.
+
+    Each value goes through its column type's bind processor, exactly as SQLAlchemy would convert
+    it (dates, JSON, packed arrays), and columns without one go straight to the driver:
+    SQLAlchemy's per-row parameter handling would cost as much as the rest of a write of a
+    decision with a 20-item slate.
+    """
+    plan = _driver_insert_plan(conn.dialect, table, columns)
+    if plan is None:  # a driver with another parameter style: the generic path
+        conn.execute(insert(table), [dict(zip(columns, r, strict=True)) for r in rows])
+        return
+    sql, processors = plan
+    if processors:
+        converted = []
+        for row in rows:
+            values = list(row)
+            for i, process in processors:
+                values[i] = process(values[i])
+            converted.append(tuple(values))
+        rows = converted
     conn.exec_driver_sql(sql, rows)
 
 
@@ -282,13 +320,11 @@ def _write_decisions(session: Session, decisions: Sequence[DecisionCreate]) -> l
         # other in the same order and cannot deadlock.
         new.sort(key=lambda d: d.decision_id)
         for d in new:
-            row = {name: getattr(d, name) for name in _DECISION_FIELDS}
-            row["k"] = len(d.slate)
-            decision_rows.append(row)
+            decision_rows.append((*_decision_values(d), len(d.slate)))
             key = d.decision_id
             slate_rows.extend((key, *_slate_values(s)) for s in d.slate)
-        conn.execute(insert(_DECISION), decision_rows)
-        _insert_slate_items(conn, slate_rows)
+        _insert_rows(conn, _DECISION, _DECISION_COLUMNS, decision_rows)
+        _insert_rows(conn, _SLATE_ITEM, _SLATE_COLUMNS, slate_rows)
         logger.debug("recorded %d decisions with %d slate items", len(new), len(slate_rows))
     return results
 

@@ -369,10 +369,14 @@ def test_batch_with_one_unattributable_event_writes_none(session: Session, engin
 def test_failure_between_decision_and_slate_insert_leaves_nothing_half_written(
     session: Session, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def failing_insert(conn: Any, rows: Any) -> None:
-        raise OSError("disk went away")
+    insert_rows = proplog.store._insert_rows
 
-    monkeypatch.setattr(proplog.store, "_insert_slate_items", failing_insert)
+    def failing_insert(conn: Any, table: Any, columns: Any, rows: Any) -> None:
+        if table.name == "slate_item":  # the decision row is in; its slate fails
+            raise OSError("disk went away")
+        insert_rows(conn, table, columns, rows)
+
+    monkeypatch.setattr(proplog.store, "_insert_rows", failing_insert)
     with pytest.raises(OSError, match="disk went away"):
         record_decision(session=session, decision=make_decision())
     assert count_rows(engine, "decision") == 0
