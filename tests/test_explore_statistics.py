@@ -39,7 +39,6 @@ MAX_ABS_Z = 4.5
 pytestmark = pytest.mark.slow
 
 POLICIES: dict[str, Policy] = {
-    "epsilon_greedy": EpsilonGreedySlate(epsilon=0.3, pool=5),
     "epsilon_greedy_positions": EpsilonGreedySlate(epsilon=0.4, pool=6, positions=(1, 2)),
     "random_insertion": TopKRandomInsertion(epsilon=0.6, pool=7),
     "plackett_luce": PlackettLuceSlate(temperature=0.2),
