@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any, Literal
 
 import numpy as np
@@ -51,7 +52,7 @@ from explore.plackett_luce import PlackettLuceSlate
 from explore.policy import Policy, exploring_mask, top_order
 from explore.random_insertion import TopKRandomInsertion
 
-GRID, GRID_ROUNDS = 16, 3  # log T found to within ln(1e6) / 15**3: T to 0.4%
+GRID, GRID_ROUNDS = 32, 2  # log T found to within ln(1e6) / 31**2: T to 1.5%
 TEMPERATURE_RANGE = (1e-4, 1e2)  # × the spread of the pool's scores
 
 
@@ -254,7 +255,7 @@ def plackett_luce_cost_bounds(
     log_w = (p[None, :] - p[0]) / np.exp(log_temperatures)[:, None]  # (G, M), nonincreasing
     head = log_w[:, :k]
     relative = np.exp(np.minimum(head[:, None, :] - head[:, :, None], 0.0))  # (G, K, K)
-    relative *= np.triu(np.ones((k, k)))[None]  # only ranks i ≥ k of each tail
+    relative *= _upper_triangle(k)[None]  # only ranks i ≥ k of each tail
     tail_w = relative.sum(axis=2)  # (G, K), in units of w_k
     tail_wp = relative @ p[:k]
     if p.size > k:  # ranks ≥ K: Σ w_i and Σ w_i p_i, in units of each w_k
@@ -269,22 +270,31 @@ def plackett_luce_cost_bounds(
     return (p[:k][None, :] - least) @ theta
 
 
+@lru_cache(maxsize=64)
+def _upper_triangle(k: int) -> np.ndarray:
+    out = np.triu(np.ones((k, k)))
+    out.flags.writeable = False
+    return out
+
+
 def _largest_within(
     cost: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, allowed: float
-) -> float | None:
-    """The largest log T in [lo, hi] with cost ≤ allowed, for a cost that grows with T: a grid
-    of ``GRID`` points, refined ``GRID_ROUNDS`` times around the last one that fits. None when
-    even ``lo`` does not fit. The answer is always a point where the cost was evaluated."""
+) -> tuple[float, float] | None:
+    """(log T, its cost): the largest log T in [lo, hi] with cost ≤ allowed, for a cost that
+    grows with T, on a grid of ``GRID`` points refined ``GRID_ROUNDS`` times around the last one
+    that fits. None when even ``lo`` does not fit. The answer is a point where the cost was
+    evaluated."""
     best = None
     for _ in range(GRID_ROUNDS):
         grid = np.linspace(lo, hi, GRID)
-        fits = cost(grid) <= allowed
+        costs = cost(grid)
+        fits = costs <= allowed
         if not fits[0]:
             return best
         if fits.all():
-            return float(grid[-1])
+            return float(grid[-1]), float(costs[-1])
         j = int(np.flatnonzero(~fits)[0]) - 1
-        best, lo, hi = float(grid[j]), float(grid[j]), float(grid[j + 1])
+        best, lo, hi = (float(grid[j]), float(costs[j])), float(grid[j]), float(grid[j + 1])
     return best
 
 
@@ -319,7 +329,7 @@ def calibrate_plackett_luce(
         return float(plackett_luce_cost_bounds(p_all[:m], theta, coldest, mix(m))[0])
 
     m = m_max
-    if coldest_cost(m) > allowed:  # the floor's mix grows with the pool: narrow it
+    if mix(m) > 0.0 and coldest_cost(m) > allowed:  # the floor's mix grows with the pool
         if coldest_cost(k) > allowed:
             return _greedy(cost_exact=False)
         fits, too_big = k, m_max
@@ -338,11 +348,12 @@ def calibrate_plackett_luce(
     def cost(log_ts: np.ndarray) -> np.ndarray:
         return plackett_luce_cost_bounds(p, theta, log_ts, mix(m))
 
-    log_t = _largest_within(cost, *log_range(m), allowed)
-    if log_t is None:
+    found = _largest_within(cost, *log_range(m), allowed)
+    if found is None:
         return _greedy(cost_exact=False)
+    log_t, spent = found
     policy = replace(base, temperature=float(np.exp(log_t)), pool=m, uniform_mix=mix(m))
-    spent = max(float(cost(np.array([log_t]))[0]), 0.0)
+    spent = max(spent, 0.0)
     return Calibration(
         policy=policy,
         relative_cost=spent / v_greedy if v_greedy > 0 else 0.0,
