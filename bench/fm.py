@@ -70,13 +70,15 @@ class Preset:
     n_future: int = 1  # multi-token prediction: items predicted per step
     freshness_buckets: int = 0  # > 0: the learned bonus by item age (needs release times)
     mask_seen: bool = False  # the training softmax leaves out seen items (each item once)
+    future_heads: bool = True  # False: the next-item query also scores the items ahead
+    future_weight: float = 0.5
 
 
 PRESETS: dict[str, Preset] = {
     "ml-100k": Preset(max_len=200, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=25,
                       batch_size=32, lr=2e-3, warmup_steps=100, patience=5),
-    "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.3, epochs=12,
-                     batch_size=256, lr=2e-3, warmup_steps=100, patience=2, n_sampled=4096),
+    "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.3, epochs=40,
+                     batch_size=128, lr=3e-3, warmup_steps=200, patience=5, n_sampled=2048),
     "sim": Preset(max_len=100, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=30,
                   batch_size=32, lr=2e-3, warmup_steps=100, patience=5, metadata=True,
                   n_future=4, freshness_buckets=10),
@@ -235,6 +237,8 @@ def fm_config(data: SequenceData, preset: Preset, *, use_time: bool) -> FMConfig
         mask_unreleased=preset.metadata,  # only the sim catalog has release times
         item_metadata=preset.metadata,
         mask_seen=preset.mask_seen,
+        future_heads=preset.future_heads,
+        future_weight=preset.future_weight,
     )
     return cfg.with_catalog(data.catalog)
 

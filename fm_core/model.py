@@ -16,7 +16,10 @@ Reads top-down, as nanoGPT: the config, the attention and the block, then the mo
     when ``n_sampled > 0`` (training only; evaluation always scores the full catalog);
   - multi-token prediction: for k = 1..n_future-1 a small residual MLP head maps h_t to a query
     for the item at t + k (shifted targets, same tied output); its losses weigh
-    ``future_weight`` in total; serving uses the next-item head only;
+    ``future_weight`` in total; serving uses the next-item head only. With
+    ``future_heads=False`` the next-item query h_t itself scores the items ahead (a dense
+    all-action loss, as PinnerFormer's: one user state that ranks what the user plays over the
+    next n_future steps, for logs whose order within a short span carries little signal);
   - freshness (``freshness_buckets > 0``): every item's score at a step gets a learned bonus
     f(⌊log2(1 + age_days)⌋) of its age at that step's time, so that the model can learn that
     new titles draw plays (the next-item and future heads use the querying step's own time);
@@ -94,6 +97,7 @@ class FMConfig:
     # objectives
     n_future: int = 1  # items predicted per step: 1 = next item only
     future_weight: float = 0.5
+    future_heads: bool = True  # False: h_t itself scores the items ahead (no head per k)
     genre_weight: float = 0.1
     n_sampled: int = 0  # > 0: sampled softmax with that many negatives in training
     mask_unreleased: bool = True
@@ -225,7 +229,8 @@ class FoundationModel(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(D)
-        self.future_heads = nn.ModuleList(FutureHead(cfg) for _ in range(cfg.n_future - 1))
+        n_heads = cfg.n_future - 1 if cfg.future_heads else 0
+        self.future_heads = nn.ModuleList(FutureHead(cfg) for _ in range(n_heads))
         # Only built when weighted: DDP rejects parameters that get no gradient.
         self.genre_head = nn.Linear(D, cfg.n_genres) if cfg.genre_weight > 0 else None
         fresh = cfg.freshness_buckets if cfg.use_time_features else 0
@@ -368,12 +373,11 @@ class FoundationModel(nn.Module):
             h, table, batch, shift=0, logits=logits, weight_sum=norm(0), seen=seen
         )
         T = h.shape[1]
-        for k, head in enumerate(self.future_heads, start=1):
-            if k < T:
-                future = self._item_loss(
-                    head(h[:, : T - k]), table, batch, shift=k, weight_sum=norm(k), seen=seen
-                )  # queries (B, T-k, D)
-                total = total + cfg.future_weight / (cfg.n_future - 1) * future
+        for k in range(1, min(cfg.n_future, T)):
+            query = h[:, : T - k]  # (B, T-k, D)
+            query = self.future_heads[k - 1](query) if cfg.future_heads else query
+            future = self._item_loss(query, table, batch, shift=k, weight_sum=norm(k), seen=seen)
+            total = total + cfg.future_weight / (cfg.n_future - 1) * future
         if self.genre_head is not None:
             valid = batch.target >= 0  # (B, T)
             weight = self._target_weight(batch, valid, shift=0)
