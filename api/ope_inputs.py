@@ -13,8 +13,9 @@ candidates the target can put at k, so the action space of a row is the logged i
 the target's support at that position; it is never a dense candidates × rows array unless the
 target explores over every candidate.
 
-**Support.** For a logging policy whose marginals are known (``epsilon_greedy`` and
-``uniform``, rebuilt from the logged parameters and scores), the unsupported mass of a target is
+**Support.** For a logging policy whose marginals are known (rebuilt from each decision's logged
+policy name, exploration parameters and scores by ``explore.policy_for_record``: greedy,
+ε-greedy, random insertion, Plackett-Luce over a small pool), the unsupported mass of a target is
 the mean over decisions of (1/K) Σ_k Σ_i π_e(i at k) [π_0(i at k) = 0] (``ope.support``): the
 share of the target's slate the logs can say nothing about.
 """
@@ -29,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from api.logs import LoggedWindow, replay_batch
-from explore import EpsilonGreedySlate
+from explore import Policy, policy_for_record
 from fm_core import Scorer, ScoreRequest
 from ope.reward_model import cross_fit
 from ope.support import unsupported_mass
@@ -37,7 +38,6 @@ from ope.support import unsupported_mass
 logger = logging.getLogger(__name__)
 
 SEGMENTS = ("surface", "device")
-LOGGING_POLICIES_WITH_MARGINALS = ("epsilon_greedy", "uniform")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class TargetPolicy:
 
     name: str
     scorer: Scorer
-    policy: EpsilonGreedySlate
+    policy: Policy
 
 
 @dataclass(frozen=True)
@@ -81,10 +81,16 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1.0 - p))
 
 
-def _logging_policy(name: str, params: dict[str, object]) -> EpsilonGreedySlate | None:
-    if name not in LOGGING_POLICIES_WITH_MARGINALS:
+def _logged_marginals(
+    name: str, params: dict[str, object], scores: np.ndarray, k: int
+) -> np.ndarray | None:
+    """The logging policy's exact (K, n) marginals for one logged decision, rebuilt from its
+    record, or None where that policy has none (Plackett-Luce over a large pool, VW)."""
+    try:
+        policy = policy_for_record(name, dict(params))
+        return policy.marginals(scores, k)
+    except (ValueError, NotImplementedError):
         return None
-    return EpsilonGreedySlate(epsilon=float(params["epsilon"]), pool=params.get("pool"))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,7 @@ class _TargetTables:
 
 def _target_tables(
     window: LoggedWindow,
-    policy: EpsilonGreedySlate,
+    policy: Policy,
     scores: list[np.ndarray],
     row_decision: np.ndarray,
     row_candidate: np.ndarray,
@@ -122,12 +128,12 @@ def _target_tables(
         )
     ):
         marginals = policy.marginals(np.asarray(s, dtype=np.float64), int(k))  # (K, n)
-        logging_policy = _logging_policy(name, params)
-        if logging_policy is None:
-            known_support = False
-        elif known_support:
-            logged = logging_policy.marginals(np.asarray(logged_scores), int(k))
-            unsupported.append(unsupported_mass(logged, marginals) / marginals.shape[0])
+        if known_support:
+            logged = _logged_marginals(name, params, np.asarray(logged_scores), int(k))
+            if logged is None:
+                known_support = False
+            else:
+                unsupported.append(unsupported_mass(logged, marginals) / marginals.shape[0])
         for row in rows_of.get(d, ()):
             position, logged_item = int(row_position[row]), int(row_candidate[row])
             at_k = marginals[position] if position < marginals.shape[0] else np.zeros(s.size)
