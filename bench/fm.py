@@ -8,7 +8,9 @@ On one dataset (``--data ml-100k|beauty|sim``, see ``bench.fm_data``), in one pr
 3. the **FM** (``fm_core``) trained on the training events with full softmax (or sampled
    softmax with the log-Q correction, ``--sampled N``), the learning rate warmed up then on a
    cosine, the epoch with the best validation NDCG@10 kept (early stop after ``patience``);
-   on ``sim`` also the ablation without the continuous time features (``fm_no_time``);
+   on ``sim`` also the ablation without the continuous time features (``fm_no_time``). The
+   sim benchmark world is one where time of day and device matter: its genre × daypart and
+   genre × device effects at twice the world's default (``--sim-daypart``, ``--sim-device``);
 4. HR@10 and NDCG@10 of every model on the test targets, each ranked against the full
    catalog (items released by the target's time) with the user's seen items removed and ties
    in random order (``fm_core.fm_eval.ranking_metrics``);
@@ -47,6 +49,12 @@ K = 10
 LATENCY_EVENTS = 200
 LATENCY_CANDIDATES = 1000
 EASE_LAMBDAS = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
+# The sim benchmark world: one where time of day and device matter, i.e. the world's genre ×
+# daypart and genre × device effects at twice their default strength (kids' titles +2.4 logits
+# in the afternoon, horror +1.8 at night, kids +1.6 on tablets...; ``sim.effects``), and enough
+# users for a deep model to learn item embeddings.
+SIM_USERS = 5000
+SIM_CONTEXT_STRENGTH = 2.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +89,7 @@ PRESETS: dict[str, Preset] = {
                      batch_size=128, lr=3e-3, warmup_steps=200, patience=5, n_sampled=2048),
     "sim": Preset(max_len=100, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=30,
                   batch_size=32, lr=2e-3, warmup_steps=100, patience=5, metadata=True,
-                  n_future=4, freshness_buckets=10),
+                  n_future=4, freshness_buckets=10, mask_seen=True),
 }  # fmt: skip
 
 
@@ -106,10 +114,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=5000,
         help="validation users for model selection (default 5000)",
     )
-    parser.add_argument("--sim-users", type=int, default=2000, help="users of the sim world")
+    parser.add_argument("--sim-users", type=int, default=SIM_USERS, help="users of the sim world "
+                        f"(default {SIM_USERS})")  # fmt: skip
     parser.add_argument("--sim-items", type=int, default=400, help="items of the sim world")
     parser.add_argument("--sim-requests", type=float, default=60.0,
                         help="home requests per sim user (default 60)")  # fmt: skip
+    parser.add_argument("--sim-daypart", type=float, default=SIM_CONTEXT_STRENGTH,
+                        help="scale of the sim world's genre × daypart effects "
+                        f"(default {SIM_CONTEXT_STRENGTH:g})")  # fmt: skip
+    parser.add_argument("--sim-device", type=float, default=SIM_CONTEXT_STRENGTH,
+                        help="scale of the sim world's genre × device effects "
+                        f"(default {SIM_CONTEXT_STRENGTH:g})")  # fmt: skip
+    parser.add_argument("--patience", type=int,
+                        help="epochs without a validation gain before the FM stops "
+                        "(default per dataset)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -372,9 +390,12 @@ def run(
     dropout: float | None = None,
     ease_items: int = 8000,
     eval_users: int = 5000,
-    sim_users: int = 2000,
+    sim_users: int = SIM_USERS,
     sim_items: int = 400,
     sim_requests: float = 60.0,
+    sim_daypart: float = SIM_CONTEXT_STRENGTH,
+    sim_device: float = SIM_CONTEXT_STRENGTH,
+    patience: int | None = None,
     threads: int = 2,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -386,12 +407,13 @@ def run(
     torch.set_num_threads(threads)
     device = select_device()
     sim_options = {"n_users": sim_users, "n_items": sim_items,
-                   "requests_per_user": sim_requests, "seed": seed}  # fmt: skip
+                   "requests_per_user": sim_requests, "daypart_strength": sim_daypart,
+                   "device_strength": sim_device, "seed": seed}  # fmt: skip
     dataset = load_dataset(data, data_dir, sim_options=sim_options)
     split = leave_one_out(dataset)
     preset = PRESETS[data]
     overrides = {"epochs": epochs, "n_sampled": sampled, "batch_size": batch_size, "lr": lr,
-                 "dropout": dropout}  # fmt: skip
+                 "dropout": dropout, "patience": patience}  # fmt: skip
     preset = replace(preset, **{k: v for k, v in overrides.items() if v is not None})
     logger.info("%s: %d users, %d items, %d events", data, len(split.test),
                 dataset.catalog.n_items, dataset.n_events)  # fmt: skip
@@ -475,6 +497,7 @@ def table(result: dict[str, Any]) -> str:
     cap_note = (f"context capped at {lat['context_cap']} tokens"
                 if lat["events"] + 1 > lat["context_cap"] else "no cap reached")  # fmt: skip
     rows += [
+        f"data: {d['source']}",
         f"training: {result['train_seq_per_s']:.1f} sequences/s on {result['device']}, "
         f"{fm['train_seconds']:.0f} s",
         f"serving one request ({lat['events']} events, {cap_note}; {lat['candidates']} "
