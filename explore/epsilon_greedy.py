@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
 
@@ -42,41 +41,22 @@ from explore.policy import (
     greedy_order,
     is_slate,
     top_order,
-    validate_positions,
     validate_scores,
 )
+from explore.pool import PooledExploration
 from explore.slate import Slate
 
 
 @dataclass(frozen=True, kw_only=True)
-class EpsilonGreedySlate:
+class EpsilonGreedySlate(PooledExploration):
     """ε-greedy over whole slates. ``epsilon`` in [0, 1]; 0 is greedy, 1 always explores.
 
     ``pool``: exploration draws from the top ``pool`` candidates (None: all). ``positions``:
     the 0-based positions that explore (None: all); the others always show the greedy item.
     """
 
-    epsilon: float = 0.1
-    pool: int | None = None
-    positions: tuple[int, ...] | None = None
     name: str = "epsilon_greedy"
     version: str = "1"
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1]; got {self.epsilon}")
-        if self.pool is not None and self.pool < 1:
-            raise ValueError(f"pool must be None or >= 1; got {self.pool}")
-        validate_positions(self.positions)
-
-    def params(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"epsilon": self.epsilon, "pool": self.pool}
-        if self.positions is not None:
-            out["positions"] = list(self.positions)
-        return out
-
-    def _pool_size(self, n: int, k: int) -> int:
-        return n if self.pool is None else min(n, max(self.pool, k))
 
     def _free_ranks(self, explores: np.ndarray, k: int, m: int) -> np.ndarray:
         """Greedy ranks of the free pool P': the exploring positions' ranks, then ranks K..M−1."""

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from explore.policy import conditionals, greedy_order, is_slate, top_order, validate_scores
+from explore.pool import pool_size
 from explore.slate import Slate
 
 EXACT_MARGINALS_MAX_POOL = 14
@@ -78,7 +79,7 @@ class PlackettLuceSlate:
         return {"temperature": self.temperature, "pool": self.pool, "uniform_mix": self.uniform_mix}
 
     def _pool_size(self, n: int, k: int) -> int:
-        return n if self.pool is None else min(n, max(self.pool, k))
+        return pool_size(self.pool, n, k)
 
     def _weights(self, scores: np.ndarray, k: int, *, full_order: bool) -> tuple[np.ndarray, ...]:
         """(pool candidates in greedy order, their log weights)."""

@@ -28,7 +28,6 @@ is ε/(|E|·(M − K)) (or 1 − ε, when that is smaller and ε < 1): the prope
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -38,39 +37,23 @@ from explore.policy import (
     greedy_order,
     is_slate,
     top_order,
-    validate_positions,
     validate_scores,
 )
+from explore.pool import PooledExploration
 from explore.slate import Slate
 
 
 @dataclass(frozen=True, kw_only=True)
-class TopKRandomInsertion:
+class TopKRandomInsertion(PooledExploration):
     """The top K, with one candidate from ranks K..pool−1 inserted at a random position of
     ``positions`` with probability ``epsilon`` (1: always)."""
 
-    epsilon: float = 0.1
-    pool: int | None = None
-    positions: tuple[int, ...] | None = None
     name: str = "random_insertion"
     version: str = "1"
 
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in [0, 1]; got {self.epsilon}")
-        if self.pool is not None and self.pool < 1:
-            raise ValueError(f"pool must be None or >= 1; got {self.pool}")
-        validate_positions(self.positions)
-
-    def params(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"epsilon": self.epsilon, "pool": self.pool}
-        if self.positions is not None:
-            out["positions"] = list(self.positions)
-        return out
-
     def _layout(self, n: int, k: int) -> tuple[int, np.ndarray, float]:
         """(M, c_k for k < K, the effective ε: 0 when nothing can be inserted)."""
-        m = n if self.pool is None else min(n, max(self.pool, k))
+        m = self._pool_size(n, k)
         explores = exploring_mask(self.positions, k)
         reach = np.cumsum(explores)
         insertable = m > k and reach[-1] > 0
