@@ -176,6 +176,19 @@ def calibrate_epsilon_greedy(
     cost = np.maximum(cost, 0.0)
     eps = _largest_ratio(budget.relative_cost * v_greedy, cost)
     ok = (eps > 0.0) & (eps / (pools - n_fixed) >= budget.floor)
+    return _largest_allowed(base, eps, pools, cost, ok, v_greedy)
+
+
+def _largest_allowed(
+    base: EpsilonGreedySlate | TopKRandomInsertion,
+    eps: np.ndarray,
+    pools: np.ndarray,
+    cost: np.ndarray,
+    ok: np.ndarray,
+    v_greedy: float,
+) -> Calibration:
+    """The policy with the deepest pool whose ε is allowed (``ok``), at that ε; greedy when none
+    is. ``cost`` is the cost in plays at ε = 1 for each pool, exact for these families."""
     if not ok.any():
         return _greedy()
     best = int(np.flatnonzero(ok)[-1])
@@ -193,7 +206,7 @@ def calibrate_random_insertion(
     """The largest pool (≤ ``base.pool``) and its largest ε within budget and floor."""
     n = scores.size
     k = min(k, n)
-    m_max = n if base.pool is None else min(n, max(base.pool, k))
+    m_max = base._pool_size(n, k)
     explores = exploring_mask(base.positions, k)
     if m_max <= k or not explores.any():
         return _greedy()
@@ -213,15 +226,7 @@ def calibrate_random_insertion(
     if budget.floor > 0.0:  # the unmoved last candidate keeps 1 − ε
         eps = np.where(eps < 1.0, np.minimum(eps, 1.0 - budget.floor), 1.0)
     ok = (eps > 0.0) & (eps / (slots.size * (pools - k)) >= budget.floor)
-    if not ok.any():
-        return _greedy()
-    best = int(np.flatnonzero(ok)[-1])
-    policy = replace(base, epsilon=float(eps[best]), pool=int(pools[best]))
-    return Calibration(
-        policy=policy,
-        relative_cost=float(eps[best] * cost[best] / v_greedy) if v_greedy > 0 else 0.0,
-        cost_exact=True,
-    )
+    return _largest_allowed(base, eps, pools, cost, ok, v_greedy)
 
 
 def plackett_luce_cost_bound(
