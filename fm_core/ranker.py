@@ -25,7 +25,8 @@ The concatenation x0 (B, d0) feeds, in parallel, a DCN-v2 cross network of full-
 
     x_{l+1} = x0 ⊙ (W_l x_l + b_l) + x_l
 
-and a deep tower (MLP with ReLU and dropout); a linear head reads both outputs.
+and a deep tower (MLP with ReLU and dropout); a linear head reads both outputs
+(``CrossDeepNetwork``, which the OPE reward model ``fm_core.reward_classifier`` shares).
 
 **Position** is a training-only input: the logit gets a learned bias β_k for the logged slate
 position k (positions past ``n_positions − 1`` share the last), with β_0 = 0 fixed. Serving uses
@@ -171,6 +172,50 @@ class CrossLayer(nn.Module):
         return x0 * self.linear(x) + x  # (B, d0)
 
 
+class CrossDeepNetwork(nn.Module):
+    """DCN-v2 in its parallel form over an input x0 (B, width): a cross network of full-rank
+    ``CrossLayer``s beside a deep tower (Linear, ReLU, Dropout per hidden size), and a linear
+    head reading both outputs. Shared by the ranker and the OPE reward model
+    (``fm_core.reward_classifier``)."""
+
+    def __init__(
+        self, width: int, *, n_cross: int, hidden: tuple[int, ...], dropout: float
+    ) -> None:
+        super().__init__()
+        if width < 1 or n_cross < 0 or any(h < 1 for h in hidden):
+            raise ValueError(
+                f"width must be >= 1, n_cross >= 0 and every hidden size >= 1; got width "
+                f"{width}, n_cross {n_cross}, hidden {hidden}"
+            )
+        self.cross = nn.ModuleList(CrossLayer(width) for _ in range(n_cross))
+        layers: list[nn.Module] = []
+        tower = width
+        for size in hidden:
+            layers += [nn.Linear(tower, size), nn.ReLU(), nn.Dropout(dropout)]
+            tower = size
+        self.deep = nn.Sequential(*layers)
+        self.head = nn.Linear(width + tower, 1)
+
+    def forward(self, x0: torch.Tensor) -> torch.Tensor:
+        """(B,) logits of the inputs x0 (B, width)."""
+        x = x0
+        for layer in self.cross:
+            x = layer(x0, x)
+        return self.head(torch.cat([x, self.deep(x0)], dim=1)).squeeze(1)
+
+
+_NETWORK_PARTS = ("cross.", "deep.", "head.")
+
+
+def _rename_flat_network_keys(
+    module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *args: object
+) -> None:
+    """Ranker files written before ``CrossDeepNetwork`` held ``cross.*``, ``deep.*`` and
+    ``head.*`` at the ranker's top level; they now live under ``network.``."""
+    for key in [k for k in state_dict if k.startswith(tuple(prefix + p for p in _NETWORK_PARTS))]:
+        state_dict[f"{prefix}network.{key[len(prefix) :]}"] = state_dict.pop(key)
+
+
 class Ranker(nn.Module):
     def __init__(self, cfg: RankerConfig) -> None:
         super().__init__()
@@ -184,14 +229,10 @@ class Ranker(nn.Module):
         self.register_buffer("dense_std", torch.ones(N_PAIR_FEATURES))
         d0 = cfg.d_input
         self.input_norm = nn.LayerNorm(d0)
-        self.cross = nn.ModuleList(CrossLayer(d0) for _ in range(cfg.n_cross))
-        layers: list[nn.Module] = []
-        width = d0
-        for hidden in cfg.hidden:
-            layers += [nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(cfg.dropout)]
-            width = hidden
-        self.deep = nn.Sequential(*layers)
-        self.head = nn.Linear(d0 + width, 1)
+        self.network = CrossDeepNetwork(
+            d0, n_cross=cfg.n_cross, hidden=cfg.hidden, dropout=cfg.dropout
+        )
+        self.register_load_state_dict_pre_hook(_rename_flat_network_keys)
         # β_1.. (β_0 = 0), starting from the examination prior log θ_k = −log log2(k + 2)
         k = torch.arange(1, cfg.n_positions, dtype=torch.float32)
         self.position_bias = nn.Parameter(-torch.log(torch.log2(k + 2.0)))
@@ -226,11 +267,7 @@ class Ranker(nn.Module):
 
     def forward(self, inputs: RankerInputs) -> torch.Tensor:
         """(M,) logits of P(play | pair, shown at its position)."""
-        x0 = self.x0(inputs)
-        x = x0
-        for layer in self.cross:
-            x = layer(x0, x)
-        logit = self.head(torch.cat([x, self.deep(x0)], dim=1)).squeeze(1)  # (M,)
+        logit = self.network(self.x0(inputs))  # (M,)
         return logit + self.position_logit(inputs.position)
 
     def position_logit(self, position: torch.Tensor) -> torch.Tensor:
