@@ -223,6 +223,10 @@ class Estimator:
     def _term_range(self, bounds: Bounds, weight_max: float) -> tuple[float, float] | None:
         return None
 
+    def _min_pscore(self, batch: OpeBatch) -> float:
+        """The smallest logging propensity the weights divide by (1 / it bounds the weights)."""
+        return batch.min_pscore
+
     @property
     def has_bernstein(self) -> bool:
         """Whether the estimator is a plain mean of bounded terms (so Bernstein applies)."""
@@ -266,7 +270,7 @@ class Estimator:
             value_min=batch.value_range[0],
             value_max=batch.value_range[1],
             slots=batch.n_slots,
-            min_pscore=batch.min_pscore,
+            min_pscore=self._min_pscore(batch),
             bootstrap=boot,
         )
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ope.batch import OpeBatch
-from ope.estimators import IPS, Estimator
+from ope.estimators import IPS, Bounds, Estimator, weighted_reward_range
 from ope.pseudo_inverse import PseudoInverse
 
 
@@ -39,6 +39,12 @@ class _PropensityColumnIPS(Estimator):
 
     def _round_terms(self, batch: OpeBatch) -> np.ndarray:
         return self._weight(batch) * batch.reward
+
+    def _min_pscore(self, batch: OpeBatch) -> float:
+        return float(np.min(getattr(batch, self.requires[0])))
+
+    def _term_range(self, bounds: Bounds, weight_max: float) -> tuple[float, float] | None:
+        return weighted_reward_range(bounds, weight_max)
 
 
 class SlateStandardIPS(_PropensityColumnIPS):

@@ -12,7 +12,7 @@ from obp.ope import SlateIndependentIPS as ObpIIPS
 from obp.ope import SlateRewardInteractionIPS as ObpRIPS
 from obp.ope import SlateStandardIPS as ObpSIPS
 
-from ope import OpeBatch, OpeInputError, stream_estimates
+from ope import Bounds, OpeBatch, OpeInputError, stream_estimates
 from ope.slate import (
     SlateIndependentIPS,
     SlateRewardInteractionIPS,
@@ -163,3 +163,26 @@ def test_a_slate_propensity_without_its_pair_is_refused(drop: str, match: str) -
     frame = pd.DataFrame(good_slate_columns()).drop(columns=drop)
     with pytest.raises(OpeInputError, match=match):
         OpeBatch.from_frame(frame)
+
+
+def test_whole_slate_and_prefix_ips_have_bernstein_intervals_bounded_by_their_own_weights(
+    slate_problem: dict,
+) -> None:
+    """sips and rips are means of bounded terms too: their weights are at most 1 / the smallest
+    logged slate (or prefix) propensity, not 1 / the smallest marginal."""
+    p = slate_problem
+    batch = OpeBatch.from_frame(frame_of(p))
+    for estimator, logged in (
+        (SlateStandardIPS(), p["pscore"]),
+        (SlateRewardInteractionIPS(), p["pscore_cascade"]),
+    ):
+        assert estimator.has_bernstein
+        normal = estimator.estimate(batch)
+        bernstein = estimator.estimate(batch, interval="bernstein")
+        assert bernstein.value == normal.value
+        assert bernstein.lo <= normal.lo and normal.hi <= bernstein.hi, estimator.name
+        partial = estimator.partial(batch)
+        assert partial.min_pscore == pytest.approx(np.min(logged))
+        too_small = Bounds(weight_max=0.5 * partial.weights.max_weight)
+        with pytest.raises(ValueError, match="weight_max"):
+            estimator.estimate(batch, interval="bernstein", bounds=too_small)
