@@ -442,9 +442,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--until", help="end time (ISO, excluded) of the log window")
     parser.add_argument(
         "--reward-model",
-        choices=("logistic", "gbdt", "none"),
+        choices=("logistic", "gbdt", "ranker", "none"),
         default="logistic",
-        help="cross-fitted reward model for DM/DR on a log replay",
+        help="cross-fitted reward model for DM/DR on a log replay (ranker: fm_core's DCN-v2)",
     )
     parser.add_argument("--alpha", type=float, default=0.05, help="1 - interval level")
     parser.add_argument("--seed", type=int, default=0, help="reward model folds seed")

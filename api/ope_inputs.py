@@ -3,12 +3,15 @@ the policy replay of ``api.logs.replay_batch``, a cross-fitted reward model for 
 doubly robust estimators, the request segments, and the target mass outside the logging
 policy's support.
 
-**Reward model.** One row per logged (decision, position). q̂(x, a, k) is a logistic regression
-(``ope.reward_model.cross_fit``) on the logits of the logging model's score of item a (stored
-with the decision, so it exists for every candidate) and of every replayed model's score of a,
-and a one-hot of the position k. The features are the same whichever target is replayed, so
-every target of one replay gets the same q̂ (the gate's paired DR lift needs that).
-v̂ at a row is Σ_a π_e(a at k | x) q̂(x, a, k) over the
+**Reward model.** One row per logged (decision, position). q̂(x, a, k) is a cross-fitted
+classifier (``ope.reward_model.cross_fit``) on the logits of the logging model's score of item a
+(stored with the decision, so it exists for every candidate) and of every replayed model's score
+of a, and a one-hot of the position k: a logistic regression, gradient-boosted trees, or the
+ranker's DCN-v2 network (``fm_core.reward_classifier.RankerRewardModel``, handed to ``ope`` as a
+factory by ``reward_model_for``, so ``ope`` never imports torch). All three see the same
+features, so their estimates compare like for like. The features are the same whichever target
+is replayed, so every target of one replay gets the same q̂ (the gate's paired DR lift needs
+that). v̂ at a row is Σ_a π_e(a at k | x) q̂(x, a, k) over the
 candidates the target can put at k, so the action space of a row is the logged item followed by
 the target's support at that position; it is never a dense candidates × rows array unless the
 target explores over every candidate.
@@ -22,8 +25,9 @@ share of the target's slate the logs can say nothing about.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,12 +36,27 @@ import pandas as pd
 from api.logs import LoggedWindow, replay_batch
 from explore import Policy, policy_for_record
 from fm_core import Scorer, ScoreRequest
-from ope.reward_model import cross_fit
+from ope.reward_model import REWARD_MODELS as BUILT_IN_REWARD_MODELS
+from ope.reward_model import Classifier, cross_fit
 from ope.support import unsupported_mass
 
 logger = logging.getLogger(__name__)
 
 SEGMENTS = ("surface", "device")
+REWARD_MODELS = (*BUILT_IN_REWARD_MODELS, "ranker")
+
+
+def reward_model_for(name: str, seed: int = 0) -> str | Callable[[], Classifier]:
+    """What ``cross_fit`` takes for a reward model's name: ope's built-ins ("logistic", "gbdt")
+    by name, and "ranker" as a factory of fm_core's ``RankerRewardModel`` seeded with ``seed``
+    (torch is imported only when the ranker is chosen)."""
+    if name == "ranker":
+        from fm_core.reward_classifier import RankerRewardModel
+
+        return functools.partial(RankerRewardModel, seed=seed)
+    if name in BUILT_IN_REWARD_MODELS:
+        return name
+    raise ValueError(f"reward_model must be one of {', '.join(REWARD_MODELS)}; got {name!r}")
 
 
 @dataclass(frozen=True)
@@ -187,10 +206,12 @@ def replay_targets(
     """OPE rows for each target on the window's logged decisions (one row per position).
 
     Columns: reward (played), pscore, target_pscore, decision_id, slot, the segments
-    ``surface`` and ``device``, and with ``reward_model`` ("logistic" or "gbdt") the
-    cross-fitted q_hat and v_hat. The reward model's features are the logging model's and every
-    target model's scores, so all targets of one call share the same q_hat.
+    ``surface`` and ``device``, and with ``reward_model`` (one of ``REWARD_MODELS``:
+    "logistic", "gbdt" or "ranker") the cross-fitted q_hat and v_hat. The reward model's
+    features are the logging model's and every target model's scores, so all targets of one
+    call share the same q_hat.
     """
+    model = None if reward_model is None else reward_model_for(reward_model, seed)
     if window.decisions.empty:
         raise ValueError("the log window holds no decisions")
     slates = window.slates
@@ -232,7 +253,7 @@ def replay_targets(
         tables = _target_tables(
             window, target.policy, scores, row_decision, row_candidate, row_position
         )
-        if reward_model is not None:
+        if model is not None:
             table = tables.candidate
 
             def design(rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
@@ -243,7 +264,7 @@ def replay_targets(
                 reward=frame["reward"].to_numpy(),
                 action=np.zeros(len(frame), dtype=np.int64),  # the logged item is action 0
                 target=tables.target,
-                model=reward_model,
+                model=model,
                 n_folds=n_folds,
                 seed=seed,
             )

@@ -5,9 +5,10 @@ foundation model: event tokenization (``tokenize``), the causal decoder with its
 objectives (``model``, ``item_embedding``, ``objectives``), its training loop with DDP
 (``train_fm``), checkpoints and evaluation; incremental training onto a grown catalog
 (``warm_start``) and Procrustes-aligned embedding exports (``alignment``); and the DCN-v2 ranker
-(``ranker``) with its calibration (``calibration``), served with the FM behind the Scorer
-interface by ``fm_scorer``. It may import torch and numpy, never loopbreak's other parts.
-Nothing here touches CUDA at import time, and the model's names load lazily.
+(``ranker``) with its calibration (``calibration``) and its network as an OPE reward model
+(``reward_classifier``), served with the FM behind the Scorer interface by ``fm_scorer``. It
+may import torch and numpy, never loopbreak's other parts. Nothing here touches CUDA at import
+time, and the model's names load lazily.
 """
 
 from fm_core.baseline import PopularityAffinityScorer, TrainingImpressions
@@ -53,6 +54,8 @@ _LAZY = {
     "save_item_embeddings": "fm_core.alignment",
     "Ranker": "fm_core.ranker",
     "RankerConfig": "fm_core.ranker",
+    "CrossDeepNetwork": "fm_core.ranker",
+    "RankerRewardModel": "fm_core.reward_classifier",
     "Calibrator": "fm_core.calibration",
     "expected_calibration_error": "fm_core.calibration",
     "fit_calibrator": "fm_core.calibration",

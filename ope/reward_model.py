@@ -6,9 +6,11 @@ row's q̂ has seen its own reward (Chernozhukov et al. 2018's cross-fitting, as 
 ``q_hat[i] = q̂(x_i, a_i)`` and ``v_hat[i] = Σ_a π_e(a | x_i) q̂(x_i, a)``.
 
 The model is pluggable: ``"logistic"`` (scikit-learn's L2 logistic regression) and ``"gbdt"``
-(scikit-learn's histogram gradient boosting) are built in, and any factory of an object with
-scikit-learn's ``fit(X, y)`` / ``predict_proba(X)`` works, the fm_core ranker wrapped by the
-caller included (``ope`` itself never imports torch). Rewards are binary here. A training fold
+(scikit-learn's histogram gradient boosting) are built in by name, and any factory of an object
+with scikit-learn's ``fit(X, y)`` / ``predict_proba(X)`` works. The fm_core ranker's network
+(``fm_core.reward_classifier.RankerRewardModel``) is one: ``api.ope_inputs.reward_model_for``
+maps the name "ranker" to its factory and passes that here as ``model``, so ``ope`` itself never
+imports torch or fm_core. Rewards are binary here. A training fold
 with a single class (clicks are rare: tens per 10,000 rows in the Open Bandit Dataset) gets the
 fold's smoothed click rate, (clicks + 1) / (rows + 2), instead of a model that cannot be fitted.
 """
