@@ -427,6 +427,8 @@ def run(
     n_valid = min(eval_users, len(split.valid))
     valid = split.valid.subset(np.sort(rng.choice(len(split.valid), n_valid, replace=False)))
     models["ease"], ease_info = run_ease(split, dataset, ease_items, valid)
+    logger.info("popularity %s; EASE %s, validation NDCG@10 by lambda %s", models["popularity"],
+                models["ease"], ease_info["valid_ndcg_by_lambda"])  # fmt: skip
 
     torch.manual_seed(seed)
     models["fm"], fm_model, fm_info = run_fm(
