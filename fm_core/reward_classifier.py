@@ -184,7 +184,8 @@ class RankerRewardModel:
         train = ~valid
         device = select_device()
         self.device_ = device
-        forked = [device.index or 0] if device.type == "cuda" else []
+        # torch.manual_seed also seeds every CUDA device: fork them all on CUDA
+        forked = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
         with torch.random.fork_rng(devices=forked):
             torch.manual_seed(self.seed)
             network = self._train(device, X, y, w, train, valid)
