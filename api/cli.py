@@ -32,11 +32,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         epsilon=args.epsilon,
         seed=args.seed,
         model=args.model,
+        holdout_share=args.holdout_share,
         world=WorldConfig(seed=args.seed, n_items=args.items, n_users=args.users),
     )
     header = (
         f"{'round':>5}  {'policy':<34} {'true':>8} {'ips':>8} {'ips 95% CI':>19} "
-        f"{'snips':>8} {'oracle':>8} {'coverage':>8}"
+        f"{'snips':>8} {'unsupp':>8} {'oracle':>8} {'coverage':>8}"
     )
     print("loopbreak demo: the loop on the simulated world (reward = expected plays per slate)")
     print(header)
@@ -46,7 +47,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         ci = f"[{r.ips_lo:7.3f}, {r.ips_hi:7.3f}]" if r.ips_lo is not None else "-"
         print(
             f"{r.round:>5}  {r.policy:<34} {_fmt(r.true_reward)} {_fmt(r.ips)} {ci:>19} "
-            f"{_fmt(r.snips)} {_fmt(r.oracle_reward)} {_fmt(r.coverage)}",
+            f"{_fmt(r.snips)} {_fmt(r.unsupported)} {_fmt(r.oracle_reward)} {_fmt(r.coverage)}",
             flush=True,
         )
 
@@ -277,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="baseline",
         help="scorer retrained every round: the baseline, or the foundation model with its "
         "ranker (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--holdout-share",
+        type=float,
+        default=0.3,
+        help="share of the previous round the model does not train on, for the off-policy "
+        "estimate made before serving (default: %(default)s)",
     )
     demo.set_defaults(func=_cmd_demo)
 

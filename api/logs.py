@@ -51,10 +51,12 @@ def read_window(
     until: datetime | None = None,
     history_limit: int = 200,
 ) -> LoggedWindow:
-    """Read decisions in [since, until) with point-in-time histories from all events."""
+    """Read decisions in [since, until) with point-in-time histories from the events before
+    ``until``: nothing after the window's end reaches a model trained on it (popularity counts
+    included)."""
     decisions = decision_frame(session_or_engine=engine, since=since, until=until)
     slates = slate_frame(session_or_engine=engine, since=since, until=until)
-    events = event_frame(session_or_engine=engine)
+    events = event_frame(session_or_engine=engine, until=until)
     histories = HistoryIndex(events, max_events=history_limit)
     requests = [
         score_request(

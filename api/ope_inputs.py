@@ -267,6 +267,7 @@ def replay_targets(
                 model=model,
                 n_folds=n_folds,
                 seed=seed,
+                groups=row_decision,  # a slate's positions share a fold
             )
             frame["q_hat"] = fit.q_hat
             frame["v_hat"] = fit.v_hat
