@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from typing import TYPE_CHECKING
 
-from api.coverage_world import CoverageWorld, CoverageWorldConfig
-from ope import estimators
-from ope.coverage import CoverageResult, measure_coverage
+from api.coverage_config import CoverageWorldConfig
+
+if TYPE_CHECKING:
+    from ope.coverage import CoverageResult
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_coverage(args: argparse.Namespace) -> CoverageResult:
     """The coverage result of the parsed options; its ``config`` records the world's sizes."""
+    from api.coverage_world import CoverageWorld  # numpy, pandas: only when the command runs
+    from ope import estimators
+    from ope.coverage import measure_coverage
+
     if args.reps < 2:
         raise ValueError(f"--reps must be >= 2; got {args.reps}")
     config = CoverageWorldConfig(

@@ -4,7 +4,6 @@ memory or streamed chunk by chunk over logs larger than memory.
 ``ope`` does not import torch: scorers hand it arrays.
 """
 
-from ope.ab import analyze as analyze_ab
 from ope.batch import OpeBatch, OpeInputError
 from ope.estimators import IPS, SNIPS, Bounds, ClippedIPS, Estimate, Estimator, Partial
 from ope.gate import GateThresholds, paired_lift
@@ -41,7 +40,6 @@ __all__ = [
     "SlateRewardInteractionIPS",
     "SlateStandardIPS",
     "SwitchDR",
-    "analyze_ab",
     "build_report",
     "estimate_all",
     "estimators",
