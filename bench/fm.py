@@ -85,7 +85,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "ml-100k": Preset(max_len=200, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=25,
                       batch_size=32, lr=2e-3, warmup_steps=100, patience=5),
-    "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.3, epochs=40,
+    "beauty": Preset(max_len=50, d_model=64, n_layers=2, n_heads=2, dropout=0.3, epochs=20,
                      batch_size=128, lr=3e-3, warmup_steps=200, patience=5, n_sampled=2048),
     "sim": Preset(max_len=100, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=30,
                   batch_size=32, lr=2e-3, warmup_steps=100, patience=5, metadata=True,
