@@ -149,13 +149,7 @@ def _check_chunk(chunk_decisions: int) -> int:
 
 def _after(key: tuple[datetime, str] | None) -> Any:
     """Rows strictly after the keyset position ``key`` (everything when None)."""
-    d = _DECISION.c
-    if key is None:
-        return true()
-    created_at, decision_id = key
-    return or_(
-        d.created_at > created_at, and_(d.created_at == created_at, d.decision_id > decision_id)
-    )
+    return true() if key is None else ~_through(key)
 
 
 def _through(key: tuple[datetime, str] | None) -> Any:

@@ -3,8 +3,11 @@ to three items out of four candidates, with every propensity."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 
@@ -44,3 +47,28 @@ def decision_payload(
             for k, item in enumerate(items)
         ],
     }
+
+
+Mutation = Callable[[dict[str, Any]], None]
+
+
+def slate_set(k: int, key: str, value: Any) -> Mutation:
+    """A change of a decision payload: slate position ``k``'s ``key`` becomes ``value``."""
+
+    def mutate(d: dict[str, Any]) -> None:
+        d["slate"][k][key] = value
+
+    return mutate
+
+
+SLATE_REFUSALS = [
+    pytest.param(slate_set(1, "propensity", 0.0), "slate[1].propensity", id="propensity-zero"),
+    pytest.param(slate_set(0, "propensity", 1.5), "slate[0].propensity", id="propensity-above-one"),
+    pytest.param(
+        slate_set(2, "cond_propensity", -0.2), "slate[2].cond_propensity", id="cond-negative"
+    ),
+    pytest.param(slate_set(2, "item_id", 999), "slate[2].item_id", id="unknown-item-id"),
+    pytest.param(slate_set(1, "item_id", 20), "slate[1].item_id", id="duplicate-slate-item"),
+]
+"""The bad decisions the issue names (propensities outside (0, 1], an unknown item, a duplicate
+in the slate), each with the field its error must name."""

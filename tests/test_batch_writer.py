@@ -14,15 +14,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
-from store_inputs import T0, decision_payload
+from store_inputs import SLATE_REFUSALS, T0, Mutation, decision_payload
 
 from proplog.batch_writer import BatchWriter
 from proplog.engine import make_engine
 from proplog.errors import ConflictError, LogValidationError, UnknownDecisionError
 from proplog.schema import DecisionCreate
 from proplog.store import WriteResult, get_decision, get_event
-
-Mutation = Callable[[dict[str, Any]], None]
 
 
 def decision(*, user_id: str = "u1", items: tuple[int, ...] = (20, 30, 10)) -> dict[str, Any]:
@@ -107,25 +105,7 @@ def test_replays_across_batches_are_reported_and_write_nothing(engine: Engine) -
     assert count_rows(engine, "event") == 1
 
 
-def slate_set(k: int, key: str, value: Any) -> Mutation:
-    def mutate(d: dict[str, Any]) -> None:
-        d["slate"][k][key] = value
-
-    return mutate
-
-
-BAD_DECISIONS = [
-    pytest.param(slate_set(1, "propensity", 0.0), "slate[1].propensity", id="propensity-zero"),
-    pytest.param(slate_set(0, "propensity", 1.5), "slate[0].propensity", id="propensity-above-one"),
-    pytest.param(
-        slate_set(2, "cond_propensity", -0.2), "slate[2].cond_propensity", id="cond-negative"
-    ),
-    pytest.param(slate_set(2, "item_id", 999), "slate[2].item_id", id="unknown-item-id"),
-    pytest.param(slate_set(1, "item_id", 20), "slate[1].item_id", id="duplicate-slate-item"),
-]
-
-
-@pytest.mark.parametrize(("mutate", "field"), BAD_DECISIONS)
+@pytest.mark.parametrize(("mutate", "field"), SLATE_REFUSALS)
 def test_bad_decision_is_refused_at_submit_and_the_batch_around_it_is_written(
     engine: Engine, mutate: Mutation, field: str
 ) -> None:

@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from api.service import DecisionInput, DecisionService
 from explore import (
+    AuditResult,
     CalibratedSlate,
     EpsilonGreedySlate,
     ExplorationBudget,
@@ -27,6 +28,7 @@ from explore import (
 )
 from fm_core import ItemCatalog, PopularityAffinityScorer
 from proplog.engine import init_db, make_engine
+from proplog.schema import DecisionCreate
 from proplog.store import get_decision
 
 SCORES = np.random.default_rng(3).beta(1.0, 6.0, size=60)
@@ -176,11 +178,20 @@ def test_a_stored_decision_audits_clean_from_the_store(
     assert record.exploration["policy"] in ("random_insertion", "greedy")
     assert record.exploration["budget"] == 0.02
     assert record.exploration["expected_cost"] <= 0.02 + 1e-12
+    result = audit_record(policy, record)
+    assert result.ok, result.describe()
+    # The same record audited against another budget is caught.
+    other = replace(policy, budget=ExplorationBudget(relative_cost=0.2))
+    tampered = audit_record(other, record)
+    assert not tampered.ok
+
+
+def audit_record(policy: Policy, record: DecisionCreate) -> AuditResult:
+    """``audit_decision`` of a stored decision record: its candidates, scores and slate."""
     candidates = {item: j for j, item in enumerate(record.candidate_ids)}
-    scores = np.array(record.candidate_scores)
-    result = audit_decision(
+    return audit_decision(
         policy,
-        scores=scores,
+        scores=np.array(record.candidate_scores),
         decision_id=record.decision_id,
         indices=[candidates[s.item_id] for s in record.slate],
         propensity=[s.propensity for s in record.slate],
@@ -189,17 +200,3 @@ def test_a_stored_decision_audits_clean_from_the_store(
         explored=[s.explored for s in record.slate],
         exploration=record.exploration,
     )
-    assert result.ok, result.describe()
-    # The same record audited against another budget is caught.
-    other = replace(policy, budget=ExplorationBudget(relative_cost=0.2))
-    tampered = audit_decision(
-        other,
-        scores=scores,
-        decision_id=record.decision_id,
-        indices=[candidates[s.item_id] for s in record.slate],
-        propensity=[s.propensity for s in record.slate],
-        cond_propensity=[s.cond_propensity for s in record.slate],
-        prefix_propensity=[s.prefix_propensity for s in record.slate],
-        exploration=record.exploration,
-    )
-    assert not tampered.ok

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
-from store_inputs import T0, decision_payload
+from store_inputs import SLATE_REFUSALS, T0, Mutation, decision_payload, slate_set
 
 from proplog.errors import LogValidationError, UnknownDecisionError
 from proplog.store import (
@@ -25,7 +25,6 @@ from proplog.store import (
 )
 
 DECISION_ID = "6f1c2a8e-3b7d-4c1e-9a2f-0d5e8b7c6a41"
-Mutation = Callable[[dict[str, Any]], None]
 
 
 def good_decision() -> dict[str, Any]:
@@ -49,13 +48,6 @@ def good_event() -> dict[str, Any]:
 def count_rows(engine: Engine, table: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-
-
-def slate_set(k: int, key: str, value: Any) -> Mutation:
-    def mutate(d: dict[str, Any]) -> None:
-        d["slate"][k][key] = value
-
-    return mutate
 
 
 def set_(key: str, value: Any) -> Mutation:
@@ -220,18 +212,9 @@ def test_bad_event_is_refused_and_nothing_is_written(
 # ---- the same refusals in batch writes: the batch is all or nothing ------------------------------
 
 OTHER_ID = "6f1c2a8e-3b7d-4c1e-9a2f-0d5e8b7c6a42"
-ISSUE_CASES = [
-    pytest.param(slate_set(1, "propensity", 0.0), "slate[1].propensity", id="propensity-zero"),
-    pytest.param(slate_set(0, "propensity", 1.5), "slate[0].propensity", id="propensity-above-one"),
-    pytest.param(
-        slate_set(2, "cond_propensity", -0.1), "slate[2].cond_propensity", id="cond-negative"
-    ),
-    pytest.param(slate_set(2, "item_id", 999), "slate[2].item_id", id="unknown-item-id"),
-    pytest.param(slate_set(1, "item_id", 20), "slate[1].item_id", id="duplicate-slate-item"),
-]
 
 
-@pytest.mark.parametrize(("mutate", "field"), ISSUE_CASES)
+@pytest.mark.parametrize(("mutate", "field"), SLATE_REFUSALS)
 def test_bad_decision_in_a_batch_names_its_index_and_writes_nothing(
     engine: Engine, mutate: Mutation, field: str
 ) -> None:
