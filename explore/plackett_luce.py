@@ -34,7 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from explore.policy import conditionals, greedy_order, is_slate, top_order, validate_scores
+from explore.policy import (
+    conditionals,
+    greedy_order,
+    is_slate,
+    slate_positions,
+    top_order,
+    validate_scores,
+)
 from explore.pool import pool_size
 from explore.slate import Slate
 
@@ -53,6 +60,36 @@ def log_sum_exp(x: np.ndarray) -> float:
         return -np.inf
     top = float(x.max())
     return top + float(np.log(np.exp(x - top).sum()))
+
+
+def _log_sum_exp_nonincreasing(x: np.ndarray) -> float:
+    """``log_sum_exp`` of a nonincreasing x, whose largest entry is its first."""
+    if x.size == 0:
+        return -np.inf
+    top = float(x[0])
+    return top + float(np.log(np.exp(x - top).sum()))
+
+
+def _mix_draws(
+    race_order: list[int], uniform_steps: list[bool], m: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Pool positions of a slate drawn step by step: a uniform step draws among the candidates
+    left (by rejection), a softmax step takes the first candidate of the race not shown yet."""
+    taken: set[int] = set()
+    picked: list[int] = []
+    next_in_race = 0
+    for uniform in uniform_steps:
+        if uniform:
+            pick = int(rng.integers(m))
+            while pick in taken:
+                pick = int(rng.integers(m))
+        else:
+            while race_order[next_in_race] in taken:
+                next_in_race += 1
+            pick = race_order[next_in_race]
+        taken.add(pick)
+        picked.append(pick)
+    return np.array(picked, dtype=np.int64)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,21 +122,27 @@ class PlackettLuceSlate:
         """(pool candidates in greedy order, their log weights)."""
         m = self._pool_size(scores.size, k)
         pool = greedy_order(scores)[:m] if full_order else top_order(scores, m)
-        return pool, pool_log_weights(scores[pool], self.temperature)
+        return pool, self._pool_log_weights(scores[pool])
+
+    def _pool_log_weights(self, pool_scores: np.ndarray) -> np.ndarray:
+        """``pool_log_weights`` for a pool in greedy order, whose first score is the largest."""
+        return (pool_scores - pool_scores[0]) / self.temperature
 
     def _prefix(self, log_weights: np.ndarray, picked: np.ndarray) -> np.ndarray:
-        """P(prefix) for pool positions ``picked`` (distinct): the softmax mass left before each
-        draw is the log-sum-exp of the candidates not picked and the picks from there on."""
-        left_out = np.ones(log_weights.size, dtype=bool)
+        """P(prefix) for pool positions ``picked`` (distinct) of a pool in greedy order: the
+        softmax mass left before each draw is the log-sum-exp of the candidates not picked and the
+        picks from there on."""
+        left_out = np.empty(log_weights.size, dtype=bool)
+        left_out.fill(True)
         left_out[picked] = False
         log_picked = log_weights[picked]
         suffix = np.logaddexp.accumulate(log_picked[::-1])[::-1]
-        log_left = np.logaddexp(suffix, log_sum_exp(log_weights[left_out]))
+        log_left = np.logaddexp(suffix, _log_sum_exp_nonincreasing(log_weights[left_out]))
         cond = np.exp(log_picked - log_left)
         if self.uniform_mix > 0.0:
             left = log_weights.size - np.arange(picked.size, dtype=np.float64)
             cond = (1.0 - self.uniform_mix) * cond + self.uniform_mix / left
-        return np.cumprod(cond)
+        return cond.cumprod()
 
     def _draw(self, log_weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         """Pool positions of a slate of k."""
@@ -107,45 +150,47 @@ class PlackettLuceSlate:
         race = np.log(rng.standard_exponential(m)) - log_weights  # log(E_i / w_i)
         ahead = min(m, 2 * k if self.uniform_mix > 0.0 else k)  # how far the race is needed
         if ahead < m:
-            first = np.argpartition(race, ahead - 1)[:ahead]
-            order = first[np.argsort(race[first], kind="stable")]
+            first = race.argpartition(ahead - 1)[:ahead]
+            order = first[race[first].argsort(kind="stable")]
         else:
-            order = np.argsort(race, kind="stable")
+            order = race.argsort(kind="stable")
         if self.uniform_mix == 0.0:
             return order[:k]
         uniform_steps = rng.random(k) < self.uniform_mix
-        taken = np.zeros(m, dtype=bool)
-        picked = np.empty(k, dtype=np.int64)
-        next_in_race = 0
-        for j in range(k):
-            if uniform_steps[j]:
-                pick = int(rng.integers(m))
-                while taken[pick]:  # uniform among the candidates left, by rejection
-                    pick = int(rng.integers(m))
-            else:
-                while taken[order[next_in_race]]:
-                    next_in_race += 1
-                pick = int(order[next_in_race])
-            taken[pick] = True
-            picked[j] = pick
-        return picked
+        if not uniform_steps.any():  # every step a softmax draw: the race order itself
+            return order[:k]
+        return _mix_draws(order.tolist(), uniform_steps.tolist(), m, rng)
 
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         scores = validate_scores(scores, k)
         k = min(k, scores.size)
-        pool, log_weights = self._weights(scores, k, full_order=False)
+        ranked = top_order(scores, self._pool_size(scores.size, k))
+        return self.decide_ranked(scores, ranked, k, rng)
+
+    def decide_ranked(
+        self, scores: np.ndarray, ranked: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Slate:
+        """``decide`` on validated scores whose greedy order is known: ``ranked`` is
+        ``top_order(scores, m)`` for any m at least the pool size; 1 <= k <= n."""
+        pool = ranked[: self._pool_size(scores.size, k)]
+        log_weights = self._pool_log_weights(scores[pool])
         picked = self._draw(log_weights, k, rng)
         prefix = self._prefix(log_weights, picked)
         cond = conditionals(prefix)
         exact = k == 1
+        if exact:
+            propensity = cond.copy()
+        else:
+            propensity = np.empty(k)
+            propensity.fill(np.nan)
         chosen = pool[picked]
         return Slate(
             indices=chosen,
             scores=scores[chosen],
-            propensity=cond.copy() if exact else np.full(k, np.nan),
+            propensity=propensity,
             cond_propensity=cond,
             prefix_propensity=prefix,
-            explored=picked != np.arange(k),
+            explored=picked != slate_positions(k),
             marginals_exact=exact,
         )
 

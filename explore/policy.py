@@ -6,6 +6,8 @@ scorer hands it arrays, and the caller maps the chosen indices back to items.
 
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -42,7 +44,9 @@ def validate_scores(scores: np.ndarray, k: int) -> np.ndarray:
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 1 or scores.size == 0:
         raise ValueError(f"scores must be a non-empty 1-D array; got shape {scores.shape}")
-    if not np.isfinite(scores).all():
+    # Σ s² is finite when every score is (a NaN or ±inf makes it NaN or inf); only when it is
+    # not, which a huge finite score can also cause, are the scores checked one by one.
+    if not math.isfinite(scores.dot(scores)) and not np.isfinite(scores).all():
         bad = np.flatnonzero(~np.isfinite(scores))
         raise ValueError(f"scores must be finite; got {scores[bad[0]]} at index {bad[0]}")
     if k < 1:
@@ -58,20 +62,49 @@ def greedy_order(scores: np.ndarray) -> np.ndarray:
 def top_order(scores: np.ndarray, m: int) -> np.ndarray:
     """``greedy_order(scores)[:m]`` without sorting all n candidates.
 
-    The m-th largest score is found by partition; the candidates above it and the lowest-index
-    ones tied with it are then sorted, so ties are broken by index exactly as in ``greedy_order``.
+    A threshold that most likely lets through somewhat more than the top m is read off an evenly
+    strided sample of the scores. When at least m candidates reach it, they hold the whole top m
+    (each of those scores is at least the m-th largest, which is at least the threshold), so
+    sorting them alone by descending score, ties by index, and keeping m gives the answer.
+    Otherwise the exact m-th largest score is found by partitioning all n. The answer is exact
+    either way: the sample only saves time.
     """
     n = scores.size
     m = min(m, n)
     if 4 * m >= n:
         return greedy_order(scores)[:m]
+    top = _sampled_candidates(scores, m)
+    if top is None:
+        top = _top_indices(scores, m)
+    return top[np.lexsort((top, -scores[top]))[:m]]
+
+
+def _sampled_candidates(scores: np.ndarray, m: int) -> np.ndarray | None:
+    """Ascending indices of the candidates at or above a threshold read off a strided sample,
+    when at least m and at most half of them reach it (None otherwise)."""
+    n = scores.size
+    stride = max(1, n // (2 * m))
+    sample = scores[::stride]
+    # The sample's j-th largest leaves about j·stride candidates above it, give or take
+    # sqrt(j)·stride: j - 2.5·sqrt(j) = m / stride makes too few only rare.
+    root = 0.5 * (2.5 + math.sqrt(6.25 + 4.0 * m / stride))
+    j = min(sample.size, math.ceil(root * root))
+    threshold = np.partition(sample, sample.size - j)[sample.size - j]
+    top = (scores >= threshold).nonzero()[0]
+    return top if m <= top.size <= n // 2 else None
+
+
+def _top_indices(scores: np.ndarray, m: int) -> np.ndarray:
+    """Ascending indices of the top m (1 <= m <= n): those above the m-th largest score and the
+    lowest-index ones tied with it."""
+    n = scores.size
     threshold = np.partition(scores, n - m)[n - m]
     top = np.flatnonzero(scores >= threshold)
     if top.size > m:  # ties at the threshold: keep the lowest-index tied candidates
         above = np.flatnonzero(scores > threshold)
         tied = np.flatnonzero(scores == threshold)[: m - above.size]
-        top = np.concatenate((above, tied))
-    return top[np.lexsort((top, -scores[top]))]
+        top = np.sort(np.concatenate((above, tied)))
+    return top
 
 
 def is_slate(slate: np.ndarray, n: int) -> bool:
@@ -84,8 +117,20 @@ def is_slate(slate: np.ndarray, n: int) -> bool:
 
 
 def conditionals(prefix: np.ndarray) -> np.ndarray:
-    """π(a_k | a_1..a_{k-1}) from the prefix probabilities P(a_1..a_k)."""
-    return prefix / np.concatenate(([1.0], prefix[:-1]))
+    """π(a_k | a_1..a_{k-1}) from the prefix probabilities P(a_1..a_k): P(a_1), then the ratio
+    of each prefix to the one before."""
+    out = np.empty(prefix.size)
+    out[:1] = prefix[:1]
+    np.divide(prefix[1:], prefix[:-1], out=out[1:])
+    return out
+
+
+@lru_cache(maxsize=256)
+def slate_positions(k: int) -> np.ndarray:
+    """0..k−1, read-only: the greedy pool position of each slate position."""
+    out = np.arange(k)
+    out.flags.writeable = False
+    return out
 
 
 def validate_positions(positions: tuple[int, ...] | None) -> None:
