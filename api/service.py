@@ -19,6 +19,7 @@ from api.experiment import LiveExperiment
 from explore import Policy, rng_for_decision
 from fm_core import Scorer
 from proplog.errors import ConflictError
+from proplog.ids import time_ordered_uuid
 from proplog.schema import DecisionCreate, SlateItemCreate
 from proplog.store import get_decision, record_decision, user_history
 
@@ -112,7 +113,7 @@ class DecisionService:
             stored = get_decision(session=session, decision_id=decision_id)
             if stored is not None:
                 return DecisionOutput(record=stored, replayed=True)
-        decision_id = decision_id or str(uuid.uuid4())
+        decision_id = decision_id or time_ordered_uuid(now)
         candidates = self.candidates_for(request, now)
         events = user_history(
             session=session, user_id=request.user_id, before=now, limit=self.history_limit

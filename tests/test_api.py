@@ -52,6 +52,7 @@ def test_decision_is_on_disk_before_the_answer_and_matches_it(
     assert len(body["slate"]) == 5
     assert [p["position"] for p in body["slate"]] == [0, 1, 2, 3, 4]
     assert body["replayed"] is False
+    assert uuid.UUID(body["decision_id"]).version == 7  # time-ordered keys (proplog.ids)
     assert body["model_version"] == "test-model"
     assert body["policy"]["params"]["epsilon"] == pytest.approx(0.1)
     # A separate engine (a new connection) sees the committed record, field for field.
