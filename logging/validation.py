@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -38,8 +39,13 @@ PREFIX_REL_TOL = 1e-9
 """Relative tolerance of ``prefix[k] == prefix[k-1] * cond[k]``."""
 
 
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def check_uuid(value: Any, field: str) -> str:
     """Return ``value`` as a canonical UUID string, or raise."""
+    if type(value) is str and _CANONICAL_UUID.fullmatch(value):
+        return value  # already canonical: what str(uuid.UUID(value)) gives back
     try:
         return str(uuid.UUID(str(value)))
     except (ValueError, TypeError, AttributeError):
@@ -98,11 +104,25 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+_JSON_SCALARS = (str, int, bool, type(None))
+
+
+def _is_flat_json(value: Any) -> bool:
+    """A dict of str keys to str, int, bool, None or finite float: a JSON round trip gives back
+    an equal copy of it (the common exploration record: ``{"epsilon": 0.1, "pool": 100}``)."""
+    return type(value) is dict and all(
+        type(k) is str and (type(v) in _JSON_SCALARS or (type(v) is float and math.isfinite(v)))
+        for k, v in value.items()
+    )
+
+
 def to_json_value(value: Any, field: str) -> Any:
     """Return ``value`` as a JSON round trip gives it back (numpy values become Python ones).
 
     NaN and infinities are refused: PostgreSQL's JSON has no such values.
     """
+    if _is_flat_json(value):
+        return dict(value)
     try:
         return json.loads(json.dumps(value, allow_nan=False, default=_json_default))
     except (TypeError, ValueError) as exc:
@@ -117,14 +137,16 @@ def _candidates_look_valid(d: DecisionCreate) -> bool:
     Sound, not complete: ``True`` only when every rule of :func:`_explain_candidates` holds.
     """
     ids, scores = d.candidate_ids, d.candidate_scores
-    # This runs after pydantic, which made every id an int and every score a float.
+    # This runs after pydantic, which made every id an int and every score a float. A sum of
+    # floats is finite only if every term is (a NaN or an infinity carries through; a finite
+    # sum that overflows only sends valid scores to the detailed checks).
     return (
         bool(ids)
         and min(ids) >= 0
         and max(ids) <= MAX_ITEM_ID
         and len(set(ids)) == len(ids)
         and len(scores) == len(ids)
-        and all(map(math.isfinite, scores))
+        and math.isfinite(sum(scores))
     )
 
 
@@ -159,15 +181,14 @@ def _explain_candidates(d: DecisionCreate) -> None:
         check_finite(score, f"candidate_scores[{i}]")
 
 
-def _is_probability(value: Any) -> bool:
-    return type(value) is float and 0.0 < value <= 1.0
-
-
 def _slate_looks_valid(d: DecisionCreate) -> bool:
     """Every rule of :func:`_explain_slate` as one quick pass that builds no messages.
 
     Sound, not complete: ``True`` only when the slate is valid; ``False`` sends the record to
     :func:`_explain_slate`, which names the broken field (or accepts, for example, an int score).
+    The tests are written out inline (``0.0 < x <= 1.0`` on an exact float, and
+    ``math.isclose(prefix, previous * cond, rel_tol=PREFIX_REL_TOL)`` as its formula): this runs
+    for every position of every logged decision.
     """
     if not d.slate:
         return False
@@ -177,25 +198,31 @@ def _slate_looks_valid(d: DecisionCreate) -> bool:
     previous = 1.0
     for k, s in enumerate(d.slate):
         item, propensity = s.item_id, s.propensity
-        cond, prefix = s.cond_propensity, s.prefix_propensity
+        cond, prefix, score = s.cond_propensity, s.prefix_propensity, s.score
         if (
             s.position != k
             or type(item) is not int
             or item < 0
             or item in seen
             or item not in candidates
-            or type(s.score) is not float
-            or not math.isfinite(s.score)
-            or not _is_probability(cond)
-            or not _is_probability(prefix)
-            or not math.isclose(prefix, previous * cond, rel_tol=PREFIX_REL_TOL, abs_tol=0.0)
+            or type(score) is not float
+            or not -math.inf < score < math.inf
+            or type(cond) is not float
+            or not 0.0 < cond <= 1.0
+            or type(prefix) is not float
+            or not 0.0 < prefix <= 1.0
         ):
+            return False
+        want = previous * cond
+        if abs(prefix - want) > PREFIX_REL_TOL * max(abs(prefix), abs(want)):
             return False
         if propensity is None:
             if exact:
                 return False
-        elif not _is_probability(propensity) or (
-            exact and propensity < prefix * (1 - PREFIX_REL_TOL)
+        elif (
+            type(propensity) is not float
+            or not 0.0 < propensity <= 1.0
+            or (exact and propensity < prefix * (1 - PREFIX_REL_TOL))
         ):
             return False
         seen.add(item)
