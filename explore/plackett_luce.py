@@ -30,6 +30,7 @@ it were exact.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,15 @@ def _log_sum_exp_nonincreasing(x: np.ndarray) -> float:
     if x.size == 0:
         return -np.inf
     top = float(x[0])
-    return top + float(np.log(np.exp(x - top).sum()))
+    return top + float(np.log(np.add.reduce(np.exp(x - top))))
+
+
+@lru_cache(maxsize=256)
+def _uniform_conditionals(m: int, k: int, uniform_mix: float) -> np.ndarray:
+    """γ/|R_j| for j = 1..k, |R_j| = m − j + 1: the uniform share of each conditional."""
+    out = uniform_mix / (m - np.arange(k, dtype=np.float64))
+    out.flags.writeable = False
+    return out
 
 
 def _mix_draws(
@@ -75,10 +84,10 @@ def _mix_draws(
 ) -> np.ndarray:
     """Pool positions of a slate drawn step by step: a uniform step draws among the candidates
     left (by rejection), a softmax step takes the first candidate of the race not shown yet."""
-    taken: set[int] = set()
-    picked: list[int] = []
-    next_in_race = 0
-    for uniform in uniform_steps:
+    next_in_race = uniform_steps.index(True)  # up to the first uniform step: the race itself
+    picked = race_order[:next_in_race]
+    taken = set(picked)
+    for uniform in uniform_steps[next_in_race:]:
         if uniform:
             pick = int(rng.integers(m))
             while pick in taken:
@@ -140,26 +149,24 @@ class PlackettLuceSlate:
         log_left = np.logaddexp(suffix, _log_sum_exp_nonincreasing(log_weights[left_out]))
         cond = np.exp(log_picked - log_left)
         if self.uniform_mix > 0.0:
-            left = log_weights.size - np.arange(picked.size, dtype=np.float64)
-            cond = (1.0 - self.uniform_mix) * cond + self.uniform_mix / left
+            uniform = _uniform_conditionals(log_weights.size, picked.size, self.uniform_mix)
+            cond = (1.0 - self.uniform_mix) * cond + uniform
         return cond.cumprod()
 
     def _draw(self, log_weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
         """Pool positions of a slate of k."""
         m = log_weights.size
         race = np.log(rng.standard_exponential(m)) - log_weights  # log(E_i / w_i)
-        ahead = min(m, 2 * k if self.uniform_mix > 0.0 else k)  # how far the race is needed
-        if ahead < m:
-            first = race.argpartition(ahead - 1)[:ahead]
+        uniform_steps = (rng.random(k) < self.uniform_mix).tolist() if self.uniform_mix else []
+        # The first k of the race always suffice: each step shows or skips at most one of them.
+        if k < m:
+            first = race.argpartition(k - 1)[:k]
             order = first[race[first].argsort(kind="stable")]
         else:
             order = race.argsort(kind="stable")
-        if self.uniform_mix == 0.0:
+        if True not in uniform_steps:
             return order[:k]
-        uniform_steps = rng.random(k) < self.uniform_mix
-        if not uniform_steps.any():  # every step a softmax draw: the race order itself
-            return order[:k]
-        return _mix_draws(order.tolist(), uniform_steps.tolist(), m, rng)
+        return _mix_draws(order.tolist(), uniform_steps, m, rng)
 
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         scores = validate_scores(scores, k)
