@@ -40,7 +40,7 @@ When even the least exploration breaks the budget or the floor, the request is s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -111,11 +111,14 @@ class ExplorationBudget:
 @dataclass(frozen=True)
 class Calibration:
     """What one request gets: the policy with its exploration parameters, and the relative cost
-    of its exploration (exact, or an exact upper bound when ``cost_exact`` is False)."""
+    of its exploration (exact, or an exact upper bound when ``cost_exact`` is False).
+    ``ranked``: the greedy order of the top candidates (``top_order``, at least the policy's
+    pool), when the calibration computed it, so that deciding need not rank them again."""
 
     policy: Policy
     relative_cost: float
     cost_exact: bool
+    ranked: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def exploration(self, budget: ExplorationBudget) -> dict[str, Any]:
         """The parameters actually used, as the decision record logs them."""
@@ -145,8 +148,10 @@ def validate_probabilities(scores: np.ndarray) -> np.ndarray:
     return scores
 
 
-def _greedy(cost_exact: bool = True) -> Calibration:
-    return Calibration(policy=GreedySlate(), relative_cost=0.0, cost_exact=cost_exact)
+def _greedy(cost_exact: bool = True, ranked: np.ndarray | None = None) -> Calibration:
+    return Calibration(
+        policy=GreedySlate(), relative_cost=0.0, cost_exact=cost_exact, ranked=ranked
+    )
 
 
 def _largest_ratio(allowed: float, cost: np.ndarray) -> np.ndarray:
@@ -162,12 +167,13 @@ def calibrate_epsilon_greedy(
     n = scores.size
     k = min(k, n)
     m_max = base._pool_size(n, k)
-    p = scores[top_order(scores, m_max)]
+    ranked = top_order(scores, m_max)
+    p = scores[ranked]
     theta = budget.weights(k)
     v_greedy = float(theta @ p[:k])
     explores = exploring_mask(base.positions, k)
     if not explores.any():
-        return _greedy()
+        return _greedy(ranked=ranked)
     n_fixed = k - int(explores.sum())
     pools = np.arange(k, m_max + 1)
     free_sum = np.cumsum(p)[pools - 1] - p[:k][~explores].sum()
@@ -176,7 +182,7 @@ def calibrate_epsilon_greedy(
     cost = np.maximum(cost, 0.0)
     eps = _largest_ratio(budget.relative_cost * v_greedy, cost)
     ok = (eps > 0.0) & (eps / (pools - n_fixed) >= budget.floor)
-    return _largest_allowed(base, eps, pools, cost, ok, v_greedy)
+    return _largest_allowed(base, eps, pools, cost, ok, v_greedy, ranked)
 
 
 def _largest_allowed(
@@ -186,17 +192,19 @@ def _largest_allowed(
     cost: np.ndarray,
     ok: np.ndarray,
     v_greedy: float,
+    ranked: np.ndarray,
 ) -> Calibration:
     """The policy with the deepest pool whose ε is allowed (``ok``), at that ε; greedy when none
     is. ``cost`` is the cost in plays at ε = 1 for each pool, exact for these families."""
     if not ok.any():
-        return _greedy()
+        return _greedy(ranked=ranked)
     best = int(np.flatnonzero(ok)[-1])
     policy = replace(base, epsilon=float(eps[best]), pool=int(pools[best]))
     return Calibration(
         policy=policy,
         relative_cost=float(eps[best] * cost[best] / v_greedy) if v_greedy > 0 else 0.0,
         cost_exact=True,
+        ranked=ranked,
     )
 
 
@@ -210,7 +218,8 @@ def calibrate_random_insertion(
     explores = exploring_mask(base.positions, k)
     if m_max <= k or not explores.any():
         return _greedy()
-    p = scores[top_order(scores, m_max)]
+    ranked = top_order(scores, m_max)
+    p = scores[ranked]
     theta = budget.weights(k)
     v_greedy = float(theta @ p[:k])
     greedy_value = theta * p[:k]
@@ -226,7 +235,7 @@ def calibrate_random_insertion(
     if budget.floor > 0.0:  # the unmoved last candidate keeps 1 − ε
         eps = np.where(eps < 1.0, np.minimum(eps, 1.0 - budget.floor), 1.0)
     ok = (eps > 0.0) & (eps / (slots.size * (pools - k)) >= budget.floor)
-    return _largest_allowed(base, eps, pools, cost, ok, v_greedy)
+    return _largest_allowed(base, eps, pools, cost, ok, v_greedy, ranked)
 
 
 def plackett_luce_cost_bound(
@@ -316,7 +325,8 @@ def calibrate_plackett_luce(
         m_max = min(m_max, int(np.floor(1.0 / budget.floor + 1e-9)))
         if m_max < k:
             return _greedy(cost_exact=False)
-    p_all = scores[top_order(scores, m_max)]
+    ranked = top_order(scores, m_max)
+    p_all = scores[ranked]
     theta = budget.weights(k)
     v_greedy = float(theta @ p_all[:k])
     allowed = budget.relative_cost * v_greedy
@@ -336,7 +346,7 @@ def calibrate_plackett_luce(
     m = m_max
     if mix(m) > 0.0 and coldest_cost(m) > allowed:  # the floor's mix grows with the pool
         if coldest_cost(k) > allowed:
-            return _greedy(cost_exact=False)
+            return _greedy(cost_exact=False, ranked=ranked)
         fits, too_big = k, m_max
         while too_big - fits > 1:
             mid = (fits + too_big) // 2
@@ -348,14 +358,14 @@ def calibrate_plackett_luce(
     p = p_all[:m]
     if p[0] == p[-1]:  # every pool candidate has the same score: shuffling them costs nothing
         policy = replace(base, temperature=1.0, pool=m, uniform_mix=mix(m))
-        return Calibration(policy=policy, relative_cost=0.0, cost_exact=True)
+        return Calibration(policy=policy, relative_cost=0.0, cost_exact=True, ranked=ranked)
 
     def cost(log_ts: np.ndarray) -> np.ndarray:
         return plackett_luce_cost_bounds(p, theta, log_ts, mix(m))
 
     found = _largest_within(cost, *log_range(m), allowed)
     if found is None:
-        return _greedy(cost_exact=False)
+        return _greedy(cost_exact=False, ranked=ranked)
     log_t, spent = found
     policy = replace(base, temperature=float(np.exp(log_t)), pool=m, uniform_mix=mix(m))
     spent = max(spent, 0.0)
@@ -363,6 +373,7 @@ def calibrate_plackett_luce(
         policy=policy,
         relative_cost=spent / v_greedy if v_greedy > 0 else 0.0,
         cost_exact=False,
+        ranked=ranked,
     )
 
 

@@ -9,7 +9,7 @@ so ``slate_probability`` and ``marginals`` replay it exactly, and so does an aud
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,9 +42,14 @@ class CalibratedSlate:
         return calibrate(self.base, scores, k, self.budget)
 
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
-        chosen = self.calibrate(scores, k)
-        slate = chosen.policy.decide(scores, k, rng)
-        return replace(slate, exploration=chosen.exploration(self.budget))
+        scores = validate_scores(scores, k)
+        chosen = calibrate(self.base, scores, k, self.budget)
+        decide_ranked = getattr(chosen.policy, "decide_ranked", None)
+        if chosen.ranked is None or decide_ranked is None:
+            slate = chosen.policy.decide(scores, k, rng)
+        else:  # the calibration ranked the candidates already
+            slate = decide_ranked(scores, chosen.ranked, min(k, scores.size), rng)
+        return slate.with_exploration(chosen.exploration(self.budget))
 
     def slate_probability(self, scores: np.ndarray, slate: np.ndarray) -> float:
         k = max(np.asarray(slate).size, 1)

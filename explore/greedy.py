@@ -30,7 +30,14 @@ class GreedySlate:
 
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         scores = validate_scores(scores, k)
-        chosen = top_order(scores, k)
+        return self.decide_ranked(scores, top_order(scores, k), k, rng)
+
+    def decide_ranked(
+        self, scores: np.ndarray, ranked: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Slate:
+        """``decide`` on validated scores whose greedy order is known: ``ranked`` is
+        ``top_order(scores, m)`` for any m >= k."""
+        chosen = ranked[:k]
         ones = np.ones(chosen.size)
         return Slate(
             indices=chosen,

@@ -88,10 +88,17 @@ class TopKRandomInsertion(PooledExploration):
 
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         scores = validate_scores(scores, k)
-        n = scores.size
-        k = min(k, n)
-        m, reach, eps = self._layout(n, k)
-        order = top_order(scores, m)
+        k = min(k, scores.size)
+        ranked = top_order(scores, self._pool_size(scores.size, k))
+        return self.decide_ranked(scores, ranked, k, rng)
+
+    def decide_ranked(
+        self, scores: np.ndarray, ranked: np.ndarray, k: int, rng: np.random.Generator
+    ) -> Slate:
+        """``decide`` on validated scores whose greedy order is known: ``ranked`` is
+        ``top_order(scores, m)`` for any m at least the pool size; 1 <= k <= n."""
+        m, reach, eps = self._layout(scores.size, k)
+        order = ranked[:m]
         greedy = order[:k]
         n_positions = int(reach[-1])
         unchanged = 1.0 - eps * reach / max(n_positions, 1)

@@ -40,6 +40,19 @@ class Slate:
     def __len__(self) -> int:
         return int(self.indices.shape[0])
 
+    def with_exploration(self, exploration: dict[str, Any] | None) -> Slate:
+        """This slate, logging ``exploration`` as the parameters it was decided with."""
+        return Slate(
+            indices=self.indices,
+            scores=self.scores,
+            propensity=self.propensity,
+            cond_propensity=self.cond_propensity,
+            prefix_propensity=self.prefix_propensity,
+            explored=self.explored,
+            marginals_exact=self.marginals_exact,
+            exploration=exploration,
+        )
+
     @property
     def probability(self) -> float:
         """Probability of the whole ordered slate."""
