@@ -90,22 +90,33 @@ class ExplorationBudget:
             raise ValueError(f"examination weights must be nonincreasing; got {self.examination}")
 
     def weights(self, k: int) -> np.ndarray:
-        """θ_k for positions 0..k−1."""
-        positions = np.arange(k, dtype=np.float64)
-        if self.examination == "log":
-            return 1.0 / np.log2(positions + 2.0)
-        if self.examination == "inverse":
-            return 1.0 / (positions + 1.0)
-        theta = np.asarray(self.examination, dtype=np.float64)
-        if theta.size < k:
-            raise ValueError(f"examination has {theta.size} weights; a slate of {k} needs {k}")
-        return theta[:k]
+        """θ_k for positions 0..k−1 (read-only)."""
+        examination = self.examination
+        return _examination_weights(
+            examination if isinstance(examination, str) else tuple(examination), k
+        )
 
     def params(self) -> dict[str, Any]:
         examination = (
             self.examination if isinstance(self.examination, str) else list(self.examination)
         )
         return {"budget": self.relative_cost, "floor": self.floor, "examination": examination}
+
+
+@lru_cache(maxsize=256)
+def _examination_weights(examination: str | tuple[float, ...], k: int) -> np.ndarray:
+    positions = np.arange(k, dtype=np.float64)
+    if examination == "log":
+        theta = 1.0 / np.log2(positions + 2.0)
+    elif examination == "inverse":
+        theta = 1.0 / (positions + 1.0)
+    else:
+        theta = np.asarray(examination, dtype=np.float64)
+        if theta.size < k:
+            raise ValueError(f"examination has {theta.size} weights; a slate of {k} needs {k}")
+        theta = theta[:k]
+    theta.flags.writeable = False
+    return theta
 
 
 @dataclass(frozen=True)
@@ -156,8 +167,8 @@ def _greedy(cost_exact: bool = True, ranked: np.ndarray | None = None) -> Calibr
 
 def _largest_ratio(allowed: float, cost: np.ndarray) -> np.ndarray:
     """ε = allowed / cost, capped at 1 (1 where exploring costs nothing)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(cost > 0.0, np.minimum(1.0, allowed / cost), 1.0)
+    costly = cost > 0.0
+    return np.where(costly, np.minimum(1.0, allowed / np.where(costly, cost, 1.0)), 1.0)
 
 
 def calibrate_epsilon_greedy(
@@ -198,7 +209,7 @@ def _largest_allowed(
     is. ``cost`` is the cost in plays at ε = 1 for each pool, exact for these families."""
     if not ok.any():
         return _greedy(ranked=ranked)
-    best = int(np.flatnonzero(ok)[-1])
+    best = int(ok.nonzero()[0][-1])
     policy = replace(base, epsilon=float(eps[best]), pool=int(pools[best]))
     return Calibration(
         policy=policy,

@@ -146,11 +146,13 @@ def validate_positions(positions: tuple[int, ...] | None) -> None:
         raise ValueError(f"positions must be distinct; got {positions}")
 
 
+@lru_cache(maxsize=256)
 def exploring_mask(positions: tuple[int, ...] | None, k: int) -> np.ndarray:
-    """(k,) bool: which of the first k positions explore."""
+    """(k,) bool, read-only: which of the first k positions explore."""
     if positions is None:
-        return np.ones(k, dtype=bool)
-    mask = np.zeros(k, dtype=bool)
-    chosen = [p for p in positions if p < k]
-    mask[chosen] = True
+        mask = np.ones(k, dtype=bool)
+    else:
+        mask = np.zeros(k, dtype=bool)
+        mask[[p for p in positions if p < k]] = True
+    mask.flags.writeable = False
     return mask
