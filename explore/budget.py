@@ -54,6 +54,7 @@ from explore.random_insertion import TopKRandomInsertion
 
 GRID, GRID_ROUNDS = 32, 2  # log T found to within ln(1e6) / 31**2: T to 1.5%
 TEMPERATURE_RANGE = (1e-4, 1e2)  # × the spread of the pool's scores
+WARM_SPAN = 700.0  # log(w_0 / w_{K-1}) up to which one unit serves every tail (e^700 ≈ 1e304)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -273,11 +274,49 @@ def plackett_luce_cost_bounds(
     p: np.ndarray, theta: np.ndarray, log_temperatures: np.ndarray, uniform_mix: float = 0.0
 ) -> np.ndarray:
     """``plackett_luce_cost_bound`` at several temperatures at once, (G,), for the softmax of
-    the pool scores ``p`` (greedy order) at T = exp(``log_temperatures``). Each tail is summed
-    in units of its own first weight w_k (the largest in it), so nothing overflows or underflows
-    into a wrong answer."""
+    the pool scores ``p`` (greedy order) at T = exp(``log_temperatures``).
+
+    Where the head's weights span at most e^``WARM_SPAN`` (w_0 / w_{K-1}), every tail is summed
+    in units of the head's last weight w_{K-1}: the head's weights stay finite, and whatever
+    underflows in the tail is below 1e-300 of that tail's first weight. Colder temperatures sum
+    each tail in units of its own first weight, which takes K times longer. Nothing overflows
+    or underflows into a wrong answer either way."""
     k = theta.size
-    log_w = (p[None, :] - p[0]) / np.exp(log_temperatures)[:, None]  # (G, M), nonincreasing
+    temperatures = np.exp(log_temperatures)
+    warm = (p[0] - p[k - 1]) / temperatures <= WARM_SPAN
+    if warm.all():
+        least = _tail_means_in_units_of_the_head(p, k, temperatures)
+    else:
+        least = np.empty((k, temperatures.size))
+        least[:, warm] = _tail_means_in_units_of_the_head(p, k, temperatures[warm])
+        least[:, ~warm] = _tail_means_in_units_of_each_tail(p, k, temperatures[~warm])
+    if uniform_mix > 0.0:
+        tail_mean = np.cumsum(p[::-1])[::-1][:k] / (p.size - np.arange(k))
+        least = (1.0 - uniform_mix) * least + uniform_mix * tail_mean[:, None]
+    return theta @ (p[:k, None] - least)
+
+
+def _tail_means_in_units_of_the_head(p: np.ndarray, k: int, temperatures: np.ndarray) -> np.ndarray:
+    """(K, G): the w-weighted mean of p over ranks ≥ k at each temperature, with every sum in
+    units of w_{K-1}."""
+    relative = np.exp((p[:, None] - p[k - 1]) / temperatures)  # (M, G): w_i / w_{K-1}
+    head = relative[:k]
+    tail_w = _upper_triangle(k) @ head  # Σ over the head's ranks ≥ k
+    tail_wp = _upper_triangle(k) @ (head * p[:k, None])
+    if p.size > k:
+        beyond = relative[k:]
+        tail_w += beyond.sum(axis=0)
+        tail_wp += p[k:] @ beyond
+    return tail_wp / tail_w
+
+
+def _tail_means_in_units_of_each_tail(
+    p: np.ndarray, k: int, temperatures: np.ndarray
+) -> np.ndarray:
+    """(K, G): as ``_tail_means_in_units_of_the_head``, for temperatures too cold for one
+    common unit: each tail is summed in units of its own first weight w_k (the largest in it),
+    from the differences of log weights, which keeps full precision however cold."""
+    log_w = (p[None, :] - p[0]) / temperatures[:, None]  # (G, M), nonincreasing
     head = log_w[:, :k]
     relative = np.exp(np.minimum(head[:, None, :] - head[:, :, None], 0.0))  # (G, K, K)
     relative *= _upper_triangle(k)[None]  # only ranks i ≥ k of each tail
@@ -288,11 +327,7 @@ def plackett_luce_cost_bounds(
         scale = np.exp(head[:, -1:] - head)  # w_{K-1} / w_k ≤ 1
         tail_w += scale * beyond.sum(axis=1, keepdims=True)
         tail_wp += scale * (beyond @ p[k:])[:, None]
-    least = tail_wp / tail_w
-    if uniform_mix > 0.0:
-        tail_mean = np.cumsum(p[::-1])[::-1][:k] / (p.size - np.arange(k))
-        least = (1.0 - uniform_mix) * least + uniform_mix * tail_mean[None, :]
-    return (p[:k][None, :] - least) @ theta
+    return (tail_wp / tail_w).T
 
 
 @lru_cache(maxsize=64)
@@ -303,17 +338,29 @@ def _upper_triangle(k: int) -> np.ndarray:
 
 
 def _largest_within(
-    cost: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, allowed: float
+    cost: Callable[[np.ndarray], np.ndarray],
+    lo: float,
+    hi: float,
+    allowed: float,
+    costly_below: float = -np.inf,
 ) -> tuple[float, float] | None:
     """(log T, its cost): the largest log T in [lo, hi] with cost ≤ allowed, for a cost that
     grows with T, on a grid of ``GRID`` points refined ``GRID_ROUNDS`` times around the last one
     that fits. None when even ``lo`` does not fit. The answer is a point where the cost was
-    evaluated."""
+    evaluated. Grid points below ``costly_below`` (slow to evaluate) are evaluated only when the
+    first point above it does not fit: otherwise, the cost growing with T, they all fit."""
     best = None
     for _ in range(GRID_ROUNDS):
         grid = np.linspace(lo, hi, GRID)
-        costs = cost(grid)
-        fits = costs <= allowed
+        split = int(np.searchsorted(grid, costly_below))
+        costs = np.full(GRID, np.nan)
+        fits = np.ones(GRID, dtype=bool)
+        if split < GRID:
+            costs[split:] = cost(grid[split:])
+            fits[split:] = costs[split:] <= allowed
+        if split > 0 and (split == GRID or not fits[split]):
+            costs[:split] = cost(grid[:split])
+            fits[:split] = costs[:split] <= allowed
         if not fits[0]:
             return best
         if fits.all():
@@ -374,7 +421,9 @@ def calibrate_plackett_luce(
     def cost(log_ts: np.ndarray) -> np.ndarray:
         return plackett_luce_cost_bounds(p, theta, log_ts, mix(m))
 
-    found = _largest_within(cost, *log_range(m), allowed)
+    # Temperatures whose head weights span more than e^WARM_SPAN are slower to bound.
+    cold_below = float(np.log((p[0] - p[k - 1]) / WARM_SPAN)) if p[0] > p[k - 1] else -np.inf
+    found = _largest_within(cost, *log_range(m), allowed, costly_below=cold_below)
     if found is None:
         return _greedy(cost_exact=False, ranked=ranked)
     log_t, spent = found

@@ -18,6 +18,12 @@ from explore.budget import Calibration, ExplorationBudget, calibrate
 from explore.policy import Policy, validate_scores
 from explore.slate import Slate
 
+# The version of each family's calibration, logged with its decisions. Plackett-Luce "2": the
+# temperature grid's cost bounds are summed in one unit per temperature where that is safe (the
+# logged expected cost can differ from "1" in its last digits, and rarely the temperature too,
+# where the bound sits on the budget to within rounding).
+CALIBRATION_VERSIONS = {"plackett_luce": "2"}
+
 
 @dataclass(frozen=True, kw_only=True)
 class CalibratedSlate:
@@ -27,11 +33,13 @@ class CalibratedSlate:
     base: Policy
     budget: ExplorationBudget = field(default_factory=ExplorationBudget)
     name: str = ""
-    version: str = "1"
+    version: str = ""
 
     def __post_init__(self) -> None:
         if not self.name:
             object.__setattr__(self, "name", f"calibrated_{self.base.name}")
+        if not self.version:
+            object.__setattr__(self, "version", CALIBRATION_VERSIONS.get(self.base.name, "1"))
 
     def params(self) -> dict[str, Any]:
         return {"base": self.base.name, **self.base.params(), **self.budget.params()}
