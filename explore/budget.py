@@ -299,15 +299,16 @@ def plackett_luce_cost_bounds(
 def _tail_means_in_units_of_the_head(p: np.ndarray, k: int, temperatures: np.ndarray) -> np.ndarray:
     """(K, G): the w-weighted mean of p over ranks ≥ k at each temperature, with every sum in
     units of w_{K-1}."""
-    relative = np.exp((p[:, None] - p[k - 1]) / temperatures)  # (M, G): w_i / w_{K-1}
-    head = relative[:k]
-    tail_w = _upper_triangle(k) @ head  # Σ over the head's ranks ≥ k
-    tail_wp = _upper_triangle(k) @ (head * p[:k, None])
-    if p.size > k:
-        beyond = relative[k:]
-        tail_w += beyond.sum(axis=0)
-        tail_wp += p[k:] @ beyond
-    return tail_wp / tail_w
+    relative = np.exp(np.multiply.outer(p - p[k - 1], 1.0 / temperatures))  # (M, G): w / w_{K-1}
+    tails = _tail_indicator(k, p.size)  # (K, M): rank i counts in the tail from k when i ≥ k
+    return ((tails * p) @ relative) / (tails @ relative)
+
+
+@lru_cache(maxsize=64)
+def _tail_indicator(k: int, m: int) -> np.ndarray:
+    out = np.triu(np.ones((k, m)))
+    out.flags.writeable = False
+    return out
 
 
 def _tail_means_in_units_of_each_tail(
@@ -337,6 +338,17 @@ def _upper_triangle(k: int) -> np.ndarray:
     return out
 
 
+def _log_grid(lo: float, hi: float) -> np.ndarray:
+    """``np.linspace(lo, hi, GRID)``, the same numbers without its overhead."""
+    grid = _GRID_STEPS * ((hi - lo) / (GRID - 1)) + lo
+    grid[-1] = hi
+    return grid
+
+
+_GRID_STEPS = np.arange(GRID, dtype=np.float64)
+_GRID_STEPS.flags.writeable = False
+
+
 def _largest_within(
     cost: Callable[[np.ndarray], np.ndarray],
     lo: float,
@@ -351,22 +363,19 @@ def _largest_within(
     first point above it does not fit: otherwise, the cost growing with T, they all fit."""
     best = None
     for _ in range(GRID_ROUNDS):
-        grid = np.linspace(lo, hi, GRID)
-        split = int(np.searchsorted(grid, costly_below))
-        costs = np.full(GRID, np.nan)
-        fits = np.ones(GRID, dtype=bool)
-        if split < GRID:
-            costs[split:] = cost(grid[split:])
-            fits[split:] = costs[split:] <= allowed
-        if split > 0 and (split == GRID or not fits[split]):
-            costs[:split] = cost(grid[:split])
-            fits[:split] = costs[:split] <= allowed
-        if not fits[0]:
-            return best
-        if fits.all():
+        grid = _log_grid(lo, hi)
+        start = int(grid.searchsorted(costly_below))  # the first point not costly to evaluate
+        costs = cost(grid[start:]) if 0 < start < GRID else None
+        if costs is None or not costs[0] <= allowed:  # every point counts
+            start, costs = 0, cost(grid)
+        over = (~(costs <= allowed)).nonzero()[0]
+        if over.size == 0:
             return float(grid[-1]), float(costs[-1])
-        j = int(np.flatnonzero(~fits)[0]) - 1
-        best, lo, hi = (float(grid[j]), float(costs[j])), float(grid[j]), float(grid[j + 1])
+        first = start + int(over[0])  # the first grid point that does not fit
+        if first == 0:
+            return best
+        best = (float(grid[first - 1]), float(costs[first - 1 - start]))
+        lo, hi = float(grid[first - 1]), float(grid[first])
     return best
 
 
