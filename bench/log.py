@@ -1,14 +1,21 @@
 """``loopbreak bench log``: durable decisions per second into SQLite and PostgreSQL.
 
 Each decision has ``slate`` items (20 by default) out of ``candidates`` scored candidates. Two
-ways of writing the same kind of records, in the same process, side by side:
+ways of writing the same kind of records, side by side, both from ``processes`` writer processes
+(as API workers; 2 by default, one per core of the reference machine; 1 runs everything in the
+bench's own process) that write into the same database, each with its own engine:
 
-- **batch writer** (:class:`proplog.batch_writer.BatchWriter`, group commit): ``threads``
-  producer threads, each keeping up to ``window`` decisions submitted and not yet durable (like
-  that many concurrent API requests per worker); a decision counts once its future has resolved,
-  that is once the transaction holding it has committed;
+- **batch writer** (:class:`proplog.batch_writer.BatchWriter`, group commit): per process,
+  ``threads`` producer threads, each keeping up to ``window`` decisions submitted and not yet
+  durable (like that many concurrent API requests per worker); a decision counts once its future
+  has resolved, that is once the transaction holding it has committed;
 - **one transaction per decision** (``proplog.store.record_decision``): the same number of
   threads, each with its own session, each decision committed on its own.
+
+Several processes matter because one Python process validates, converts and hands over records
+under one interpreter lock: on this project's 2-core machine it tops out near 3,500 decisions/s
+whatever the database does, while SQLite serializes the writers' transactions itself (WAL,
+``BEGIN IMMEDIATE``, a busy timeout).
 
 Each way runs ``repeats`` times per back end, alternating, and the medians are reported (with
 every run's rate in the JSON), since the machine may be shared.
@@ -67,7 +74,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--slate", type=int, default=20, help="slate items per decision")
     parser.add_argument("--candidates", type=int, default=100, help="candidates per decision")
-    parser.add_argument("--threads", type=int, default=4, help="producer threads")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="writer processes, like API workers: each with its own engine, batch writer and "
+        "producer threads, writing into the same database (1: all in this process)",
+    )
+    parser.add_argument("--threads", type=int, default=4, help="producer threads per process")
     parser.add_argument(
         "--window", type=int, default=128, help="decisions in flight per producer thread"
     )
@@ -93,12 +107,26 @@ class DecisionSource:
     scores: np.ndarray  # (n, candidates)
     cond: np.ndarray  # (n, slate) Plackett-Luce-like conditionals
     prefix: np.ndarray  # (n, slate) their running products
+    millis: np.ndarray  # (n,) decision i is made at start + millis[i] ms
     decision_ids: list[str]
     start: datetime
     user_id: str
 
     def __len__(self) -> int:
         return len(self.decision_ids)
+
+    def share(self, part: int, parts: int) -> DecisionSource:
+        """Decisions part, part + parts, ...: one writer process's share."""
+        return DecisionSource(
+            ids=self.ids[part::parts],
+            scores=self.scores[part::parts],
+            cond=self.cond[part::parts],
+            prefix=self.prefix[part::parts],
+            millis=self.millis[part::parts],
+            decision_ids=self.decision_ids[part::parts],
+            start=self.start,
+            user_id=self.user_id,
+        )
 
     def record(self, i: int) -> dict[str, Any]:
         ids = self.ids[i].tolist()
@@ -108,7 +136,7 @@ class DecisionSource:
         slate = len(cond)
         return {
             "decision_id": self.decision_ids[i],
-            "created_at": self.start + timedelta(milliseconds=i),
+            "created_at": self.start + timedelta(milliseconds=int(self.millis[i])),
             "user_id": self.user_id,
             "surface": "home",
             "device": "tv",
@@ -152,6 +180,7 @@ def _make_decisions(
         scores=rng.random((n, candidates)),
         cond=cond,
         prefix=np.cumprod(cond, axis=1),
+        millis=np.arange(n),
         decision_ids=[
             time_ordered_uuid(start + timedelta(milliseconds=i), random_bits=int(b) << 11)
             for i, b in enumerate(bits)
@@ -274,6 +303,103 @@ def _delete_run(engine: Any, user_id: str) -> None:
         conn.execute(text("DELETE FROM decision WHERE user_id = :u"), {"u": user_id})
 
 
+WAYS: dict[str, Callable[[Any, DecisionSource, dict[str, Any]], dict[str, Any]]] = {
+    "batch_writer": _batch_writer_rate,
+    "per_decision": _per_decision_rate,
+}
+
+
+def _timed(
+    way: str, url: str, engine: Any, source: DecisionSource, options: dict[str, Any]
+) -> dict[str, Any]:
+    """One run of ``way``: in this process, or split over ``processes`` writer processes."""
+    if options["processes"] > 1:
+        return _in_processes(way, url, source, options)
+    # What was made before the clock is long-lived: keep the collector from rescanning it.
+    gc.collect()
+    gc.freeze()
+    cpu_start = time.process_time()
+    try:
+        one = WAYS[way](engine, source, options)
+    finally:
+        gc.unfreeze()
+    # CPU seconds of this process (all threads) per decision: on a shared machine the rate
+    # depends on the other load, this much less.
+    one["cpu_us_per_decision"] = (time.process_time() - cpu_start) / len(source) * 1e6
+    return one
+
+
+def _writer_process(
+    way: str, url: str, source: DecisionSource, options: dict[str, Any], barrier: Any, out: Any
+) -> None:
+    """One writer process, as one API worker: its own engine (and batch writer), its share of
+    the decisions, started together with the others."""
+    from proplog.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        gc.collect()
+        gc.freeze()
+        barrier.wait(timeout=120)
+        start, cpu = time.perf_counter(), time.process_time()
+        one = WAYS[way](engine, source, options)
+        one.update(start=start, end=time.perf_counter(), cpu=time.process_time() - cpu)
+        out.put(one)
+    except BaseException as exc:
+        out.put({"error": f"{type(exc).__name__}: {exc}"})
+        raise
+    finally:
+        engine.dispose()
+
+
+def _in_processes(
+    way: str, url: str, source: DecisionSource, options: dict[str, Any]
+) -> dict[str, Any]:
+    """``way`` in ``processes`` spawned processes writing into the same database, each with
+    its share of the decisions; the rate is over the wall time from the first start to the last
+    finish (``time.perf_counter`` is the system's monotonic clock, the same in every process)."""
+    import multiprocessing
+    import queue
+
+    parts = options["processes"]
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(parts)
+    out = context.Queue()
+    workers = [
+        context.Process(
+            target=_writer_process,
+            args=(way, url, source.share(p, parts), options, barrier, out),
+            daemon=True,
+        )
+        for p in range(parts)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        results = [out.get(timeout=900) for _ in workers]
+    except queue.Empty:
+        raise RuntimeError(f"a {way} writer process gave no result within 900 s") from None
+    finally:
+        for worker in workers:
+            worker.join(timeout=60)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise RuntimeError(f"a {way} writer process failed: {errors[0]}")
+    n = len(source)
+    seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
+    one: dict[str, Any] = {
+        "decisions": n,
+        "seconds": seconds,
+        "decisions_per_s": n / seconds,
+        "cpu_us_per_decision": sum(r["cpu"] for r in results) / n * 1e6,
+        "processes": parts,
+    }
+    if way == "batch_writer":
+        one["commits"] = sum(r["commits"] for r in results)
+        one["mean_batch"] = n / max(one["commits"], 1)
+    return one
+
+
 def _measure(url: str, options: dict[str, Any], *, clean_up: bool) -> dict[str, Any]:
     """Batch writer, then one transaction per decision, on fresh records, into ``url``;
     ``repeats`` times each, alternating, so that both see the same share of the machine's load.
@@ -286,9 +412,9 @@ def _measure(url: str, options: dict[str, Any], *, clean_up: bool) -> dict[str, 
     runs: dict[str, list[dict[str, Any]]] = {"batch_writer": [], "per_decision": []}
     try:
         for _ in range(options["repeats"]):
-            for name, count, method in (
-                ("batch_writer", options["decisions"], _batch_writer_rate),
-                ("per_decision", options["baseline_decisions"], _per_decision_rate),
+            for name, count in (
+                ("batch_writer", options["decisions"]),
+                ("per_decision", options["baseline_decisions"]),
             ):
                 run_id = uuid.uuid4().hex[:12]
                 records = _make_decisions(
@@ -298,18 +424,7 @@ def _measure(url: str, options: dict[str, Any], *, clean_up: bool) -> dict[str, 
                     run_id=run_id,
                     rng=rng,
                 )
-                # What was made before the clock is long-lived: keep the collector from
-                # rescanning it.
-                gc.collect()
-                gc.freeze()
-                cpu_start = time.process_time()
-                try:
-                    one = method(engine, records, options)
-                finally:
-                    gc.unfreeze()
-                # CPU seconds of this process (all threads) per decision: on a shared machine
-                # the rate depends on the other load, this much less.
-                one["cpu_us_per_decision"] = (time.process_time() - cpu_start) / count * 1e6
+                one = _timed(name, url, engine, records, options)
                 runs[name].append(one)
                 user_id = f"{BENCH_USER_PREFIX}{run_id}"
                 _check_stored(engine, user_id, count, options["slate"])
@@ -362,6 +477,7 @@ def run(
     baseline_decisions: int = 2_000,
     slate: int = 20,
     candidates: int = 100,
+    processes: int = 2,
     threads: int = 4,
     window: int = 128,
     max_batch: int = 1000,
@@ -373,6 +489,7 @@ def run(
         ("decisions", decisions, 1),
         ("baseline_decisions", baseline_decisions, 1),
         ("slate", slate, 1),
+        ("processes", processes, 1),
         ("threads", threads, 1),
         ("window", window, 1),
         ("max_batch", max_batch, 1),
@@ -387,6 +504,7 @@ def run(
         "baseline_decisions": baseline_decisions,
         "slate": slate,
         "candidates": candidates,
+        "processes": processes,
         "threads": threads,
         "window": window,
         "max_batch": max_batch,
@@ -414,7 +532,8 @@ def table(result: dict[str, Any]) -> str:
     rows = [
         f"durable decisions/s (median of {c.get('repeats', 1)} runs), {c['slate']} slate items "
         f"of {c['candidates']} candidates each; "
-        f"{c['threads']} threads x {c['window']} in flight; batches <= {c['max_batch']} records, "
+        f"{c.get('processes', 1)} processes x {c['threads']} threads x {c['window']} in flight; "
+        f"batches <= {c['max_batch']} records, "
         f"<= {c['max_wait_ms']} ms",
         f"{'back end':<10}{'batch writer':>14}{'1 tx/decision':>15}{'ratio':>8}"
         f"{'mean batch':>12}{'CPU µs/dec':>12}  where",

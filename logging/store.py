@@ -57,6 +57,7 @@ from proplog.validation import (
     from_pydantic_error,
     to_json_value,
 )
+from proplog.writer_lock import writer_turn
 
 logger = logging.getLogger(__name__)
 
@@ -197,21 +198,25 @@ def _begin_write(session: Session) -> None:
 
 
 def _run_write(session: Session, write: Callable[[], ResultT]) -> ResultT:
-    """Run ``write`` and commit; roll back on any error; retry once after a lost key race."""
+    """Run ``write`` and commit; roll back on any error; retry once after a lost key race.
+
+    On a SQLite file each attempt holds this writer's turn (:func:`proplog.writer_lock.
+    writer_turn`) from before ``BEGIN IMMEDIATE`` until after its commit or rollback."""
     for attempt in range(1, _WRITE_ATTEMPTS + 1):
         try:
-            _begin_write(session)
-            result = write()
-            session.commit()
-            return result
+            with writer_turn(session.connection()):
+                try:
+                    _begin_write(session)
+                    result = write()
+                    session.commit()
+                    return result
+                except BaseException:
+                    session.rollback()
+                    raise
         except IntegrityError:
-            session.rollback()
             if attempt == _WRITE_ATTEMPTS:
                 raise
             logger.info("write lost a race on its key; retrying against the stored row")
-        except BaseException:
-            session.rollback()
-            raise
     raise AssertionError("unreachable")  # pragma: no cover
 
 
