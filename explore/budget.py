@@ -183,18 +183,57 @@ def calibrate_epsilon_greedy(
     p = scores[ranked]
     theta = budget.weights(k)
     v_greedy = float(theta @ p[:k])
-    explores = exploring_mask(base.positions, k)
-    if not explores.any():
+    layout = _pool_layout(base.positions, k, m_max, first_pool=k)
+    if layout.n_explore == 0:
         return _greedy(ranked=ranked)
-    n_fixed = k - int(explores.sum())
-    pools = np.arange(k, m_max + 1)
-    free_sum = np.cumsum(p)[pools - 1] - p[:k][~explores].sum()
-    mean_free = free_sum / (pools - n_fixed)
-    cost = float(theta[explores] @ p[:k][explores]) - theta[explores].sum() * mean_free
+    head = p[:k]
+    free_sum = p.cumsum()[k - 1 :]  # Σ p over each pool M = K..M_max
+    if layout.n_fixed:  # the fixed positions' candidates are not in the free pool
+        free_sum = free_sum - head[~layout.explores].sum()
+    mean_free = free_sum / layout.free_sizes
+    explored = layout.explores if layout.n_fixed else slice(None)  # a view when all explore
+    theta_e = theta[explored]
+    cost = float(theta_e @ head[explored]) - np.add.reduce(theta_e) * mean_free
     cost = np.maximum(cost, 0.0)
     eps = _largest_ratio(budget.relative_cost * v_greedy, cost)
-    ok = (eps > 0.0) & (eps / (pools - n_fixed) >= budget.floor)
-    return _largest_allowed(base, eps, pools, cost, ok, v_greedy, ranked)
+    ok = eps > 0.0
+    if budget.floor > 0.0:
+        ok &= eps / layout.free_sizes >= budget.floor
+    return _largest_allowed(base, eps, layout.pools, cost, ok, v_greedy, ranked)
+
+
+@dataclass(frozen=True)
+class _PoolLayout:
+    """What ε-greedy's and random insertion's calibrations need that depends only on the
+    exploring positions, K and the deepest pool (arrays read-only)."""
+
+    explores: np.ndarray  # (K,) bool
+    n_explore: int
+    n_fixed: int
+    pools: np.ndarray  # the pool sizes M tried, ascending
+    free_sizes: np.ndarray  # M − |fixed positions|, as floats
+    beyond_sizes: np.ndarray  # M − K, as floats
+
+
+@lru_cache(maxsize=256)
+def _pool_layout(
+    positions: tuple[int, ...] | None, k: int, m_max: int, first_pool: int
+) -> _PoolLayout:
+    explores = exploring_mask(positions, k)
+    n_explore = int(explores.sum())
+    pools = np.arange(first_pool, m_max + 1)
+    free_sizes = (pools - (k - n_explore)).astype(np.float64)
+    beyond_sizes = (pools - k).astype(np.float64)
+    for array in (pools, free_sizes, beyond_sizes):
+        array.flags.writeable = False
+    return _PoolLayout(
+        explores=explores,
+        n_explore=n_explore,
+        n_fixed=k - n_explore,
+        pools=pools,
+        free_sizes=free_sizes,
+        beyond_sizes=beyond_sizes,
+    )
 
 
 def _largest_allowed(
@@ -208,9 +247,10 @@ def _largest_allowed(
 ) -> Calibration:
     """The policy with the deepest pool whose ε is allowed (``ok``), at that ε; greedy when none
     is. ``cost`` is the cost in plays at ε = 1 for each pool, exact for these families."""
-    if not ok.any():
+    allowed = ok.nonzero()[0]
+    if allowed.size == 0:
         return _greedy(ranked=ranked)
-    best = int(ok.nonzero()[0][-1])
+    best = int(allowed[-1])
     policy = replace(base, epsilon=float(eps[best]), pool=int(pools[best]))
     return Calibration(
         policy=policy,
@@ -227,27 +267,31 @@ def calibrate_random_insertion(
     n = scores.size
     k = min(k, n)
     m_max = base._pool_size(n, k)
-    explores = exploring_mask(base.positions, k)
-    if m_max <= k or not explores.any():
+    if m_max <= k:
+        return _greedy()
+    layout = _pool_layout(base.positions, k, m_max, first_pool=k + 1)
+    if layout.n_explore == 0:
         return _greedy()
     ranked = top_order(scores, m_max)
     p = scores[ranked]
     theta = budget.weights(k)
-    v_greedy = float(theta @ p[:k])
-    greedy_value = theta * p[:k]
-    tail = np.cumsum(greedy_value[::-1])[::-1]  # Σ_{k' ≥ j} θ_k' p_{g_k'}
+    head = p[:k]
+    v_greedy = float(theta @ head)
+    tail = (theta * head)[::-1].cumsum()[::-1]  # Σ_{k' ≥ j} θ_k' p_{g_k'}
     moved = np.concatenate(([0.0], theta[1:] * p[: k - 1]))  # θ_k' p_{g_{k'-1}}
-    moved_tail = np.cumsum(moved[::-1])[::-1] - moved  # Σ_{k' > j}
-    slots = np.flatnonzero(explores)
-    pools = np.arange(k + 1, m_max + 1)
-    mean_beyond = (np.cumsum(p)[pools - 1] - p[:k].sum()) / (pools - k)
-    cost = float(np.mean(tail[slots] - moved_tail[slots])) - theta[slots].mean() * mean_beyond
+    moved_tail = moved[::-1].cumsum()[::-1] - moved  # Σ_{k' > j}
+    slots = layout.explores.nonzero()[0]
+    mean_beyond = (p.cumsum()[k:] - head.sum()) / layout.beyond_sizes
+    theta_slots = theta[slots]
+    displaced = np.add.reduce(tail[slots] - moved_tail[slots]) / slots.size
+    cost = float(displaced) - np.add.reduce(theta_slots) / slots.size * mean_beyond
     cost = np.maximum(cost, 0.0)
     eps = _largest_ratio(budget.relative_cost * v_greedy, cost)
+    ok = eps > 0.0
     if budget.floor > 0.0:  # the unmoved last candidate keeps 1 − ε
         eps = np.where(eps < 1.0, np.minimum(eps, 1.0 - budget.floor), 1.0)
-    ok = (eps > 0.0) & (eps / (slots.size * (pools - k)) >= budget.floor)
-    return _largest_allowed(base, eps, pools, cost, ok, v_greedy, ranked)
+        ok = (eps > 0.0) & (eps / (slots.size * layout.beyond_sizes) >= budget.floor)
+    return _largest_allowed(base, eps, layout.pools, cost, ok, v_greedy, ranked)
 
 
 def plackett_luce_cost_bound(
