@@ -151,6 +151,8 @@ def expected_plays(marginals: np.ndarray, scores: np.ndarray, theta: np.ndarray)
 def validate_probabilities(scores: np.ndarray) -> np.ndarray:
     """Calibrated exploration needs P(play) scores: finite and in [0, 1]."""
     scores = np.asarray(scores, dtype=np.float64)
+    if scores.size and np.minimum.reduce(scores) >= 0.0 and np.maximum.reduce(scores) <= 1.0:
+        return scores  # a NaN fails both comparisons, and ±inf one of them
     bad = np.flatnonzero(~(np.isfinite(scores) & (scores >= 0.0) & (scores <= 1.0)))
     if bad.size:
         raise ValueError(

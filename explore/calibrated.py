@@ -52,12 +52,12 @@ class CalibratedSlate:
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         scores = validate_scores(scores, k)
         chosen = calibrate(self.base, scores, k, self.budget)
+        exploration = chosen.exploration(self.budget)
         decide_ranked = getattr(chosen.policy, "decide_ranked", None)
         if chosen.ranked is None or decide_ranked is None:
-            slate = chosen.policy.decide(scores, k, rng)
-        else:  # the calibration ranked the candidates already
-            slate = decide_ranked(scores, chosen.ranked, min(k, scores.size), rng)
-        return slate.with_exploration(chosen.exploration(self.budget))
+            return chosen.policy.decide(scores, k, rng).with_exploration(exploration)
+        # The calibration ranked the candidates already.
+        return decide_ranked(scores, chosen.ranked, min(k, scores.size), rng, exploration)
 
     def slate_probability(self, scores: np.ndarray, slate: np.ndarray) -> float:
         k = max(np.asarray(slate).size, 1)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -85,10 +86,16 @@ class EpsilonGreedySlate(PooledExploration):
         return self.decide_ranked(scores, ranked, k, rng)
 
     def decide_ranked(
-        self, scores: np.ndarray, ranked: np.ndarray, k: int, rng: np.random.Generator
+        self,
+        scores: np.ndarray,
+        ranked: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        exploration: dict[str, Any] | None = None,
     ) -> Slate:
         """``decide`` on validated scores whose greedy order is known: ``ranked`` is
-        ``top_order(scores, m)`` for any m at least the pool size; 1 <= k <= n."""
+        ``top_order(scores, m)`` for any m at least the pool size; 1 <= k <= n. The slate
+        logs ``exploration`` (see ``Slate.exploration``)."""
         m = self._pool_size(scores.size, k)
         order = ranked[:m]
         greedy = order[:k]
@@ -116,6 +123,7 @@ class EpsilonGreedySlate(PooledExploration):
             cond_propensity=conditionals(prefix),
             prefix_propensity=prefix,
             explored=explore & ~same,
+            exploration=exploration,
         )
 
     def slate_probability(self, scores: np.ndarray, slate: np.ndarray) -> float:

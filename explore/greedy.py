@@ -33,10 +33,16 @@ class GreedySlate:
         return self.decide_ranked(scores, top_order(scores, k), k, rng)
 
     def decide_ranked(
-        self, scores: np.ndarray, ranked: np.ndarray, k: int, rng: np.random.Generator
+        self,
+        scores: np.ndarray,
+        ranked: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        exploration: dict[str, Any] | None = None,
     ) -> Slate:
         """``decide`` on validated scores whose greedy order is known: ``ranked`` is
-        ``top_order(scores, m)`` for any m >= k."""
+        ``top_order(scores, m)`` for any m >= k. The slate logs ``exploration`` (see
+        ``Slate.exploration``)."""
         chosen = ranked[:k]
         ones = np.ones(chosen.size)
         return Slate(
@@ -46,6 +52,7 @@ class GreedySlate:
             cond_propensity=ones.copy(),
             prefix_propensity=ones.copy(),
             explored=np.zeros(chosen.size, dtype=bool),
+            exploration=exploration,
         )
 
     def slate_probability(self, scores: np.ndarray, slate: np.ndarray) -> float:

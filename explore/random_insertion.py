@@ -28,6 +28,8 @@ is ε/(|E|·(M − K)) (or 1 − ε, when that is smaller and ε < 1): the prope
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -54,8 +56,7 @@ class TopKRandomInsertion(PooledExploration):
     def _layout(self, n: int, k: int) -> tuple[int, np.ndarray, float]:
         """(M, c_k for k < K, the effective ε: 0 when nothing can be inserted)."""
         m = self._pool_size(n, k)
-        explores = exploring_mask(self.positions, k)
-        reach = np.cumsum(explores)
+        reach = _reach(self.positions, k)
         insertable = m > k and reach[-1] > 0
         return m, reach, self.epsilon if insertable else 0.0
 
@@ -93,10 +94,16 @@ class TopKRandomInsertion(PooledExploration):
         return self.decide_ranked(scores, ranked, k, rng)
 
     def decide_ranked(
-        self, scores: np.ndarray, ranked: np.ndarray, k: int, rng: np.random.Generator
+        self,
+        scores: np.ndarray,
+        ranked: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        exploration: dict[str, Any] | None = None,
     ) -> Slate:
         """``decide`` on validated scores whose greedy order is known: ``ranked`` is
-        ``top_order(scores, m)`` for any m at least the pool size; 1 <= k <= n."""
+        ``top_order(scores, m)`` for any m at least the pool size; 1 <= k <= n. The slate
+        logs ``exploration`` (see ``Slate.exploration``)."""
         m, reach, eps = self._layout(scores.size, k)
         order = ranked[:m]
         greedy = order[:k]
@@ -111,8 +118,9 @@ class TopKRandomInsertion(PooledExploration):
                 cond_propensity=conditionals(unchanged),
                 prefix_propensity=unchanged,
                 explored=np.zeros(k, dtype=bool),
+                exploration=exploration,
             )
-        j = int(np.flatnonzero(exploring_mask(self.positions, k))[rng.integers(n_positions)])
+        j = int(_slots(self.positions, k)[rng.integers(n_positions)])
         x = order[k + rng.integers(m - k)]
         chosen = np.concatenate((greedy[:j], [x], greedy[j : k - 1]))
         inserted = eps / (n_positions * (m - k))
@@ -128,6 +136,7 @@ class TopKRandomInsertion(PooledExploration):
             cond_propensity=conditionals(prefix),
             prefix_propensity=prefix,
             explored=np.arange(k) >= j,
+            exploration=exploration,
         )
 
     def slate_probability(self, scores: np.ndarray, slate: np.ndarray) -> float:
@@ -155,3 +164,19 @@ class TopKRandomInsertion(PooledExploration):
             explores = np.flatnonzero(exploring_mask(self.positions, k))
             out[np.ix_(explores, order[k:m])] = eps / (n_positions * (m - k))
         return out
+
+
+@lru_cache(maxsize=256)
+def _reach(positions: tuple[int, ...] | None, k: int) -> np.ndarray:
+    """c_k for k < K (read-only): how many insertion positions are at or above each position."""
+    out = np.cumsum(exploring_mask(positions, k))
+    out.flags.writeable = False
+    return out
+
+
+@lru_cache(maxsize=256)
+def _slots(positions: tuple[int, ...] | None, k: int) -> np.ndarray:
+    """The insertion positions E among the first K (read-only)."""
+    out = np.flatnonzero(exploring_mask(positions, k))
+    out.flags.writeable = False
+    return out
