@@ -308,10 +308,10 @@ def _insert_rows(
             values = list(values)
             for i, process in processors:
                 values[i] = process(values[i])
-            converted.append(values)
-        rows = converted  # type: ignore[assignment]
+            converted.append(tuple(values))
+        rows = converted
     if conn.dialect.name != "sqlite":  # psycopg's executemany pipelines the rows already
-        conn.exec_driver_sql(head + row, rows)  # type: ignore[arg-type]
+        conn.exec_driver_sql(head + row, rows)
         return
     per_statement = max(1, _MAX_PARAMETERS // len(columns))
     for start in range(0, len(rows), per_statement):
