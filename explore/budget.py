@@ -189,19 +189,51 @@ def calibrate_epsilon_greedy(
     if layout.n_explore == 0:
         return _greedy(ranked=ranked)
     head = p[:k]
-    free_sum = p.cumsum()[k - 1 :]  # Σ p over each pool M = K..M_max
-    if layout.n_fixed:  # the fixed positions' candidates are not in the free pool
-        free_sum = free_sum - head[~layout.explores].sum()
-    mean_free = free_sum / layout.free_sizes
+    cumulative = p.cumsum()
+    # The fixed positions' candidates are not in the free pool.
+    fixed_sum = head[~layout.explores].sum() if layout.n_fixed else 0.0
     explored = layout.explores if layout.n_fixed else slice(None)  # a view when all explore
     theta_e = theta[explored]
-    cost = float(theta_e @ head[explored]) - np.add.reduce(theta_e) * mean_free
-    cost = np.maximum(cost, 0.0)
-    eps = _largest_ratio(budget.relative_cost * v_greedy, cost)
+    explored_value = float(theta_e @ head[explored])
+    theta_sum = np.add.reduce(theta_e)
+    allowed = budget.relative_cost * v_greedy
+    if budget.floor == 0.0:  # the deepest pool, in floats: the last entry of the arrays below
+        mean_free = float(cumulative[-1] - fixed_sum) / float(layout.free_sizes[-1])
+        found = _deepest_pool(base, m_max, explored_value - theta_sum * mean_free, allowed)
+        if found is not None:
+            return _calibration(*found, v_greedy, ranked)
+    mean_free = (cumulative[k - 1 :] - fixed_sum) / layout.free_sizes  # each pool M = K..M_max
+    cost = np.maximum(explored_value - theta_sum * mean_free, 0.0)
+    eps = _largest_ratio(allowed, cost)
     ok = eps > 0.0
     if budget.floor > 0.0:
         ok &= eps / layout.free_sizes >= budget.floor
     return _largest_allowed(base, eps, layout.pools, cost, ok, v_greedy, ranked)
+
+
+def _deepest_pool(
+    base: EpsilonGreedySlate | TopKRandomInsertion, m_max: int, cost: float, allowed: float
+) -> tuple[EpsilonGreedySlate | TopKRandomInsertion, float, float] | None:
+    """(the policy, its ε, its cost in plays at ε = 1) for the deepest pool, when no floor is
+    set: its largest ε is then the answer whenever it is positive (None otherwise). ``cost`` is
+    that pool's cost at ε = 1 before clipping at 0."""
+    cost = max(float(cost), 0.0)
+    eps = min(1.0, allowed / cost) if cost > 0.0 else 1.0
+    if not eps > 0.0:
+        return None
+    return replace(base, epsilon=eps, pool=m_max), eps, cost
+
+
+def _calibration(
+    policy: Policy, eps: float, cost: float, v_greedy: float, ranked: np.ndarray
+) -> Calibration:
+    """The calibration of an ε-greedy or random insertion policy, whose cost is exact."""
+    return Calibration(
+        policy=policy,
+        relative_cost=float(eps * cost / v_greedy) if v_greedy > 0 else 0.0,
+        cost_exact=True,
+        ranked=ranked,
+    )
 
 
 @dataclass(frozen=True)
@@ -254,12 +286,7 @@ def _largest_allowed(
         return _greedy(ranked=ranked)
     best = int(allowed[-1])
     policy = replace(base, epsilon=float(eps[best]), pool=int(pools[best]))
-    return Calibration(
-        policy=policy,
-        relative_cost=float(eps[best] * cost[best] / v_greedy) if v_greedy > 0 else 0.0,
-        cost_exact=True,
-        ranked=ranked,
-    )
+    return _calibration(policy, eps[best], cost[best], v_greedy, ranked)
 
 
 def calibrate_random_insertion(
@@ -283,12 +310,19 @@ def calibrate_random_insertion(
     moved = np.concatenate(([0.0], theta[1:] * p[: k - 1]))  # θ_k' p_{g_{k'-1}}
     moved_tail = moved[::-1].cumsum()[::-1] - moved  # Σ_{k' > j}
     slots = layout.explores.nonzero()[0]
-    mean_beyond = (p.cumsum()[k:] - head.sum()) / layout.beyond_sizes
-    theta_slots = theta[slots]
-    displaced = np.add.reduce(tail[slots] - moved_tail[slots]) / slots.size
-    cost = float(displaced) - np.add.reduce(theta_slots) / slots.size * mean_beyond
-    cost = np.maximum(cost, 0.0)
-    eps = _largest_ratio(budget.relative_cost * v_greedy, cost)
+    cumulative = p.cumsum()
+    head_sum = head.sum()
+    displaced = float(np.add.reduce(tail[slots] - moved_tail[slots]) / slots.size)
+    theta_mean = np.add.reduce(theta[slots]) / slots.size
+    allowed = budget.relative_cost * v_greedy
+    if budget.floor == 0.0:  # the deepest pool, in floats: the last entry of the arrays below
+        mean_beyond = float(cumulative[-1] - head_sum) / float(layout.beyond_sizes[-1])
+        found = _deepest_pool(base, m_max, displaced - theta_mean * mean_beyond, allowed)
+        if found is not None:
+            return _calibration(*found, v_greedy, ranked)
+    mean_beyond = (cumulative[k:] - head_sum) / layout.beyond_sizes
+    cost = np.maximum(displaced - theta_mean * mean_beyond, 0.0)
+    eps = _largest_ratio(allowed, cost)
     ok = eps > 0.0
     if budget.floor > 0.0:  # the unmoved last candidate keeps 1 − ε
         eps = np.where(eps < 1.0, np.minimum(eps, 1.0 - budget.floor), 1.0)

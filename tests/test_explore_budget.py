@@ -84,6 +84,23 @@ def test_more_budget_buys_more_exploration(family: str) -> None:
     assert all(a < b or b == 1.0 for a, b in itertools.pairwise(epsilons))
 
 
+@pytest.mark.parametrize("family", list(EXACT_FAMILIES))
+def test_without_a_floor_the_deepest_pool_is_found_as_by_the_search_over_every_pool(
+    family: str,
+) -> None:
+    # A floor of 1e-300 refuses no positive ε, but takes the search over every pool: both must
+    # give the same policy and cost, bit for bit.
+    base = EXACT_FAMILIES[family]
+    for scores, budget_value, k in itertools.product(SCORE_SETS, (0.001, 0.05, 1.0), (1, 5, 20)):
+        found = calibrate(base, scores, k, ExplorationBudget(relative_cost=budget_value))
+        searched = calibrate(
+            base, scores, k, ExplorationBudget(relative_cost=budget_value, floor=1e-300)
+        )
+        assert found.policy == searched.policy
+        assert found.relative_cost == searched.relative_cost
+        assert isinstance(found.policy, GreedySlate) or type(found.policy.epsilon) is float
+
+
 @pytest.mark.parametrize("mix", [0.0, 0.2])
 @pytest.mark.parametrize("temperature", [0.005, 0.05, 0.3, 3.0])
 def test_plackett_luce_cost_bound_is_an_upper_bound_on_the_exact_cost(
