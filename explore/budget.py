@@ -354,38 +354,61 @@ def plackett_luce_cost_bounds(
     p: np.ndarray, theta: np.ndarray, log_temperatures: np.ndarray, uniform_mix: float = 0.0
 ) -> np.ndarray:
     """``plackett_luce_cost_bound`` at several temperatures at once, (G,), for the softmax of
-    the pool scores ``p`` (greedy order) at T = exp(``log_temperatures``).
+    the pool scores ``p`` (greedy order) at T = exp(``log_temperatures``)."""
+    return _PoolTails.of(p, theta.size).cost_bounds(theta, log_temperatures, uniform_mix)
+
+
+@dataclass(frozen=True)
+class _PoolTails:
+    """What bounding one pool's Plackett-Luce cost at any temperature needs: the pool scores
+    ``p`` (greedy order), K, each score's drop below the head's last one, and the (2K, M)
+    indicators of the tails over ranks ≥ k, plain then weighted by p.
 
     Where the head's weights span at most e^``WARM_SPAN`` (w_0 / w_{K-1}), every tail is summed
     in units of the head's last weight w_{K-1}: the head's weights stay finite, and whatever
     underflows in the tail is below 1e-300 of that tail's first weight. Colder temperatures sum
     each tail in units of its own first weight, which takes K times longer. Nothing overflows
     or underflows into a wrong answer either way."""
-    k = theta.size
-    temperatures = np.exp(log_temperatures)
-    warm = (p[0] - p[k - 1]) / temperatures <= WARM_SPAN
-    if warm.all():
-        least = _tail_means_in_units_of_the_head(p, k, temperatures)
-    else:
-        least = np.empty((k, temperatures.size))
-        least[:, warm] = _tail_means_in_units_of_the_head(p, k, temperatures[warm])
-        least[:, ~warm] = _tail_means_in_units_of_each_tail(p, k, temperatures[~warm])
-    if uniform_mix > 0.0:
-        tail_mean = np.cumsum(p[::-1])[::-1][:k] / (p.size - np.arange(k))
-        least = (1.0 - uniform_mix) * least + uniform_mix * tail_mean[:, None]
-    return theta @ (p[:k, None] - least)
 
+    p: np.ndarray
+    k: int
+    drops: np.ndarray
+    tails: np.ndarray
 
-def _tail_means_in_units_of_the_head(p: np.ndarray, k: int, temperatures: np.ndarray) -> np.ndarray:
-    """(K, G): the w-weighted mean of p over ranks ≥ k at each temperature, with every sum in
-    units of w_{K-1}."""
-    relative = np.exp(np.multiply.outer(p - p[k - 1], 1.0 / temperatures))  # (M, G): w / w_{K-1}
-    tails = _tail_indicator(k, p.size)  # (K, M): rank i counts in the tail from k when i ≥ k
-    return ((tails * p) @ relative) / (tails @ relative)
+    @classmethod
+    def of(cls, p: np.ndarray, k: int) -> _PoolTails:
+        tails = _tail_indicator(k, p.size)
+        return cls(p=p, k=k, drops=p - p[k - 1], tails=np.concatenate((tails, tails * p)))
+
+    def cost_bounds(
+        self, theta: np.ndarray, log_temperatures: np.ndarray, uniform_mix: float
+    ) -> np.ndarray:
+        """(G,): the bound Σ_k θ_k (p_(k) − L_k) at each temperature."""
+        p, k = self.p, self.k
+        temperatures = np.exp(log_temperatures)
+        warm = (p[0] - p[k - 1]) / temperatures <= WARM_SPAN
+        if warm.all():
+            least = self._tail_means_in_units_of_the_head(temperatures)
+        else:
+            least = np.empty((k, temperatures.size))
+            least[:, warm] = self._tail_means_in_units_of_the_head(temperatures[warm])
+            least[:, ~warm] = _tail_means_in_units_of_each_tail(p, k, temperatures[~warm])
+        if uniform_mix > 0.0:
+            tail_mean = np.cumsum(p[::-1])[::-1][:k] / (p.size - np.arange(k))
+            least = (1.0 - uniform_mix) * least + uniform_mix * tail_mean[:, None]
+        return theta @ (p[:k, None] - least)
+
+    def _tail_means_in_units_of_the_head(self, temperatures: np.ndarray) -> np.ndarray:
+        """(K, G): the w-weighted mean of p over ranks ≥ k at each temperature, every sum in
+        units of w_{K-1}."""
+        relative = np.exp(np.multiply.outer(self.drops, 1.0 / temperatures))  # w / w_{K-1}
+        sums = self.tails @ relative  # (2K, G): Σ w_i, then Σ w_i p_i, over each tail
+        return sums[self.k :] / sums[: self.k]
 
 
 @lru_cache(maxsize=64)
 def _tail_indicator(k: int, m: int) -> np.ndarray:
+    """(K, M): whether rank i is in the tail from rank k (i ≥ k)."""
     out = np.triu(np.ones((k, m)))
     out.flags.writeable = False
     return out
@@ -507,8 +530,10 @@ def calibrate_plackett_luce(
         policy = replace(base, temperature=1.0, pool=m, uniform_mix=mix(m))
         return Calibration(policy=policy, relative_cost=0.0, cost_exact=True, ranked=ranked)
 
+    tails = _PoolTails.of(p, k)
+
     def cost(log_ts: np.ndarray) -> np.ndarray:
-        return plackett_luce_cost_bounds(p, theta, log_ts, mix(m))
+        return tails.cost_bounds(theta, log_ts, mix(m))
 
     # Temperatures whose head weights span more than e^WARM_SPAN are slower to bound.
     cold_below = float(np.log((p[0] - p[k - 1]) / WARM_SPAN)) if p[0] > p[k - 1] else -np.inf
