@@ -80,27 +80,24 @@ def _uniform_conditionals(m: int, k: int, uniform_mix: float) -> np.ndarray:
 
 
 def _mix_draws(
-    race_order: list[int], uniform_at: list[int], k: int, m: int, rng: np.random.Generator
+    race_order: list[int], uniform_steps: list[bool], m: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Pool positions of a slate drawn step by step: the steps ``uniform_at`` draw uniformly
-    among the candidates left (by rejection); every other step takes the first candidate of the
-    race not shown yet. The race's first k always suffice."""
-    picked: list[int] = []
-    taken: set[int] = set()
-    next_in_race = 0
-    for uniform_step in [*uniform_at, k]:
-        while len(picked) < uniform_step:  # softmax steps: the race's next candidates left
-            segment = race_order[next_in_race : next_in_race + uniform_step - len(picked)]
-            next_in_race += len(segment)
-            fresh = [c for c in segment if c not in taken]
-            picked += fresh
-            taken.update(fresh)
-        if uniform_step < k:
+    """Pool positions of a slate drawn step by step: a uniform step draws among the candidates
+    left (by rejection), a softmax step takes the first candidate of the race not shown yet."""
+    next_in_race = uniform_steps.index(True)  # up to the first uniform step: the race itself
+    picked = race_order[:next_in_race]
+    taken = set(picked)
+    for uniform in uniform_steps[next_in_race:]:
+        if uniform:
             pick = int(rng.integers(m))
             while pick in taken:
                 pick = int(rng.integers(m))
-            picked.append(pick)
-            taken.add(pick)
+        else:
+            while race_order[next_in_race] in taken:
+                next_in_race += 1
+            pick = race_order[next_in_race]
+        taken.add(pick)
+        picked.append(pick)
     return np.array(picked, dtype=np.int64)
 
 
@@ -160,18 +157,16 @@ class PlackettLuceSlate:
         """Pool positions of a slate of k."""
         m = log_weights.size
         race = np.log(rng.standard_exponential(m)) - log_weights  # log(E_i / w_i)
-        uniform_at = (
-            (rng.random(k) < self.uniform_mix).nonzero()[0].tolist() if self.uniform_mix else []
-        )
+        uniform_steps = (rng.random(k) < self.uniform_mix).tolist() if self.uniform_mix else []
         # The first k of the race always suffice: each step shows or skips at most one of them.
         if k < m:
             first = race.argpartition(k - 1)[:k]
             order = first[race[first].argsort(kind="stable")]
         else:
             order = race.argsort(kind="stable")
-        if not uniform_at:
+        if True not in uniform_steps:
             return order[:k]
-        return _mix_draws(order.tolist(), uniform_at, k, m, rng)
+        return _mix_draws(order.tolist(), uniform_steps, m, rng)
 
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
         scores = validate_scores(scores, k)
