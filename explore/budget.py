@@ -377,31 +377,33 @@ class _PoolTails:
 
     @classmethod
     def of(cls, p: np.ndarray, k: int) -> _PoolTails:
-        tails = _tail_indicator(k, p.size)
-        return cls(p=p, k=k, drops=p - p[k - 1], tails=np.concatenate((tails, tails * p)))
+        tails = np.empty((2 * k, p.size))
+        tails[:k] = _tail_indicator(k, p.size)
+        np.multiply(tails[:k], p, out=tails[k:])
+        return cls(p=p, k=k, drops=p - p[k - 1], tails=tails)
 
     def cost_bounds(
         self, theta: np.ndarray, log_temperatures: np.ndarray, uniform_mix: float
     ) -> np.ndarray:
         """(G,): the bound Σ_k θ_k (p_(k) − L_k) at each temperature."""
         p, k = self.p, self.k
-        temperatures = np.exp(log_temperatures)
-        warm = (p[0] - p[k - 1]) / temperatures <= WARM_SPAN
+        inverse = np.exp(-log_temperatures)  # 1/T
+        warm = (p[0] - p[k - 1]) * inverse <= WARM_SPAN
         if warm.all():
-            least = self._tail_means_in_units_of_the_head(temperatures)
+            least = self._tail_means_in_units_of_the_head(inverse)
         else:
-            least = np.empty((k, temperatures.size))
-            least[:, warm] = self._tail_means_in_units_of_the_head(temperatures[warm])
-            least[:, ~warm] = _tail_means_in_units_of_each_tail(p, k, temperatures[~warm])
+            least = np.empty((k, inverse.size))
+            least[:, warm] = self._tail_means_in_units_of_the_head(inverse[warm])
+            least[:, ~warm] = _tail_means_in_units_of_each_tail(p, k, 1.0 / inverse[~warm])
         if uniform_mix > 0.0:
             tail_mean = np.cumsum(p[::-1])[::-1][:k] / (p.size - np.arange(k))
             least = (1.0 - uniform_mix) * least + uniform_mix * tail_mean[:, None]
         return theta @ (p[:k, None] - least)
 
-    def _tail_means_in_units_of_the_head(self, temperatures: np.ndarray) -> np.ndarray:
-        """(K, G): the w-weighted mean of p over ranks ≥ k at each temperature, every sum in
-        units of w_{K-1}."""
-        relative = np.exp(np.multiply.outer(self.drops, 1.0 / temperatures))  # w / w_{K-1}
+    def _tail_means_in_units_of_the_head(self, inverse: np.ndarray) -> np.ndarray:
+        """(K, G): the w-weighted mean of p over ranks ≥ k at each inverse temperature 1/T,
+        every sum in units of w_{K-1}."""
+        relative = np.exp(np.multiply.outer(self.drops, inverse))  # w / w_{K-1}
         sums = self.tails @ relative  # (2K, G): Σ w_i, then Σ w_i p_i, over each tail
         return sums[self.k :] / sums[: self.k]
 
