@@ -39,6 +39,7 @@ When even the least exploration breaks the budget or the floor, the request is s
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -509,7 +510,7 @@ def calibrate_plackett_luce(
     def log_range(m: int) -> tuple[float, float]:
         spread = max(float(p_all[0] - p_all[m - 1]), 1e-12)
         low, high = TEMPERATURE_RANGE
-        return float(np.log(low * spread)), float(np.log(high * spread))
+        return math.log(low * spread), math.log(high * spread)
 
     def coldest_cost(m: int) -> float:
         coldest = np.array([log_range(m)[0]])
@@ -538,12 +539,13 @@ def calibrate_plackett_luce(
         return tails.cost_bounds(theta, log_ts, mix(m))
 
     # Temperatures whose head weights span more than e^WARM_SPAN are slower to bound.
-    cold_below = float(np.log((p[0] - p[k - 1]) / WARM_SPAN)) if p[0] > p[k - 1] else -np.inf
+    head_span = float(p[0] - p[k - 1])
+    cold_below = math.log(head_span / WARM_SPAN) if head_span > 0.0 else -math.inf
     found = _largest_within(cost, *log_range(m), allowed, costly_below=cold_below)
     if found is None:
         return _greedy(cost_exact=False, ranked=ranked)
     log_t, spent = found
-    policy = replace(base, temperature=float(np.exp(log_t)), pool=m, uniform_mix=mix(m))
+    policy = replace(base, temperature=math.exp(log_t), pool=m, uniform_mix=mix(m))
     spent = max(spent, 0.0)
     return Calibration(
         policy=policy,
