@@ -19,9 +19,10 @@ from explore.policy import Policy, validate_scores
 from explore.slate import Slate
 
 # The version of each family's calibration, logged with its decisions. Plackett-Luce "2": the
-# temperature grid's cost bounds are summed in one unit per temperature where that is safe (the
-# logged expected cost can differ from "1" in its last digits, and rarely the temperature too,
-# where the bound sits on the budget to within rounding).
+# temperature grid's cost bounds are summed in one unit per temperature where that is safe, and
+# the grid's ends and the temperature are computed with math rather than numpy. The logged
+# temperature and expected cost can differ from "1" in their last digits, and where the bound
+# sits on the budget to within rounding, the temperature by a few grid steps.
 CALIBRATION_VERSIONS = {"plackett_luce": "2"}
 
 
