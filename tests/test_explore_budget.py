@@ -252,3 +252,10 @@ def test_scores_that_are_not_probabilities_are_refused(bad: float) -> None:
 def test_an_unknown_family_is_refused() -> None:
     with pytest.raises(TypeError, match=r"base must be an EpsilonGreedySlate"):
         calibrate(object(), SCORE_SETS[0], 3, ExplorationBudget())  # type: ignore[arg-type]
+
+
+def test_calibrated_policies_log_their_family_calibration_version() -> None:
+    assert CalibratedSlate(base=PlackettLuceSlate()).version == "2"  # the temperature grid's v2
+    assert CalibratedSlate(base=EpsilonGreedySlate()).version == "1"
+    assert CalibratedSlate(base=TopKRandomInsertion()).version == "1"
+    assert CalibratedSlate(base=PlackettLuceSlate(), version="7").version == "7"
