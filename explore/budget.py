@@ -389,10 +389,11 @@ class _PoolTails:
         """(G,): the bound Σ_k θ_k (p_(k) − L_k) at each temperature."""
         p, k = self.p, self.k
         inverse = np.exp(-log_temperatures)  # 1/T
-        warm = (p[0] - p[k - 1]) * inverse <= WARM_SPAN
-        if warm.all():
+        head_span = p[0] - p[k - 1]  # log(w_0 / w_{K-1}) = head_span / T
+        if head_span * np.maximum.reduce(inverse, initial=0.0) <= WARM_SPAN:  # all warm
             least = self._tail_means_in_units_of_the_head(inverse)
         else:
+            warm = head_span * inverse <= WARM_SPAN
             least = np.empty((k, inverse.size))
             least[:, warm] = self._tail_means_in_units_of_the_head(inverse[warm])
             least[:, ~warm] = _tail_means_in_units_of_each_tail(p, k, 1.0 / inverse[~warm])
