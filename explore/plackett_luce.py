@@ -93,9 +93,10 @@ def _mix_draws(
             while pick in taken:
                 pick = int(rng.integers(m))
         else:
-            while race_order[next_in_race] in taken:
-                next_in_race += 1
             pick = race_order[next_in_race]
+            while pick in taken:
+                next_in_race += 1
+                pick = race_order[next_in_race]
         taken.add(pick)
         picked.append(pick)
     return np.array(picked, dtype=np.int64)
@@ -149,8 +150,8 @@ class PlackettLuceSlate:
         log_left = np.logaddexp(suffix, _log_sum_exp_nonincreasing(log_weights[left_out]))
         cond = np.exp(log_picked - log_left)
         if self.uniform_mix > 0.0:
-            uniform = _uniform_conditionals(log_weights.size, picked.size, self.uniform_mix)
-            cond = (1.0 - self.uniform_mix) * cond + uniform
+            cond *= 1.0 - self.uniform_mix
+            cond += _uniform_conditionals(log_weights.size, picked.size, self.uniform_mix)
         return cond.cumprod()
 
     def _draw(self, log_weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
