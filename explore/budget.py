@@ -310,11 +310,11 @@ def calibrate_random_insertion(
     tail = (theta * head)[::-1].cumsum()[::-1]  # Σ_{k' ≥ j} θ_k' p_{g_k'}
     moved = np.concatenate(([0.0], theta[1:] * p[: k - 1]))  # θ_k' p_{g_{k'-1}}
     moved_tail = moved[::-1].cumsum()[::-1] - moved  # Σ_{k' > j}
-    slots = layout.explores.nonzero()[0]
+    slots = layout.explores if layout.n_fixed else slice(None)  # a view when all explore
     cumulative = p.cumsum()
     head_sum = head.sum()
-    displaced = float(np.add.reduce(tail[slots] - moved_tail[slots]) / slots.size)
-    theta_mean = np.add.reduce(theta[slots]) / slots.size
+    displaced = float(np.add.reduce((tail - moved_tail)[slots]) / layout.n_explore)
+    theta_mean = np.add.reduce(theta[slots]) / layout.n_explore
     allowed = budget.relative_cost * v_greedy
     if budget.floor == 0.0:  # the deepest pool, in floats: the last entry of the arrays below
         mean_beyond = float(cumulative[-1] - head_sum) / float(layout.beyond_sizes[-1])
@@ -327,7 +327,7 @@ def calibrate_random_insertion(
     ok = eps > 0.0
     if budget.floor > 0.0:  # the unmoved last candidate keeps 1 − ε
         eps = np.where(eps < 1.0, np.minimum(eps, 1.0 - budget.floor), 1.0)
-        ok = (eps > 0.0) & (eps / (slots.size * layout.beyond_sizes) >= budget.floor)
+        ok = (eps > 0.0) & (eps / (layout.n_explore * layout.beyond_sizes) >= budget.floor)
     return _largest_allowed(base, eps, layout.pools, cost, ok, v_greedy, ranked)
 
 
