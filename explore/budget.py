@@ -378,9 +378,8 @@ class _PoolTails:
 
     @classmethod
     def of(cls, p: np.ndarray, k: int) -> _PoolTails:
-        tails = np.empty((2 * k, p.size))
-        tails[:k] = _tail_indicator(k, p.size)
-        np.multiply(tails[:k], p, out=tails[k:])
+        tails = _tail_indicator(k, p.size).copy()
+        tails[k:] *= p
         return cls(p=p, k=k, drops=p - p[k - 1], tails=tails)
 
     def cost_bounds(
@@ -412,8 +411,8 @@ class _PoolTails:
 
 @lru_cache(maxsize=64)
 def _tail_indicator(k: int, m: int) -> np.ndarray:
-    """(K, M): whether rank i is in the tail from rank k (i ≥ k)."""
-    out = np.triu(np.ones((k, m)))
+    """(2K, M): whether rank i is in the tail from rank k (i ≥ k), twice (read-only)."""
+    out = np.tile(np.triu(np.ones((k, m))), (2, 1))
     out.flags.writeable = False
     return out
 

@@ -29,6 +29,7 @@ it were exact.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -115,7 +116,7 @@ class PlackettLuceSlate:
     version: str = "1"
 
     def __post_init__(self) -> None:
-        if not (np.isfinite(self.temperature) and self.temperature > 0.0):
+        if not (math.isfinite(self.temperature) and self.temperature > 0.0):
             raise ValueError(f"temperature must be finite and > 0; got {self.temperature}")
         if self.pool is not None and self.pool < 1:
             raise ValueError(f"pool must be None or >= 1; got {self.pool}")
