@@ -308,7 +308,9 @@ def calibrate_random_insertion(
     head = p[:k]
     v_greedy = float(theta @ head)
     tail = (theta * head)[::-1].cumsum()[::-1]  # Σ_{k' ≥ j} θ_k' p_{g_k'}
-    moved = np.concatenate(([0.0], theta[1:] * p[: k - 1]))  # θ_k' p_{g_{k'-1}}
+    moved = np.empty(k)  # θ_k' p_{g_{k'-1}}, 0 at the top
+    moved[0] = 0.0
+    np.multiply(theta[1:], head[:-1], out=moved[1:])
     moved_tail = moved[::-1].cumsum()[::-1] - moved  # Σ_{k' > j}
     slots = layout.explores if layout.n_fixed else slice(None)  # a view when all explore
     cumulative = p.cumsum()
