@@ -406,7 +406,8 @@ class _PoolTails:
     def _tail_means_in_units_of_the_head(self, inverse: np.ndarray) -> np.ndarray:
         """(K, G): the w-weighted mean of p over ranks ≥ k at each inverse temperature 1/T,
         every sum in units of w_{K-1}."""
-        relative = np.exp(np.multiply.outer(self.drops, inverse))  # w / w_{K-1}
+        relative = np.multiply.outer(self.drops, inverse)
+        np.exp(relative, out=relative)  # (M, G): w_i / w_{K-1}
         sums = self.tails @ relative  # (2K, G): Σ w_i, then Σ w_i p_i, over each tail
         return sums[self.k :] / sums[: self.k]
 
