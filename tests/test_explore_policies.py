@@ -209,6 +209,27 @@ def test_top_order_is_the_head_of_the_greedy_order() -> None:
 
 
 @pytest.mark.parametrize(
+    "make",
+    [
+        lambda rng, n: rng.beta(1.0, 8.0, n),  # the sampled threshold lets a few more through
+        lambda rng, n: np.sort(rng.random(n)),  # ascending: the sample still spans every score
+        lambda rng, n: np.round(rng.random(n), 1),  # ties at the threshold: lowest index first
+        lambda rng, n: np.where(rng.random(n) < 0.9, 0.0, rng.random(n)),  # most tied at 0
+        lambda rng, n: np.full(n, 0.25),  # all tied: every candidate passes the threshold
+        # High scores only at even indices, which an even stride samples alone: too few pass
+        # the sample's threshold, and the exact partition decides.
+        lambda rng, n: np.where(np.arange(n) % 2 == 0, 0.5 + rng.random(n), 0.5 * rng.random(n)),
+    ],
+)
+def test_top_order_on_many_candidates_is_the_head_of_the_greedy_order(make: Callable) -> None:
+    rng = np.random.default_rng(4)
+    for n in (1000, 2999):
+        scores = make(rng, n)
+        for m in (1, 7, 20, 100, 240):
+            np.testing.assert_array_equal(top_order(scores, m), greedy_order(scores)[:m])
+
+
+@pytest.mark.parametrize(
     ("make", "match"),
     [
         (lambda: EpsilonGreedySlate(positions=()), r"positions must be None \(all\)"),
