@@ -41,7 +41,6 @@ from explore.policy import (
     exploring_mask,
     greedy_order,
     is_slate,
-    top_order,
     validate_scores,
 )
 from explore.pool import PooledExploration
@@ -78,12 +77,6 @@ class EpsilonGreedySlate(PooledExploration):
         uniform_step[explores] = free[slate[explores]] * _draw_probabilities(explores, m)
         matches_greedy = np.cumprod(slate == greedy).astype(bool)
         return (1.0 - self.epsilon) * matches_greedy + self.epsilon * np.cumprod(uniform_step)
-
-    def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
-        scores = validate_scores(scores, k)
-        k = min(k, scores.size)
-        ranked = top_order(scores, self._pool_size(scores.size, k))
-        return self.decide_ranked(scores, ranked, k, rng)
 
     def decide_ranked(
         self,

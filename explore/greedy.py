@@ -14,12 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from explore.policy import greedy_order, is_slate, top_order, validate_scores
+from explore.policy import (
+    DecidesFromRanking,
+    greedy_order,
+    is_slate,
+    top_order,
+    validate_scores,
+)
 from explore.slate import Slate
 
 
 @dataclass(frozen=True, kw_only=True)
-class GreedySlate:
+class GreedySlate(DecidesFromRanking):
     """Deterministic top K. Every propensity is 1 and nothing is explored."""
 
     name: str = "greedy"
@@ -27,10 +33,6 @@ class GreedySlate:
 
     def params(self) -> dict[str, Any]:
         return {}
-
-    def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
-        scores = validate_scores(scores, k)
-        return self.decide_ranked(scores, top_order(scores, k), k, rng)
 
     def decide_ranked(
         self,

@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from explore.policy import (
+    DecidesFromRanking,
     conditionals,
     greedy_order,
     is_slate,
@@ -104,7 +105,7 @@ def _mix_draws(
 
 
 @dataclass(frozen=True, kw_only=True)
-class PlackettLuceSlate:
+class PlackettLuceSlate(DecidesFromRanking):
     """Softmax sampling without replacement. ``temperature`` > 0 (small: near greedy; large:
     near uniform over the pool); ``uniform_mix`` in [0, 1] floors every conditional propensity
     at ``uniform_mix / pool``."""
@@ -169,12 +170,6 @@ class PlackettLuceSlate:
         if True not in uniform_steps:
             return order[:k]
         return _mix_draws(order.tolist(), uniform_steps, m, rng)
-
-    def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
-        scores = validate_scores(scores, k)
-        k = min(k, scores.size)
-        ranked = top_order(scores, self._pool_size(scores.size, k))
-        return self.decide_ranked(scores, ranked, k, rng)
 
     def decide_ranked(
         self,

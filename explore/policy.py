@@ -39,6 +39,31 @@ class Policy(Protocol):
     def marginals(self, scores: np.ndarray, k: int) -> np.ndarray: ...
 
 
+class DecidesFromRanking:
+    """``decide`` for the policies that draw from the top of the greedy order: validate the
+    scores once, rank the top ``_pool_size(n, k)`` candidates once, and hand both to the
+    policy's ``decide_ranked`` (which calibrated policies call with their own ranking)."""
+
+    def _pool_size(self, n: int, k: int) -> int:
+        return k  # no exploration pool: the top K
+
+    def decide_ranked(
+        self,
+        scores: np.ndarray,
+        ranked: np.ndarray,
+        k: int,
+        rng: np.random.Generator,
+        exploration: dict[str, Any] | None = None,
+    ) -> Slate:
+        raise NotImplementedError
+
+    def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
+        scores = validate_scores(scores, k)
+        k = min(k, scores.size)
+        ranked = top_order(scores, self._pool_size(scores.size, k))
+        return self.decide_ranked(scores, ranked, k, rng)
+
+
 def validate_scores(scores: np.ndarray, k: int) -> np.ndarray:
     """Scores as a finite 1-D float array with at least one entry; k must be >= 1."""
     scores = np.asarray(scores, dtype=np.float64)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from explore.policy import validate_positions
+from explore.policy import DecidesFromRanking, validate_positions
 
 
 def pool_size(pool: int | None, n: int, k: int) -> int:
@@ -15,7 +15,7 @@ def pool_size(pool: int | None, n: int, k: int) -> int:
 
 
 @dataclass(frozen=True, kw_only=True)
-class PooledExploration:
+class PooledExploration(DecidesFromRanking):
     """``epsilon`` in [0, 1]; ``pool``: exploration draws on the top ``pool`` candidates (None:
     all); ``positions``: the 0-based positions that explore (None: all)."""
 

@@ -38,7 +38,6 @@ from explore.policy import (
     exploring_mask,
     greedy_order,
     is_slate,
-    top_order,
     validate_scores,
 )
 from explore.pool import PooledExploration
@@ -86,12 +85,6 @@ class TopKRandomInsertion(PooledExploration):
         tail_ok = np.cumprod(np.concatenate(([valid], slate[d + 1 :] == greedy[d : k - 1])))
         prefix[d:] = inserted * tail_ok
         return prefix
-
-    def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:
-        scores = validate_scores(scores, k)
-        k = min(k, scores.size)
-        ranked = top_order(scores, self._pool_size(scores.size, k))
-        return self.decide_ranked(scores, ranked, k, rng)
 
     def decide_ranked(
         self,
