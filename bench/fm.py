@@ -80,6 +80,8 @@ class Preset:
     mask_seen: bool = False  # the training softmax leaves out seen items (each item once)
     future_heads: bool = True  # False: the next-item query also scores the items ahead
     future_weight: float = 0.5
+    mlp_ratio: int = 4  # feed-forward width in units of d_model
+    scale_item_input: bool = False  # the input item embedding × √d_model
 
 
 PRESETS: dict[str, Preset] = {
@@ -257,6 +259,8 @@ def fm_config(data: SequenceData, preset: Preset, *, use_time: bool) -> FMConfig
         mask_seen=preset.mask_seen,
         future_heads=preset.future_heads,
         future_weight=preset.future_weight,
+        mlp_ratio=preset.mlp_ratio,
+        scale_item_input=preset.scale_item_input,
     )
     return cfg.with_catalog(data.catalog)
 

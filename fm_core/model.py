@@ -88,6 +88,11 @@ class FMConfig:
     n_heads: int = 2
     dropout: float = 0.1
     attention: str = "sdpa"
+    mlp_ratio: int = 4  # the feed-forward width is mlp_ratio × d_model
+    # True: the previous item's representation enters the token × √d_model, as the Transformer
+    # and SASRec scale their input embeddings, so that the item outweighs the position and the
+    # context embeddings that are added to it (they all start at std 0.02)
+    scale_item_input: bool = False
     # item representation
     id_dropout: float = 0.1
     gate_init_bias: float = -3.0
@@ -114,6 +119,8 @@ class FMConfig:
             raise ValueError(f"attention must be one of {ATTENTION_PATHS}; got {self.attention!r}")
         if self.n_future < 1 or self.n_items < 1 or self.n_genres < 1 or self.max_len < 1:
             raise ValueError("n_future, n_items, n_genres and max_len must be >= 1")
+        if self.mlp_ratio < 1:
+            raise ValueError(f"mlp_ratio must be >= 1; got {self.mlp_ratio}")
         if self.n_token_buckets < 2:
             raise ValueError(f"n_token_buckets must be >= 2; got {self.n_token_buckets}")
         if self.mask_seen and self.n_sampled > 0:
@@ -173,8 +180,8 @@ class CausalSelfAttention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: FMConfig) -> None:
         super().__init__()
-        self.fc = nn.Linear(cfg.d_model, 4 * cfg.d_model)
-        self.proj = nn.Linear(4 * cfg.d_model, cfg.d_model)
+        self.fc = nn.Linear(cfg.d_model, cfg.mlp_ratio * cfg.d_model)
+        self.proj = nn.Linear(cfg.mlp_ratio * cfg.d_model, cfg.d_model)
         self.proj.residual = True  # type: ignore[assignment]
         self.drop = nn.Dropout(cfg.dropout)
 
@@ -294,8 +301,11 @@ class FoundationModel(nn.Module):
         prev = batch.prev_item
         known = (prev >= 0)[..., None]  # (B, T, 1); else PREV_BOS (-1) or PREV_UNKNOWN (-2)
         special = self.special_items.weight[(-1 - prev).clamp(0, 1)]  # (B, T, D)
+        item = torch.where(known, table[prev.clamp(min=0)], special)  # (B, T, D)
+        if self.cfg.scale_item_input:
+            item = item * math.sqrt(self.cfg.d_model)
         x = (
-            torch.where(known, table[prev.clamp(min=0)], special)  # (B, T, D)
+            item
             + self.kind_emb(batch.prev_kind)
             + self.device_emb(batch.device_id)
             + self.surface_emb(batch.surface_id)
