@@ -274,6 +274,37 @@ def test_without_item_metadata_each_item_is_its_id_embedding() -> None:
     torch.testing.assert_close(model.items(), model.items.id_emb.weight)
 
 
+def test_scale_item_input_multiplies_only_the_item_part_of_each_token_by_sqrt_d() -> None:
+    """The previous-item slot (an item, or the BOS / unknown vector) enters × √d_model; the
+    position and context embeddings are added unscaled."""
+    catalog = make_catalog()
+    torch.manual_seed(0)
+    cfg = tiny_config(catalog, item_metadata=False)
+    plain = FoundationModel.from_catalog(cfg, catalog, age_reference=T0).eval()
+    scaled = FoundationModel.from_catalog(replace(cfg, scale_item_input=True), catalog,
+                                          age_reference=T0).eval()  # fmt: skip
+    scaled.load_state_dict(plain.state_dict())
+    batch = collate(tokenize_histories([history_of(catalog.item_ids[[4, 9, 2, 7]])], catalog))
+    table = plain.item_embeddings()
+    with torch.no_grad():
+        unscaled = plain.encode(batch, table)
+        # the plain model given √d × (items and BOS) computes what the scaled model does
+        plain.special_items.weight.mul_(math.sqrt(cfg.d_model))
+        want = plain.encode(batch, table * math.sqrt(cfg.d_model))
+        got = scaled.encode(batch, table)
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, unscaled)
+
+
+def test_mlp_ratio_sets_the_feed_forward_width() -> None:
+    catalog = make_catalog()
+    model = FoundationModel(tiny_config(catalog, mlp_ratio=1))
+    assert model.blocks[0].mlp.fc.weight.shape == (32, 32)
+    assert FoundationModel(tiny_config(catalog)).blocks[0].mlp.fc.weight.shape == (128, 32)
+    with pytest.raises(ValueError, match="mlp_ratio must be >= 1"):
+        tiny_config(catalog, mlp_ratio=0)
+
+
 def test_without_genre_weight_the_model_has_no_genre_head() -> None:
     catalog = make_catalog()
     model = FoundationModel.from_catalog(tiny_config(catalog, genre_weight=0.0), catalog,
