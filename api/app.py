@@ -2,7 +2,9 @@
 
 ``create_app(settings)`` builds an app; nothing connects to a database or loads a model at
 import time. A decision is recorded (committed, and with SQLite's synchronous=FULL, on disk)
-before its answer is sent.
+before its answer is sent. By default (``Settings.group_commit``) each worker's decisions and
+events go through one :class:`proplog.batch_writer.BatchWriter`, so that the requests in flight
+share a durable commit instead of one fsync each.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from api.service import DecisionInput, DecisionService, NoCandidatesError, Unkno
 from api.settings import Settings
 from explore import Policy
 from fm_core import Scorer
-from proplog.engine import init_db, make_engine
+from proplog.batch_writer import BatchWriter
+from proplog.engine import init_db, make_engine, shares_one_connection
 from proplog.errors import ConflictError, LogValidationError, UnknownDecisionError
 from proplog.schema import DecisionCreate
 from proplog.store import get_event, record_event
@@ -118,11 +121,18 @@ def create_app(
         model = scorer or (experiment.control.scorer if experiment else load_scorer(settings))
         chosen = policy or settings.exploration_policy()
         app.state.engine = db
+        writer = (
+            BatchWriter(db, max_wait_s=settings.group_commit_wait_ms / 1000.0)
+            if settings.group_commit and not shares_one_connection(db)
+            else None
+        )
+        app.state.writer = writer
         app.state.service = DecisionService(
             scorer=model,
             policy=chosen,
             history_limit=settings.history_limit,
             experiment=experiment,
+            writer=writer,
         )
         logger.info(
             "serving model %s with %s %s on %s",
@@ -131,9 +141,13 @@ def create_app(
             chosen.params(),
             settings.safe_database_url,
         )
-        yield
-        if engine is None:
-            db.dispose()
+        try:
+            yield
+        finally:
+            if writer is not None:
+                writer.close()  # writes what is queued; every request was answered already
+            if engine is None:
+                db.dispose()
 
     app = FastAPI(title="loopbreak", version="0.1.0", lifespan=lifespan)
 
@@ -226,7 +240,12 @@ def create_app(
             stored = get_event(session=session, event_id=body.event_id)
             if stored is not None:
                 event["created_at"] = stored.created_at
-        result = record_event(session=session, event=event)
+        writer = app.state.writer
+        result = (
+            writer.record_event(event)
+            if writer is not None
+            else record_event(session=session, event=event)
+        )
         metrics.events.labels(body.kind, body.source, str(result.created).lower()).inc()
         if not result.created:
             response.status_code = status.HTTP_200_OK

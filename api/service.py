@@ -18,6 +18,7 @@ from api.context import context_of, history_from_events, score_request
 from api.experiment import LiveExperiment
 from explore import Policy, rng_for_decision
 from fm_core import Scorer
+from proplog.batch_writer import BatchWriter
 from proplog.errors import ConflictError
 from proplog.ids import time_ordered_uuid
 from proplog.schema import DecisionCreate, SlateItemCreate
@@ -71,17 +72,25 @@ class DecisionService:
         history_limit: int = 200,
         arm: str | None = None,
         experiment: LiveExperiment | None = None,
+        writer: BatchWriter | None = None,
     ) -> None:
         """``experiment``: serve each user through their arm's scorer and policy (an arm's
-        service records ``arm`` on its decisions); None serves everyone with ``scorer``."""
+        service records ``arm`` on its decisions); None serves everyone with ``scorer``.
+        ``writer``: record decisions through this batch writer (group commit, durable before
+        ``decide`` returns); None: one transaction per decision in the caller's session."""
         self.scorer = scorer
         self.policy = policy
         self.history_limit = history_limit
         self.arm = arm
         self.experiment = experiment
+        self.writer = writer
         self._arms = {
             name: DecisionService(
-                scorer=live.scorer, policy=live.policy, history_limit=history_limit, arm=live.label
+                scorer=live.scorer,
+                policy=live.policy,
+                history_limit=history_limit,
+                arm=live.label,
+                writer=writer,
             )
             for name, live in (experiment.arms.items() if experiment else ())
         }
@@ -147,7 +156,10 @@ class DecisionService:
             ],
         )
         try:
-            created = record_decision(session=session, decision=record).created
+            if self.writer is not None:
+                created = self.writer.record_decision(record).created
+            else:
+                created = record_decision(session=session, decision=record).created
         except ConflictError:
             created = False
         if not created:

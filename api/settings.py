@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     propensity_floor: float = Field(default=0.0, ge=0.0, lt=1.0)
     max_k: int = Field(default=50, ge=1, le=500)
     history_limit: int = Field(default=200, ge=0)
+    group_commit: bool = True
+    """Write decisions and events through one batch writer per worker, which commits what
+    concurrent requests hand it in one durable transaction; a request still answers only once
+    its record is on disk. False: one transaction per request. In-memory SQLite always writes
+    directly (its one connection cannot be shared with a writer thread)."""
+    group_commit_wait_ms: float = Field(default=0.0, ge=0.0, le=100.0)
+    """How long a batch waits for more records after its first one (0: it takes what is queued
+    and commits at once; batches still grow under load, while the previous commit runs)."""
     experiment: ExperimentSettings | None = None
     """An A/B experiment (``LOOPBREAK_EXPERIMENT`` as JSON); None serves everyone alike."""
 

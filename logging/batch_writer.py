@@ -174,7 +174,10 @@ class BatchWriter:
     def _run(self) -> None:
         batch: list[_Pending] = []
         try:
-            with Session(self.engine) as session:
+            # One connection held for the writer's life: callers that wait on their futures may
+            # hold every pooled connection (a request's session, say), and a writer that had to
+            # check one out per batch would then wait for them while they wait for it.
+            with self.engine.connect() as connection, Session(bind=connection) as session:
                 stopping = False
                 while not stopping:
                     batch, flushes, stopping = self._collect()

@@ -68,6 +68,12 @@ def _is_in_memory(database: str | None) -> bool:
     return not database or database == ":memory:" or "mode=memory" in database
 
 
+def shares_one_connection(engine: Engine) -> bool:
+    """True for an in-memory SQLite engine: every session uses the same connection, so only
+    one thread may use the engine at a time (no separate writer thread)."""
+    return engine.dialect.name == "sqlite" and _is_in_memory(engine.url.database)
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """Create an engine for ``url``; for SQLite, make the file's folder and set the pragmas."""
     parsed = make_url(url)

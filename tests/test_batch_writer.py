@@ -297,3 +297,30 @@ def test_bad_writer_settings_are_refused_naming_them(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         BatchWriter(engine, **kwargs)
+
+
+def test_the_writer_keeps_its_own_connection_while_callers_hold_the_pool(tmp_path: Any) -> None:
+    """Callers waiting on their futures may hold every pooled connection (API requests hold
+    their sessions' ones): the writer must not need one of them for its next batch."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
+
+    from proplog.engine import init_db
+
+    url = f"sqlite:///{tmp_path / 'pool.db'}"
+    init_db(make_engine(url))
+    engine = create_engine(url, pool_size=2, max_overflow=0, pool_timeout=1)
+    held = []
+    with BatchWriter(engine, max_wait_s=0.0) as writer:
+        assert writer.record_decision(decision(user_id="first"), timeout=10).created
+        try:  # take every connection the pool still has
+            while True:
+                held.append(engine.connect())
+        except SQLAlchemyTimeoutError:
+            pass
+        for user in ("a", "b", "c"):  # one batch each, one after the other
+            assert writer.record_decision(decision(user_id=user), timeout=5).created
+        assert held[0].execute(text("SELECT COUNT(*) FROM decision")).scalar_one() == 4
+        for connection in held:
+            connection.close()
+    engine.dispose()
