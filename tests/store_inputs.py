@@ -72,3 +72,18 @@ SLATE_REFUSALS = [
 ]
 """The bad decisions the issue names (propensities outside (0, 1], an unknown item, a duplicate
 in the slate), each with the field its error must name."""
+
+
+def rows_at(url: str, table: str) -> int:
+    """Rows in ``table`` of the log at ``url``, read through a new engine (a new connection sees
+    only what was committed)."""
+    from sqlalchemy import text
+
+    from proplog.engine import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
 from sqlmodel import Session
+from store_inputs import rows_at
 
 from api.app import create_app
 from api.settings import Settings
@@ -35,12 +35,7 @@ def decision_body(**overrides: Any) -> dict[str, Any]:
 
 
 def count(settings: Settings, table: str) -> int:
-    engine = make_engine(settings.database_url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
-    finally:
-        engine.dispose()
+    return rows_at(settings.database_url, table)
 
 
 def test_decision_is_on_disk_before_the_answer_and_matches_it(

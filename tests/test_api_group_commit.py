@@ -10,23 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from store_inputs import rows_at
 
 from api.app import create_app
 from api.settings import Settings
 from fm_core import ItemCatalog, PopularityAffinityScorer
-from proplog.engine import make_engine
 
 BODY = {"surface": "home", "context": {"device": "tv", "country": "US"}, "k": 3}
-
-
-def rows(url: str, table: str) -> int:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
-    finally:
-        engine.dispose()
 
 
 def test_concurrent_decisions_share_commits_and_each_is_stored_once(
@@ -50,8 +40,8 @@ def test_concurrent_decisions_share_commits_and_each_is_stored_once(
         assert stats.records == n
         # 16 requests started together, each batch open for 100 ms: some of them shared one.
         assert stats.commits < n
-    assert rows(settings.database_url, "decision") == n
-    assert rows(settings.database_url, "slate_item") == 3 * n
+    assert rows_at(settings.database_url, "decision") == n
+    assert rows_at(settings.database_url, "slate_item") == 3 * n
 
 
 def test_refusals_through_the_writer_keep_their_codes_and_write_nothing(
@@ -73,7 +63,7 @@ def test_refusals_through_the_writer_keep_their_codes_and_write_nothing(
         unknown = client.post("/v1/events", json=orphan)
         assert unknown.status_code == 404, unknown.text
         assert "decision_id" in unknown.text
-    assert rows(settings.database_url, "event") == 1
+    assert rows_at(settings.database_url, "event") == 1
 
 
 def test_without_group_commit_or_on_an_in_memory_database_there_is_no_writer(
@@ -88,4 +78,4 @@ def test_without_group_commit_or_on_an_in_memory_database_there_is_no_writer(
             assert client.app.state.writer is None  # type: ignore[attr-defined]
             response = client.post("/v1/decisions", json=BODY | {"user_id": "u1"})
             assert response.status_code == 201, response.text
-    assert rows(f"sqlite:///{tmp_path / 'direct.db'}", "decision") == 1
+    assert rows_at(f"sqlite:///{tmp_path / 'direct.db'}", "decision") == 1
