@@ -86,9 +86,6 @@ class EpsilonGreedySlate(PooledExploration):
         rng: np.random.Generator,
         exploration: dict[str, Any] | None = None,
     ) -> Slate:
-        """``decide`` on validated scores whose greedy order is known: ``ranked`` is
-        ``top_order(scores, m)`` for any m at least the pool size; 1 <= k <= n. The slate
-        logs ``exploration`` (see ``Slate.exploration``)."""
         m = self._pool_size(scores.size, k)
         order = ranked[:m]
         greedy = order[:k]

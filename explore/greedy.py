@@ -42,9 +42,6 @@ class GreedySlate(DecidesFromRanking):
         rng: np.random.Generator,
         exploration: dict[str, Any] | None = None,
     ) -> Slate:
-        """``decide`` on validated scores whose greedy order is known: ``ranked`` is
-        ``top_order(scores, m)`` for any m >= k. The slate logs ``exploration`` (see
-        ``Slate.exploration``)."""
         chosen = ranked[:k]
         ones = np.ones(chosen.size)
         return Slate(

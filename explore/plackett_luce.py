@@ -179,9 +179,6 @@ class PlackettLuceSlate(DecidesFromRanking):
         rng: np.random.Generator,
         exploration: dict[str, Any] | None = None,
     ) -> Slate:
-        """``decide`` on validated scores whose greedy order is known: ``ranked`` is
-        ``top_order(scores, m)`` for any m at least the pool size; 1 <= k <= n. The slate
-        logs ``exploration`` (see ``Slate.exploration``)."""
         pool = ranked[: self._pool_size(scores.size, k)]
         log_weights = self._pool_log_weights(scores[pool])
         picked = self._draw(log_weights, k, rng)

@@ -55,6 +55,9 @@ class DecidesFromRanking:
         rng: np.random.Generator,
         exploration: dict[str, Any] | None = None,
     ) -> Slate:
+        """``decide`` on validated scores whose greedy order is known: ``ranked`` is
+        ``top_order(scores, m)`` for any m at least ``_pool_size(n, k)``; 1 <= k <= n. The
+        slate logs ``exploration`` (see ``Slate.exploration``). Each policy implements it."""
         raise NotImplementedError
 
     def decide(self, scores: np.ndarray, k: int, rng: np.random.Generator) -> Slate:

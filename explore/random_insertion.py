@@ -94,9 +94,6 @@ class TopKRandomInsertion(PooledExploration):
         rng: np.random.Generator,
         exploration: dict[str, Any] | None = None,
     ) -> Slate:
-        """``decide`` on validated scores whose greedy order is known: ``ranked`` is
-        ``top_order(scores, m)`` for any m at least the pool size; 1 <= k <= n. The slate
-        logs ``exploration`` (see ``Slate.exploration``)."""
         m, reach, eps = self._layout(scores.size, k)
         order = ranked[:m]
         greedy = order[:k]
