@@ -320,6 +320,11 @@ def train_fm(
             stalled = best is not None and epoch - best[1] >= (train.patience or train.epochs)
             if stalled:
                 break
+        if owns_group:
+            # Every rank done (rank 0 writes the last checkpoint after the others' last
+            # collective) before any tears gloo down: a rank that destroyed the group and exited
+            # while another still worked was seen to abort in a clean-clone test run.
+            dist.barrier()
     finally:
         if owns_group:
             dist.destroy_process_group()
