@@ -29,7 +29,8 @@ For each family the cost is exact or an exact upper bound, never an estimate:
   draw likewise has at least the plain mean of ranks ≥ k. Hence cost ≤ Σ_k θ_k (p_{g_k} − L_k),
   an exact bound, tight as T → 0 and conservative otherwise (later positions recover the top
   candidates an early draw skipped, which the bound ignores). It grows with T (the tilted mean
-  falls as the tilt 1/T falls), so the temperature is found by a refined grid search in log T.
+  falls as the tilt 1/T falls), so the temperature is found by a safeguarded root search in log T
+  (``explore.pl_bound``, compiled).
   The floor holds on every conditional propensity with the per-position uniform mix γ = f·M
   (γ/(M − j) ≥ f), which needs M ≤ 1/f; when that mix alone breaks the budget, the pool is
   narrowed by bisection.
@@ -53,9 +54,7 @@ from explore.plackett_luce import PlackettLuceSlate
 from explore.policy import Policy, exploring_mask, top_order
 from explore.random_insertion import TopKRandomInsertion
 
-GRID, GRID_ROUNDS = 32, 2  # log T found to within ln(1e6) / 31**2: T to 1.5%
 TEMPERATURE_RANGE = (1e-4, 1e2)  # × the spread of the pool's scores
-WARM_SPAN = 700.0  # log(w_0 / w_{K-1}) up to which one unit serves every tail (e^700 ≈ 1e304)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -353,139 +352,12 @@ def plackett_luce_cost_bound(
     return float(theta @ (p[:k] - least))
 
 
-def plackett_luce_cost_bounds(
-    p: np.ndarray, theta: np.ndarray, log_temperatures: np.ndarray, uniform_mix: float = 0.0
-) -> np.ndarray:
-    """``plackett_luce_cost_bound`` at several temperatures at once, (G,), for the softmax of
-    the pool scores ``p`` (greedy order) at T = exp(``log_temperatures``)."""
-    return _PoolTails.of(p, theta.size).cost_bounds(theta, log_temperatures, uniform_mix)
+def plackett_luce_kernels() -> tuple[Callable[..., float], Callable[..., tuple[float, float]]]:
+    """The compiled bound and temperature search (``explore.pl_bound``), imported on first use:
+    loading numba takes a few hundred milliseconds that only Plackett-Luce calibration needs."""
+    from explore.pl_bound import cost_bound, largest_log_temperature
 
-
-@dataclass(frozen=True)
-class _PoolTails:
-    """What bounding one pool's Plackett-Luce cost at any temperature needs: the pool scores
-    ``p`` (greedy order), K, each score's drop below the head's last one, and the (2K, M)
-    indicators of the tails over ranks ≥ k, plain then weighted by p.
-
-    Where the head's weights span at most e^``WARM_SPAN`` (w_0 / w_{K-1}), every tail is summed
-    in units of the head's last weight w_{K-1}: the head's weights stay finite, and whatever
-    underflows in the tail is below 1e-300 of that tail's first weight. Colder temperatures sum
-    each tail in units of its own first weight, which takes K times longer. Nothing overflows
-    or underflows into a wrong answer either way."""
-
-    p: np.ndarray
-    k: int
-    drops: np.ndarray
-    tails: np.ndarray
-
-    @classmethod
-    def of(cls, p: np.ndarray, k: int) -> _PoolTails:
-        tails = _tail_indicator(k, p.size).copy()
-        tails[k:] *= p
-        return cls(p=p, k=k, drops=p - p[k - 1], tails=tails)
-
-    def cost_bounds(
-        self, theta: np.ndarray, log_temperatures: np.ndarray, uniform_mix: float
-    ) -> np.ndarray:
-        """(G,): the bound Σ_k θ_k (p_(k) − L_k) at each temperature."""
-        p, k = self.p, self.k
-        inverse = np.exp(-log_temperatures)  # 1/T
-        head_span = p[0] - p[k - 1]  # log(w_0 / w_{K-1}) = head_span / T
-        if head_span * np.maximum.reduce(inverse, initial=0.0) <= WARM_SPAN:  # all warm
-            least = self._tail_means_in_units_of_the_head(inverse)
-        else:
-            warm = head_span * inverse <= WARM_SPAN
-            least = np.empty((k, inverse.size))
-            least[:, warm] = self._tail_means_in_units_of_the_head(inverse[warm])
-            least[:, ~warm] = _tail_means_in_units_of_each_tail(p, k, 1.0 / inverse[~warm])
-        if uniform_mix > 0.0:
-            tail_mean = np.cumsum(p[::-1])[::-1][:k] / (p.size - np.arange(k))
-            least = (1.0 - uniform_mix) * least + uniform_mix * tail_mean[:, None]
-        return theta @ (p[:k, None] - least)
-
-    def _tail_means_in_units_of_the_head(self, inverse: np.ndarray) -> np.ndarray:
-        """(K, G): the w-weighted mean of p over ranks ≥ k at each inverse temperature 1/T,
-        every sum in units of w_{K-1}."""
-        relative = np.multiply.outer(self.drops, inverse)
-        np.exp(relative, out=relative)  # (M, G): w_i / w_{K-1}
-        sums = self.tails @ relative  # (2K, G): Σ w_i, then Σ w_i p_i, over each tail
-        return sums[self.k :] / sums[: self.k]
-
-
-@lru_cache(maxsize=64)
-def _tail_indicator(k: int, m: int) -> np.ndarray:
-    """(2K, M): whether rank i is in the tail from rank k (i ≥ k), twice (read-only)."""
-    out = np.tile(np.triu(np.ones((k, m))), (2, 1))
-    out.flags.writeable = False
-    return out
-
-
-def _tail_means_in_units_of_each_tail(
-    p: np.ndarray, k: int, temperatures: np.ndarray
-) -> np.ndarray:
-    """(K, G): as ``_tail_means_in_units_of_the_head``, for temperatures too cold for one
-    common unit: each tail is summed in units of its own first weight w_k (the largest in it),
-    from the differences of log weights, which keeps full precision however cold."""
-    log_w = (p[None, :] - p[0]) / temperatures[:, None]  # (G, M), nonincreasing
-    head = log_w[:, :k]
-    relative = np.exp(np.minimum(head[:, None, :] - head[:, :, None], 0.0))  # (G, K, K)
-    relative *= _upper_triangle(k)[None]  # only ranks i ≥ k of each tail
-    tail_w = relative.sum(axis=2)  # (G, K), in units of w_k
-    tail_wp = relative @ p[:k]
-    if p.size > k:  # ranks ≥ K: Σ w_i and Σ w_i p_i, in units of each w_k
-        beyond = np.exp(log_w[:, k:] - head[:, -1:])  # ≤ 1: below the head's last weight
-        scale = np.exp(head[:, -1:] - head)  # w_{K-1} / w_k ≤ 1
-        tail_w += scale * beyond.sum(axis=1, keepdims=True)
-        tail_wp += scale * (beyond @ p[k:])[:, None]
-    return (tail_wp / tail_w).T
-
-
-@lru_cache(maxsize=64)
-def _upper_triangle(k: int) -> np.ndarray:
-    out = np.triu(np.ones((k, k)))
-    out.flags.writeable = False
-    return out
-
-
-def _log_grid(lo: float, hi: float) -> np.ndarray:
-    """``np.linspace(lo, hi, GRID)``, the same numbers without its overhead."""
-    grid = _GRID_STEPS * ((hi - lo) / (GRID - 1)) + lo
-    grid[-1] = hi
-    return grid
-
-
-_GRID_STEPS = np.arange(GRID, dtype=np.float64)
-_GRID_STEPS.flags.writeable = False
-
-
-def _largest_within(
-    cost: Callable[[np.ndarray], np.ndarray],
-    lo: float,
-    hi: float,
-    allowed: float,
-    costly_below: float = -np.inf,
-) -> tuple[float, float] | None:
-    """(log T, its cost): the largest log T in [lo, hi] with cost ≤ allowed, for a cost that
-    grows with T, on a grid of ``GRID`` points refined ``GRID_ROUNDS`` times around the last one
-    that fits. None when even ``lo`` does not fit. The answer is a point where the cost was
-    evaluated. Grid points below ``costly_below`` (slow to evaluate) are evaluated only when the
-    first point above it does not fit: otherwise, the cost growing with T, they all fit."""
-    best = None
-    for _ in range(GRID_ROUNDS):
-        grid = _log_grid(lo, hi)
-        start = int(grid.searchsorted(costly_below))  # the first point not costly to evaluate
-        costs = cost(grid[start:]) if 0 < start < GRID else None
-        if costs is None or not costs[0] <= allowed:  # every point counts
-            start, costs = 0, cost(grid)
-        over = (~(costs <= allowed)).nonzero()[0]
-        if over.size == 0:
-            return float(grid[-1]), float(costs[-1])
-        first = start + int(over[0])  # the first grid point that does not fit
-        if first == 0:
-            return best
-        best = (float(grid[first - 1]), float(costs[first - 1 - start]))
-        lo, hi = float(grid[first - 1]), float(grid[first])
-    return best
+    return cost_bound, largest_log_temperature
 
 
 def calibrate_plackett_luce(
@@ -515,9 +387,10 @@ def calibrate_plackett_luce(
         low, high = TEMPERATURE_RANGE
         return math.log(low * spread), math.log(high * spread)
 
+    cost_bound, largest_log_temperature = plackett_luce_kernels()
+
     def coldest_cost(m: int) -> float:
-        coldest = np.array([log_range(m)[0]])
-        return float(plackett_luce_cost_bounds(p_all[:m], theta, coldest, mix(m))[0])
+        return cost_bound(p_all[:m], theta, mix(m), log_range(m)[0])
 
     m = m_max
     if mix(m) > 0.0 and coldest_cost(m) > allowed:  # the floor's mix grows with the pool
@@ -536,15 +409,8 @@ def calibrate_plackett_luce(
         policy = replace(base, temperature=1.0, pool=m, uniform_mix=mix(m))
         return Calibration(policy=policy, relative_cost=0.0, cost_exact=True, ranked=ranked)
 
-    tails = _PoolTails.of(p, k)
-
-    def cost(log_ts: np.ndarray) -> np.ndarray:
-        return tails.cost_bounds(theta, log_ts, mix(m))
-
-    # Temperatures whose head weights span more than e^WARM_SPAN are slower to bound.
-    head_span = float(p[0] - p[k - 1])
-    cold_below = math.log(head_span / WARM_SPAN) if head_span > 0.0 else -math.inf
-    found = _largest_within(cost, *log_range(m), allowed, costly_below=cold_below)
+    log_t, spent = largest_log_temperature(p, theta, mix(m), *log_range(m), allowed)
+    found = None if math.isnan(log_t) else (log_t, spent)
     if found is None:
         return _greedy(cost_exact=False, ranked=ranked)
     log_t, spent = found

@@ -26,7 +26,8 @@ from explore import (
     expected_plays,
     greedy_order,
 )
-from explore.budget import plackett_luce_cost_bound, plackett_luce_cost_bounds
+from explore.budget import plackett_luce_cost_bound
+from explore.pl_bound import LOG_T_TOLERANCE, cost_bound, largest_log_temperature
 from explore.plackett_luce import pool_log_weights
 from fm_core import ItemCatalog, PopularityAffinityScorer
 
@@ -122,18 +123,44 @@ def test_plackett_luce_cost_bound_is_an_upper_bound_on_the_exact_cost(
 
 
 @pytest.mark.parametrize("pool", [20, 21, 100, 1000])
-def test_the_bound_on_a_temperature_grid_equals_the_bound_at_each_temperature(pool: int) -> None:
+def test_the_compiled_bound_equals_the_log_sum_exp_bound_from_cold_to_hot(pool: int) -> None:
     p = np.sort(SCORE_SETS[2])[::-1][:pool]
+    p[-3:] = 0.0  # candidates with no chance of a play
     theta = ExplorationBudget().weights(20)
-    log_ts = np.linspace(-14.0, 2.0, 12)
+    log_ts = np.linspace(-14.0, 2.0, 33)  # head weights spanning e^(10^5) down to nearly flat
     for mix in (0.0, 0.1):
-        at_once = plackett_luce_cost_bounds(p, theta, log_ts, mix)
-        one_by_one = [
+        compiled = [cost_bound(p, theta, mix, float(t)) for t in log_ts]
+        reference = [
             plackett_luce_cost_bound(p, pool_log_weights(p, float(np.exp(t))), theta, mix)
             for t in log_ts
         ]
-        np.testing.assert_allclose(at_once, one_by_one, rtol=1e-9, atol=1e-11)
-    assert np.all(np.diff(plackett_luce_cost_bounds(p, theta, log_ts)) >= -1e-12)  # grows with T
+        np.testing.assert_allclose(compiled, reference, rtol=1e-9, atol=1e-11)
+        assert np.all(np.diff(compiled) >= -1e-12)  # grows with T
+        assert min(compiled) >= 0.0
+
+
+def test_the_temperature_search_finds_the_warmest_fit_to_its_tolerance() -> None:
+    rng = np.random.default_rng(5)
+    searched = 0
+    for trial in range(60):
+        scores = rng.beta(1.0, rng.uniform(1.0, 20.0), size=int(rng.integers(20, 400)))
+        if trial % 4 == 0:
+            scores = np.round(scores, 2)  # ties, and runs of equal scores
+        p = np.sort(scores)[::-1]
+        theta = ExplorationBudget().weights(20)
+        mix = float(rng.choice([0.0, 0.05]))
+        lo, hi = np.log(1e-4 * (p[0] - p[-1])), np.log(1e2 * (p[0] - p[-1]))
+        allowed = float(rng.choice([1e-3, 5e-3, 0.05])) * float(theta @ p[:20])
+        log_t, spent = largest_log_temperature(p, theta, mix, lo, hi, allowed)
+        if np.isnan(log_t):  # even the coldest temperature breaks the budget
+            assert cost_bound(p, theta, mix, lo) > allowed
+            continue
+        searched += 1
+        assert lo <= log_t <= hi
+        assert spent == cost_bound(p, theta, mix, log_t) <= allowed
+        if log_t < hi:  # warmer by the tolerance no longer fits
+            assert cost_bound(p, theta, mix, min(log_t + LOG_T_TOLERANCE, hi)) > allowed
+    assert searched >= 30
 
 
 @pytest.mark.parametrize("floor", [0.0, 0.02])
@@ -255,7 +282,7 @@ def test_an_unknown_family_is_refused() -> None:
 
 
 def test_calibrated_policies_log_their_family_calibration_version() -> None:
-    assert CalibratedSlate(base=PlackettLuceSlate()).version == "2"  # the temperature grid's v2
+    assert CalibratedSlate(base=PlackettLuceSlate()).version == "3"  # the root search's v3
     assert CalibratedSlate(base=EpsilonGreedySlate()).version == "1"
     assert CalibratedSlate(base=TopKRandomInsertion()).version == "1"
     assert CalibratedSlate(base=PlackettLuceSlate(), version="7").version == "7"
