@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.runs import median_run, require_at_least
+
 logger = logging.getLogger(__name__)
 
 WAYS = ("group_commit", "per_request")
@@ -186,11 +188,8 @@ def run(
     items: int = 1000,
     repeats: int = 3,
 ) -> dict[str, Any]:
-    minimums = (("requests", requests, 1), ("concurrency", concurrency, 1), ("k", k, 1),
-                ("repeats", repeats, 1), ("items", items, k))  # fmt: skip
-    for name, value, least in minimums:
-        if value < least:
-            raise ValueError(f"{name} must be >= {least}; got {value}")
+    require_at_least((("requests", requests, 1), ("concurrency", concurrency, 1), ("k", k, 1),
+                      ("repeats", repeats, 1), ("items", items, k)))  # fmt: skip
     options = {"requests": requests, "concurrency": concurrency, "k": k, "items": items}
     runs: dict[str, list[dict[str, Any]]] = {way: [] for way in WAYS}
     for _ in range(repeats):
@@ -198,9 +197,7 @@ def run(
             runs[way].append(_one_run(way, options))
     out: dict[str, Any] = {**options, "repeats": repeats, "sqlite": {}}
     for way in WAYS:
-        rates = [r["decisions_per_s"] for r in runs[way]]
-        middle = runs[way][int(np.argsort(rates)[len(rates) // 2])]
-        out["sqlite"][way] = {**middle, "runs": runs[way]}
+        out["sqlite"][way] = {**median_run(runs[way]), "runs": runs[way]}
     out["sqlite"]["ratio"] = (
         out["sqlite"]["group_commit"]["decisions_per_s"]
         / out["sqlite"]["per_request"]["decisions_per_s"]

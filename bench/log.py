@@ -54,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.runs import median_run, require_at_least
 from proplog.ids import time_ordered_uuid
 
 logger = logging.getLogger(__name__)
@@ -456,9 +457,8 @@ def _measure(url: str, options: dict[str, Any], *, clean_up: bool) -> dict[str, 
 
 
 def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run of median rate (the lower middle one for an even count), with the median CPU."""
-    ordered = sorted(runs, key=lambda r: r["decisions_per_s"])
-    middle = dict(ordered[(len(ordered) - 1) // 2])
+    """The run of median rate, with the median CPU of all runs."""
+    middle = median_run(runs)
     middle["cpu_us_per_decision"] = float(np.median([r["cpu_us_per_decision"] for r in runs]))
     return middle
 
@@ -493,7 +493,7 @@ def run(
     repeats: int = 3,
     seed: int = 0,
 ) -> dict[str, Any]:
-    for name, value, low in (
+    require_at_least((
         ("decisions", decisions, 1),
         ("baseline_decisions", baseline_decisions, 1),
         ("slate", slate, 1),
@@ -502,9 +502,7 @@ def run(
         ("window", window, 1),
         ("max_batch", max_batch, 1),
         ("repeats", repeats, 1),
-    ):
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}; got {value}")
+    ))  # fmt: skip
     if candidates < slate:
         raise ValueError(f"candidates must be >= slate ({slate}); got {candidates}")
     options = {

@@ -1,0 +1,21 @@
+"""What the throughput benchmarks share about their runs: refusing options below their minimum,
+and picking the median of repeated runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def require_at_least(minimums: Iterable[tuple[str, float, float]]) -> None:
+    """Raise ValueError naming the first option (name, value, least) whose value is below its
+    least."""
+    for name, value, least in minimums:
+        if value < least:
+            raise ValueError(f"{name} must be >= {least}; got {value}")
+
+
+def median_run(runs: list[dict[str, Any]], key: str = "decisions_per_s") -> dict[str, Any]:
+    """A copy of the run of median ``key`` (the lower middle one for an even count)."""
+    ordered = sorted(runs, key=lambda r: r[key])
+    return dict(ordered[(len(ordered) - 1) // 2])
