@@ -410,10 +410,8 @@ def calibrate_plackett_luce(
         return Calibration(policy=policy, relative_cost=0.0, cost_exact=True, ranked=ranked)
 
     log_t, spent = largest_log_temperature(p, theta, mix(m), *log_range(m), allowed)
-    found = None if math.isnan(log_t) else (log_t, spent)
-    if found is None:
+    if math.isnan(log_t):  # even the coldest temperature breaks the budget
         return _greedy(cost_exact=False, ranked=ranked)
-    log_t, spent = found
     policy = replace(base, temperature=math.exp(log_t), pool=m, uniform_mix=mix(m))
     spent = max(spent, 0.0)
     return Calibration(
