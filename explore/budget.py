@@ -352,6 +352,7 @@ def plackett_luce_cost_bound(
     return float(theta @ (p[:k] - least))
 
 
+@lru_cache(maxsize=1)
 def plackett_luce_kernels() -> tuple[Callable[..., float], Callable[..., tuple[float, float]]]:
     """The compiled bound and temperature search (``explore.pl_bound``), imported on first use:
     loading numba takes a few hundred milliseconds that only Plackett-Luce calibration needs."""
