@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -42,16 +42,7 @@ class Slate:
 
     def with_exploration(self, exploration: dict[str, Any] | None) -> Slate:
         """This slate, logging ``exploration`` as the parameters it was decided with."""
-        return Slate(
-            indices=self.indices,
-            scores=self.scores,
-            propensity=self.propensity,
-            cond_propensity=self.cond_propensity,
-            prefix_propensity=self.prefix_propensity,
-            explored=self.explored,
-            marginals_exact=self.marginals_exact,
-            exploration=exploration,
-        )
+        return replace(self, exploration=exploration)
 
     @property
     def probability(self) -> float:
