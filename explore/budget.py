@@ -353,12 +353,12 @@ def plackett_luce_cost_bound(
 
 
 @lru_cache(maxsize=1)
-def plackett_luce_kernels() -> tuple[Callable[..., float], Callable[..., tuple[float, float]]]:
-    """The compiled bound and temperature search (``explore.pl_bound``), imported on first use:
+def plackett_luce_kernels() -> Callable[..., tuple[int, float, float]]:
+    """The compiled calibration (``explore.pl_bound.calibrate_pool``), imported on first use:
     loading numba takes a few hundred milliseconds that only Plackett-Luce calibration needs."""
-    from explore.pl_bound import cost_bound, largest_log_temperature
+    from explore.pl_bound import calibrate_pool
 
-    return cost_bound, largest_log_temperature
+    return calibrate_pool
 
 
 def calibrate_plackett_luce(
@@ -366,7 +366,7 @@ def calibrate_plackett_luce(
 ) -> Calibration:
     """The uniform mix the floor needs (γ = floor·M, at least ``base.uniform_mix``), the largest
     pool (≤ ``base.pool``, ≤ 1/floor) where that mix alone fits the budget, and then the largest
-    temperature whose cost bound is within budget."""
+    temperature whose cost bound is within budget (``explore.pl_bound.calibrate_pool``)."""
     n = scores.size
     k = min(k, n)
     m_max = base._pool_size(n, k)
@@ -378,46 +378,21 @@ def calibrate_plackett_luce(
     p_all = scores[ranked]
     theta = budget.weights(k)
     v_greedy = float(theta @ p_all[:k])
-    allowed = budget.relative_cost * v_greedy
-
-    def mix(m: int) -> float:
-        return max(base.uniform_mix, min(1.0, budget.floor * m))
-
-    def log_range(m: int) -> tuple[float, float]:
-        spread = max(float(p_all[0] - p_all[m - 1]), 1e-12)
-        low, high = TEMPERATURE_RANGE
-        return math.log(low * spread), math.log(high * spread)
-
-    cost_bound, largest_log_temperature = plackett_luce_kernels()
-
-    def coldest_cost(m: int) -> float:
-        return cost_bound(p_all[:m], theta, mix(m), log_range(m)[0])
-
-    m = m_max
-    if mix(m) > 0.0 and coldest_cost(m) > allowed:  # the floor's mix grows with the pool
-        if coldest_cost(k) > allowed:
-            return _greedy(cost_exact=False, ranked=ranked)
-        fits, too_big = k, m_max
-        while too_big - fits > 1:
-            mid = (fits + too_big) // 2
-            if coldest_cost(mid) <= allowed:
-                fits = mid
-            else:
-                too_big = mid
-        m = fits
-    p = p_all[:m]
-    if p[0] == p[-1]:  # every pool candidate has the same score: shuffling them costs nothing
-        policy = replace(base, temperature=1.0, pool=m, uniform_mix=mix(m))
-        return Calibration(policy=policy, relative_cost=0.0, cost_exact=True, ranked=ranked)
-
-    log_t, spent = largest_log_temperature(p, theta, mix(m), *log_range(m), allowed)
-    if math.isnan(log_t):  # even the coldest temperature breaks the budget
+    calibrate_pool = plackett_luce_kernels()
+    m, log_t, spent = calibrate_pool(
+        p_all, theta, m_max, budget.floor, base.uniform_mix, budget.relative_cost * v_greedy,
+        *TEMPERATURE_RANGE,
+    )  # fmt: skip
+    if m == 0 or math.isnan(log_t):  # even the coldest temperature breaks the budget
         return _greedy(cost_exact=False, ranked=ranked)
-    policy = replace(base, temperature=math.exp(log_t), pool=m, uniform_mix=mix(m))
-    spent = max(spent, 0.0)
+    mix = max(base.uniform_mix, min(1.0, budget.floor * m))  # ``pl_bound.pool_mix``
+    if log_t == math.inf:  # ``pl_bound.FLAT_POOL``: every pool candidate has the same score
+        policy = replace(base, temperature=1.0, pool=m, uniform_mix=mix)
+        return Calibration(policy=policy, relative_cost=0.0, cost_exact=True, ranked=ranked)
+    policy = replace(base, temperature=math.exp(log_t), pool=m, uniform_mix=mix)
     return Calibration(
         policy=policy,
-        relative_cost=spent / v_greedy if v_greedy > 0 else 0.0,
+        relative_cost=max(spent, 0.0) / v_greedy if v_greedy > 0 else 0.0,
         cost_exact=False,
         ranked=ranked,
     )

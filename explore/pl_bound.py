@@ -17,6 +17,10 @@ The temperature is the largest log T in [lo, hi] whose bound is within the budge
 log T makes converge in a handful of evaluations, falling back to bisection whenever a step
 fails to halve the bracket. The answer is always a point where the bound was evaluated and fit.
 
+``calibrate_pool`` does a request's whole calibration in one call: the largest pool whose uniform
+mix (which a propensity floor makes grow with the pool) fits the budget at the coldest
+temperature, then the temperature search on that pool.
+
 Why compiled: the search needs a dozen evaluations of an O(M) recurrence per request. In numpy
 each evaluation is a dozen array calls of fixed overhead (about 10 µs), which made calibration
 the bulk of a calibrated decision; compiled, an evaluation is about 1 µs. numba caches the
@@ -99,3 +103,95 @@ def largest_log_temperature(
         else:
             steps_since_halving += 1
     return lo, cost_lo
+
+
+# calibrate_pool's answer when every candidate of the chosen pool has the same score: any
+# temperature shuffles them at no cost.
+FLAT_POOL = math.inf
+
+
+@njit(types.float64(types.float64, types.float64, types.int64), cache=True, nogil=True)
+def pool_mix(floor: float, base_mix: float, m: int) -> float:
+    """The uniform mix a pool of ``m`` needs: γ = floor·M, at least ``base_mix``, at most 1."""
+    return max(base_mix, min(1.0, floor * m))
+
+
+@njit(types.UniTuple(types.float64, 2)(_VECTOR, types.int64, types.float64, types.float64),
+      cache=True, nogil=True)  # fmt: skip
+def log_temperature_range(p: np.ndarray, m: int, low: float, high: float) -> tuple[float, float]:
+    """[log T] searched for a pool of the first ``m`` of ``p``: ``low`` and ``high`` times the
+    spread of its scores."""
+    spread = max(p[0] - p[m - 1], 1e-12)
+    return math.log(low * spread), math.log(high * spread)
+
+
+@njit(
+    types.float64(
+        _VECTOR, _VECTOR, types.int64, types.float64, types.float64, types.float64, types.float64
+    ),
+    cache=True,
+    nogil=True,
+)
+def coldest_cost(
+    p_all: np.ndarray,
+    theta: np.ndarray,
+    m: int,
+    floor: float,
+    base_mix: float,
+    low: float,
+    high: float,
+) -> float:
+    """The bound of a pool of the first ``m`` of ``p_all``, with its mix, at its coldest
+    temperature: the least that pool can cost."""
+    coldest = log_temperature_range(p_all, m, low, high)[0]
+    return cost_bound(p_all[:m], theta, pool_mix(floor, base_mix, m), coldest)
+
+
+@njit(
+    types.Tuple((types.int64, types.float64, types.float64))(
+        _VECTOR, _VECTOR, types.int64, types.float64, types.float64, types.float64, types.float64,
+        types.float64,
+    ),
+    cache=True,
+    nogil=True,
+)  # fmt: skip
+def calibrate_pool(
+    p_all: np.ndarray,
+    theta: np.ndarray,
+    m_max: int,
+    floor: float,
+    base_mix: float,
+    allowed: float,
+    low: float,
+    high: float,
+) -> tuple[int, float, float]:
+    """(M, log T, its bound) for the scores ``p_all`` in greedy order (at least ``m_max`` of
+    them), K = θ's size ≤ ``m_max``:
+
+    - M is ``m_max`` when its mix ``pool_mix(floor, base_mix, M)`` fits ``allowed`` at the
+      coldest temperature (or needs no mix), else the largest M ≥ K that does; 0 when not even
+      K does (greedy);
+    - log T is ``largest_log_temperature`` on that pool over ``log_temperature_range``: NaN
+      when not even the coldest fits (greedy), ``FLAT_POOL`` when the pool's scores are all
+      equal (its bound is then 0).
+    """
+    k = theta.size
+    m = m_max
+    mixed = pool_mix(floor, base_mix, m) > 0.0  # a floor's mix grows with the pool
+    if mixed and coldest_cost(p_all, theta, m, floor, base_mix, low, high) > allowed:
+        if coldest_cost(p_all, theta, k, floor, base_mix, low, high) > allowed:
+            return 0, math.nan, math.nan
+        fits, too_big = k, m_max
+        while too_big - fits > 1:
+            mid = (fits + too_big) // 2
+            if coldest_cost(p_all, theta, mid, floor, base_mix, low, high) <= allowed:
+                fits = mid
+            else:
+                too_big = mid
+        m = fits
+    if p_all[0] == p_all[m - 1]:
+        return m, FLAT_POOL, 0.0
+    lo, hi = log_temperature_range(p_all, m, low, high)
+    log_t, spent = largest_log_temperature(p_all[:m], theta, pool_mix(floor, base_mix, m), lo, hi,
+                                           allowed)  # fmt: skip
+    return m, log_t, spent
