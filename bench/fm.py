@@ -83,6 +83,7 @@ class Preset:
     future_weight: float = 0.5
     mlp_ratio: int = 4  # feed-forward width in units of d_model
     scale_item_input: bool = False  # the input item embedding × √d_model
+    proposal_power: float = 0.75  # sampled-softmax negatives ∝ (count + 1)^power; 0: uniform
 
 
 PRESETS: dict[str, Preset] = {
@@ -318,6 +319,7 @@ def _train_config(preset: Preset, seed: int) -> TrainConfig:
         patience=preset.patience,
         train_top1=False,
         length_buckets=preset.length_buckets,
+        proposal_power=preset.proposal_power,
         seed=seed,
     )
 

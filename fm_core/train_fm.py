@@ -88,10 +88,14 @@ class TrainConfig:
     patience: int | None = None  # with validate: stop after this many epochs without a gain
     train_top1: bool = True  # score the whole catalog at every step for the top-1 metric
     length_buckets: bool = False  # batch windows of similar length (less padding; see below)
+    # sampled softmax: negatives drawn ∝ (target count + 1)^proposal_power; 0 draws uniformly
+    proposal_power: float = 0.75
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}")
+        if not 0.0 <= self.proposal_power <= 1.0:
+            raise ValueError(f"proposal_power must be in [0, 1]; got {self.proposal_power}")
         if self.epochs < 0 or self.batch_size < 1 or self.warmup_steps < 0:
             raise ValueError("epochs and warmup_steps must be >= 0 and batch_size >= 1; got "
                              f"{self.epochs}, {self.warmup_steps}, {self.batch_size}")  # fmt: skip
@@ -280,7 +284,9 @@ def train_fm(
         model = FoundationModel.from_catalog(cfg, catalog, age_reference=last_event)
         if cfg.n_sampled > 0:
             targets = np.concatenate([w.target[w.target >= 0] for w in windows])
-            model.set_proposal(np.bincount(targets, minlength=cfg.n_items))
+            model.set_proposal(
+                np.bincount(targets, minlength=cfg.n_items), power=train.proposal_power
+            )
     model.to(device)
     net: torch.nn.Module = model
     if env.distributed:
