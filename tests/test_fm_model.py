@@ -486,6 +486,21 @@ def test_sampled_softmax_training_runs_and_gives_a_finite_loss() -> None:
     assert not math.isclose(float(model.item_log_q.exp().std()), 0.0)  # popularity proposal
 
 
+def test_proposal_power_zero_draws_negatives_uniformly_and_bad_powers_are_refused() -> None:
+    catalog = make_catalog()
+    cfg = tiny_config(catalog, n_sampled=8)
+    histories = cycle_histories(catalog, 8, 20, seed=7)
+    result = train_fm(
+        [(h, None) for h in histories], catalog, cfg,
+        TrainConfig(epochs=1, batch_size=8, progress=False, proposal_power=0.0),
+    )  # fmt: skip
+    q = result.model.item_log_q.exp()
+    torch.testing.assert_close(q, torch.full_like(q, 1.0 / cfg.n_items))
+    for bad in (-0.5, 1.5, math.nan):
+        with pytest.raises(ValueError, match=r"proposal_power must be in \[0, 1\]"):
+            TrainConfig(proposal_power=bad)
+
+
 def test_sampled_softmax_log_q_correction_matches_its_expectation() -> None:
     """With many samples, the corrected sampled loss of one target approaches
     −(s⁺ − log q⁺) + log(exp(s⁺)/q⁺ + S·Σ_{j≠+} exp(s_j)); without the correction it would not."""
