@@ -22,7 +22,7 @@ from proplog.batch_writer import BatchWriter
 from proplog.errors import ConflictError
 from proplog.ids import time_ordered_uuid
 from proplog.schema import DecisionCreate, SlateItemCreate
-from proplog.store import get_decision, record_decision, user_history
+from proplog.store import get_decision, record_validated_batch, user_history
 
 logger = logging.getLogger(__name__)
 
@@ -155,11 +155,12 @@ class DecisionService:
                 for k in range(len(slate))
             ],
         )
-        try:
+        try:  # the constructor validated the record: it is written without a second validation
             if self.writer is not None:
-                created = self.writer.record_decision(record).created
+                created = self.writer.submit_validated(record).result().created
             else:
-                created = record_decision(session=session, decision=record).created
+                written, _ = record_validated_batch(session=session, decisions=[record], events=[])
+                created = written[0].created
         except ConflictError:
             created = False
         if not created:

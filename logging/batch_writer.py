@@ -126,6 +126,17 @@ class BatchWriter:
         """Validate ``event`` now (raising ``LogValidationError``) and queue it for writing."""
         return self._submit(validated_event(event))
 
+    def submit_validated(self, record: DecisionCreate | EventCreate) -> Future[WriteResult]:
+        """Queue a record that is already a validated ``*Create`` model (from ``validated_decision``
+        or its constructor) and has not been changed since, without validating it again: for
+        callers that built the model themselves, as the service does (``record_validated_batch``
+        holds the same contract)."""
+        if not isinstance(record, DecisionCreate | EventCreate):
+            raise TypeError(
+                f"record must be a DecisionCreate or an EventCreate; got {type(record).__name__}"
+            )
+        return self._submit(record)
+
     def record_decision(
         self, decision: DecisionInput, *, timeout: float | None = None
     ) -> WriteResult:

@@ -73,6 +73,21 @@ def test_records_are_durable_when_their_future_resolves(engine: Engine) -> None:
     assert count_rows(engine, "event") == 5
 
 
+def test_validated_models_are_written_as_they_are_and_anything_else_is_refused(
+    engine: Engine,
+) -> None:
+    d = decision()
+    record = DecisionCreate.model_validate(d)
+    with BatchWriter(engine, max_wait_s=0.01) as writer:
+        assert writer.submit_validated(record).result().created
+        assert not writer.submit_validated(record).result().created  # a replay, as any other
+        with pytest.raises(TypeError, match="record must be a DecisionCreate or an EventCreate"):
+            writer.submit_validated(d)  # type: ignore[arg-type]
+    with Session(engine) as session:
+        assert get_decision(session=session, decision_id=d["decision_id"]) == record
+    assert count_rows(engine, "slate_item") == 3
+
+
 def test_one_batch_is_one_commit_and_a_duplicate_inside_it_is_a_replay(engine: Engine) -> None:
     d = decision()
     e = event_for(d)
