@@ -353,7 +353,7 @@ def plackett_luce_cost_bound(
 
 
 @lru_cache(maxsize=1)
-def plackett_luce_kernels() -> Callable[..., tuple[int, float, float]]:
+def plackett_luce_kernels() -> Callable[..., tuple[int, float, float, float]]:
     """The compiled calibration (``explore.pl_bound.calibrate_pool``), imported on first use:
     loading numba takes a few hundred milliseconds that only Plackett-Luce calibration needs."""
     from explore.pl_bound import calibrate_pool
@@ -379,13 +379,12 @@ def calibrate_plackett_luce(
     theta = budget.weights(k)
     v_greedy = float(theta @ p_all[:k])
     calibrate_pool = plackett_luce_kernels()
-    m, log_t, spent = calibrate_pool(
+    m, mix, log_t, spent = calibrate_pool(
         p_all, theta, m_max, budget.floor, base.uniform_mix, budget.relative_cost * v_greedy,
         *TEMPERATURE_RANGE,
     )  # fmt: skip
     if m == 0 or math.isnan(log_t):  # even the coldest temperature breaks the budget
         return _greedy(cost_exact=False, ranked=ranked)
-    mix = max(base.uniform_mix, min(1.0, budget.floor * m))  # ``pl_bound.pool_mix``
     if log_t == math.inf:  # ``pl_bound.FLAT_POOL``: every pool candidate has the same score
         policy = replace(base, temperature=1.0, pool=m, uniform_mix=mix)
         return Calibration(policy=policy, relative_cost=0.0, cost_exact=True, ranked=ranked)

@@ -148,7 +148,7 @@ def coldest_cost(
 
 
 @njit(
-    types.Tuple((types.int64, types.float64, types.float64))(
+    types.Tuple((types.int64, types.float64, types.float64, types.float64))(
         _VECTOR, _VECTOR, types.int64, types.float64, types.float64, types.float64, types.float64,
         types.float64,
     ),
@@ -164,9 +164,9 @@ def calibrate_pool(
     allowed: float,
     low: float,
     high: float,
-) -> tuple[int, float, float]:
-    """(M, log T, its bound) for the scores ``p_all`` in greedy order (at least ``m_max`` of
-    them), K = θ's size ≤ ``m_max``:
+) -> tuple[int, float, float, float]:
+    """(M, its uniform mix, log T, its bound) for the scores ``p_all`` in greedy order (at least
+    ``m_max`` of them), K = θ's size ≤ ``m_max``:
 
     - M is ``m_max`` when its mix ``pool_mix(floor, base_mix, M)`` fits ``allowed`` at the
       coldest temperature (or needs no mix), else the largest M ≥ K that does; 0 when not even
@@ -180,7 +180,7 @@ def calibrate_pool(
     mixed = pool_mix(floor, base_mix, m) > 0.0  # a floor's mix grows with the pool
     if mixed and coldest_cost(p_all, theta, m, floor, base_mix, low, high) > allowed:
         if coldest_cost(p_all, theta, k, floor, base_mix, low, high) > allowed:
-            return 0, math.nan, math.nan
+            return 0, math.nan, math.nan, math.nan
         fits, too_big = k, m_max
         while too_big - fits > 1:
             mid = (fits + too_big) // 2
@@ -189,9 +189,9 @@ def calibrate_pool(
             else:
                 too_big = mid
         m = fits
+    mix = pool_mix(floor, base_mix, m)
     if p_all[0] == p_all[m - 1]:
-        return m, FLAT_POOL, 0.0
+        return m, mix, FLAT_POOL, 0.0
     lo, hi = log_temperature_range(p_all, m, low, high)
-    log_t, spent = largest_log_temperature(p_all[:m], theta, pool_mix(floor, base_mix, m), lo, hi,
-                                           allowed)  # fmt: skip
-    return m, log_t, spent
+    log_t, spent = largest_log_temperature(p_all[:m], theta, mix, lo, hi, allowed)
+    return m, mix, log_t, spent
