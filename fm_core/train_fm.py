@@ -22,7 +22,11 @@ equals the one-process gradient exactly, even when the ranks' shares of the weig
 **Length buckets.** With ``length_buckets`` each epoch shuffles the windows, sorts them by
 length within pools of 64 batches, cuts batches and shuffles the batches, so that a batch pads
 little; under DDP rank r takes every world_size-th batch (the one-process equivalence above then
-holds in distribution, not batch for batch).
+holds in distribution, not batch for batch). A bucketed batch's Σw follows its length (a batch
+of 3-event windows holds a tenth of the targets of one of 50-event windows), so normalizing by
+each batch's own Σw would weigh a target by the batch it lands in; bucketed training instead
+divides every batch by the mean Σw per batch over all windows, a constant, and each target
+weighs the same, as in randomly drawn batches.
 
 **Schedule and model selection.** The learning rate warms up linearly over ``warmup_steps``
 and then stays (``schedule="constant"``) or follows a cosine to ``min_lr_ratio`` × lr
@@ -294,6 +298,9 @@ def train_fm(
         net = DistributedDataParallel(model, device_ids=ids)
     torch.manual_seed(train.seed + env.rank)
     loader = _loader(windows, train, env)
+    fixed_sums = (
+        _mean_weight_sums(model, windows, train).to(device) if train.length_buckets else None
+    )
     optimizer = _optimizer(model, train)
     total_steps = train.epochs * len(loader)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -308,7 +315,7 @@ def train_fm(
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     try:
         for epoch in range(train.epochs):
-            m = _run_epoch(net, loader, optimizer, scheduler, epoch, device, train, env)
+            m = _run_epoch(net, loader, optimizer, scheduler, epoch, device, train, env, fixed_sums)
             if validate is not None:
                 m = EpochMetrics(**(vars(m) | {"valid": _validation_score(model, validate, env)}))
                 if best is None or m.valid > best[0]:
@@ -340,6 +347,17 @@ def train_fm(
     return TrainResult(model=model, metrics=metrics, best_epoch=None if best is None else best[1])
 
 
+def _mean_weight_sums(
+    model: FoundationModel, windows: Sequence[SequenceTokens], train: TrainConfig
+) -> torch.Tensor:
+    """(n_objectives,) each objective's Σw over all windows divided by the number of batches
+    of one epoch in one process: the constant normalizer of bucketed batches."""
+    size = train.batch_size
+    chunks = (collate(list(windows[i : i + size])) for i in range(0, len(windows), size))
+    total = sum(model.target_weight_sums(chunk) for chunk in chunks)
+    return torch.as_tensor(total, dtype=torch.float64) / math.ceil(len(windows) / size)
+
+
 def _validation_score(
     model: FoundationModel, validate: Callable[[FoundationModel], float], env: DistEnv
 ) -> float:
@@ -362,8 +380,10 @@ def _run_epoch(
     device: torch.device,
     train: TrainConfig,
     env: DistEnv,
+    fixed_sums: torch.Tensor | None = None,
 ) -> EpochMetrics:
-    """One pass over this rank's windows; the metrics are summed over ranks.
+    """One pass over this rank's windows; the metrics are summed over ranks. ``fixed_sums``
+    (n_objectives,) replace the batches' own weight sums as the normalizers.
 
     The epoch's loss is the mean over steps of the global batch's loss: with the global
     normalizers the global loss is the sum of the ranks' losses divided by the world size."""
@@ -378,10 +398,13 @@ def _run_epoch(
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (env.is_main and train.progress))
     for cpu_batch in bar:
         batch = cpu_batch.to(device)
-        weight_sums = model.target_weight_sums(batch)  # (n_objectives,)
-        if env.distributed:
-            dist.all_reduce(weight_sums)
-            weight_sums /= env.world_size
+        if fixed_sums is not None:
+            weight_sums = fixed_sums
+        else:
+            weight_sums = model.target_weight_sums(batch)  # (n_objectives,)
+            if env.distributed:
+                dist.all_reduce(weight_sums)
+                weight_sums /= env.world_size
         with autocast_context(device):
             logits, loss = net(batch, weight_sums=weight_sums, return_logits=train.train_top1)
         if loss is None:

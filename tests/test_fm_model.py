@@ -539,6 +539,24 @@ def test_length_buckets_cover_every_window_once_and_split_ranks_disjointly() -> 
     assert not set(shards[0].tolist()) & set(shards[1].tolist())
 
 
+def test_bucketed_batches_share_one_normalizer_so_each_target_weighs_the_same() -> None:
+    """Bucketed batches are divided by Σw over all windows / batches per epoch, not their own."""
+    from fm_core.train_fm import _mean_weight_sums
+
+    catalog = make_catalog()
+    short = tokenize_histories(cycle_histories(catalog, 6, 3, seed=1), catalog)
+    long = tokenize_histories(cycle_histories(catalog, 3, 15, seed=2), catalog)
+    windows = short + long
+    model = FoundationModel.from_catalog(tiny_config(catalog), catalog, age_reference=T0)
+    fixed = _mean_weight_sums(model, windows, TrainConfig(batch_size=4))
+    whole = model.target_weight_sums(collate(windows))
+    torch.testing.assert_close(fixed, whole / 3)  # 9 windows in batches of 4: 3 per epoch
+    # A batch of short windows holds fewer targets than one of long windows, yet both divide
+    # by the same normalizer, so a target's share of the loss does not depend on its batch.
+    assert model.target_weight_sums(collate(short[:3]))[0] < fixed[0]
+    assert model.target_weight_sums(collate(long))[0] > fixed[0]
+
+
 def test_learning_rate_warms_up_then_follows_the_cosine() -> None:
     from fm_core.train_fm import lr_factor
 
