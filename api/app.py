@@ -23,7 +23,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from api.experiment import load_experiment
 from api.metrics import ServiceMetrics
 from api.schemas import (
     DecisionRequest,
@@ -32,10 +31,11 @@ from api.schemas import (
     EventResponse,
     PolicyInfo,
 )
-from api.service import DecisionInput, DecisionService, NoCandidatesError, UnknownCandidatesError
 from api.settings import Settings
 from explore import Policy
 from fm_core import Scorer
+from loop.experiment import load_experiment
+from loop.service import DecisionInput, DecisionService, NoCandidatesError, UnknownCandidatesError
 from proplog.batch_writer import BatchWriter
 from proplog.engine import init_db, make_engine, shares_one_connection
 from proplog.errors import ConflictError, LogValidationError, UnknownDecisionError

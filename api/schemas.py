@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from proplog.schema import SlateItemCreate
+from vocab import EventKind, EventSource, Surface
 
-Surface = Literal["home", "search", "title", "billboard"]
-EventKind = Literal["play", "click", "thumb_up", "thumb_down", "list_add"]
-EventSource = Literal["rec", "search", "direct"]
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
 ItemId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 

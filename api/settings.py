@@ -9,8 +9,8 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-from api.experiment import ExperimentSettings
 from explore import Policy, make_policy
+from loop.experiment import ExperimentSettings
 from proplog.engine import DEFAULT_DATABASE_URL
 
 

@@ -64,8 +64,8 @@ def _serve(database_url: str, group_commit: bool, port: int, items: int, k: int)
 
     from api.app import create_app
     from api.settings import Settings
-    from api.sim_bridge import catalog_from_world
     from fm_core import PopularityAffinityScorer
+    from loop.sim_bridge import catalog_from_world
     from sim.config import WorldConfig
     from sim.world import World
 

@@ -153,8 +153,8 @@ def simulate_sequences(
 ) -> SequenceData:
     """Plays of the simulated world under uniformly random slates (see the module docstring);
     the strengths scale the world's genre × daypart and genre × device effects."""
-    from api.sim_bridge import catalog_from_world
     from fm_core.tokenize import EventContext
+    from loop.sim_bridge import catalog_from_world
     from sim import World, WorldConfig
     from sim.clock import EPOCH
 

@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vocab import DAYPARTS, daypart_of_hour
+
 _UNSAFE = re.compile(r"[\s|:]+")
-DAYPARTS: tuple[str, ...] = ("morning", "afternoon", "evening", "night")
 
 
 def feature_name(value: object) -> str:
@@ -48,19 +49,9 @@ def feature_name(value: object) -> str:
     return _UNSAFE.sub("_", str(value).strip())
 
 
-def daypart_of_hour(hour: float) -> str:
-    """The daypart of a local hour, with the simulated world's boundaries: morning [5, 12),
-    afternoon [12, 17), evening [17, 22), night [22, 5)."""
-    if not math.isfinite(hour):
-        raise ValueError(f"hour must be finite; got {hour}")
-    h = hour % 24.0
-    if 5.0 <= h < 12.0:
-        return "morning"
-    if 12.0 <= h < 17.0:
-        return "afternoon"
-    if 17.0 <= h < 22.0:
-        return "evening"
-    return "night"
+def daypart_name(hour: float) -> str:
+    """The name of a local hour's daypart (``vocab.daypart_of_hour``), as a feature value."""
+    return DAYPARTS[daypart_of_hour(hour)]
 
 
 def _number(value: float) -> str:

@@ -6,25 +6,18 @@ non-negative ints; the catalog maps them to rows.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-DAYPART_BOUNDS = (5.0, 12.0, 17.0, 22.0)  # morning, afternoon, evening start; night otherwise
-N_DAYPARTS = 4
+from vocab import N_DAYPARTS, daypart_of_hour
+
+__all__ = ["N_DAYPARTS", "History", "ItemCatalog", "ScoreRequest", "daypart_of"]
 
 
 def daypart_of(local_hour: float | None) -> int:
-    """0 morning [5, 12), 1 afternoon [12, 17), 2 evening [17, 22), 3 night; evening when the
-    local hour is unknown."""
-    if local_hour is None:
-        return 2
-    h = local_hour % 24.0
-    for index, (lo, hi) in enumerate(itertools.pairwise(DAYPART_BOUNDS)):
-        if lo <= h < hi:
-            return index
-    return 3
+    """The daypart index of a local hour (``vocab.daypart_of_hour``); evening when unknown."""
+    return daypart_of_hour(local_hour)
 
 
 @dataclass(frozen=True)

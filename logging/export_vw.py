@@ -46,12 +46,13 @@ from explore.vw_format import (
     ActionFeatures,
     LoggedSlate,
     RequestContext,
-    daypart_of_hour,
+    daypart_name,
     slate_examples,
 )
 from proplog.export import DEFAULT_CHUNK_DECISIONS, iter_export_chunks
 from proplog.frames import SessionOrEngine, connection_of
 from proplog.schema import Decision
+from vocab import local_hour_of
 
 logger = logging.getLogger(__name__)
 
@@ -78,15 +79,11 @@ def _text(value: Any) -> str | None:
 
 
 def _daypart(local_time: str | None, decision_id: str) -> str | None:
-    if local_time is None:
-        return None
     try:
-        when = datetime.fromisoformat(local_time)
+        hour = local_hour_of(local_time)
     except ValueError as err:
-        raise ValueError(
-            f"decision {decision_id}: local_time must be an ISO time; got {local_time!r}"
-        ) from err
-    return daypart_of_hour(when.hour + when.minute / 60.0)
+        raise ValueError(f"decision {decision_id}: {err}") from err
+    return None if hour is None else daypart_name(hour)
 
 
 def _decisions_by_id(source: SessionOrEngine, ids: Sequence[str]) -> dict[str, Any]:

@@ -25,13 +25,11 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from proplog.errors import LogValidationError
+from vocab import EVENT_KINDS, EVENT_SOURCES, SURFACES
 
 if TYPE_CHECKING:
     from proplog.schema import DecisionCreate, EventCreate
 
-SURFACES: tuple[str, ...] = ("home", "search", "title", "billboard")
-EVENT_KINDS: tuple[str, ...] = ("play", "click", "thumb_up", "thumb_down", "list_add")
-EVENT_SOURCES: tuple[str, ...] = ("rec", "search", "direct")
 MAX_ID_LENGTH = 128
 MAX_ITEM_ID = 2**63 - 1
 """Item ids are stored as int64."""

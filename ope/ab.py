@@ -3,7 +3,7 @@ means from the control with a Welch interval, clustered by user.
 
 Input: one row per decision with its ``arm``, ``user_id`` and ``reward`` (plays per decision,
 or another reward read from the log). A user is assigned to one arm for the whole experiment
-(``api.experiment``) and usually makes several decisions, so decisions of one user are not
+(``loop.experiment``) and usually makes several decisions, so decisions of one user are not
 independent. Two intervals are given for Δ = ȳ_T − ȳ_C:
 
 - **welch** (decisions independent): se² = s_T²/n_T + s_C²/n_C, Welch–Satterthwaite degrees of

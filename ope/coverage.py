@@ -8,7 +8,7 @@ covers the truth, and the mean width; per estimator: the bias (mean estimate −
 RMSE. A self-normalized or whole-slate estimator asked for a Bernstein interval gives a t interval
 (``Estimator.interval_for``); ``fallback`` records those cells.
 
-The runs themselves come from the caller (``api.coverage_world`` draws them from the simulated
+The runs themselves come from the caller (``loop.coverage_world`` draws them from the simulated
 world): ``ope`` knows nothing of the world.
 """
 

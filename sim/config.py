@@ -12,12 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from vocab import DAYPARTS
+
+__all__ = [
+    "COUNTRIES",
+    "DAYPARTS",
+    "DEVICES",
+    "GENRES",
+    "LANGUAGES",
+    "UTC_OFFSET_HOURS",
+    "WorldConfig",
+]
+
 GENRES: tuple[str, ...] = (
     "action", "adventure", "animation", "kids", "comedy", "crime", "documentary", "drama",
     "family", "fantasy", "horror", "music", "mystery", "romance", "scifi", "thriller", "war",
     "western", "anime", "reality",
 )  # fmt: skip
-DAYPARTS: tuple[str, ...] = ("morning", "afternoon", "evening", "night")
 DEVICES: tuple[str, ...] = ("tv", "mobile", "web", "tablet")
 COUNTRIES: tuple[str, ...] = ("US", "GB", "FR", "ES", "DE", "JP", "KR", "IN")
 LANGUAGES: tuple[str, ...] = ("en", "en", "fr", "es", "de", "ja", "ko", "hi")  # by country
@@ -25,19 +36,6 @@ UTC_OFFSET_HOURS: tuple[float, ...] = (-5.0, 0.0, 1.0, 1.0, 1.0, 9.0, 9.0, 5.5) 
 
 Examination = Literal["log", "inverse"]
 RewardKind = Literal["play", "completion"]
-
-
-def daypart_of_hour(hour: float) -> int:
-    """Daypart index of a local hour: morning [5, 12), afternoon [12, 17), evening [17, 22),
-    night [22, 5)."""
-    h = hour % 24.0
-    if 5.0 <= h < 12.0:
-        return 0
-    if 12.0 <= h < 17.0:
-        return 1
-    if 17.0 <= h < 22.0:
-        return 2
-    return 3
 
 
 @dataclass(frozen=True, kw_only=True)

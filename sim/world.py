@@ -35,18 +35,17 @@ from sim.catalog import Catalog, make_catalog
 from sim.clock import EPOCH
 from sim.config import (
     COUNTRIES,
-    DAYPARTS,
     DEVICES,
     LANGUAGES,
     UTC_OFFSET_HOURS,
     WorldConfig,
-    daypart_of_hour,
 )
 from sim.effects import ContextEffects, make_effects
 from sim.search import LexicalSearch
 from sim.users import Users, make_users
+from vocab import DAYPARTS, N_DAYPARTS, daypart_hours, daypart_of_hour
 
-_DAYPART_HOURS = ((5.0, 12.0), (12.0, 17.0), (17.0, 22.0), (22.0, 29.0))
+_DAYPART_HOURS = tuple(daypart_hours(d) for d in range(N_DAYPARTS))
 _FULL_WATCH = (0.85, 1.0)
 _SAMPLE_WATCH = (0.02, 0.25)
 _PRIMARY_DEVICE_SHARE = 0.8

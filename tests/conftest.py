@@ -22,8 +22,8 @@ from sqlalchemy import Engine, create_engine, text
 
 from api.app import create_app
 from api.settings import Settings
-from api.sim_bridge import catalog_from_world
 from fm_core import ItemCatalog, PopularityAffinityScorer
+from loop.sim_bridge import catalog_from_world
 from proplog.engine import init_db, make_engine
 from proplog.pg_server import PostgresServer, PostgresUnavailableError, start_server
 from proplog.schema import log_tables

@@ -13,12 +13,12 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from api.logs import read_window, training_impressions
-from api.retrain import fit_model
-from api.service import DecisionService
-from api.sim_bridge import catalog_from_world, decision_input, events_from_outcome
 from explore import EpsilonGreedySlate
 from fm_core import PopularityAffinityScorer
+from loop.logs import read_window, training_impressions
+from loop.retrain import fit_model
+from loop.service import DecisionService
+from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
 from proplog.schema import DecisionCreate
 from proplog.store import record_events
 from sim import Request, World

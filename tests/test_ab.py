@@ -17,18 +17,18 @@ from scipy import stats
 from sim_decisions import fitted_and_reversed, serve, uniform_log
 from sqlmodel import Session, select
 
-from api.cli import main
-from api.context import history_from_events, score_request
-from api.experiment import (
+from api.settings import Settings
+from cli.main import main
+from loop.context import history_from_events, score_request
+from loop.experiment import (
     ExperimentSettings,
     assign_arm,
     bucket_bounds,
     load_experiment,
     user_bucket,
 )
-from api.service import DecisionService
-from api.settings import Settings
-from api.sim_bridge import decision_input
+from loop.service import DecisionService
+from loop.sim_bridge import decision_input
 from ope.ab import analyze
 from proplog.engine import init_db, make_engine
 from proplog.frames import decision_frame
@@ -63,7 +63,7 @@ def test_assignment_is_the_same_in_another_process_and_per_experiment(tmp_path: 
     users = [f"user-{i}" for i in range(200)]
     here = [user_bucket(experiment.name, u) for u in users]
     code = (
-        "import json, sys; from api.experiment import user_bucket; "
+        "import json, sys; from loop.experiment import user_bucket; "
         "print(json.dumps([user_bucket('home-ranker', u) for u in json.loads(sys.argv[1])]))"
     )
     other = subprocess.run(

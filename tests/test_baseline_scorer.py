@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from sim_logs import DAY, T0, K, UniformLogging, impressions
 
-from api.sim_bridge import catalog_from_world
 from fm_core import ItemCatalog, PopularityAffinityScorer, ScoreRequest
 from fm_core.baseline import TrainingImpressions
+from loop.sim_bridge import catalog_from_world
 from sim import GENRES, Request, World, WorldConfig
 
 

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from api.cli import main
 from bench.ease import EASE, ease_weights, interaction_matrix
 from bench.fm_data import (
     SequenceData,
@@ -23,6 +22,7 @@ from bench.fm_data import (
     resolve_data_dir,
     simulate_sequences,
 )
+from cli.main import main
 from fm_core.fm_eval import ranking_metrics
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.cli import main
+from cli.main import main
 
 
 def logged_rows(n: int = 400, seed: int = 0) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.cli import main
+from cli.main import main
 
 ALL_SEVEN = {"ipw", "snipw", "dm", "dr", "sndr", "dros", "switch-dr"}
 

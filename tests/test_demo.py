@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from api.cli import main
+from cli.main import main
 from proplog.engine import make_engine
 
 

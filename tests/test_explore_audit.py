@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from sqlmodel import Session
 
-from api.service import DecisionInput, DecisionService
 from explore import (
     AuditResult,
     CalibratedSlate,
@@ -27,6 +26,7 @@ from explore import (
     rng_for_decision,
 )
 from fm_core import ItemCatalog, PopularityAffinityScorer
+from loop.service import DecisionInput, DecisionService
 from proplog.engine import init_db, make_engine
 from proplog.schema import DecisionCreate
 from proplog.store import get_decision

@@ -22,7 +22,7 @@ from explore.vw_format import (
     LoggedSlate,
     RequestContext,
     cb_adf_lines,
-    daypart_of_hour,
+    daypart_name,
     slate_examples,
 )
 from explore.vw_policy import VowpalWabbitSlate, WorkspaceForkedError
@@ -149,8 +149,8 @@ def test_slate_examples_drop_items_shown_above_and_use_conditional_propensities(
         (4.5, "night"),
     ],
 )
-def test_daypart_of_hour_boundaries(hour: float, daypart: str) -> None:
-    assert daypart_of_hour(hour) == daypart
+def test_daypart_name_boundaries(hour: float, daypart: str) -> None:
+    assert daypart_name(hour) == daypart
 
 
 def test_vw_accepts_the_text_for_learning() -> None:

@@ -18,7 +18,7 @@ from explore.vw_format import (
     CbLabel,
     RequestContext,
     cb_adf_lines,
-    daypart_of_hour,
+    daypart_name,
 )
 from explore.vw_policy import VowpalWabbitSlate
 from proplog.engine import init_db, make_engine
@@ -121,7 +121,7 @@ def test_export_writes_one_labelled_example_per_decision_as_logged(
     for decision, block in zip(decisions, blocks, strict=True):
         first = decision.slate[0]
         played = 1.0 if first.item_id == PAYING_ITEM else 0.0
-        daypart = daypart_of_hour((decision.created_at.hour + 2) % 24)
+        daypart = daypart_name((decision.created_at.hour + 2) % 24)
         expected = cb_adf_lines(
             RequestContext(
                 surface="home", device="tv", daypart=daypart, country="SE", query=decision.query

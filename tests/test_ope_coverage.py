@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from api.cli import main
-from api.coverage_world import CoverageWorld, CoverageWorldConfig
+from cli.main import main
+from loop.coverage_world import CoverageWorld, CoverageWorldConfig
 from ope import IPS, SNIPS, OpeBatch, estimators
 from ope.coverage import LoggedRun, coverage_table, measure_coverage
 from ope.intervals import INTERVALS

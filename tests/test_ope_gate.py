@@ -14,7 +14,7 @@ import pytest
 from sim_decisions import fitted_and_reversed, uniform_log
 from sqlmodel import Session, select
 
-from api.cli import main
+from cli.main import main
 from ope import IPS, SNIPS, OpeBatch, OpeInputError, estimate_all
 from ope.gate import GateThresholds, gate, paired_lift
 from proplog.engine import init_db, make_engine

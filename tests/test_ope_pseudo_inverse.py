@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from api.cli import main
-from api.coverage_world import CoverageWorld, CoverageWorldConfig
+from cli.main import main
 from explore import EpsilonGreedySlate
+from loop.coverage_world import CoverageWorld, CoverageWorldConfig
 from ope import OpeBatch, OpeInputError, estimate_all, stream_estimates
 from ope.pseudo_inverse import (
     PseudoInverse,

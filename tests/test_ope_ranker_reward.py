@@ -16,16 +16,16 @@ from sim_decisions import fitted_and_reversed, serve, uniform_log
 from sklearn.linear_model import LogisticRegression
 from sqlmodel import Session
 
-from api.cli import main
-from api.logs import read_window
-from api.ope_inputs import REWARD_MODELS, reward_model_for
-from api.service import DecisionService
-from api.sim_bridge import catalog_from_world
+from cli.main import main
 from explore import EpsilonGreedySlate
 from fm_core import PopularityAffinityScorer, load_scorer_file
 from fm_core.calibration import log_loss
 from fm_core.ranker import Ranker, RankerConfig
 from fm_core.reward_classifier import RankerRewardModel
+from loop.logs import read_window
+from loop.ope_inputs import REWARD_MODELS, reward_model_for
+from loop.service import DecisionService
+from loop.sim_bridge import catalog_from_world
 from ope.reward_model import cross_fit
 from proplog.engine import init_db, make_engine
 from proplog.schema import DecisionCreate

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from api.coverage_world import CoverageWorld, CoverageWorldConfig
+from loop.coverage_world import CoverageWorld, CoverageWorldConfig
 from ope import DM, OpeBatch, OpeInputError, estimate_all
 from ope.refit import INTERVAL, DecisionRows, estimate_with_refit
 from ope.reward_model import Classifier, cross_fit

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sim_decisions import uniform_log
 
-from api.cli import main
+from cli.main import main
 from ope.report import build_report, calibration, weight_histogram
 from proplog.engine import init_db, make_engine
 from sim import World, WorldConfig
@@ -136,9 +136,9 @@ def test_mismatched_lengths_and_missing_columns_are_named() -> None:
 def test_log_report_replays_a_model_and_breaks_down_by_device(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from api.logs import read_window, training_impressions
-    from api.retrain import fit_model
-    from api.sim_bridge import catalog_from_world
+    from loop.logs import read_window, training_impressions
+    from loop.retrain import fit_model
+    from loop.sim_bridge import catalog_from_world
 
     url = f"sqlite:///{tmp_path / 'log.db'}"
     engine = make_engine(url)

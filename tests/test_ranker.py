@@ -15,9 +15,8 @@ from sim_logs import DAY, T0, K, UniformLogging, impressions
 from sqlalchemy import text
 
 from api.app import load_scorer
-from api.cli import main
 from api.settings import Settings
-from api.sim_bridge import catalog_from_world
+from cli.main import main
 from fm_core import PopularityAffinityScorer, Scorer, ScoreRequest
 from fm_core.calibration import (
     Calibrator,
@@ -40,6 +39,7 @@ from fm_core.ranker import (
     query_tokens,
 )
 from fm_core.train_fm import TrainConfig
+from loop.sim_bridge import catalog_from_world
 from proplog.engine import make_engine
 from sim import Request, World, WorldConfig
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from api.cli import main
-from api.sim_bridge import catalog_from_world
-from api.tune import SimTuneConfig, _log_world, tune_on_logs
+from cli.main import main
+from loop.sim_bridge import catalog_from_world
+from loop.tune import SimTuneConfig, _log_world, tune_on_logs
 from proplog.engine import init_db, make_engine
 from sim import World, WorldConfig
 

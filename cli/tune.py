@@ -1,6 +1,6 @@
 """The ``loopbreak tune`` command line: its arguments, parsed without importing the tuning.
 
-Kept apart from :mod:`api.tune` (which imports pandas, the store, the simulator and the scorer)
+Kept apart from :mod:`loop.tune` (which imports pandas, the store, the simulator and the scorer)
 so that ``loopbreak --help`` stays fast; the command imports the tuning only when it runs.
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 
-DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-"""The default grid of α: geometric, from ignoring search plays to letting them dominate."""
+from loop.tune import DEFAULT_ALPHAS
 
 
 def parse_alphas(text: str) -> tuple[float, ...]:
@@ -59,7 +58,7 @@ def add_search_weight_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_search_weight(args: argparse.Namespace) -> int:
     """``loopbreak tune search-weight``."""
-    from api.tune import run_search_weight_command
+    from loop.tune import run_search_weight_command
 
     return run_search_weight_command(args)
 

@@ -15,14 +15,7 @@ import pandas as pd
 
 from fm_core import History, ScoreRequest
 from proplog.schema import EventCreate
-
-
-def local_hour_of(local_time: str | None) -> float | None:
-    """The hour of day (with fractions) of an ISO local time, or None."""
-    if not local_time:
-        return None
-    when = datetime.fromisoformat(local_time)
-    return when.hour + when.minute / 60.0 + when.second / 3600.0
+from vocab import local_hour_of
 
 
 def history_from_events(events: Sequence[EventCreate]) -> History:

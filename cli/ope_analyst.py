@@ -1,5 +1,5 @@
 """The analysts' commands: ``loopbreak ope report``, ``loopbreak ope gate`` and
-``loopbreak ab analyze`` (their parsers are in ``api.cli``).
+``loopbreak ab analyze`` (their parsers are in ``cli.main``).
 
 Exit codes: 0 done (for the gate: ready for A/B), 1 the gate says not ready, 2 bad input or
 options (the message names the column and the row, or the option).
@@ -94,9 +94,9 @@ def resolve_model(name: str, engine: Engine) -> Path:
 
 
 def _target(name: str, engine: Engine, args: argparse.Namespace) -> Any:
-    from api.ope_inputs import TargetPolicy
     from explore import EpsilonGreedySlate
     from fm_core import load_scorer_file
+    from loop.ope_inputs import TargetPolicy
 
     scorer = load_scorer_file(resolve_model(name, engine))
     policy = EpsilonGreedySlate(epsilon=args.epsilon, pool=args.pool)
@@ -104,8 +104,8 @@ def _target(name: str, engine: Engine, args: argparse.Namespace) -> Any:
 
 
 def _replayed(engine: Engine, names: list[str], args: argparse.Namespace) -> list[Any]:
-    from api.logs import read_window
-    from api.ope_inputs import replay_targets
+    from loop.logs import read_window
+    from loop.ope_inputs import replay_targets
 
     targets = [_target(name, engine, args) for name in names]
     window = read_window(
@@ -239,7 +239,7 @@ def experiment_rows(engine: Engine, experiment: str, reward: str) -> pd.DataFram
     reward (``plays``: rec plays on the slate; ``play_value``: the plays' summed value)."""
     import pandas as pd
 
-    from api.experiment import ARM_SEPARATOR
+    from loop.experiment import ARM_SEPARATOR
     from proplog.frames import decision_frame, slate_frame
 
     decisions = decision_frame(session_or_engine=engine)
@@ -378,7 +378,7 @@ def cmd_ab_analyze(args: argparse.Namespace) -> int:
 
 def add_parsers(ope_commands: Any, commands: Any) -> None:
     """Register ``ope report`` and ``ope gate`` under ``ope_commands`` and ``ab analyze`` under
-    ``commands`` (argparse sub-parser actions of ``api.cli``)."""
+    ``commands`` (argparse sub-parser actions of ``cli.main``)."""
     report = ope_commands.add_parser(
         "report", help="an HTML + JSON report of a policy's value from the log or a file"
     )

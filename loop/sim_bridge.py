@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from api.service import DecisionInput
 from fm_core import ItemCatalog
+from loop.service import DecisionInput
 from proplog.schema import EventCreate
 from sim import GENRES, Outcome, Request, World
 from sim.clock import EPOCH, to_datetime

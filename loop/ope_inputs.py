@@ -1,5 +1,5 @@
 """OPE rows from the propensity log for target policies (a scorer plus an exploration policy):
-the policy replay of ``api.logs.replay_batch``, a cross-fitted reward model for DM and the
+the policy replay of ``loop.logs.replay_batch``, a cross-fitted reward model for DM and the
 doubly robust estimators, the request segments, and the target mass outside the logging
 policy's support.
 
@@ -33,9 +33,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from api.logs import LoggedWindow, replay_batch
 from explore import Policy, policy_for_record
 from fm_core import Scorer, ScoreRequest
+from loop.logs import LoggedWindow, replay_batch
 from ope.reward_model import REWARD_MODELS as BUILT_IN_REWARD_MODELS
 from ope.reward_model import Classifier, cross_fit
 from ope.support import unsupported_mass

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from api.coverage_config import CoverageWorldConfig
 from explore import EpsilonGreedySlate
+from loop.coverage_config import CoverageWorldConfig
 from ope import OpeBatch
 from ope.coverage import LoggedRun
 from ope.refit import RewardModelInputs

@@ -35,12 +35,12 @@ import numpy as np
 from sqlmodel import Session
 from tqdm import tqdm
 
-from api.logs import read_window, replay_window, training_impressions
-from api.retrain import MODEL_KINDS, fit_model
-from api.service import DecisionService
-from api.sim_bridge import catalog_from_world, decision_input, events_from_outcome
 from explore import EpsilonGreedySlate
 from fm_core import PopularityAffinityScorer, Scorer
+from loop.logs import read_window, replay_window, training_impressions
+from loop.retrain import MODEL_KINDS, fit_model
+from loop.service import DecisionService
+from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
 from ope import estimate_all
 from proplog.engine import init_db, make_engine
 from proplog.store import record_events

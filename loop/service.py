@@ -14,10 +14,10 @@ from datetime import datetime
 import numpy as np
 from sqlmodel import Session
 
-from api.context import context_of, history_from_events, score_request
-from api.experiment import LiveExperiment
 from explore import Policy, rng_for_decision
 from fm_core import Scorer
+from loop.context import context_of, history_from_events, score_request
+from loop.experiment import LiveExperiment
 from proplog.batch_writer import BatchWriter
 from proplog.errors import ConflictError
 from proplog.ids import time_ordered_uuid

@@ -13,7 +13,7 @@ training table (``proplog.training_table``, ``search_weight=α``) and scored on 
 - **on real logs** (``--database URL`` with ``--catalog-from MODEL``): the decisions are cut by
   time; the last ``holdout_share`` are held out, and a model's quality is the IPS estimate (with
   its 95% interval) of its ε-greedy policy replayed on the held-out logged decisions
-  (``api.logs.replay_batch``: per-position marginals, summed over the slate).
+  (``loop.logs.replay_batch``: per-position marginals, summed over the slate).
 
 The best α is the argmax of quality; the whole curve is reported.
 """
@@ -37,13 +37,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from tqdm import tqdm
 
-from api.context import HistoryIndex, score_request
-from api.logs import LoggedWindow, read_window, replay_batch, training_impressions
-from api.service import DecisionService
-from api.sim_bridge import catalog_from_world, decision_input, events_from_outcome
-from api.tune_command import DEFAULT_ALPHAS
 from explore import EpsilonGreedySlate
 from fm_core import ItemCatalog, PopularityAffinityScorer
+from loop.context import HistoryIndex, score_request
+from loop.logs import LoggedWindow, read_window, replay_batch, training_impressions
+from loop.service import DecisionService
+from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
 from ope import estimate_all
 from proplog.engine import init_db, make_engine
 from proplog.frames import event_frame
@@ -53,6 +52,9 @@ from sim import Request, World, WorldConfig
 from sim.clock import to_datetime
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
+"""The default grid of α: geometric, from ignoring search plays to letting them dominate."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,8 +19,8 @@ import numpy as np
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from api.logs import read_window, training_impressions
 from fm_core import ItemCatalog, PopularityAffinityScorer, Scorer, TrainingImpressions
+from loop.logs import read_window, training_impressions
 from proplog.store import record_model_version
 from proplog.training_table import TrainingTableConfig
 

@@ -1,7 +1,7 @@
 """``loopbreak ope coverage``: interval coverage of every estimator on the simulated world.
 
-The runs come from ``api.coverage_world`` (uniform logging in a fixed world whose target value
-is exact), the tally from ``ope.coverage``. ``api.cli`` prints the table and, with ``--json``,
+The runs come from ``loop.coverage_world`` (uniform logging in a fixed world whose target value
+is exact), the tally from ``ope.coverage``. ``cli.main`` prints the table and, with ``--json``,
 one JSON line ``{"reps": ..., "coverage": {EST: {METHOD: share}}, "width": {...}, ...}`` last.
 """
 
@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from api.coverage_config import CoverageWorldConfig
+from loop.coverage_config import CoverageWorldConfig
 
 if TYPE_CHECKING:
     from ope.coverage import CoverageResult
@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_coverage(args: argparse.Namespace) -> CoverageResult:
     """The coverage result of the parsed options; its ``config`` records the world's sizes."""
-    from api.coverage_world import CoverageWorld  # numpy, pandas: only when the command runs
+    from loop.coverage_world import CoverageWorld  # numpy, pandas: only when the command runs
     from ope import estimators
     from ope.coverage import measure_coverage
 

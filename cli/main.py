@@ -22,7 +22,7 @@ def _fmt(value: float | None, width: int = 8) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from api.demo import DemoConfig, RoundResult, demo_json, run_demo
+    from loop.demo import DemoConfig, RoundResult, demo_json, run_demo
     from sim import WorldConfig
 
     config = DemoConfig(
@@ -77,9 +77,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_retrain(args: argparse.Namespace) -> int:
-    from api.retrain import retrain
     from api.settings import Settings
     from fm_core import load_scorer_file
+    from loop.retrain import retrain
     from proplog.engine import init_db, make_engine
 
     settings = Settings(**({"database_url": args.db} if args.db else {}))
@@ -182,7 +182,7 @@ def _cmd_ope_estimate(args: argparse.Namespace) -> int:
 
 
 def _cmd_ope_coverage(args: argparse.Namespace) -> int:
-    from api.ope_coverage_command import coverage_heading, run_coverage
+    from cli.ope_coverage import coverage_heading, run_coverage
     from ope.coverage import coverage_table
 
     try:
@@ -393,16 +393,16 @@ def build_parser() -> argparse.ArgumentParser:
         "coverage",
         help="coverage of every estimator's intervals over repeated runs in the simulated world",
     )
-    from api.ope_coverage_command import add_arguments as add_coverage_arguments
+    from cli.ope_coverage import add_arguments as add_coverage_arguments
 
     add_coverage_arguments(coverage)
     coverage.set_defaults(func=_cmd_ope_coverage)
 
-    from api.ope_commands import add_parsers as add_analyst_parsers
+    from cli.ope_analyst import add_parsers as add_analyst_parsers
 
     add_analyst_parsers(ope_sub, sub)  # ope report, ope gate, ab analyze
 
-    from api.tune_command import add_parsers as add_tune_parsers
+    from cli.tune import add_parsers as add_tune_parsers
 
     add_tune_parsers(sub)  # tune search-weight
 

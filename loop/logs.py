@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Engine
 
-from api.context import HistoryIndex, score_request
 from fm_core import Scorer, ScoreRequest, TrainingImpressions
+from loop.context import HistoryIndex, score_request
 from ope import OpeBatch
 from ope.replay import HasMarginals, ReplayPolicy, replay_slate
 from ope.support import support_diagnostics

@@ -1,0 +1,1 @@
+"""The ``loopbreak`` command: one module per command group, each with ``add_parser`` and ``run``."""
