@@ -96,7 +96,7 @@ def resolve_model(name: str, engine: Engine) -> Path:
 def _target(name: str, engine: Engine, args: argparse.Namespace) -> Any:
     from explore import EpsilonGreedySlate
     from fm_core import load_scorer_file
-    from loop.ope_inputs import TargetPolicy
+    from loop.ope_targets import TargetPolicy
 
     scorer = load_scorer_file(resolve_model(name, engine))
     policy = EpsilonGreedySlate(epsilon=args.epsilon, pool=args.pool)
@@ -104,8 +104,8 @@ def _target(name: str, engine: Engine, args: argparse.Namespace) -> Any:
 
 
 def _replayed(engine: Engine, names: list[str], args: argparse.Namespace) -> list[Any]:
-    from loop.logs import read_window
-    from loop.ope_inputs import replay_targets
+    from loop.ope_targets import replay_targets
+    from loop.windows import read_window
 
     targets = [_target(name, engine, args) for name in names]
     window = read_window(

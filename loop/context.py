@@ -1,4 +1,4 @@
-"""Conversions between the API's and the log's records and the scorer's inputs.
+"""Conversions between the log's records and the scorer's inputs.
 
 One place turns a stored event history into the scorer's ``History`` and a decision's context
 into a ``ScoreRequest``, so that serving, training and replay see the same features.
@@ -7,6 +7,7 @@ into a ``ScoreRequest``, so that serving, training and replay see the same featu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -72,29 +73,49 @@ class HistoryIndex:
         )
 
 
-CONTEXT_FIELDS = ("user_id", "surface", "device", "country", "local_time", "query", "source_item")
+@dataclass(frozen=True)
+class RequestContext:
+    """The request a decision answers, as the log stores it and the scorer reads it: one shape
+    for a live request (``DecisionInput.context``), a logged decision
+    (``RequestContext.of_logged``) and a simulated request (``loop.sim_bridge``)."""
 
+    user_id: str
+    surface: str
+    device: str | None = None
+    country: str | None = None
+    local_time: str | None = None
+    query: str | None = None
+    source_item: int | None = None
 
-def context_of(source: object) -> dict[str, Any]:
-    """The request-context fields of a decision input, a decision record or a logged row, with
-    a missing ``source_item`` (None or NaN from a frame) as None."""
-    fields = {name: getattr(source, name) for name in CONTEXT_FIELDS}
-    item = fields["source_item"]
-    fields["source_item"] = None if item is None or pd.isna(item) else int(item)
-    return fields
+    @classmethod
+    def of_logged(cls, row: Any) -> RequestContext:
+        """The context of a logged decision: a ``proplog.frames.decision_frame`` row or a
+        ``DecisionCreate``. A frame holds a missing ``source_item`` as NaN; it becomes None."""
+        item = row.source_item
+        return cls(
+            user_id=row.user_id,
+            surface=row.surface,
+            device=row.device,
+            country=row.country,
+            local_time=row.local_time,
+            query=row.query,
+            source_item=None if item is None or pd.isna(item) else int(item),
+        )
 
+    def record_fields(self) -> dict[str, Any]:
+        """The decision record's context columns."""
+        return asdict(self)
 
-def score_request(source: object, *, when: datetime, history: History) -> ScoreRequest:
-    """The scorer's view of a request whose context fields are read from ``source``."""
-    context = context_of(source)
-    return ScoreRequest(
-        user_id=context["user_id"],
-        time=when.timestamp(),
-        surface=context["surface"],
-        device=context["device"],
-        country=context["country"],
-        local_hour=local_hour_of(context["local_time"]),
-        query=context["query"],
-        source_item=context["source_item"],
-        history=history,
-    )
+    def score_request(self, *, when: datetime, history: History) -> ScoreRequest:
+        """The scorer's view of this request at ``when`` with the user's ``history``."""
+        return ScoreRequest(
+            user_id=self.user_id,
+            time=when.timestamp(),
+            surface=self.surface,
+            device=self.device,
+            country=self.country,
+            local_hour=local_hour_of(self.local_time),
+            query=self.query,
+            source_item=self.source_item,
+            history=history,
+        )

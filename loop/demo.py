@@ -37,10 +37,11 @@ from tqdm import tqdm
 
 from explore import EpsilonGreedySlate
 from fm_core import PopularityAffinityScorer, Scorer
-from loop.logs import read_window, replay_window, training_impressions
+from loop.replay import replay_window
 from loop.retrain import MODEL_KINDS, fit_model
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
+from loop.windows import read_window, training_impressions
 from ope import estimate_all
 from proplog.engine import init_db, make_engine
 from proplog.store import record_events

@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from fm_core import ItemCatalog, PopularityAffinityScorer, Scorer, TrainingImpressions
-from loop.logs import read_window, training_impressions
+from loop.windows import read_window, training_impressions
 from proplog.store import record_model_version
 from proplog.training_table import TrainingTableConfig
 

@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from explore import Policy, rng_for_decision
 from fm_core import Scorer
-from loop.context import context_of, history_from_events, score_request
+from loop.context import RequestContext, history_from_events
 from loop.experiment import LiveExperiment
 from proplog.batch_writer import BatchWriter
 from proplog.errors import ConflictError
@@ -53,6 +53,19 @@ class DecisionInput:
     query: str | None = None
     source_item: int | None = None
     candidates: tuple[int, ...] | None = None
+
+    @property
+    def context(self) -> RequestContext:
+        """The request's context, in the one shape the log and the scorer read."""
+        return RequestContext(
+            user_id=self.user_id,
+            surface=self.surface,
+            device=self.device,
+            country=self.country,
+            local_time=self.local_time,
+            query=self.query,
+            source_item=self.source_item,
+        )
 
 
 @dataclass(frozen=True)
@@ -127,13 +140,14 @@ class DecisionService:
         events = user_history(
             session=session, user_id=request.user_id, before=now, limit=self.history_limit
         )
-        scoring = score_request(request, when=now, history=history_from_events(events))
+        context = request.context
+        scoring = context.score_request(when=now, history=history_from_events(events))
         scores = self.scorer.score([scoring], [candidates])[0]
         slate = self.policy.decide(scores, request.k, rng_for_decision(decision_id))
         record = DecisionCreate(
             decision_id=decision_id,
             created_at=now,
-            **context_of(request),
+            **context.record_fields(),
             policy_name=self.policy.name,
             policy_version=self.policy.version,
             model_version=self.scorer.model_version,

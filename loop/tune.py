@@ -13,7 +13,7 @@ training table (``proplog.training_table``, ``search_weight=α``) and scored on 
 - **on real logs** (``--database URL`` with ``--catalog-from MODEL``): the decisions are cut by
   time; the last ``holdout_share`` are held out, and a model's quality is the IPS estimate (with
   its 95% interval) of its ε-greedy policy replayed on the held-out logged decisions
-  (``loop.logs.replay_batch``: per-position marginals, summed over the slate).
+  (``loop.replay.replay_batch``: per-position marginals, summed over the slate).
 
 The best α is the argmax of quality; the whole curve is reported.
 """
@@ -39,10 +39,11 @@ from tqdm import tqdm
 
 from explore import EpsilonGreedySlate
 from fm_core import ItemCatalog, PopularityAffinityScorer
-from loop.context import HistoryIndex, score_request
-from loop.logs import LoggedWindow, read_window, replay_batch, training_impressions
+from loop.context import HistoryIndex
+from loop.replay import replay_batch
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
+from loop.windows import LoggedWindow, read_window, training_impressions
 from ope import estimate_all
 from proplog.engine import init_db, make_engine
 from proplog.frames import event_frame
@@ -190,7 +191,7 @@ def _heldout_requests(
         when = to_datetime(request.t)
         source = decision_input(request, k=config.k, decision_id=str(uuid.UUID(int=0)))
         history = histories.before(request.user_id, when.timestamp())
-        scoring.append(score_request(source, when=when, history=history))
+        scoring.append(source.context.score_request(when=when, history=history))
         candidates.append(world.available(request.t))
     return requests, scoring, candidates
 

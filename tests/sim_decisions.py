@@ -15,10 +15,10 @@ from sqlmodel import Session
 
 from explore import EpsilonGreedySlate
 from fm_core import PopularityAffinityScorer
-from loop.logs import read_window, training_impressions
 from loop.retrain import fit_model
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
+from loop.windows import read_window, training_impressions
 from proplog.schema import DecisionCreate
 from proplog.store import record_events
 from sim import Request, World

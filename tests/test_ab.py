@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from api.settings import Settings
 from cli.main import main
-from loop.context import history_from_events, score_request
+from loop.context import RequestContext, history_from_events
 from loop.experiment import (
     ExperimentSettings,
     assign_arm,
@@ -28,7 +28,6 @@ from loop.experiment import (
     user_bucket,
 )
 from loop.service import DecisionService
-from loop.sim_bridge import decision_input
 from ope.ab import analyze
 from proplog.engine import init_db, make_engine
 from proplog.frames import decision_frame
@@ -149,8 +148,7 @@ def ab_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         history = history_from_events(
             user_history(session=session, user_id=record.user_id, before=record.created_at)
         )
-        scoring = score_request(
-            decision_input(request, k=5, decision_id=record.decision_id),
+        scoring = RequestContext.of_logged(record).score_request(
             when=record.created_at,
             history=history,
         )

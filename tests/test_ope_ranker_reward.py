@@ -22,10 +22,10 @@ from fm_core import PopularityAffinityScorer, load_scorer_file
 from fm_core.calibration import log_loss
 from fm_core.ranker import Ranker, RankerConfig
 from fm_core.reward_classifier import RankerRewardModel
-from loop.logs import read_window
-from loop.ope_inputs import REWARD_MODELS, reward_model_for
+from loop.ope_targets import REWARD_MODELS, reward_model_for
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world
+from loop.windows import read_window
 from ope.reward_model import cross_fit
 from proplog.engine import init_db, make_engine
 from proplog.schema import DecisionCreate

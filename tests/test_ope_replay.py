@@ -16,9 +16,10 @@ from sqlmodel import Session
 
 from explore import EpsilonGreedySlate
 from fm_core import PopularityAffinityScorer
-from loop.logs import LoggedWindow, read_window, replay_batch, replay_window
+from loop.replay import replay_batch, replay_window
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
+from loop.windows import LoggedWindow, read_window
 from ope import estimate_all
 from ope.pseudo_inverse import slate_distribution
 from ope.replay import replay_slate

@@ -136,9 +136,9 @@ def test_mismatched_lengths_and_missing_columns_are_named() -> None:
 def test_log_report_replays_a_model_and_breaks_down_by_device(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from loop.logs import read_window, training_impressions
     from loop.retrain import fit_model
     from loop.sim_bridge import catalog_from_world
+    from loop.windows import read_window, training_impressions
 
     url = f"sqlite:///{tmp_path / 'log.db'}"
     engine = make_engine(url)

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from store_inputs import T0, decision_payload
 
-from loop.logs import read_window, training_impressions
+from loop.windows import read_window, training_impressions
 from proplog.store import record_decisions, record_events
 from proplog.training_table import TrainingTableConfig, read_training_table
 

@@ -1,5 +1,5 @@
 """OPE rows from the propensity log for target policies (a scorer plus an exploration policy):
-the policy replay of ``loop.logs.replay_batch``, a cross-fitted reward model for DM and the
+the policy replay of ``loop.replay.replay_batch``, a cross-fitted reward model for DM and the
 doubly robust estimators, the request segments, and the target mass outside the logging
 policy's support.
 
@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from explore import Policy, policy_for_record
-from fm_core import Scorer, ScoreRequest
-from loop.logs import LoggedWindow, replay_batch
+from fm_core import Scorer
+from loop.replay import PrecomputedScores, replay_batch
+from loop.windows import LoggedWindow
 from ope.reward_model import REWARD_MODELS as BUILT_IN_REWARD_MODELS
 from ope.reward_model import Classifier, cross_fit
 from ope.support import unsupported_mass
@@ -75,24 +76,6 @@ class ReplayedTarget:
     name: str
     frame: pd.DataFrame
     unsupported_mass: float | None
-
-
-class PrecomputedScores:
-    """Scores computed once, handed to ``replay_batch`` as its scorer (same requests only)."""
-
-    def __init__(self, scorer: Scorer, scores: list[np.ndarray]) -> None:
-        self.model_version = scorer.model_version
-        self.catalog = scorer.catalog
-        self._scores = scores
-
-    def score(
-        self, requests: Sequence[ScoreRequest], candidates: Sequence[np.ndarray]
-    ) -> list[np.ndarray]:
-        if len(requests) != len(self._scores):
-            raise ValueError(
-                f"scores were computed for {len(self._scores)} requests; got {len(requests)}"
-            )
-        return self._scores
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
