@@ -1,4 +1,6 @@
 """The HTTP contract: request and response bodies of ``/v1/decisions`` and ``/v1/events``.
+The responses are the API's own models, not the log's, so that the log can change its records
+without changing what clients receive.
 
 Unknown fields are refused, so that a misspelt field is an error rather than silently ignored.
 """
@@ -11,7 +13,6 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from proplog.schema import SlateItemCreate
 from vocab import EventKind, EventSource, Surface
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
@@ -63,6 +64,18 @@ class PolicyInfo(BaseModel):
     params: dict[str, object]
 
 
+class SlatePosition(BaseModel):
+    """One position of a slate. ``propensity`` is ``None`` only when marginals are not exact."""
+
+    position: int
+    item_id: int
+    score: float
+    propensity: float | None
+    cond_propensity: float
+    prefix_propensity: float
+    explored: bool
+
+
 class DecisionResponse(BaseModel):
     decision_id: str
     created_at: AwareDatetime
@@ -71,9 +84,7 @@ class DecisionResponse(BaseModel):
     policy: PolicyInfo
     model_version: str
     marginals_exact: bool
-    slate: list[SlateItemCreate] = Field(
-        description="Per position (0 = top), with its propensities"
-    )
+    slate: list[SlatePosition] = Field(description="Per position (0 = top), with its propensities")
     replayed: bool = Field(description="True when this decision_id was already stored")
 
 

@@ -14,7 +14,7 @@ import torch
 from sim_logs import DAY, T0, K, UniformLogging, impressions
 from sqlalchemy import text
 
-from api.app import load_scorer
+from api.deps import load_scorer
 from api.settings import Settings
 from cli.main import main
 from fm_core import PopularityAffinityScorer, Scorer, ScoreRequest

@@ -1,0 +1,82 @@
+"""``POST /v1/decisions``: rank, explore and record a slate, or return the stored one for a
+``decision_id`` already seen."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse
+
+from api.deps import MetricsDep, ServiceDep, SessionDep, SettingsDep
+from api.errors import refusal
+from api.schemas import DecisionRequest, DecisionResponse, PolicyInfo, SlatePosition
+from loop.service import DecisionInput
+from proplog.schema import DecisionCreate
+
+router = APIRouter()
+
+
+def to_input(body: DecisionRequest) -> DecisionInput:
+    """The service's request from the HTTP body."""
+    context = body.context
+    return DecisionInput(
+        user_id=body.user_id,
+        surface=body.surface,
+        k=body.k,
+        decision_id=str(body.decision_id) if body.decision_id else None,
+        device=context.device,
+        country=context.country,
+        local_time=context.local_time.isoformat() if context.local_time else None,
+        query=context.query,
+        source_item=context.source_item,
+        candidates=tuple(body.candidates) if body.candidates is not None else None,
+    )
+
+
+def to_response(record: DecisionCreate, *, replayed: bool) -> DecisionResponse:
+    """The HTTP answer from the stored decision record."""
+    return DecisionResponse(
+        decision_id=record.decision_id,
+        created_at=record.created_at,
+        user_id=record.user_id,
+        surface=record.surface,
+        policy=PolicyInfo(
+            name=record.policy_name, version=record.policy_version, params=record.exploration
+        ),
+        model_version=record.model_version,
+        marginals_exact=record.marginals_exact,
+        slate=[SlatePosition.model_validate(p, from_attributes=True) for p in record.slate],
+        replayed=replayed,
+    )
+
+
+@router.post(
+    "/v1/decisions",
+    response_model=DecisionResponse,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "decision_id already stored: the stored decision"}},
+)
+def decide(
+    body: DecisionRequest,
+    session: SessionDep,
+    service: ServiceDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    response: Response,
+) -> DecisionResponse | JSONResponse:
+    if body.k > settings.max_k:
+        return refusal(
+            metrics,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"k: must be <= {settings.max_k} (max_k); got {body.k}",
+            field="k",
+        )
+    started = time.perf_counter()
+    out = service.decide(session=session, request=to_input(body), now=datetime.now(UTC))
+    metrics.decision_seconds.observe(time.perf_counter() - started)
+    metrics.decisions.labels(body.surface, str(out.replayed).lower()).inc()
+    if out.replayed:
+        response.status_code = status.HTTP_200_OK
+    return to_response(out.record, replayed=out.replayed)
