@@ -41,31 +41,14 @@ class NoCandidatesError(ValueError):
 
 @dataclass(frozen=True)
 class DecisionInput:
-    """What a product service asks for."""
+    """What a product service asks for: a slate of ``k`` for the request ``context``, out of
+    ``candidates`` (None: every title the catalog has available), under the idempotency key
+    ``decision_id`` (None: the service makes one)."""
 
-    user_id: str
-    surface: str
+    context: RequestContext
     k: int
     decision_id: str | None = None
-    device: str | None = None
-    country: str | None = None
-    local_time: str | None = None
-    query: str | None = None
-    source_item: int | None = None
     candidates: tuple[int, ...] | None = None
-
-    @property
-    def context(self) -> RequestContext:
-        """The request's context, in the one shape the log and the scorer read."""
-        return RequestContext(
-            user_id=self.user_id,
-            surface=self.surface,
-            device=self.device,
-            country=self.country,
-            local_time=self.local_time,
-            query=self.query,
-            source_item=self.source_item,
-        )
 
 
 @dataclass(frozen=True)
@@ -128,7 +111,7 @@ class DecisionService:
         (``replayed=True``): retries are safe, and nothing is decided twice.
         """
         if self.experiment is not None:
-            arm = self._arms[self.experiment.arm_for(request.user_id).settings.name]
+            arm = self._arms[self.experiment.arm_for(request.context.user_id).settings.name]
             return arm.decide(session=session, request=request, now=now)
         decision_id = str(uuid.UUID(request.decision_id)) if request.decision_id else None
         if decision_id is not None:
@@ -138,7 +121,7 @@ class DecisionService:
         decision_id = decision_id or time_ordered_uuid(now)
         candidates = self.candidates_for(request, now)
         events = user_history(
-            session=session, user_id=request.user_id, before=now, limit=self.history_limit
+            session=session, user_id=request.context.user_id, before=now, limit=self.history_limit
         )
         context = request.context
         scoring = context.score_request(when=now, history=history_from_events(events))

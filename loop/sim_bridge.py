@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from fm_core import ItemCatalog
+from loop.context import RequestContext
 from loop.service import DecisionInput
 from proplog.schema import EventCreate
 from sim import GENRES, Outcome, Request, World
@@ -26,11 +27,14 @@ def catalog_from_world(world: World) -> ItemCatalog:
 
 def decision_input(request: Request, *, k: int, decision_id: str) -> DecisionInput:
     """The API input a product service would send for a world request."""
-    return DecisionInput(
+    return DecisionInput(context=request_context(request), k=k, decision_id=decision_id)
+
+
+def request_context(request: Request) -> RequestContext:
+    """The context a product service would send with a world request."""
+    return RequestContext(
         user_id=request.user_id,
         surface=request.surface,
-        k=k,
-        decision_id=decision_id,
         device=request.device_name,
         country=request.country_code,
         local_time=request.local_time,

@@ -42,7 +42,12 @@ from fm_core import ItemCatalog, PopularityAffinityScorer
 from loop.context import HistoryIndex
 from loop.replay import replay_batch
 from loop.service import DecisionService
-from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
+from loop.sim_bridge import (
+    catalog_from_world,
+    decision_input,
+    events_from_outcome,
+    request_context,
+)
 from loop.windows import LoggedWindow, read_window, training_impressions
 from ope import estimate_all
 from proplog.engine import init_db, make_engine
@@ -189,9 +194,8 @@ def _heldout_requests(
     scoring, candidates = [], []
     for request in requests:
         when = to_datetime(request.t)
-        source = decision_input(request, k=config.k, decision_id=str(uuid.UUID(int=0)))
         history = histories.before(request.user_id, when.timestamp())
-        scoring.append(source.context.score_request(when=when, history=history))
+        scoring.append(request_context(request).score_request(when=when, history=history))
         candidates.append(world.available(request.t))
     return requests, scoring, candidates
 

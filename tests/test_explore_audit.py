@@ -26,6 +26,7 @@ from explore import (
     rng_for_decision,
 )
 from fm_core import ItemCatalog, PopularityAffinityScorer
+from loop.context import RequestContext
 from loop.service import DecisionInput, DecisionService
 from proplog.engine import init_db, make_engine
 from proplog.schema import DecisionCreate
@@ -169,7 +170,9 @@ def test_a_stored_decision_audits_clean_from_the_store(
     with Session(engine) as session:
         service.decide(
             session=session,
-            request=DecisionInput(user_id="u1", surface="home", k=10, decision_id=decision_id),
+            request=DecisionInput(
+                context=RequestContext(user_id="u1", surface="home"), k=10, decision_id=decision_id
+            ),
             now=now,
         )
     with Session(engine) as session:

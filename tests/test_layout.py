@@ -3,11 +3,12 @@ the console entry point lists its subcommands."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
+
+from layout_graph import FORBIDDEN, PACKAGES, cycles, import_graph, third_party_imports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,15 +45,40 @@ def test_loopbreak_help_lists_the_subcommands() -> None:
         assert command in result.stdout
 
 
-def test_library_folders_do_not_import_the_api_or_torch_where_forbidden() -> None:
-    """DESIGN.md §2: no library folder imports api/; explore/ and ope/ do not import torch."""
-    offenders = []
-    for folder in ("explore", "fm_core", "logging", "ope", "sim"):
-        for path in (REPO / folder).rglob("*.py"):
-            text = path.read_text()
-            if re.search(r"^\s*(from|import) api\b", text, re.MULTILINE):
-                offenders.append(f"{path.relative_to(REPO)} imports api")
-            torch_free = folder in ("explore", "ope", "sim", "logging")
-            if torch_free and re.search(r"^\s*(from|import) torch\b", text, re.MULTILINE):
-                offenders.append(f"{path.relative_to(REPO)} imports torch")
+def test_each_folder_imports_only_what_its_row_of_the_layout_allows() -> None:
+    """DESIGN.md §2: vocab imports nothing of the project; no library imports loop, api, cli or
+    bench; loop imports neither api nor cli; api neither cli nor bench; only cli imports bench.
+    Every import counts, those inside functions included; only TYPE_CHECKING blocks do not."""
+    graph = import_graph()
+    offenders = [
+        f"{PACKAGES[module.split('.')[0]]}/: {module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if target.split(".")[0] in FORBIDDEN[module.split(".")[0]]
+    ]
     assert offenders == []
+
+
+def test_explore_ope_sim_and_the_log_do_not_import_torch() -> None:
+    """A scorer hands them arrays (DESIGN.md §2)."""
+    offenders = [
+        f"{module} imports {target}"
+        for module, targets in third_party_imports().items()
+        if module.split(".")[0] in ("vocab", "explore", "ope", "sim", "proplog")
+        for target in targets
+        if target.split(".")[0] == "torch"
+    ]
+    assert offenders == []
+
+
+def test_no_import_cycle_between_folders() -> None:
+    folders: dict[str, set[str]] = {name: set() for name in PACKAGES}
+    for module, targets in import_graph().items():
+        for target in targets:
+            if target.split(".")[0] != module.split(".")[0]:
+                folders[module.split(".")[0]].add(target.split(".")[0])
+    assert cycles(folders) == []
+
+
+def test_no_import_cycle_between_files() -> None:
+    assert cycles(import_graph()) == []

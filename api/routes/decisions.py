@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from api.deps import MetricsDep, ServiceDep, SessionDep, SettingsDep
 from api.errors import refusal
 from api.schemas import DecisionRequest, DecisionResponse, PolicyInfo, SlatePosition
+from loop.context import RequestContext
 from loop.service import DecisionInput
 from proplog.schema import DecisionCreate
 
@@ -22,15 +23,17 @@ def to_input(body: DecisionRequest) -> DecisionInput:
     """The service's request from the HTTP body."""
     context = body.context
     return DecisionInput(
-        user_id=body.user_id,
-        surface=body.surface,
+        context=RequestContext(
+            user_id=body.user_id,
+            surface=body.surface,
+            device=context.device,
+            country=context.country,
+            local_time=context.local_time.isoformat() if context.local_time else None,
+            query=context.query,
+            source_item=context.source_item,
+        ),
         k=body.k,
         decision_id=str(body.decision_id) if body.decision_id else None,
-        device=context.device,
-        country=context.country,
-        local_time=context.local_time.isoformat() if context.local_time else None,
-        query=context.query,
-        source_item=context.source_item,
         candidates=tuple(body.candidates) if body.candidates is not None else None,
     )
 
