@@ -191,7 +191,7 @@ def cmd_ope_gate(args: argparse.Namespace) -> int:
 
     from ope.batch import OpeInputError
     from ope.gate import GateThresholds, gate
-    from proplog.store import record_ope_report
+    from proplog.registry import record_ope_report
 
     try:
         thresholds = GateThresholds(
@@ -306,7 +306,7 @@ def cmd_ab_analyze(args: argparse.Namespace) -> int:
 
     from ope.ab import agreement, analyze
     from ope.report import finite_or_none
-    from proplog.store import record_ope_report
+    from proplog.registry import record_ope_report
 
     try:
         engine = _engine(args.database)

@@ -7,7 +7,7 @@ the field, so a bad record never enters a batch) and return a :class:`concurrent
 A single writer thread collects what is queued into a batch and writes it with
 :func:`proplog.store.record_validated_batch`: decisions, then events, in one transaction with one
 durable commit (SQLite ``synchronous=FULL``, PostgreSQL ``synchronous_commit=on``). Only then is
-each future resolved with the record's :class:`proplog.store.WriteResult`: ``created=False`` means
+each future resolved with the record's :class:`proplog.writes.WriteResult`: ``created=False`` means
 the key was already stored, or came earlier in the same batch, with identical content (a replay).
 
 A batch is closed when it holds ``max_batch`` records, or ``max_wait_s`` after its first record
@@ -43,11 +43,11 @@ from proplog.schema import DecisionCreate, EventCreate
 from proplog.store import (
     DecisionInput,
     EventInput,
-    WriteResult,
     record_validated_batch,
     validated_decision,
     validated_event,
 )
+from proplog.writes import WriteResult
 
 logger = logging.getLogger(__name__)
 

@@ -1,22 +1,12 @@
-"""The store: idempotent writes and point-in-time reads of the propensity log.
+"""The store: the log's decisions and events, written idempotently and read point in time.
 
-Owns every write to the log's tables. The functions are keyword-only
-(``record_decision(*, session, decision)``) and each write function owns its transaction: it
-validates everything first, writes, and commits; on any error it rolls the session back, so
-nothing is half-written. (It therefore also commits or discards whatever the caller left pending
-in the session.)
-
-Writes are idempotent on their key (``decision_id``, ``event_id``, model ``version``, policy
-``name@version``):
-
-- replaying identical content is a no-op that returns ``WriteResult(created=False)`` and logs
-  at INFO;
-- replaying different content raises :class:`proplog.errors.ConflictError` naming the key and the
-  first differing field.
-
-Two writers racing on the same key are safe: the loser's insert fails on the primary key, its
-transaction is rolled back, and the write is retried once, now comparing against the winner's
-row.
+Owns the writes of decisions (with their slates) and events, singly or in batches
+(``record_decision``, ``record_events``, ``record_batch``, ...), and their reads: ``get_decision``,
+``get_event`` and the point-in-time ``user_history``. The functions are keyword-only
+(``record_decision(*, session, decision)``). A decision is idempotent on ``decision_id`` and an
+event on ``event_id``; each write owns its transaction and is retried after a lost key race, as
+:mod:`proplog.writes` describes. Model versions, policies and OPE reports are in
+:mod:`proplog.registry`.
 
 Inputs are the ``*Create`` models of :mod:`proplog.schema` or plain mappings; either way they are
 validated again here, and any problem is raised as :class:`proplog.errors.LogValidationError`.
@@ -25,199 +15,46 @@ validated again here, and any problem is raised as :class:`proplog.errors.LogVal
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
-from itertools import chain
+from datetime import datetime
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-from sqlalchemy import Boolean, Connection, Dialect, Table, and_, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, and_, insert, select
 from sqlmodel import Session
 
-from proplog.errors import ConflictError, LogValidationError, UnknownDecisionError
-from proplog.schema import (
-    Decision,
-    DecisionCreate,
-    Event,
-    EventCreate,
-    ModelVersion,
-    OpeReport,
-    Policy,
-    SlateItem,
-    SlateItemCreate,
-)
-from proplog.validation import (
-    check_aware_utc,
-    check_name,
-    check_uuid,
-    from_pydantic_error,
-    to_json_value,
-)
-from proplog.writer_lock import writer_turn
+from proplog.errors import LogValidationError, UnknownDecisionError
+from proplog.schema import Decision, DecisionCreate, Event, EventCreate, SlateItem, SlateItemCreate
+from proplog.validation import check_aware_utc, check_uuid
+from proplog.writes import WriteResult, chunks, coerce, coerce_all, run_write, split_replays
+from proplog.writes import insert_rows as _insert_rows  # a name of this module: tests replace it
 
 logger = logging.getLogger(__name__)
 
 DecisionInput = DecisionCreate | Mapping[str, Any]
 EventInput = EventCreate | Mapping[str, Any]
-ModelT = TypeVar("ModelT", bound=BaseModel)
-ResultT = TypeVar("ResultT")
-
-_IN_CHUNK = 500
-"""Keys per ``IN (...)`` query (well below SQLite's bound-parameter limit)."""
-_WRITE_ATTEMPTS = 3
-"""A write that loses a race on a primary key is retried (twice at most: a batch of many keys can
-lose a second race during its first retry)."""
-_NAME_LENGTH = 256
 
 _DECISION: Table = Decision.__table__  # type: ignore[attr-defined]
 _SLATE_ITEM: Table = SlateItem.__table__  # type: ignore[attr-defined]
 _EVENT: Table = Event.__table__  # type: ignore[attr-defined]
-_MODEL_VERSION: Table = ModelVersion.__table__  # type: ignore[attr-defined]
-_POLICY: Table = Policy.__table__  # type: ignore[attr-defined]
-_OPE_REPORT: Table = OpeReport.__table__  # type: ignore[attr-defined]
+
+
+def _columns_of(table: Table, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """``columns``, checked to be exactly ``table``'s (rows are written as tuples in this order)."""
+    if set(columns) != set(table.columns.keys()):  # pragma: no cover
+        raise RuntimeError(f"{table.name} columns {table.columns.keys()} != {columns}")
+    return columns
+
 
 _DECISION_FIELDS: tuple[str, ...] = tuple(
     name for name in DecisionCreate.model_fields if name != "slate"
 )
 _SLATE_FIELDS: tuple[str, ...] = tuple(SlateItemCreate.model_fields)
-_SLATE_COLUMNS: tuple[str, ...] = ("decision_id", *_SLATE_FIELDS)
-if set(_SLATE_COLUMNS) != set(_SLATE_ITEM.columns.keys()):  # pragma: no cover
-    raise RuntimeError(f"slate_item columns {_SLATE_ITEM.columns.keys()} != {_SLATE_COLUMNS}")
+_SLATE_COLUMNS = _columns_of(_SLATE_ITEM, ("decision_id", *_SLATE_FIELDS))
 _slate_values = attrgetter(*_SLATE_FIELDS)
-_DECISION_COLUMNS: tuple[str, ...] = (*_DECISION_FIELDS, "k")
-if set(_DECISION_COLUMNS) != set(_DECISION.columns.keys()):  # pragma: no cover
-    raise RuntimeError(f"decision columns {_DECISION.columns.keys()} != {_DECISION_COLUMNS}")
+_DECISION_COLUMNS = _columns_of(_DECISION, (*_DECISION_FIELDS, "k"))
 _decision_values = attrgetter(*_DECISION_FIELDS)
-_PARAMETER_MARKERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    """The outcome of an idempotent write: ``created=False`` means an identical replay, a no-op."""
-
-    created: bool
-    key: str
-
-
-# ---------------------------------------------------------------------------------------------
-# Validation and comparison helpers
-# ---------------------------------------------------------------------------------------------
-
-
-def _coerce(model: type[ModelT], obj: Any, what: str) -> ModelT:
-    """Validate ``obj`` (a ``model`` instance or a mapping) into a fresh ``model`` instance."""
-    if isinstance(obj, model):
-        data: Any = obj.model_dump()
-    elif isinstance(obj, Mapping):
-        data = obj
-    else:
-        raise LogValidationError(
-            what or "<record>", f"a {model.__name__} or a mapping", type(obj).__name__
-        )
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise from_pydantic_error(exc) from exc
-
-
-def _coerce_all(model: type[ModelT], objs: Sequence[Any], what: str) -> list[ModelT]:
-    """Validate every element first (so that a batch is all-or-nothing); paths get ``what[i].``."""
-    if isinstance(objs, str | bytes | Mapping):
-        raise LogValidationError(what, "a sequence of records", type(objs).__name__)
-    out: list[ModelT] = []
-    for i, obj in enumerate(objs):
-        try:
-            out.append(_coerce(model, obj, ""))
-        except LogValidationError as exc:
-            raise exc.with_prefix(f"{what}[{i}].") from exc
-    return out
-
-
-def _first_difference(stored: Any, given: Any, path: str = "") -> tuple[str, Any, Any] | None:
-    """The first path where two JSON-like values differ, with both values; ``None`` if equal."""
-    if isinstance(stored, Mapping) and isinstance(given, Mapping):
-        for key in list(given) + [k for k in stored if k not in given]:
-            sub = f"{path}.{key}" if path else str(key)
-            if key not in stored or key not in given:
-                return sub, stored.get(key, "<missing>"), given.get(key, "<missing>")
-            found = _first_difference(stored[key], given[key], sub)
-            if found is not None:
-                return found
-        return None
-    if isinstance(stored, list) and isinstance(given, list):
-        for i, (a, b) in enumerate(zip(stored, given, strict=False)):
-            found = _first_difference(a, b, f"{path}[{i}]")
-            if found is not None:
-                return found
-        if len(stored) != len(given):
-            i = min(len(stored), len(given))
-            return (
-                f"{path}[{i}]",
-                stored[i] if i < len(stored) else "<missing>",
-                given[i] if i < len(given) else "<missing>",
-            )
-        return None
-    if type(stored) is bool or type(given) is bool:
-        return None if type(stored) is type(given) and stored == given else (path, stored, given)
-    return None if stored == given else (path, stored, given)
-
-
-def _check_same(
-    key_name: str, key: str, stored: Mapping[str, Any], given: Mapping[str, Any]
-) -> None:
-    """Raise ``ConflictError`` unless ``given`` replays ``stored`` exactly; log the replay."""
-    found = _first_difference(stored, given)
-    if found is not None:
-        field, was, now = found
-        raise ConflictError(key_name=key_name, key=key, field=field, stored=was, given=now)
-    logger.info("%s %s replayed with identical content; nothing written", key_name, key)
-
-
-def _chunks(keys: Sequence[Any]) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(keys), _IN_CHUNK):
-        yield keys[start : start + _IN_CHUNK]
-
-
-def _begin_write(session: Session) -> None:
-    """On SQLite, take the write lock before the first read of a write (``BEGIN IMMEDIATE``).
-
-    A deferred transaction that reads first and writes later cannot be upgraded once another
-    connection has committed since its read: SQLite then answers "database is locked" at once,
-    without waiting for busy_timeout. Taking the lock first makes concurrent writers queue.
-    """
-    connection = session.connection()
-    if connection.dialect.name != "sqlite":
-        return
-    driver = connection.connection.driver_connection
-    if driver is not None and not driver.in_transaction:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def _run_write(session: Session, write: Callable[[], ResultT]) -> ResultT:
-    """Run ``write`` and commit; roll back on any error; retry once after a lost key race.
-
-    On a SQLite file each attempt holds this writer's turn (:func:`proplog.writer_lock.
-    writer_turn`) from before ``BEGIN IMMEDIATE`` until after its commit or rollback."""
-    for attempt in range(1, _WRITE_ATTEMPTS + 1):
-        try:
-            with writer_turn(session.connection()):
-                try:
-                    _begin_write(session)
-                    result = write()
-                    session.commit()
-                    return result
-                except BaseException:
-                    session.rollback()
-                    raise
-        except IntegrityError:
-            if attempt == _WRITE_ATTEMPTS:
-                raise
-            logger.info("write lost a race on its key; retrying against the stored row")
-    raise AssertionError("unreachable")  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +65,7 @@ def _run_write(session: Session, write: Callable[[], ResultT]) -> ResultT:
 def _load_decisions(session: Session, ids: Sequence[str]) -> dict[str, DecisionCreate]:
     conn = session.connection()
     rows: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         found: list[str] = []
         for row in conn.execute(select(_DECISION).where(_DECISION.c.decision_id.in_(chunk))):
             data = dict(row._mapping)
@@ -251,98 +88,17 @@ def _load_decisions(session: Session, ids: Sequence[str]) -> dict[str, DecisionC
     return {key: DecisionCreate.model_validate(data) for key, data in rows.items()}
 
 
-_MAX_PARAMETERS = 999
-"""Bound parameters per INSERT statement (SQLite's historical limit; PostgreSQL allows more)."""
-
-
-@lru_cache(maxsize=64)
-def _driver_insert_plan(
-    dialect: Dialect, table: Table, columns: tuple[str, ...]
-) -> tuple[str, str, tuple[tuple[int, Callable[[Any], Any]], ...]] | None:
-    """The driver-level ``INSERT INTO table (columns) VALUES`` head, one row's ``(?, ...)``, and
-    the bind processor of every column that has one (by position); ``None`` for a driver with
-    another parameter style."""
-    marker = _PARAMETER_MARKERS.get(dialect.paramstyle)
-    if marker is None:
-        return None
-    quote = dialect.identifier_preparer.quote
-    head = f"INSERT INTO {quote(table.name)} ({', '.join(map(quote, columns))}) VALUES "
-    row = f"({', '.join([marker] * len(columns))})"
-    processors = []
-    for i, name in enumerate(columns):
-        column_type = table.c[name].type
-        if isinstance(column_type, Boolean):
-            continue  # a Python bool is what both drivers take (SQLite stores it as 1 or 0)
-        process = column_type.dialect_impl(dialect).bind_processor(dialect)
-        if process is not None:
-            processors.append((i, process))
-    return head, row, tuple(processors)
-
-
-@lru_cache(maxsize=256)
-def _multi_row_sql(head: str, row: str, n_rows: int) -> str:
-    return head + ", ".join([row] * n_rows)
-
-
-def _insert_rows(
-    conn: Connection, table: Table, columns: tuple[str, ...], rows: list[tuple[Any, ...]]
-) -> None:
-    """Insert ``rows`` (tuples in ``columns`` order): multi-row VALUES on SQLite, else executemany.
-
-    Each value goes through its column type's bind processor, exactly as SQLAlchemy would convert
-    it (dates, JSON, packed arrays), and columns without one go straight to the driver:
-    SQLAlchemy's per-row parameter handling would cost as much as the rest of a write of a
-    decision with a 20-item slate. On SQLite, rows go in statements of up to ``_MAX_PARAMETERS``
-    values: one statement step per chunk rather than per row costs about 20% less of the
-    database's CPU, and releases Python's GIL once per chunk instead of once per row (measured on
-    this project's 2-core machine, 500 decisions of 20 slate items per transaction).
-    """
-    plan = _driver_insert_plan(conn.dialect, table, columns)
-    if plan is None:  # a driver with another parameter style: the generic path
-        conn.execute(insert(table), [dict(zip(columns, r, strict=True)) for r in rows])
-        return
-    head, row, processors = plan
-    if processors:
-        converted = []
-        for values in rows:
-            values = list(values)
-            for i, process in processors:
-                values[i] = process(values[i])
-            converted.append(tuple(values))
-        rows = converted
-    if conn.dialect.name != "sqlite":  # psycopg's executemany pipelines the rows already
-        conn.exec_driver_sql(head + row, rows)
-        return
-    per_statement = max(1, _MAX_PARAMETERS // len(columns))
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
-        sql = _multi_row_sql(head, row, len(chunk))
-        conn.exec_driver_sql(sql, tuple(chain.from_iterable(chunk)))
-
-
 def _write_decisions(session: Session, decisions: Sequence[DecisionCreate]) -> list[WriteResult]:
-    ids = list(dict.fromkeys(d.decision_id for d in decisions))
-    known: dict[str, DecisionCreate] = _load_decisions(session, ids)
-    new: list[DecisionCreate] = []
-    results: list[WriteResult] = []
-    for d in decisions:
-        key = d.decision_id
-        earlier = known.get(key)
-        if earlier is not None:
-            _check_same("decision_id", key, earlier.model_dump(), d.model_dump())
-            results.append(WriteResult(created=False, key=key))
-            continue
-        known[key] = d
-        new.append(d)
-        results.append(WriteResult(created=True, key=key))
+    new, results = split_replays(
+        decisions, "decision_id", lambda ids: _load_decisions(session, ids)
+    )
     if new:
         conn = session.connection()
         decision_rows = []
         slate_rows = []
         # Key order: two PostgreSQL transactions inserting overlapping keys then wait on each
         # other in the same order and cannot deadlock.
-        new.sort(key=lambda d: d.decision_id)
-        for d in new:
+        for _, d in sorted(new, key=lambda pair: pair[1].decision_id):
             decision_rows.append((*_decision_values(d), len(d.slate)))
             key = d.decision_id
             slate_rows.extend((key, *_slate_values(s)) for s in d.slate)
@@ -354,12 +110,12 @@ def _write_decisions(session: Session, decisions: Sequence[DecisionCreate]) -> l
 
 def validated_decision(decision: DecisionInput) -> DecisionCreate:
     """``decision`` checked against every rule that needs no database, as a fresh model."""
-    return _coerce(DecisionCreate, decision, "decision")
+    return coerce(DecisionCreate, decision, "decision")
 
 
 def validated_event(event: EventInput) -> EventCreate:
     """``event`` checked against every rule that needs no database, as a fresh model."""
-    return _coerce(EventCreate, event, "event")
+    return coerce(EventCreate, event, "event")
 
 
 def record_decision(*, session: Session, decision: DecisionInput) -> WriteResult:
@@ -368,8 +124,8 @@ def record_decision(*, session: Session, decision: DecisionInput) -> WriteResult
     Raises ``LogValidationError`` for invalid input and ``ConflictError`` when the decision_id is
     stored with different content.
     """
-    d = _coerce(DecisionCreate, decision, "decision")
-    return _run_write(session, lambda: _write_decisions(session, [d]))[0]
+    d = coerce(DecisionCreate, decision, "decision")
+    return run_write(session, lambda: _write_decisions(session, [d]))[0]
 
 
 def record_decisions(*, session: Session, decisions: Sequence[DecisionInput]) -> list[WriteResult]:
@@ -378,10 +134,8 @@ def record_decisions(*, session: Session, decisions: Sequence[DecisionInput]) ->
     Every decision is validated before anything is written; error paths start with
     ``decisions[i].``. Results are in input order.
     """
-    validated = _coerce_all(DecisionCreate, decisions, "decisions")
-    if not validated:
-        return []
-    return _run_write(session, lambda: _write_decisions(session, validated))
+    validated = coerce_all(DecisionCreate, decisions, "decisions")
+    return record_validated_batch(session=session, decisions=validated, events=())[0]
 
 
 def get_decision(*, session: Session, decision_id: str) -> DecisionCreate | None:
@@ -407,7 +161,7 @@ class _DecisionRef:
 def _load_decision_refs(session: Session, ids: Sequence[str]) -> dict[str, _DecisionRef]:
     conn = session.connection()
     refs: dict[str, _DecisionRef] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         stmt = (
             select(
                 _DECISION.c.decision_id,
@@ -432,7 +186,7 @@ def _load_decision_refs(session: Session, ids: Sequence[str]) -> dict[str, _Deci
 def _load_events(session: Session, ids: Sequence[str]) -> dict[str, EventCreate]:
     conn = session.connection()
     found: dict[str, EventCreate] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         for row in conn.execute(select(_EVENT).where(_EVENT.c.event_id.in_(chunk))):
             found[row.event_id] = EventCreate.model_validate(dict(row._mapping))
     return found
@@ -469,20 +223,7 @@ def _check_attribution(e: EventCreate, ref: _DecisionRef | None, prefix: str) ->
 def _write_events(
     session: Session, events: Sequence[EventCreate], *, batch: bool
 ) -> list[WriteResult]:
-    ids = list(dict.fromkeys(e.event_id for e in events))
-    known: dict[str, EventCreate] = _load_events(session, ids)
-    new: list[tuple[int, EventCreate]] = []
-    results: list[WriteResult] = []
-    for i, e in enumerate(events):
-        key = e.event_id
-        earlier = known.get(key)
-        if earlier is not None:
-            _check_same("event_id", key, earlier.model_dump(), e.model_dump())
-            results.append(WriteResult(created=False, key=key))
-            continue
-        known[key] = e
-        new.append((i, e))
-        results.append(WriteResult(created=True, key=key))
+    new, results = split_replays(events, "event_id", lambda ids: _load_events(session, ids))
     if not new:
         return results
     wanted = list(dict.fromkeys(e.decision_id for _, e in new if e.decision_id is not None))
@@ -504,16 +245,14 @@ def record_event(*, session: Session, event: EventInput) -> WriteResult:
     that position, or its user differs from the decision's, and ``ConflictError`` when the
     event_id is stored with different content.
     """
-    e = _coerce(EventCreate, event, "event")
-    return _run_write(session, lambda: _write_events(session, [e], batch=False))[0]
+    e = coerce(EventCreate, event, "event")
+    return run_write(session, lambda: _write_events(session, [e], batch=False))[0]
 
 
 def record_events(*, session: Session, events: Sequence[EventInput]) -> list[WriteResult]:
     """Record many events in one transaction: all of them, or none (paths start ``events[i].``)."""
-    validated = _coerce_all(EventCreate, events, "events")
-    if not validated:
-        return []
-    return _run_write(session, lambda: _write_events(session, validated, batch=True))
+    validated = coerce_all(EventCreate, events, "events")
+    return record_validated_batch(session=session, decisions=(), events=validated)[1]
 
 
 def record_batch(
@@ -529,8 +268,8 @@ def record_batch(
     """
     return record_validated_batch(
         session=session,
-        decisions=_coerce_all(DecisionCreate, decisions, "decisions"),
-        events=_coerce_all(EventCreate, events, "events"),
+        decisions=coerce_all(DecisionCreate, decisions, "decisions"),
+        events=coerce_all(EventCreate, events, "events"),
     )
 
 
@@ -552,7 +291,7 @@ def record_validated_batch(
         written = _write_decisions(session, decisions) if decisions else []
         return written, _write_events(session, events, batch=True) if events else []
 
-    return _run_write(session, write)
+    return run_write(session, write)
 
 
 def get_event(*, session: Session, event_id: str) -> EventCreate | None:
@@ -585,129 +324,7 @@ def user_history(
     return events
 
 
-# ---------------------------------------------------------------------------------------------
-# Model versions, policies, OPE reports
-# ---------------------------------------------------------------------------------------------
-
-
-def _json_object(value: Any, field: str) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise LogValidationError(field, "a JSON object (mapping)", value)
-    return to_json_value(dict(value), field)
-
-
-def _record_keyed(
-    session: Session,
-    table: Table,
-    key: dict[str, str],
-    content: dict[str, Any],
-    *,
-    key_name: str,
-    key_text: str,
-) -> WriteResult:
-    """Insert ``key | content`` (plus created_at) unless the key exists with the same content."""
-
-    def write() -> WriteResult:
-        where = and_(*(table.c[name] == value for name, value in key.items()))
-        columns = [table.c[name] for name in content]
-        stored = session.connection().execute(select(*columns).where(where)).first()
-        if stored is not None:
-            _check_same(key_name, key_text, dict(stored._mapping), content)
-            return WriteResult(created=False, key=key_text)
-        row = {**key, **content, "created_at": datetime.now(UTC)}
-        session.connection().execute(insert(table), [row])
-        return WriteResult(created=True, key=key_text)
-
-    return _run_write(session, write)
-
-
-def record_model_version(
-    *,
-    session: Session,
-    version: str,
-    kind: str,
-    params: Mapping[str, Any],
-    metrics: Mapping[str, Any],
-    path: str | None = None,
-) -> WriteResult:
-    """Register a model version (idempotent on ``version``)."""
-    check_name(version, "version", max_length=_NAME_LENGTH)
-    check_name(kind, "kind", max_length=_NAME_LENGTH)
-    if path is not None and not isinstance(path, str):
-        raise LogValidationError("path", "a string or None", path)
-    content = {
-        "kind": kind,
-        "params": _json_object(params, "params"),
-        "metrics": _json_object(metrics, "metrics"),
-        "path": path,
-    }
-    return _record_keyed(
-        session,
-        _MODEL_VERSION,
-        {"version": version},
-        content,
-        key_name="version",
-        key_text=version,
-    )
-
-
-def record_policy(
-    *, session: Session, name: str, version: str, params: Mapping[str, Any]
-) -> WriteResult:
-    """Register a policy version (idempotent on ``(name, version)``; key ``name@version``)."""
-    check_name(name, "name", max_length=_NAME_LENGTH)
-    check_name(version, "version", max_length=_NAME_LENGTH)
-    return _record_keyed(
-        session,
-        _POLICY,
-        {"name": name, "version": version},
-        {"params": _json_object(params, "params")},
-        key_name="policy",
-        key_text=f"{name}@{version}",
-    )
-
-
-def record_ope_report(
-    *,
-    session: Session,
-    candidate: str,
-    baseline: str | None,
-    payload: Mapping[str, Any],
-    decision: str | None,
-    reasons: Sequence[str],
-) -> int:
-    """Store an OPE report (append-only, not idempotent) and return its id.
-
-    ``payload`` must be JSON with finite numbers (numpy values are converted); use ``None``
-    where a number is undefined.
-    """
-    check_name(candidate, "candidate", max_length=_NAME_LENGTH)
-    if baseline is not None:
-        check_name(baseline, "baseline", max_length=_NAME_LENGTH)
-    if decision is not None and not isinstance(decision, str):
-        raise LogValidationError("decision", "a string or None", decision)
-    if isinstance(reasons, str | bytes) or not isinstance(reasons, Sequence):
-        raise LogValidationError("reasons", "a sequence of strings", reasons)
-    row = {
-        "created_at": datetime.now(UTC),
-        "candidate": candidate,
-        "baseline": baseline,
-        "payload": _json_object(payload, "payload"),
-        "decision": decision,
-        "reasons": to_json_value(list(reasons), "reasons"),
-    }
-
-    def write() -> int:
-        inserted = session.connection().execute(insert(_OPE_REPORT).values(**row))
-        return int(inserted.inserted_primary_key[0])
-
-    report_id = _run_write(session, write)
-    logger.info("stored OPE report %d for candidate %s", report_id, candidate)
-    return report_id
-
-
 __all__ = [
-    "WriteResult",
     "get_decision",
     "get_event",
     "record_batch",
@@ -715,9 +332,6 @@ __all__ = [
     "record_decisions",
     "record_event",
     "record_events",
-    "record_model_version",
-    "record_ope_report",
-    "record_policy",
     "record_validated_batch",
     "user_history",
     "validated_decision",

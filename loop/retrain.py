@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from fm_core import ItemCatalog, PopularityAffinityScorer, Scorer, TrainingImpressions
 from loop.windows import read_window, training_impressions
-from proplog.store import record_model_version
+from proplog.registry import record_model_version
 from proplog.training_table import TrainingTableConfig
 
 logger = logging.getLogger(__name__)

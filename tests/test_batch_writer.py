@@ -20,7 +20,8 @@ from proplog.batch_writer import BatchWriter
 from proplog.engine import make_engine
 from proplog.errors import ConflictError, LogValidationError, UnknownDecisionError
 from proplog.schema import DecisionCreate
-from proplog.store import WriteResult, get_decision, get_event
+from proplog.store import get_decision, get_event
+from proplog.writes import WriteResult
 
 
 def decision(*, user_id: str = "u1", items: tuple[int, ...] = (20, 30, 10)) -> dict[str, Any]:

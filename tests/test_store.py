@@ -19,20 +19,18 @@ import proplog.store
 from proplog.engine import default_database_url, init_db, make_engine
 from proplog.errors import ConflictError, LogValidationError, UnknownDecisionError
 from proplog.frames import decision_frame, event_frame, slate_frame
+from proplog.registry import record_model_version, record_ope_report, record_policy
 from proplog.schema import DecisionCreate
 from proplog.store import (
-    WriteResult,
     get_decision,
     get_event,
     record_decision,
     record_decisions,
     record_event,
     record_events,
-    record_model_version,
-    record_ope_report,
-    record_policy,
     user_history,
 )
+from proplog.writes import WriteResult
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
