@@ -195,7 +195,7 @@ def _begin_write(session: Session) -> None:
 
 
 def run_write(session: Session, write: Callable[[], ResultT]) -> ResultT:
-    """Run ``write`` and commit; roll back on any error; retry once after a lost key race.
+    """Run ``write`` and commit; roll back on any error; retry (twice at most) after a key race.
 
     On a SQLite file each attempt holds this writer's turn (:func:`proplog.writer_lock.
     writer_turn`) from before ``BEGIN IMMEDIATE`` until after its commit or rollback."""
