@@ -6,12 +6,15 @@ objectives (``model``, ``item_embedding``, ``objectives``), its training loop wi
 (``train_fm``), checkpoints and evaluation; incremental training onto a grown catalog
 (``warm_start``) and Procrustes-aligned embedding exports (``alignment``); and the DCN-v2 ranker
 (``ranker``) with its calibration (``calibration``) and its network as an OPE reward model
-(``reward_classifier``), served with the FM behind the Scorer interface by ``fm_scorer``. It
+(``reward_classifier``), served with the FM behind the Scorer interface by ``fm_scorer`` and
+fitted by ``fm_scorer_fit``; the impressions both scorers learn from (``impressions``), and the
+model file they are saved in (``model_archive``, opened by kind in ``model_file``). It
 may import torch and numpy, never loopbreak's other parts. Nothing here touches CUDA at import
 time, and the model's names load lazily.
 """
 
-from fm_core.baseline import PopularityAffinityScorer, TrainingImpressions
+from fm_core.baseline import PopularityAffinityScorer
+from fm_core.impressions import TrainingImpressions
 from fm_core.scorer import Scorer
 from fm_core.types import History, ItemCatalog, ScoreRequest, daypart_of
 
@@ -61,8 +64,8 @@ _LAZY = {
     "fit_calibrator": "fm_core.calibration",
     "reliability_table": "fm_core.calibration",
     "FMRankerScorer": "fm_core.fm_scorer",
-    "FMScorerConfig": "fm_core.fm_scorer",
-    "fit_fm_scorer": "fm_core.fm_scorer",
+    "FMScorerConfig": "fm_core.fm_scorer_fit",
+    "fit_fm_scorer": "fm_core.fm_scorer_fit",
     "load_scorer_file": "fm_core.model_file",
 }
 __all__ += sorted(_LAZY)

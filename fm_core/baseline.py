@@ -16,15 +16,15 @@ It stands behind the Scorer interface until the transformer FM replaces it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from fm_core.impressions import TrainingImpressions, plays_before
 from fm_core.logistic import fit_logistic, predict_logistic
+from fm_core.model_archive import BASELINE_KIND, open_model_file, write_model_file
 from fm_core.types import N_DAYPARTS, ItemCatalog, ScoreRequest
 
 logger = logging.getLogger(__name__)
@@ -34,28 +34,6 @@ FEATURES = (
     "freshness", "position",
 )  # fmt: skip
 _SECONDS_PER_DAY = 86400.0
-
-
-@dataclass(frozen=True)
-class TrainingImpressions:
-    """Impressions to learn from, one row per (decision, position).
-
-    Attributes:
-        requests: one ScoreRequest per decision, with its point-in-time history.
-        request_index: (m,) the decision of each row.
-        item_ids, positions, labels: (m,) what was shown where, and whether it was played.
-        weights: (m,) sample weights, or None for 1.
-        play_item_ids, play_times: every play of any source, for point-in-time popularity.
-    """
-
-    requests: Sequence[ScoreRequest]
-    request_index: np.ndarray
-    item_ids: np.ndarray
-    positions: np.ndarray
-    labels: np.ndarray
-    play_item_ids: np.ndarray
-    play_times: np.ndarray
-    weights: np.ndarray | None = None
 
 
 class PopularityAffinityScorer:
@@ -169,17 +147,7 @@ class PopularityAffinityScorer:
         play_rows = self.catalog.rows(data.play_item_ids[known])
         play_times = np.asarray(data.play_times, dtype=np.float64)[known]
         row_times = np.array([data.requests[j].time for j in data.request_index], dtype=np.float64)
-        # Exact integer keys (item row, rank of the time among all times): packing float
-        # seconds into one float key rounds, and could move a play across its request time.
-        times, rank = np.unique(np.concatenate([play_times, row_times]), return_inverse=True)
-        play_rank, row_rank = rank[: play_times.size], rank[play_times.size :]
-        span = np.int64(times.size + 1)
-        keys = np.sort(play_rows.astype(np.int64) * span + play_rank)
-        item_rows = self.catalog.rows(data.item_ids).astype(np.int64)
-        before = np.searchsorted(keys, item_rows * span + row_rank, side="left")
-        start = np.searchsorted(keys, item_rows * span, side="left")
-        totals = np.searchsorted(np.sort(play_rank), row_rank, side="left")
-        return (before - start).astype(np.float64), totals.astype(np.float64)
+        return plays_before(play_rows, play_times, self.catalog.rows(data.item_ids), row_times)
 
     def fit(self, data: TrainingImpressions, *, model_version: str | None = None) -> None:
         """Learn the context lifts, the popularity counts and the coefficients."""
@@ -260,59 +228,31 @@ class PopularityAffinityScorer:
     # ---- persistence ------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> Path:
-        """Write the model (catalog included) to ``path`` (.npz)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the model (catalog included) to ``path`` (.npz) atomically."""
         meta = {
-            "kind": "popularity_affinity",
             "model_version": self.model_version,
             "l2": self.l2,
             "freshness_days": self.freshness_days,
             "genre_smoothing": self.genre_smoothing,
             "devices": list(self.devices_),
             "features": list(FEATURES),
-            "genre_names": list(self.catalog.genre_names),
-            "tokens": [list(t) for t in self.catalog.tokens],
         }
-        with path.open("wb") as handle:
-            np.savez(
-                handle,
-                meta=np.array(json.dumps(meta)),
-                item_ids=self.catalog.item_ids,
-                genres=self.catalog.genres,
-                release_time=self.catalog.release_time,
-                genre_prior=self.genre_prior_,
-                play_counts=self.play_counts_,
-                daypart_lift=self.daypart_lift_,
-                device_lift=self.device_lift_,
-                coef=self.coef_,
-            )
-        return path
+        arrays = {
+            "genre_prior": self.genre_prior_,
+            "play_counts": self.play_counts_,
+            "daypart_lift": self.daypart_lift_,
+            "device_lift": self.device_lift_,
+            "coef": self.coef_,
+        }
+        return write_model_file(path, BASELINE_KIND, meta, self.catalog, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> PopularityAffinityScorer:
         """Read a model written by ``save``; any other file raises ValueError naming it."""
-        try:
-            archive = np.load(Path(path), allow_pickle=False)
-        except ValueError as error:  # not a NumPy file at all
-            raise ValueError(f"{path} is not a popularity_affinity model: {error}") from error
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise ValueError(f"{path} is not a popularity_affinity model: not an .npz archive")
-        with archive as data:
-            if "meta" not in data.files:
-                raise ValueError(f"{path} is not a popularity_affinity model: no meta entry")
-            meta = json.loads(str(data["meta"]))
-            if meta.get("kind") != "popularity_affinity":
-                raise ValueError(f"{path} is not a popularity_affinity model")
-            catalog = ItemCatalog(
-                item_ids=data["item_ids"],
-                genres=data["genres"],
-                release_time=data["release_time"],
-                tokens=tuple(tuple(t) for t in meta["tokens"]),
-                genre_names=tuple(meta["genre_names"]),
-            )
+        with open_model_file(path, BASELINE_KIND) as archive:
+            meta, data = archive.meta, archive.data
             model = cls(
-                catalog,
+                archive.catalog(),
                 l2=meta["l2"],
                 freshness_days=meta["freshness_days"],
                 genre_smoothing=meta["genre_smoothing"],

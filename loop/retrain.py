@@ -67,7 +67,7 @@ def fit_model(
             metrics={"coef": [float(c) for c in scorer.coef_]},
         )
     if model == "fm":
-        from fm_core.fm_scorer import FMScorerConfig, fit_fm_scorer  # imports torch
+        from fm_core.fm_scorer_fit import FMScorerConfig, fit_fm_scorer  # imports torch
 
         config = fm_config or FMScorerConfig()
         fm_scorer, report = fit_fm_scorer(data, catalog, config, model_version=version)

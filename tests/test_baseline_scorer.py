@@ -12,7 +12,7 @@ import pytest
 from sim_logs import DAY, T0, K, UniformLogging, impressions
 
 from fm_core import ItemCatalog, PopularityAffinityScorer, ScoreRequest
-from fm_core.baseline import TrainingImpressions
+from fm_core.impressions import TrainingImpressions
 from loop.sim_bridge import catalog_from_world
 from sim import GENRES, Request, World, WorldConfig
 

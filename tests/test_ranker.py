@@ -25,7 +25,8 @@ from fm_core.calibration import (
     pool_adjacent_violators,
     reliability_table,
 )
-from fm_core.fm_scorer import FMRankerScorer, FMScorerConfig, fit_fm_scorer
+from fm_core.fm_scorer import FMRankerScorer
+from fm_core.fm_scorer_fit import FMScorerConfig, fit_fm_scorer
 from fm_core.model_file import load_scorer_file
 from fm_core.ranker import (
     LEXICAL_FEATURES,
