@@ -1,17 +1,20 @@
 """``loopbreak ope coverage``: interval coverage of every estimator on the simulated world.
 
 The runs come from ``loop.coverage_world`` (uniform logging in a fixed world whose target value
-is exact), the tally from ``ope.coverage``. ``cli.main`` prints the table and, with ``--json``,
-one JSON line ``{"reps": ..., "coverage": {EST: {METHOD: share}}, "width": {...}, ...}`` last.
+is exact), the tally from ``ope.coverage``. The world's sizes default to ``CoverageWorldConfig``'s.
+The command prints the table and, with ``--json``, one JSON line
+``{"reps": ..., "coverage": {EST: {METHOD: share}}, "width": {...}, ...}`` last.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from cli.common import add_alpha, add_json, config_option, fail
 from loop.coverage_config import CoverageWorldConfig
 
 if TYPE_CHECKING:
@@ -20,26 +23,27 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``ope coverage`` options."""
-    defaults = CoverageWorldConfig()
+def add_parser(ope_sub: Any) -> None:
+    """``ope coverage`` and its options."""
+    parser = ope_sub.add_parser(
+        "coverage",
+        help="coverage of every estimator's intervals over repeated runs in the simulated world",
+    )
     parser.add_argument("--reps", type=int, default=200, help="repetitions (default 200)")
-    parser.add_argument(
+    config_option(
+        parser,
         "--decisions",
-        type=int,
-        default=defaults.decisions,
+        CoverageWorldConfig,
         help="logged decisions per repetition (default %(default)s)",
     )
-    parser.add_argument(
+    config_option(
+        parser,
         "--candidates",
-        type=int,
-        default=defaults.candidates,
+        CoverageWorldConfig,
         help="candidates per decision (default %(default)s)",
     )
-    parser.add_argument(
-        "--k", type=int, default=defaults.k, help="slate size (default %(default)s)"
-    )
-    parser.add_argument("--alpha", type=float, default=0.05, help="1 - interval level")
+    config_option(parser, "--k", CoverageWorldConfig, help="slate size (default %(default)s)")
+    add_alpha(parser)
     parser.add_argument(
         "--bootstrap", type=int, default=200, help="bootstrap replicates per repetition"
     )
@@ -51,8 +55,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also the bootstrap that refits the reward model, B replicates per repetition, for "
         "DM and the doubly robust family (slow: B x 3 model fits per repetition; default off)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="world seed; runs use 0..reps-1")
-    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    config_option(parser, "--seed", CoverageWorldConfig, help="world seed; runs use 0..reps-1")
+    add_json(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``loopbreak ope coverage``: the heading, the table and (``--json``) its JSON line."""
+    from ope.coverage import coverage_table
+
+    try:
+        result = run_coverage(args)
+    except ValueError as exc:  # a bad option: --reps, --k, --alpha, ...
+        return fail(str(exc))
+    print(coverage_heading(result))
+    print(coverage_table(result))
+    if args.json:
+        print(json.dumps(result.as_json()))
+    return 0
 
 
 def run_coverage(args: argparse.Namespace) -> CoverageResult:

@@ -1,15 +1,24 @@
-"""The ``loopbreak tune`` command line: its arguments, parsed without importing the tuning.
+"""``loopbreak tune search-weight``: its options (defaults from ``SimTuneConfig``,
+``LogTuneConfig`` and ``WorldConfig``), the run through :func:`loop.tune.tune_search_weight`, and
+the curve's table.
 
-Kept apart from :mod:`loop.tune` (which imports pandas, the store, the simulator and the scorer)
-so that ``loopbreak --help`` stays fast; the command imports the tuning only when it runs.
+The tuning itself (pandas, the store, the simulator, the scorer) is imported only when the
+command runs, so that ``loopbreak --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from typing import TYPE_CHECKING, Any
 
-from loop.tune import DEFAULT_ALPHAS
+from cli.common import MODEL_FILE, add_json, config_option, default_of
+from loop.tune_config import DEFAULT_ALPHAS, LogTuneConfig, SimTuneConfig
+from sim.config import WorldConfig
+
+if TYPE_CHECKING:
+    from loop.tune import TuneResult
 
 
 def parse_alphas(text: str) -> tuple[float, ...]:
@@ -27,48 +36,89 @@ def parse_alphas(text: str) -> tuple[float, ...]:
     return values
 
 
-def add_search_weight_arguments(parser: argparse.ArgumentParser) -> None:
+def add_parser(sub: Any) -> None:
+    tune = sub.add_parser("tune", help="tune the training table's settings on held-out data")
+    tune_sub = tune.add_subparsers(dest="setting", required=True, metavar="SETTING")
+    parser = tune_sub.add_parser(
+        "search-weight", help="pick α, the training weight of search-discovered plays"
+    )
+    grid = ",".join(f"{a:g}" for a in DEFAULT_ALPHAS)
     parser.add_argument(
         "--alphas",
         type=parse_alphas,
         default=DEFAULT_ALPHAS,
-        help="comma-separated grid of α (default: 0,0.5,1,2,4,8,16,32,64)",
+        help=f"comma-separated grid of α (default: {grid})",
     )
-    parser.add_argument("--decisions", type=int, default=2000, help="simulated logged decisions")
-    parser.add_argument("--heldout", type=int, default=600, help="simulated held-out requests")
-    parser.add_argument("--items", type=int, default=400, help="catalog size of the world")
-    parser.add_argument("--users", type=int, default=300, help="users of the world")
-    parser.add_argument("--seed", type=int, default=0)
+    config_option(parser, "--decisions", SimTuneConfig, help="simulated logged decisions")
+    config_option(parser, "--heldout", SimTuneConfig, help="simulated held-out requests")
+    config_option(parser, "--items", WorldConfig, "n_items", "catalog size of the world")
+    config_option(parser, "--users", WorldConfig, "n_users", "users of the world")
+    config_option(parser, "--seed", SimTuneConfig)
+    logging_epsilon = default_of(SimTuneConfig, "epsilon")
+    evaluated_epsilon = default_of(LogTuneConfig, "epsilon")
     parser.add_argument(
         "--epsilon",
         type=float,
         default=None,
-        help="simulator: the logging policy's ε (default 1, uniform); logs: the evaluated "
-        "policy's ε (default 0.1)",
+        help=f"simulator: the logging policy's ε (default {logging_epsilon:g}, uniform); logs: "
+        f"the evaluated policy's ε (default {evaluated_epsilon:g})",
     )
     parser.add_argument(
         "--database", default=None, help="tune on the real log at this URL instead (OPE)"
     )
     parser.add_argument(
-        "--catalog-from", default="out/model.npz", help="with --database: the model whose catalog"
+        "--catalog-from",
+        default=MODEL_FILE,
+        help="with --database: the model whose catalog",
     )
-    parser.add_argument("--holdout-share", type=float, default=0.2, help="with --database")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON, last")
+    config_option(parser, "--holdout-share", LogTuneConfig, help="with --database")
+    add_json(parser, "print the result as JSON, last")
+    parser.set_defaults(func=run_search_weight)
+
+
+def _config(args: argparse.Namespace) -> SimTuneConfig | LogTuneConfig:
+    """The run the options ask for: on the log with ``--database``, else on the simulator."""
+    epsilon = {} if args.epsilon is None else {"epsilon": args.epsilon}  # else each one's own
+    if args.database:
+        return LogTuneConfig(
+            database=args.database,
+            catalog_from=args.catalog_from,
+            alphas=args.alphas,
+            holdout_share=args.holdout_share,
+            **epsilon,
+        )
+    return SimTuneConfig(
+        alphas=args.alphas,
+        decisions=args.decisions,
+        heldout=args.heldout,
+        seed=args.seed,
+        **epsilon,
+        world=WorldConfig(seed=args.seed, n_items=args.items, n_users=args.users),
+    )
+
+
+def search_weight_table(result: TuneResult) -> str:
+    """The curve, one row an α (the best one marked), then the references."""
+    lines = [f"search-play weight α by {result.quality}"]
+    lines.append(f"{'alpha':>8}{'quality':>12}{'interval':>22}{'search rows':>13}{'rows':>9}")
+    for p in result.curve:
+        interval = "" if p.lo is None else f"[{p.lo:.4f}, {p.hi:.4f}]"
+        best = "  <- best" if p.alpha == result.alpha else ""
+        lines.append(
+            f"{p.alpha:>8g}{p.quality:>12.4f}{interval:>22}{p.search_rows:>13}"
+            f"{p.training_rows:>9}{best}"
+        )
+    for name, value in result.references.items():
+        lines.append(f"{name:>8}{value:>12.4f}")
+    return "\n".join(lines)
 
 
 def run_search_weight(args: argparse.Namespace) -> int:
-    """``loopbreak tune search-weight``."""
-    from loop.tune import run_search_weight_command
+    """``loopbreak tune search-weight``: print the curve (and ``--json``, the result, last)."""
+    from loop.tune import tune_search_weight
 
-    return run_search_weight_command(args)
-
-
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """``loopbreak tune search-weight``."""
-    tune = sub.add_parser("tune", help="tune the training table's settings on held-out data")
-    tune_sub = tune.add_subparsers(dest="setting", required=True, metavar="SETTING")
-    search_weight = tune_sub.add_parser(
-        "search-weight", help="pick α, the training weight of search-discovered plays"
-    )
-    add_search_weight_arguments(search_weight)
-    search_weight.set_defaults(func=run_search_weight)
+    result = tune_search_weight(_config(args))
+    print(search_weight_table(result))
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    return 0

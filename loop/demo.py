@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,50 +37,19 @@ from tqdm import tqdm
 
 from explore import EpsilonGreedySlate
 from fm_core import PopularityAffinityScorer, Scorer
+from loop.demo_config import DemoConfig
 from loop.replay import replay_window
-from loop.retrain import MODEL_KINDS, fit_model
+from loop.retrain import fit_model
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
 from loop.windows import read_window, training_impressions
 from ope import estimate_all
 from proplog.engine import init_db, make_engine
 from proplog.store import record_events
-from sim import World, WorldConfig
+from sim import World
 from sim.clock import to_datetime
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, kw_only=True)
-class DemoConfig:
-    """Size of the demo. The defaults finish in about a minute on two cores."""
-
-    rounds: int = 5
-    decisions_per_round: int = 1500
-    k: int = 10
-    epsilon: float = 0.1
-    pool: int | None = 30
-    days_per_round: float = 3.0
-    seed: int = 0
-    model: str = "baseline"
-    holdout_share: float = 0.3
-    world: WorldConfig = field(default_factory=WorldConfig)
-
-    def __post_init__(self) -> None:
-        if self.model not in MODEL_KINDS:
-            raise ValueError(f"model must be one of {MODEL_KINDS}; got {self.model!r}")
-        if self.rounds < 2:
-            raise ValueError(
-                f"rounds must be >= 2 (warm-up and one learned round); got {self.rounds}"
-            )
-        if self.decisions_per_round < 10:
-            raise ValueError(f"decisions_per_round must be >= 10; got {self.decisions_per_round}")
-        if not 0.0 < self.holdout_share < 1.0:
-            raise ValueError(f"holdout_share must be in (0, 1); got {self.holdout_share}")
-        if not 0.0 < self.epsilon <= 1.0:
-            raise ValueError(
-                f"epsilon must be in (0, 1] so that IPS has support; got {self.epsilon}"
-            )
 
 
 @dataclass(frozen=True)

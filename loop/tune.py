@@ -20,13 +20,11 @@ The best α is the argmax of quality; the whole curve is reported.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import tempfile
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,47 +46,17 @@ from loop.sim_bridge import (
     events_from_outcome,
     request_context,
 )
+from loop.tune_config import DEFAULT_ALPHAS, LogTuneConfig, SimTuneConfig, check_alphas
 from loop.windows import LoggedWindow, read_window, training_impressions
 from ope import estimate_all
 from proplog.engine import init_db, make_engine
 from proplog.frames import event_frame
 from proplog.store import record_events
 from proplog.training_table import TrainingTableConfig, WeightReport, build_training_table
-from sim import Request, World, WorldConfig
+from sim import Request, World
 from sim.clock import to_datetime
 
 logger = logging.getLogger(__name__)
-
-DEFAULT_ALPHAS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0)
-"""The default grid of α: geometric, from ignoring search plays to letting them dominate."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class SimTuneConfig:
-    """The simulated run behind the tuning. The defaults take well under a minute on 2 cores."""
-
-    alphas: tuple[float, ...] = DEFAULT_ALPHAS
-    decisions: int = 2000
-    heldout: int = 600
-    days: float = 6.0
-    heldout_days: float = 2.0
-    k: int = 10
-    epsilon: float = 1.0
-    seed: int = 0
-    table: TrainingTableConfig = field(default_factory=TrainingTableConfig)
-    world: WorldConfig = field(default_factory=WorldConfig)
-
-    def __post_init__(self) -> None:
-        _check_alphas(self.alphas)
-        for name in ("decisions", "heldout", "k"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        for name in ("days", "heldout_days"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
-        if not 0.0 < self.epsilon <= 1.0:
-            raise ValueError(f"epsilon must be in (0, 1] so that every item is logged; got "
-                             f"{self.epsilon}")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -124,14 +92,6 @@ class TuneResult:
             "references": self.references,
             "details": self.details,
         }
-
-
-def _check_alphas(alphas: Sequence[float]) -> None:
-    if not alphas:
-        raise ValueError("alphas must hold at least one value; got none")
-    for a in alphas:
-        if not (isinstance(a, int | float) and np.isfinite(a) and a >= 0):
-            raise ValueError(f"alphas must be finite numbers >= 0; got {a!r}")
 
 
 def _fit(
@@ -284,14 +244,14 @@ def tune_on_logs(
     catalog: ItemCatalog,
     *,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
-    holdout_share: float = 0.2,
-    epsilon: float = 0.1,
-    pool: int | None = 30,
+    holdout_share: float = LogTuneConfig.holdout_share,
+    epsilon: float = LogTuneConfig.epsilon,
+    pool: int | None = LogTuneConfig.pool,
     table: TrainingTableConfig | None = None,
 ) -> TuneResult:
     """Pick α by the IPS value, on the latest held-out logged decisions, of each α's ε-greedy
     policy."""
-    _check_alphas(alphas)
+    check_alphas(alphas)
     if not 0.0 < holdout_share < 1.0:
         raise ValueError(f"holdout_share must be in (0, 1); got {holdout_share}")
     window = read_window(engine)
@@ -336,53 +296,25 @@ def tune_on_logs(
     )
 
 
-# ---- the command ------------------------------------------------------------------------------
+# ---- either -----------------------------------------------------------------------------------
 
 
-def search_weight_table(result: TuneResult) -> str:
-    lines = [f"search-play weight α by {result.quality}"]
-    lines.append(f"{'alpha':>8}{'quality':>12}{'interval':>22}{'search rows':>13}{'rows':>9}")
-    for p in result.curve:
-        interval = "" if p.lo is None else f"[{p.lo:.4f}, {p.hi:.4f}]"
-        best = "  <- best" if p.alpha == result.alpha else ""
-        lines.append(
-            f"{p.alpha:>8g}{p.quality:>12.4f}{interval:>22}{p.search_rows:>13}"
-            f"{p.training_rows:>9}{best}"
+def tune_search_weight(config: SimTuneConfig | LogTuneConfig) -> TuneResult:
+    """α on the simulator (``SimTuneConfig``) or on the real log (``LogTuneConfig``)."""
+    if isinstance(config, SimTuneConfig):
+        return tune_on_simulator(config)
+    from fm_core.model_file import load_scorer_file
+
+    catalog = load_scorer_file(config.catalog_from).catalog
+    engine = make_engine(config.database)
+    try:
+        return tune_on_logs(
+            engine,
+            catalog,
+            alphas=config.alphas,
+            holdout_share=config.holdout_share,
+            epsilon=config.epsilon,
+            pool=config.pool,
         )
-    for name, value in result.references.items():
-        lines.append(f"{name:>8}{value:>12.4f}")
-    return "\n".join(lines)
-
-
-def run_search_weight_command(args: argparse.Namespace) -> int:
-    """``loopbreak tune search-weight``: print the curve (and ``--json``, the result, last)."""
-    if args.database:
-        from fm_core.model_file import load_scorer_file
-
-        catalog = load_scorer_file(args.catalog_from).catalog
-        engine = make_engine(args.database)
-        try:
-            result = tune_on_logs(
-                engine,
-                catalog,
-                alphas=args.alphas,
-                holdout_share=args.holdout_share,
-                epsilon=0.1 if args.epsilon is None else args.epsilon,
-            )
-        finally:
-            engine.dispose()
-    else:
-        result = tune_on_simulator(
-            SimTuneConfig(
-                alphas=args.alphas,
-                decisions=args.decisions,
-                heldout=args.heldout,
-                epsilon=1.0 if args.epsilon is None else args.epsilon,
-                seed=args.seed,
-                world=WorldConfig(seed=args.seed, n_items=args.items, n_users=args.users),
-            )
-        )
-    print(search_weight_table(result))  # noqa: T201 - the command's output
-    if args.json:
-        print(json.dumps(result.as_dict()))  # noqa: T201
-    return 0
+    finally:
+        engine.dispose()
