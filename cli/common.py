@@ -17,9 +17,6 @@ if TYPE_CHECKING:
 
 EXIT_BAD_INPUT = 2
 
-MODEL_KINDS = ("baseline", "fm")
-"""What ``demo`` and ``retrain`` fit (``loop.retrain.MODEL_KINDS``, which imports the store)."""
-
 MODEL_FILE = "out/model.npz"
 """The model file the demo writes, and whose catalog ``retrain`` and ``tune`` take by default."""
 

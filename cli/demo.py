@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cli.common import MODEL_KINDS, config_option, default_of
+from cli.common import config_option, default_of
 from loop.demo_config import DemoConfig
+from loop.model_kinds import MODEL_KINDS
 from sim.config import WorldConfig
 
 if TYPE_CHECKING:

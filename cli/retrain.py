@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cli.common import MODEL_FILE, MODEL_KINDS, add_database, log_engine
+from cli.common import MODEL_FILE, add_database, log_engine
+from loop.model_kinds import MODEL_KINDS
 
 
 def add_parser(sub: Any) -> None:

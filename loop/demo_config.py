@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from loop.model_kinds import MODEL_KINDS
 from sim.config import WorldConfig
 
 
@@ -25,8 +26,6 @@ class DemoConfig:
     world: WorldConfig = field(default_factory=WorldConfig)
 
     def __post_init__(self) -> None:
-        from loop.retrain import MODEL_KINDS  # the store and the scorer: only when one is made
-
         if self.model not in MODEL_KINDS:
             raise ValueError(f"model must be one of {MODEL_KINDS}; got {self.model!r}")
         if self.rounds < 2:

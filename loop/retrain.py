@@ -20,13 +20,12 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from fm_core import ItemCatalog, PopularityAffinityScorer, Scorer, TrainingImpressions
+from loop.model_kinds import MODEL_KINDS
 from loop.windows import read_window, training_impressions
 from proplog.registry import record_model_version
 from proplog.training_table import TrainingTableConfig
 
 logger = logging.getLogger(__name__)
-
-MODEL_KINDS = ("baseline", "fm")
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,10 @@ and bad budgets or scores are refused naming the field."""
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 
-from api.app import create_app
-from api.settings import Settings
 from explore import (
     CalibratedSlate,
     EpsilonGreedySlate,
@@ -29,7 +25,6 @@ from explore import (
 from explore.budget import plackett_luce_cost_bound
 from explore.pl_bound import LOG_T_TOLERANCE, cost_bound, largest_log_temperature
 from explore.plackett_luce import pool_log_weights
-from fm_core import ItemCatalog, PopularityAffinityScorer
 
 RNG = np.random.default_rng(17)
 SCORE_SETS = [RNG.beta(1.0, 6.0, size=n) for n in (40, 200, 1000)]
@@ -227,23 +222,6 @@ def test_the_slate_carries_the_exploration_actually_used() -> None:
     assert used == chosen.exploration(budget)
     assert slate.probability == pytest.approx(policy.slate_probability(scores, slate.indices))
     np.testing.assert_array_equal(policy.marginals(scores, 20), chosen.policy.marginals(scores, 20))
-
-
-def test_the_service_logs_the_calibrated_exploration(
-    tmp_path: Path, small_catalog: ItemCatalog
-) -> None:
-    settings = Settings(database_url=f"sqlite:///{tmp_path / 'cal.db'}", max_k=20)
-    scorer = PopularityAffinityScorer(small_catalog, model_version="m")
-    policy = CalibratedSlate(
-        base=EpsilonGreedySlate(pool=50), budget=ExplorationBudget(relative_cost=0.01)
-    )
-    with TestClient(create_app(settings, scorer=scorer, policy=policy)) as client:
-        body = {"user_id": "u1", "surface": "home", "k": 10}
-        response = client.post("/v1/decisions", json=body)
-    assert response.status_code == 201, response.text
-    params = response.json()["policy"]["params"]
-    assert params["policy"] == "epsilon_greedy" and params["budget"] == 0.01
-    assert params["expected_cost"] <= 0.01 + 1e-12 and "epsilon" in params
 
 
 @pytest.mark.parametrize(

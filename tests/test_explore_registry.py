@@ -1,4 +1,4 @@
-"""Policies by name: built from the service settings, and rebuilt from a logged decision's policy
+"""Policies by name: built by ``make_policy``, and rebuilt from a logged decision's policy
 name and exploration parameters so that the rebuilt policy replays the decision exactly."""
 
 from __future__ import annotations
@@ -6,11 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from api.settings import Settings
 from explore import (
     CalibratedSlate,
     EpsilonGreedySlate,
-    PlackettLuceSlate,
     make_policy,
     policy_for_record,
     rng_for_decision,
@@ -46,15 +44,3 @@ def test_unknown_policy_names_are_refused() -> None:
         make_policy("softmax")
     with pytest.raises(ValueError, match=r"got 'bandit'"):
         policy_for_record("calibrated_x", {"policy": "bandit"})
-
-
-def test_settings_choose_the_serving_policy() -> None:
-    assert Settings().exploration_policy() == EpsilonGreedySlate(epsilon=0.1, pool=30)
-    chosen = Settings(
-        policy="plackett_luce", temperature=0.2, exploration_budget=0.005, propensity_floor=1e-4
-    ).exploration_policy()
-    assert isinstance(chosen, CalibratedSlate)
-    assert chosen.base == PlackettLuceSlate(temperature=0.2, pool=30)
-    assert chosen.budget.relative_cost == 0.005 and chosen.budget.floor == 1e-4
-    with pytest.raises(ValueError, match="policy"):
-        Settings(policy="softmax")  # type: ignore[arg-type]
