@@ -1,5 +1,6 @@
-"""Shared fixtures: a small simulated world, its catalog as the scorer sees it, an API app on a
-fresh SQLite file per test, and the propensity log's back ends.
+"""Fixtures every test folder shares: a small simulated world, its catalog as the scorer sees
+it, and the propensity log's back ends. The HTTP app's fixtures are in ``tests/api/conftest.py``;
+shared helpers (not fixtures) are modules of ``tests/support/``.
 
 The log fixtures: ``log_url`` is parametrized over ``sqlite`` (a fresh file) and ``postgres`` (a
 database on one throwaway server per test session, emptied before each test; see
@@ -17,12 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine, text
 
-from api.app import create_app
-from api.settings import Settings
-from fm_core import ItemCatalog, PopularityAffinityScorer
+from fm_core import ItemCatalog
 from loop.sim_bridge import catalog_from_world
 from proplog.engine import init_db, make_engine
 from proplog.pg_server import PostgresServer, PostgresUnavailableError, start_server
@@ -38,18 +36,6 @@ def small_world_config() -> WorldConfig:
 @pytest.fixture(scope="session")
 def small_catalog(small_world_config: WorldConfig) -> ItemCatalog:
     return catalog_from_world(World(small_world_config))
-
-
-@pytest.fixture
-def api_settings(tmp_path: Path) -> Settings:
-    return Settings(database_url=f"sqlite:///{tmp_path / 'api.db'}", max_k=20)
-
-
-@pytest.fixture
-def client(api_settings: Settings, small_catalog: ItemCatalog) -> Iterator[TestClient]:
-    scorer = PopularityAffinityScorer(small_catalog, model_version="test-model")
-    with TestClient(create_app(api_settings, scorer=scorer)) as test_client:
-        yield test_client
 
 
 # ---------------------------------------------------------------------------------------------

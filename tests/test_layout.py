@@ -8,7 +8,14 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from layout_graph import FORBIDDEN, PACKAGES, cycles, import_graph, third_party_imports
+from layout_graph import (
+    FORBIDDEN,
+    PACKAGES,
+    cycles,
+    import_graph,
+    imported_names,
+    third_party_imports,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,3 +89,19 @@ def test_no_import_cycle_between_folders() -> None:
 
 def test_no_import_cycle_between_files() -> None:
     assert cycles(import_graph()) == []
+
+
+def test_tests_mirror_the_packages_and_library_tests_do_not_start_the_web_service() -> None:
+    """tests/<package>/ for each package, shared helpers in tests/support/, and no test of a
+    library imports ``api`` (a library's tests run without the HTTP service)."""
+    tests = REPO / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert folders == set(PACKAGES) | {"support"}
+    assert [p.name for p in tests.glob("test_*.py")] == ["test_layout.py"]
+    offenders = []
+    for library in ("vocab", "explore", "fm_core", "proplog", "ope", "sim"):
+        for path in sorted((tests / library).rglob("*.py")):
+            for name, _ in imported_names(path):
+                if name.split(".")[0] == "api":
+                    offenders.append(f"{path.relative_to(REPO)} imports {name}")
+    assert offenders == []

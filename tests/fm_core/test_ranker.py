@@ -4,7 +4,6 @@ simulated world's true P(play), the Scorer protocol, retrieval, persistence and 
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,11 +11,7 @@ import numpy as np
 import pytest
 import torch
 from sim_logs import DAY, T0, K, UniformLogging, impressions
-from sqlalchemy import text
 
-from api.deps import load_scorer
-from api.settings import Settings
-from cli.main import main
 from fm_core import PopularityAffinityScorer, Scorer, ScoreRequest
 from fm_core.calibration import (
     Calibrator,
@@ -41,7 +36,6 @@ from fm_core.ranker import (
 )
 from fm_core.train_fm import TrainConfig
 from loop.sim_bridge import catalog_from_world
-from proplog.engine import make_engine
 from sim import Request, World, WorldConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -442,35 +436,3 @@ def test_fit_refuses_data_it_cannot_learn_from(fitted: dict) -> None:
         fit_fm_scorer(replace(data, labels=np.zeros_like(data.labels)), catalog, small_config())
     with pytest.raises(ValueError, match="holdout_share"):
         FMScorerConfig(holdout_share=1.0)
-
-
-# ---- wired in: the demo, retraining and serving with --model fm ----------------------------------
-
-
-@pytest.mark.slow
-def test_demo_retrain_and_serve_with_the_fm_scorer(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    argv = ["demo", "--out", str(out), "--rounds", "2", "--decisions", "300", "--items", "100",
-            "--users", "60", "--seed", "2", "--model", "fm"]  # fmt: skip
-    assert main(argv) == 0
-    assert isinstance(load_scorer(Settings(model_path=out / "model.npz")), FMRankerScorer)
-    database = f"sqlite:///{out / 'demo.db'}"
-    new_model = tmp_path / "fm.npz"
-    argv = ["retrain", "--db", database, "--out", str(new_model), "--model", "fm",
-            "--catalog-from", str(out / "model.npz"), "--version", "fm-next"]  # fmt: skip
-    assert main(argv) == 0
-    served = load_scorer(Settings(model_path=new_model))
-    assert isinstance(served, FMRankerScorer) and served.model_version == "fm-next"
-    engine = make_engine(database)
-    with engine.connect() as conn:
-        versions = set(conn.execute(text("SELECT DISTINCT model_version FROM decision")).scalars())
-        kind, metrics = conn.execute(
-            text("SELECT kind, metrics FROM model_version WHERE version = 'fm-next'")
-        ).one()
-    engine.dispose()
-    assert versions == {"untrained", "fm-r1"}
-    assert kind == "fm_ranker"
-    metrics = metrics if isinstance(metrics, dict) else json.loads(metrics)
-    assert metrics["decisions"] == 600 and 0.0 <= metrics["ece"] < 0.05
-    assert metrics["calibration"] in ("temperature", "isotonic")
-    assert sum(b["count"] for b in metrics["reliability"]) == metrics["holdout_pairs"]

@@ -7,7 +7,7 @@ import ast
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 PACKAGES: dict[str, str] = {
     "vocab": "vocab",
@@ -71,11 +71,13 @@ def _imported_names(tree: ast.AST) -> Iterator[tuple[str, str | None]]:
         yield from _imported_names(node)
 
 
+def imported_names(path: Path) -> list[tuple[str, str | None]]:
+    """(module, name) of every absolute import of the file at ``path``, TYPE_CHECKING aside."""
+    return list(_imported_names(ast.parse(path.read_text(), filename=str(path))))
+
+
 def _all_imports() -> dict[str, list[tuple[str, str | None]]]:
-    return {
-        module: list(_imported_names(ast.parse(path.read_text(), filename=str(path))))
-        for module, path in project_modules().items()
-    }
+    return {module: imported_names(path) for module, path in project_modules().items()}
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -17,7 +17,6 @@ from scipy import stats
 from sim_decisions import fitted_and_reversed, serve, uniform_log
 from sqlmodel import Session, select
 
-from api.settings import Settings
 from cli.main import main
 from loop.context import RequestContext, history_from_events
 from loop.experiment import (
@@ -88,18 +87,6 @@ def test_bad_experiments_are_refused_with_the_reason(
         ExperimentSettings(
             name="x", arms=[{"name": n, "share": s, "model_path": "m.npz"} for n, s in arms]
         )
-
-
-def test_settings_read_the_experiment_from_the_environment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    assert Settings().experiment is None  # the default serves everyone alike
-    arms = [{"name": "control", "share": 0.5, "model_path": "a.npz"},
-            {"name": "new", "share": 0.5, "model_path": "b.npz", "epsilon": 0.2}]  # fmt: skip
-    monkeypatch.setenv("LOOPBREAK_EXPERIMENT", json.dumps({"name": "t1", "arms": arms}))
-    experiment = Settings().experiment
-    assert experiment is not None and experiment.arms[1].epsilon == 0.2
-    assert experiment.control.name == "control"
 
 
 def test_analysis_difference_and_clustered_interval_on_known_rows() -> None:

@@ -1,8 +1,9 @@
-"""The service's exploration settings: the policy that ``Settings`` chooses, and the calibrated
-exploration that a decision through the HTTP API records."""
+"""The service's settings: the exploration policy and the A/B experiment that ``Settings``
+chooses, and the calibrated exploration that a decision through the HTTP API records."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,15 @@ def test_the_service_logs_the_calibrated_exploration(
     params = response.json()["policy"]["params"]
     assert params["policy"] == "epsilon_greedy" and params["budget"] == 0.01
     assert params["expected_cost"] <= 0.01 + 1e-12 and "epsilon" in params
+
+
+def test_settings_read_the_experiment_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Settings().experiment is None  # the default serves everyone alike
+    arms = [{"name": "control", "share": 0.5, "model_path": "a.npz"},
+            {"name": "new", "share": 0.5, "model_path": "b.npz", "epsilon": 0.2}]  # fmt: skip
+    monkeypatch.setenv("LOOPBREAK_EXPERIMENT", json.dumps({"name": "t1", "arms": arms}))
+    experiment = Settings().experiment
+    assert experiment is not None and experiment.arms[1].epsilon == 0.2
+    assert experiment.control.name == "control"
