@@ -17,7 +17,7 @@ denominator for self-normalized ones. ``partial`` reduces a batch to mergeable s
 normal, t, empirical Bernstein, Poisson bootstrap) and diagnostics, and ``estimate`` is the two
 in one. So a log larger than memory is estimated chunk by chunk (``ope.streaming``) with the
 same answer as in memory. obp's ``estimate_interval`` bootstraps differently, so intervals are not
-comparable with obp's digit for digit; the point estimates are (tests/test_ope_estimators.py).
+comparable with obp's digit for digit; the point estimates are (tests/ope/test_ope_estimators.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ position k for slates):
 obp 0.4.1 takes the dense ``action_dist`` π_e and ``estimated_rewards_by_reg_model`` q̂, both
 (n_rounds, n_actions, len_list); with position 0, ``target_pscore[i] = action_dist[i, a_i, 0]``,
 ``q_hat[i] = q̂[i, a_i, 0]`` and ``v_hat[i] = Σ_a action_dist[i, a, 0] q̂[i, a, 0]`` give the same
-point estimates (tests/test_ope_estimators.py checks them to 1e-9). The names are obp's, with
+point estimates (tests/ope/test_ope_estimators.py checks them to 1e-9). The names are obp's, with
 ``dros`` for obp's ``dr-os``.
 
 Every estimator here is V̂ = (1/N) Σ_i Σ_k [v̂_ik + g(w_ik) (r_ik − q̂_ik)] for some weight map g

@@ -26,7 +26,7 @@ anywhere on its slate, and matching the coefficients of (Γ_μ θ)_jb = q_j(b) g
 
 and for K = M (every slate is a permutation of the pool, so Q ≡ 1),
 w(s) = (M − 1) Σ_j q_j(s_j) − (M − 2). K = 1 gives w = M q(s_1), IPS. Both forms equal
-q_πᵀ Γ_μ† 1_s to 1e-12 (tests/test_ope_pseudo_inverse.py checks them against numpy's pinv).
+q_πᵀ Γ_μ† 1_s to 1e-12 (tests/ope/test_ope_pseudo_inverse.py checks them against numpy's pinv).
 
 The shortcut w = Σ_j q_j(s_j)/p_j(s_j) − (K − 1) is the PI weight when each slot is logged
 independently (Γ_μ's off-diagonal blocks are then p_j p_kᵀ). Without replacement it is biased:

@@ -10,7 +10,7 @@
   2020).
 
 The names and numbers are obp 0.4.1's ``SlateStandardIPS``, ``SlateIndependentIPS`` and
-``SlateRewardInteractionIPS`` (tests/test_ope_slate.py checks them to 1e-9). explore logs all
+``SlateRewardInteractionIPS`` (tests/ope/test_ope_slate.py checks them to 1e-9). explore logs all
 three propensities for every slate: ``propensity`` (marginal), ``prefix_propensity``, and the
 slate probability. The pseudo-inverse estimator ("pi", Swaminathan et al. 2017) is in
 ``ope.pseudo_inverse``: in closed form for uniform logging without replacement, and in general
