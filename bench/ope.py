@@ -28,15 +28,6 @@ from typing import Any
 import numpy as np
 
 N_ACTIONS = 10
-OBP_NAMES = {
-    "ipw": "ipw",
-    "snipw": "snipw",
-    "dm": "dm",
-    "dr": "dr",
-    "sndr": "sndr",
-    "dros": "dr-os",
-    "switch-dr": "switch-dr",
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,35 +86,15 @@ def _ours(problem: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
     return elapsed, {name: e.value for name, e in estimates.items()}
 
 
-def _obp_estimators() -> list[Any]:
-    from obp.ope import (
-        DirectMethod,
-        DoublyRobust,
-        DoublyRobustWithShrinkage,
-        InverseProbabilityWeighting,
-        SelfNormalizedDoublyRobust,
-        SelfNormalizedInverseProbabilityWeighting,
-        SwitchDoublyRobust,
-    )
-
-    return [
-        InverseProbabilityWeighting(),
-        SelfNormalizedInverseProbabilityWeighting(),
-        DirectMethod(),
-        DoublyRobust(),
-        SelfNormalizedDoublyRobust(),
-        DoublyRobustWithShrinkage(lambda_=1.0),
-        SwitchDoublyRobust(tau=1.0),
-    ]
-
-
 def _obp(problem: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
     n = problem["reward"].size
     position = np.zeros(n, dtype=int)
-    estimators = _obp_estimators()
+    from ope.obp_reference import obp_counterparts
+
+    estimators = obp_counterparts()
     start = time.perf_counter()
     values = {
-        e.estimator_name: float(
+        name: float(
             e.estimate_policy_value(
                 reward=problem["reward"],
                 action=problem["action"],
@@ -133,7 +104,7 @@ def _obp(problem: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
                 estimated_rewards_by_reg_model=problem["q_dense"],
             )
         )
-        for e in estimators
+        for name, e in estimators.items()
     }
     return time.perf_counter() - start, values
 
@@ -209,10 +180,7 @@ def run(
     _obp(make_problem(1000, seed + 99))
     ours_s, ours = _ours(problem)
     obp_s, theirs = _obp(problem)
-    diffs = {
-        name: abs(ours[name] - theirs[obp]) / max(abs(theirs[obp]), 1e-300)
-        for name, obp in OBP_NAMES.items()
-    }
+    diffs = {name: abs(ours[name] - obp) / max(abs(obp), 1e-300) for name, obp in theirs.items()}
     small = {k: v[: max(rows // 10, 1)] for k, v in problem.items()}
     result: dict[str, Any] = {
         "rows": rows,
@@ -220,9 +188,7 @@ def run(
         "obp_s": obp_s,
         "speedup": obp_s / ours_s,
         "max_rel_diff": max(diffs.values()),
-        "values": {
-            name: {"ours": ours[name], "obp": theirs[obp]} for name, obp in OBP_NAMES.items()
-        },
+        "values": {name: {"ours": ours[name], "obp": obp} for name, obp in theirs.items()},
         "bootstrap": _bootstrap(small, bootstrap, seed),
     }
     if streamed_rows > 0:

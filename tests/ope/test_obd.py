@@ -11,15 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from obp.ope import (
-    DirectMethod,
-    DoublyRobust,
-    DoublyRobustWithShrinkage,
-    InverseProbabilityWeighting,
-    SelfNormalizedDoublyRobust,
-    SelfNormalizedInverseProbabilityWeighting,
-    SwitchDoublyRobust,
-)
 
 from ope import OpeBatch, OpeInputError, estimate_all
 from ope.obd import (
@@ -29,6 +20,7 @@ from ope.obd import (
     evaluate_campaign,
     load_obd,
 )
+from ope.obp_reference import obp_counterparts
 from ope.reward_model import cross_fit
 
 
@@ -86,16 +78,7 @@ def test_our_estimators_equal_obps_on_the_real_logs(
             v_hat=(bts_dist_men[:, log.position].T * q_at_position).sum(axis=1),
         )
     )
-    theirs = {
-        "ipw": InverseProbabilityWeighting(),
-        "snipw": SelfNormalizedInverseProbabilityWeighting(),
-        "dm": DirectMethod(),
-        "dr": DoublyRobust(),
-        "sndr": SelfNormalizedDoublyRobust(),
-        "dros": DoublyRobustWithShrinkage(lambda_=1.0),
-        "switch-dr": SwitchDoublyRobust(tau=1.0),
-    }
-    for name, estimator in theirs.items():
+    for name, estimator in obp_counterparts().items():
         expected = estimator.estimate_policy_value(
             reward=log.reward,
             action=log.action,
