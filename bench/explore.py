@@ -21,11 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.explore_calibration import calibration_report
+from bench.explore_calibration import calibrated_policies, calibration_report
 from bench.explore_frequencies import frequency_check
 from bench.timing import sample_microseconds, summary
 from explore import (
-    CalibratedSlate,
     EpsilonGreedySlate,
     ExplorationBudget,
     GreedySlate,
@@ -70,15 +69,7 @@ def policies(pool: int, budget: ExplorationBudget) -> dict[str, Policy]:
         "plackett_luce_uniform_mix": PlackettLuceSlate(
             temperature=0.02, pool=pool, uniform_mix=0.05
         ),
-        "calibrated_epsilon_greedy": CalibratedSlate(
-            base=EpsilonGreedySlate(pool=pool), budget=budget
-        ),
-        "calibrated_random_insertion": CalibratedSlate(
-            base=TopKRandomInsertion(pool=pool), budget=budget
-        ),
-        "calibrated_plackett_luce": CalibratedSlate(
-            base=PlackettLuceSlate(pool=pool), budget=budget
-        ),
+        **calibrated_policies(budget, pool),
     }
 
 
