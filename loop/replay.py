@@ -22,6 +22,15 @@ from ope.replay import HasMarginals, ReplayPolicy, replay_slate
 from ope.support import support_diagnostics
 
 
+def as_served(policy: ReplayPolicy, scores: np.ndarray, k: int) -> ReplayPolicy:
+    """The policy that serves a K-slate for these scores: a calibrated policy (one with
+    ``calibrate``, ``explore.CalibratedSlate``) chooses its exploration from the scores and K,
+    so its slate is sampled by the base policy calibrated at K, and its prefix probabilities are
+    that policy's, not those of its own calibration at a shorter length."""
+    calibrate = getattr(policy, "calibrate", None)
+    return policy if calibrate is None else calibrate(scores, k).policy
+
+
 @dataclass(frozen=True)
 class Replayed:
     """A target replayed on logged decisions: the OPE rows, and ``ope.support`` diagnostics
@@ -78,7 +87,7 @@ def replay_window(
             raise ValueError(
                 f"decision {decision_id} shows an item that is not among its candidates"
             )
-        replayed = replay_slate(policy, s, index)
+        replayed = replay_slate(as_served(policy, s, rows.size), s, index)
         columns["target"][rows] = replayed.marginal
         columns["item"][rows] = replayed.item
         columns["cascade"][rows] = replayed.prefix
