@@ -8,7 +8,7 @@ from typing import Any
 
 from ope import report_plots
 
-_STYLE = (
+PAGE_STYLE = (  # shared by every loopbreak HTML page
     "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
     "table{border-collapse:collapse;margin:0.5em 0}"
     "td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:right}"
@@ -16,7 +16,8 @@ _STYLE = (
 )
 
 
-def _text(value: Any) -> str:
+def escaped(value: Any) -> str:
+    """``value`` as HTML text, quotes escaped."""
     return html.escape(str(value), quote=True)
 
 
@@ -25,17 +26,19 @@ def _cell(value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:.4g}"
-    return _text(value)
+    return escaped(value)
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{_text(h)}</th>" for h in header)
+def html_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A table: floats to 4 significant digits, None as a dash, every cell escaped."""
+    head = "".join(f"<th>{escaped(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _image(png: str, alt: str) -> str:
-    return f'<img alt="{_text(alt)}" src="data:image/png;base64,{png}">'
+def html_image(png: str, alt: str) -> str:
+    """A base64 PNG embedded in the page."""
+    return f'<img alt="{escaped(alt)}" src="data:image/png;base64,{png}">'
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -45,26 +48,27 @@ def render_html(report: dict[str, Any]) -> str:
     d = report["diagnostics"]
     parts = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
-        f"<title>OPE report {_text(report['source'])}</title><style>{_STYLE}</style></head><body>",
+        f"<title>OPE report {escaped(report['source'])}</title>",
+        f"<style>{PAGE_STYLE}</style></head><body>",
         "<h1>Off-policy evaluation report</h1>",
         f"<p>{report['decisions']} decisions, {report['rows']} rows"
-        + (f" from {_text(report['source'])}" if report["source"] else "")
+        + (f" from {escaped(report['source'])}" if report["source"] else "")
         + "</p>",
     ]
     if report["target"]:
-        parts.append(_table(["target", "value"], [[k, v] for k, v in report["target"].items()]))
+        parts.append(html_table(["target", "value"], [[k, v] for k, v in report["target"].items()]))
     parts += [
         f"<h2>Estimates with {level}% intervals</h2>",
-        _table(
+        html_table(
             ["estimator", "value", "lo", "hi", "interval", "ess", "max weight"],
             [
                 [name, e["value"], e["lo"], e["hi"], e["interval"], e["ess"], e["max_weight"]]
                 for name, e in estimates.items()
             ],
         ),
-        _image(report_plots.forest_plot(estimates, level), "estimates with intervals"),
+        html_image(report_plots.forest_plot(estimates, level), "estimates with intervals"),
         "<h2>Importance weights</h2>",
-        _table(
+        html_table(
             ["diagnostic", "value"],
             [
                 ["effective sample size", d["ess"]],
@@ -75,7 +79,7 @@ def render_html(report: dict[str, Any]) -> str:
             ]
             + [[k, v] for k, v in report["weights"]["quantiles"].items()],
         ),
-        _image(report_plots.weight_plot(report["weights"]), "weight distribution"),
+        html_image(report_plots.weight_plot(report["weights"]), "weight distribution"),
         "<h2>Reward model calibration</h2>",
     ]
     calibration = report["calibration"]
@@ -85,14 +89,14 @@ def render_html(report: dict[str, Any]) -> str:
         parts += [
             f"<p>Brier score {_cell(calibration['brier'])}, expected calibration error "
             f"{_cell(calibration['ece'])}.</p>",
-            _table(
+            html_table(
                 ["bin", "rows", "q_hat from", "q_hat to", "mean q_hat", "mean reward"],
                 [
                     [i, b["rows"], b["q_lo"], b["q_hi"], b["mean_q_hat"], b["mean_reward"]]
                     for i, b in enumerate(calibration["bins"])
                 ],
             ),
-            _image(report_plots.calibration_plot(calibration["bins"]), "calibration"),
+            html_image(report_plots.calibration_plot(calibration["bins"]), "calibration"),
         ]
     parts.append("<h2>By segment</h2>")
     if not report["segments"]:
@@ -111,12 +115,12 @@ def render_html(report: dict[str, Any]) -> str:
             for r in rows
         ]
         parts += [
-            f"<h3>{_text(column)}</h3>",
-            _table([column, "decisions", *names], table_rows),
+            f"<h3>{escaped(column)}</h3>",
+            html_table([column, "decisions", *names], table_rows),
         ]
         main = "snipw" if "snipw" in names else (names[0] if names else None)
         if main is not None:
             plot = report_plots.segment_plot(column, rows, main, level)
-            parts.append(_image(plot, f"{main} by {column}"))
+            parts.append(html_image(plot, f"{main} by {column}"))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -12,7 +12,7 @@ import itertools
 from typing import Any
 
 
-def _figure(width: float, height: float) -> Any:
+def new_figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -21,7 +21,7 @@ def _figure(width: float, height: float) -> Any:
     return figure
 
 
-def _png(figure: Any) -> str:
+def png_base64(figure: Any) -> str:
     buffer = io.BytesIO()
     figure.tight_layout()
     figure.savefig(buffer, format="png")
@@ -45,16 +45,16 @@ def _intervals(axes: Any, labels: list[str], rows: list[dict[str, Any]]) -> None
 
 def forest_plot(estimates: dict[str, dict[str, Any]], level: int) -> str:
     """Each estimator's value with its interval."""
-    figure = _figure(6.5, 0.45 * len(estimates) + 1.2)
+    figure = new_figure(6.5, 0.45 * len(estimates) + 1.2)
     axes = figure.add_subplot()
     _intervals(axes, list(estimates), list(estimates.values()))
     axes.set_xlabel(f"estimated value per decision ({level}% interval)")
-    return _png(figure)
+    return png_base64(figure)
 
 
 def weight_plot(histogram: dict[str, Any]) -> str:
     """Histogram of the positive importance weights on log axes; the zero weights in the title."""
-    figure = _figure(6.5, 3.2)
+    figure = new_figure(6.5, 3.2)
     axes = figure.add_subplot()
     edges, counts = histogram["edges"], histogram["counts"]
     if counts:
@@ -65,12 +65,12 @@ def weight_plot(histogram: dict[str, Any]) -> str:
     axes.set_xlabel("importance weight target_pscore / pscore")
     axes.set_ylabel("rows")
     axes.set_title(f"{histogram['zero']} rows with weight 0 not shown", fontsize=9)
-    return _png(figure)
+    return png_base64(figure)
 
 
 def calibration_plot(table: list[dict[str, Any]]) -> str:
     """Mean observed reward against mean q_hat per bin, with the diagonal."""
-    figure = _figure(4.5, 4.0)
+    figure = new_figure(4.5, 4.0)
     axes = figure.add_subplot()
     x = [b["mean_q_hat"] for b in table]
     y = [b["mean_reward"] for b in table]
@@ -79,14 +79,14 @@ def calibration_plot(table: list[dict[str, Any]]) -> str:
     axes.plot(x, y, "o-", color="tab:orange")
     axes.set_xlabel("mean q_hat in bin")
     axes.set_ylabel("mean observed reward in bin")
-    return _png(figure)
+    return png_base64(figure)
 
 
 def segment_plot(column: str, rows: list[dict[str, Any]], estimator: str, level: int) -> str:
     """One estimator's value with its interval per segment value."""
     shown = [r for r in rows if estimator in r["estimates"]]
-    figure = _figure(6.5, 0.45 * len(shown) + 1.2)
+    figure = new_figure(6.5, 0.45 * len(shown) + 1.2)
     axes = figure.add_subplot()
     _intervals(axes, [r["value"] for r in shown], [r["estimates"][estimator] for r in shown])
     axes.set_xlabel(f"{estimator} by {column} ({level}% interval)")
-    return _png(figure)
+    return png_base64(figure)

@@ -76,6 +76,12 @@ class StudyConfig:
         return replace(self.world, seed=seed)
 
     @property
+    def arms_run(self) -> tuple[str, ...]:
+        """The arms as asked, plus the oracle when it was left out: homogenization and
+        popularity lift are measured against it."""
+        return self.arms if ORACLE_ARM in self.arms else (*self.arms, ORACLE_ARM)
+
+    @property
     def seed_list(self) -> list[int]:
         return list(range(self.first_seed, self.first_seed + self.seeds))
 

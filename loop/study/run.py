@@ -226,7 +226,7 @@ class _ArmLoop:
 
     def run(self) -> ArmRun:
         rounds: list[dict[str, Any]] = []
-        served = greedy = regret = 0.0
+        served = greedy = regret = total = 0.0
         impressions = new_impressions = 0
         for r in range(self.config.rounds):
             ope = self.retrain(r) if r > 0 and not self.arm.is_oracle else None
@@ -236,8 +236,10 @@ class _ArmLoop:
                 with Session(self.engine) as session:
                     tally = self.serve_round(r, session)
             rounds.append({"round": r, **self.measures(r, tally), "ope": ope})
-            served, greedy = served + tally.served, greedy + tally.greedy
+            if r > 0:  # the warm-up's untrained scores are flat: its greedy slate is arbitrary
+                served, greedy = served + tally.served, greedy + tally.greedy
             regret += tally.oracle - tally.served
+            total += tally.served
             impressions += tally.impressions
             new_impressions += tally.new_impressions
         available = self.world.available(self.config.rounds * self.config.days_per_round)
@@ -245,7 +247,7 @@ class _ArmLoop:
             self.engine.dispose()
         cumulative = {
             "regret": regret,
-            "true_reward": served / (self.config.rounds * self.config.decisions),
+            "true_reward": total / (self.config.rounds * self.config.decisions),
             "coverage": float(np.count_nonzero(self.run_exposure[available]) / available.size),
             "exposure_gini": gini(self.run_exposure[available]),
             "jaccard": rounds[-1]["jaccard"],
@@ -269,7 +271,7 @@ def run_arm(config: StudyConfig, seed: int, arm: str) -> ArmRun:
 
 def _tasks(config: StudyConfig) -> Iterator[tuple[int, str]]:
     for seed in config.seed_list:
-        for arm in config.arms:
+        for arm in config.arms_run:
             yield seed, arm
 
 
