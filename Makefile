@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
+# The story first: a small loop study (greedy retraining against loopbreak, paired over seeds),
+# then the per-round loop with its off-policy estimates.
 demo: $(STAMP)
+	$(BIN)/loopbreak study --seeds 8 --arms greedy,loopbreak --out out/study
 	$(BIN)/loopbreak demo --out out
 
 # The store tests also run against a throwaway PostgreSQL server that the tests start themselves

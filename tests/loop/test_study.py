@@ -113,7 +113,8 @@ def test_regret_is_against_the_oracle_and_the_oracle_has_none() -> None:
 
 
 def test_a_calibrated_policy_replays_as_the_policy_it_served_with() -> None:
-    policy = CalibratedSlate(base=EpsilonGreedySlate(pool=8), budget=ExplorationBudget(relative_cost=0.05))
+    budget = ExplorationBudget(relative_cost=0.05)
+    policy = CalibratedSlate(base=EpsilonGreedySlate(pool=8), budget=budget)
     scores = np.random.default_rng(1).uniform(0.05, 0.6, size=20)
     slate = policy.decide(scores, 4, np.random.default_rng(2)).indices
     with pytest.raises(ValueError, match="depend on the slate length"):
@@ -158,3 +159,11 @@ def test_bad_options_are_refused_by_name(
     assert main(["study", option, value, "--out", str(tmp_path / "s")]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "s").exists()
+
+
+def test_the_study_trains_search_plays_at_the_products_default_weight() -> None:
+    from proplog.training_table import TrainingTableConfig
+
+    assert StudyConfig().search_weight == TrainingTableConfig().search_weight
+    assert make_arm("loopbreak", TINY).table.search_weight == TINY.search_weight
+    assert make_arm("explore", TINY).table.search_weight == 0.0
