@@ -41,9 +41,9 @@ def add_parser(sub: Any) -> None:
     study.add_argument(
         "--arms",
         type=_arms,
-        default=default_of(StudyConfig, "arms"),
+        default=",".join(default_of(StudyConfig, "arms")),  # argparse parses a text default
         help=f"comma-separated arms: {', '.join(BUILT_IN_ARMS)}, or explore:<family> / "
-        "loopbreak:<family> for any exploration family (default: all built-in)",
+        "loopbreak:<family> for any exploration family (default: %(default)s)",
     )
     config_option(study, "--seeds", StudyConfig, help="worlds, each run by every arm")
     config_option(study, "--first-seed", StudyConfig)

@@ -48,7 +48,7 @@ def test_loopbreak_help_lists_the_subcommands() -> None:
     result = subprocess.run(
         [str(script), "--help"], cwd=REPO, capture_output=True, text=True, check=True
     )
-    for command in ("serve", "demo", "retrain", "ope", "bench"):
+    for command in ("serve", "demo", "study", "retrain", "ope", "bench"):
         assert command in result.stdout
 
 

@@ -48,6 +48,9 @@ def make_arm(name: str, config: StudyConfig) -> Arm:
         return Arm(name=name, policy=GreedySlate(), table=_table(ips=False, search_weight=0.0))
     if name == "search":
         return Arm(name=name, policy=GreedySlate(), table=_table(ips=False, search_weight=alpha))
+    if name == "explore_unweighted":
+        policy = make_policy(PRODUCT_FAMILY, pool=config.pool, budget=config.budget)
+        return Arm(name=name, policy=policy, table=_table(ips=False, search_weight=0.0))
     kind, _, family = name.partition(":")
     policy = make_policy(family or PRODUCT_FAMILY, pool=config.pool, budget=config.budget)
     return Arm(

@@ -7,16 +7,25 @@ from dataclasses import dataclass, field
 
 from sim.config import WorldConfig
 
-BUILT_IN_ARMS: tuple[str, ...] = ("greedy", "search", "explore", "loopbreak", "oracle")
+BUILT_IN_ARMS: tuple[str, ...] = (
+    "greedy",
+    "search",
+    "explore",
+    "loopbreak",
+    "oracle",
+    "explore_unweighted",
+)
 """``greedy``: the top K of the model's scores, retrained on recommendation plays only,
 unweighted. ``search``: greedy serving, search-found plays in training at weight α.
 ``explore``: calibrated exploration within the budget, inverse-propensity-weighted training.
 ``loopbreak``: exploration, IPS weights and search plays together (the product's default).
 ``oracle``: the world's true best slate, the reference for regret and homogenization.
+``explore_unweighted``: the ``explore`` arm's exploration with unweighted training, which
+separates what exploring does from what the inverse-propensity weights do (not a default arm).
 Any exploration family of ``explore.make_policy`` is an arm too: ``explore:<family>`` (IPS
 weights) or ``loopbreak:<family>`` (IPS weights and search plays)."""
 
-DEFAULT_ARMS: tuple[str, ...] = BUILT_IN_ARMS
+DEFAULT_ARMS: tuple[str, ...] = BUILT_IN_ARMS[:5]
 REFERENCE_ARM = "greedy"
 """The arm every other arm's paired difference is taken from."""
 ORACLE_ARM = "oracle"

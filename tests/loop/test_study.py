@@ -167,3 +167,10 @@ def test_the_study_trains_search_plays_at_the_products_default_weight() -> None:
     assert StudyConfig().search_weight == TrainingTableConfig().search_weight
     assert make_arm("loopbreak", TINY).table.search_weight == TINY.search_weight
     assert make_arm("explore", TINY).table.search_weight == 0.0
+
+
+def test_the_diagnostic_arm_explores_like_explore_and_trains_unweighted() -> None:
+    explore, unweighted = make_arm("explore", TINY), make_arm("explore_unweighted", TINY)
+    assert unweighted.policy == explore.policy
+    assert explore.table.clip_max > 1.0 and unweighted.table.clip_max == 1.0
+    assert "explore_unweighted" not in StudyConfig().arms
