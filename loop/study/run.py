@@ -115,11 +115,17 @@ class _ArmLoop:
             data, self.catalog, model="baseline", version=f"{self.arm.name}-r{r}"
         ).scorer
         held_out = read_window(self.engine, since=cut, until=to_datetime(r * days))
-        if held_out.decisions.empty or held_out.slates["propensity"].isna().any():
+        if held_out.decisions.empty:
             return None
-        replayed = replay_window(
-            held_out, scorer=self.scorer, policy=self.arm.policy, logging_policy=self.arm.policy
-        )
+        if held_out.slates["propensity"].isna().any():
+            reason = "the logged marginals are not exact (DESIGN §3): no estimator takes them"
+            return {"unsupported": None, "estimates": {}, "skipped": reason}
+        try:
+            replayed = replay_window(
+                held_out, scorer=self.scorer, policy=self.arm.policy, logging_policy=self.arm.policy
+            )
+        except ValueError as exc:  # e.g. random insertion: its prefixes depend on the length
+            return {"unsupported": None, "estimates": {}, "skipped": str(exc)}
         estimates = estimate_all(replayed.batch)
         return {
             "unsupported": replayed.support.get("unsupported_share"),
