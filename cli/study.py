@@ -57,6 +57,9 @@ def add_parser(sub: Any) -> None:
     config_option(study, "--workers", StudyConfig, help="processes")
     config_option(study, "--items", WorldConfig, "n_items", "catalog size of the world")
     config_option(study, "--users", WorldConfig, "n_users", "members of the world")
+    config_option(
+        study, "--popularity-feedback", WorldConfig, help="social proof of the world (0: none)"
+    )
     add_json(study)
     study.set_defaults(func=run)
 
@@ -75,7 +78,11 @@ def config_from(args: argparse.Namespace) -> StudyConfig:
             holdout_share=args.holdout_share,
             arms=args.arms,
             workers=args.workers,
-            world=WorldConfig(n_items=args.items, n_users=args.users),
+            world=WorldConfig(
+                n_items=args.items,
+                n_users=args.users,
+                popularity_feedback=args.popularity_feedback,
+            ),
         )
     except ValueError as exc:
         raise CommandInputError(str(exc)) from None

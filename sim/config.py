@@ -71,6 +71,10 @@ class WorldConfig:
     device_strength: float = 1.0
     reconsumption: float = 0.1
     taste_drift_per_year: float = 0.0
+    popularity_feedback: float = 0.0
+    """Social proof: each title's play logit gains ``popularity_feedback`` × ln(1 + its plays
+    so far in this world), so that what is shown and played becomes more appealing (0: the
+    popularity prior is static)."""
 
     # sessions with an intent, and search
     intent_rate: float = 0.3
@@ -92,6 +96,10 @@ class WorldConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"WorldConfig.{name} must be in [0, 1]; got {value}")
+        if not 0.0 <= self.popularity_feedback <= 5.0:
+            raise ValueError(
+                f"WorldConfig.popularity_feedback must be in [0, 5]; got {self.popularity_feedback}"
+            )
         if self.horizon_days <= 0:
             raise ValueError(f"WorldConfig.horizon_days must be > 0; got {self.horizon_days}")
         if self.examination not in ("log", "inverse"):

@@ -10,7 +10,9 @@ Behaviour on a home slate (position-based model):
 - if j was not examined on the slate, the user searches with probability ``search_rate`` with a
   query made from j's title words; if the search surface ranks j at r, it is examined with θ_r and
   played with ``intent_play``. Such plays have ``source="search"``;
-- a play lasts a full watch with probability c(u, i), or is a sample (trailer-like) otherwise.
+- a play lasts a full watch with probability c(u, i), or is a sample (trailer-like) otherwise;
+- with ``popularity_feedback`` > 0 (social proof), a title's logit grows with ln(1 + its plays so
+  far), so what is shown and played becomes more appealing to everyone.
 
 Ground truth. Plays at different positions do not interact, so the expected reward of a slate is
 
@@ -149,6 +151,7 @@ class World:
         self._genre_share = self.catalog.genres / self._genre_count[:, None]
         self._user_language = np.array([self._language_of_country(c) for c in self.users.country])
         self._seen: list[set[int]] = [set() for _ in range(self.users.n_users)]
+        self._plays = np.zeros(self.catalog.n_items)
 
     # ---- requests -------------------------------------------------------------------------
 
@@ -229,6 +232,9 @@ class World:
             0.0,
         )
         language = c.language_bonus * (self.catalog.language[items] == self._user_language[u])
+        social = (
+            c.popularity_feedback * np.log1p(self._plays[items]) if c.popularity_feedback else 0
+        )
         return (
             c.base_logit
             + c.popularity_weight * self._pop_z[items]
@@ -237,6 +243,7 @@ class World:
             + context
             + fresh
             + language
+            + social
         )
 
     def _reconsumption(self, request: Request, items: np.ndarray) -> np.ndarray:
@@ -376,6 +383,8 @@ class World:
     def record(self, outcome: Outcome) -> None:
         """Apply an outcome to the world's state: played items count as seen."""
         self._seen[outcome.request.user].update(p.item for p in outcome.plays)
+        for play in outcome.plays:
+            self._plays[play.item] += 1.0
 
     @staticmethod
     def _language_of_country(country: int) -> int:

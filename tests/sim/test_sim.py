@@ -372,3 +372,34 @@ def test_oracle_slate_beats_random_slates_and_its_own_permutations(world: World)
 def test_bad_world_config_raises_naming_the_field(overrides: dict, field: str) -> None:
     with pytest.raises(ValueError, match=rf"WorldConfig\.{field}"):
         WorldConfig(**overrides)
+
+
+def test_popularity_feedback_makes_played_titles_more_appealing_to_everyone() -> None:
+    import dataclasses
+
+    from sim.world import Outcome, Play
+
+    base = WorldConfig(seed=3, n_items=50, n_users=20)
+    for feedback, rises in ((0.0, False), (0.5, True)):
+        world = World(dataclasses.replace(base, popularity_feedback=feedback))
+        rng = np.random.default_rng(0)
+        requests = world.sample_requests(10, start=0.0, end=1.0, rng=rng)
+        first = requests[0]
+        other = next(q for q in requests if q.user != first.user)  # no reconsumption discount
+        item = int(world.available(0.0)[0])
+        before = world.play_probability(other, np.array([item]))[0]
+        plays = tuple(Play(item=item, t=0.1, seconds=60.0, completion=1.0, source="rec",
+                           position=0) for _ in range(5))  # fmt: skip
+        world.record(
+            Outcome(request=first, slate=np.array([item]), examined=np.array([True]),
+                    played=np.array([True]), reward=np.array([1.0]), plays=plays)
+        )  # fmt: skip
+        after = world.play_probability(other, np.array([item]))[0]
+        assert (after > before) == rises
+        if not rises:
+            assert after == before
+
+
+def test_popularity_feedback_is_refused_outside_its_range() -> None:
+    with pytest.raises(ValueError, match=r"popularity_feedback must be in \[0, 5\]"):
+        WorldConfig(popularity_feedback=-0.1)
