@@ -126,7 +126,7 @@ def render(study: dict[str, Any]) -> str:
         f"RMSE {e['rmse']:.3f}  ({e['n']} estimates)"
         for arm, record in study["ope"].items()
         for name, e in record["estimators"].items()
-        if name in ("ipw", "snipw")
+        if name in ("ipw", "snipw", "dr")
     ]
     if ope:
         title = "off-policy estimates made before each round, against its true reward"

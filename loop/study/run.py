@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from explore.policy import greedy_order
 from fm_core import PopularityAffinityScorer, Scorer
-from loop.replay import replay_window
+from loop.ope_targets import TargetPolicy, replay_with_reward_model
 from loop.retrain import fit_model
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
@@ -120,9 +120,11 @@ class _ArmLoop:
         if held_out.slates["propensity"].isna().any():
             reason = "the logged marginals are not exact (DESIGN §3): no estimator takes them"
             return {"unsupported": None, "estimates": {}, "skipped": reason}
+        policy = self.arm.policy
+        target = TargetPolicy(name=self.scorer.model_version, scorer=self.scorer, policy=policy)
         try:
-            replayed = replay_window(
-                held_out, scorer=self.scorer, policy=self.arm.policy, logging_policy=self.arm.policy
+            replayed = replay_with_reward_model(
+                held_out, target, logging_policy=policy, seed=self.seed
             )
         except ValueError as exc:  # e.g. random insertion: its prefixes depend on the length
             return {"unsupported": None, "estimates": {}, "skipped": str(exc)}

@@ -113,6 +113,10 @@ def test_regret_is_against_the_oracle_and_the_oracle_has_none() -> None:
         float(np.mean(diffs))
     )
     assert study["cumulative"]["greedy"]["exploration_cost"]["mean"] == 0.0
+    # the estimates made before each round: IPS and SNIPS, the model-based ones, the slate ones
+    estimators = study["ope"]["loopbreak"]["estimators"]
+    assert {"ipw", "snipw", "dm", "dr", "sndr", "sips", "rips"} <= set(estimators)
+    assert estimators["dr"]["n"] == TINY.seeds * (TINY.rounds - 1)
 
 
 def test_a_calibrated_policy_replays_as_the_policy_it_served_with() -> None:
