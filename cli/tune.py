@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
 from cli.common import MODEL_FILE, add_json, config_option, default_of
-from loop.tune_config import DEFAULT_ALPHAS, LogTuneConfig, SimTuneConfig
+from loop.tune_config import DEFAULT_ALPHAS, LogTuneConfig, SimTuneConfig, check_alphas
 from sim.config import WorldConfig
 
 if TYPE_CHECKING:
@@ -29,10 +28,12 @@ def parse_alphas(text: str) -> tuple[float, ...]:
         raise argparse.ArgumentTypeError(
             f"--alphas must be comma-separated numbers; got {text!r}"
         ) from None
-    if not values or any(not math.isfinite(v) or v < 0 for v in values):
+    try:
+        check_alphas(values)
+    except ValueError:
         raise argparse.ArgumentTypeError(
             f"--alphas must be one or more finite numbers >= 0; got {text!r}"
-        )
+        ) from None
     return values
 
 

@@ -36,9 +36,9 @@ import pandas as pd
 
 from explore import Policy, policy_for_record
 from fm_core import Scorer
-from loop.replay import PrecomputedScores, Replayed, replay_batch, replay_window
+from loop.replay import PrecomputedScores, replay_batch
 from loop.windows import LoggedWindow
-from ope.replay import HasMarginals
+from ope import OpeBatch
 from ope.reward_model import REWARD_MODELS as BUILT_IN_REWARD_MODELS
 from ope.reward_model import Classifier, cross_fit
 from ope.support import unsupported_mass
@@ -73,11 +73,14 @@ class TargetPolicy:
 
 @dataclass(frozen=True)
 class ReplayedTarget:
-    """OPE rows for one target in the input contract, plus the request segments."""
+    """OPE rows for one target: ``frame`` in the input contract, plus the request segments;
+    ``batch``, the same rows with every slate column of the replay (and q̂, v̂ with a reward
+    model), for the slate and model-based estimators at once."""
 
     name: str
     frame: pd.DataFrame
     unsupported_mass: float | None
+    batch: OpeBatch
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -256,36 +259,14 @@ def replay_targets(
             )
             frame["q_hat"] = fit.q_hat
             frame["v_hat"] = fit.v_hat
+            batch = dataclasses.replace(batch, q_hat=fit.q_hat, v_hat=fit.v_hat)
         logger.info("replayed %s on %d decisions", target.name, len(window.decisions))
         out.append(
-            ReplayedTarget(name=target.name, frame=frame, unsupported_mass=tables.unsupported_mass)
+            ReplayedTarget(
+                name=target.name,
+                frame=frame,
+                unsupported_mass=tables.unsupported_mass,
+                batch=batch,
+            )
         )
     return out
-
-
-def replay_with_reward_model(
-    window: LoggedWindow,
-    target: TargetPolicy,
-    *,
-    logging_policy: HasMarginals | None = None,
-    reward_model: str = "logistic",
-    seed: int = 0,
-) -> Replayed:
-    """``loop.replay.replay_window`` (every slate column, the support diagnostics) with the
-    cross-fitted q̂ and v̂ of ``replay_targets`` for this one target, so that the model-based
-    estimators (DM, DR, SNDR, DRos, Switch-DR) run beside IPS, SNIPS and the slate ones on the
-    same rows."""
-    replayed = replay_window(
-        window, scorer=target.scorer, policy=target.policy, logging_policy=logging_policy
-    )
-    (fitted,) = replay_targets(window, [target], reward_model=reward_model, seed=seed)
-    frame, batch = fitted.frame, replayed.batch
-    if not (
-        np.array_equal(frame["reward"].to_numpy(), batch.reward)
-        and np.array_equal(frame["target_pscore"].to_numpy(), batch.target_pscore)
-    ):
-        raise AssertionError("the reward model's rows are not the replay's rows")
-    with_model = dataclasses.replace(
-        batch, q_hat=frame["q_hat"].to_numpy(), v_hat=frame["v_hat"].to_numpy()
-    )
-    return Replayed(batch=with_model, support=replayed.support)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sim.config import WorldConfig
 
@@ -83,8 +83,6 @@ class StudyConfig:
 
     def world_for(self, seed: int) -> WorldConfig:
         """The world of one seed: the configured world with that seed."""
-        from dataclasses import replace
-
         return replace(self.world, seed=seed)
 
     @property

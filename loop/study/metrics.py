@@ -16,11 +16,11 @@ def gini(counts: np.ndarray) -> float:
 
     G = Σ_i (2i − n − 1) x_(i) / (n Σ x), with x sorted ascending and i = 1..n."""
     x = np.sort(np.asarray(counts, dtype=np.float64))
+    if x.size and x[0] < 0:
+        raise ValueError("counts must be >= 0")
     n, total = x.size, float(x.sum())
     if n == 0 or total <= 0.0:
         return 0.0
-    if np.any(x < 0):
-        raise ValueError("counts must be >= 0")
     i = np.arange(1, n + 1, dtype=np.float64)
     return float(np.sum((2.0 * i - n - 1.0) * x) / (n * total))
 

@@ -29,7 +29,7 @@ from sqlmodel import Session
 
 from explore.policy import greedy_order
 from fm_core import PopularityAffinityScorer, Scorer
-from loop.ope_targets import TargetPolicy, replay_with_reward_model
+from loop.ope_targets import TargetPolicy, replay_targets
 from loop.retrain import fit_model
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
@@ -123,14 +123,12 @@ class _ArmLoop:
         policy = self.arm.policy
         target = TargetPolicy(name=self.scorer.model_version, scorer=self.scorer, policy=policy)
         try:
-            replayed = replay_with_reward_model(
-                held_out, target, logging_policy=policy, seed=self.seed
-            )
+            (replayed,) = replay_targets(held_out, [target], seed=self.seed)
         except ValueError as exc:  # e.g. random insertion: its prefixes depend on the length
             return {"unsupported": None, "estimates": {}, "skipped": str(exc)}
         estimates = estimate_all(replayed.batch)
         return {
-            "unsupported": replayed.support.get("unsupported_share"),
+            "unsupported": replayed.unsupported_mass,
             "estimates": {
                 name: {"value": e.value, "lo": e.lo, "hi": e.hi} for name, e in estimates.items()
             },
@@ -168,8 +166,8 @@ class _ArmLoop:
         k, world = self.config.k, self.world
         items = world.available(request.t)
         rewards = world.item_rewards(request, items)
-        oracle = items[np.lexsort((items, -rewards))][:k]
-        oracle_value = float(self.theta[: oracle.size] @ np.sort(rewards)[::-1][: oracle.size])
+        best = np.lexsort((items, -rewards))[:k]  # world.oracle_slate's order
+        oracle, oracle_value = items[best], float(self.theta[: best.size] @ rewards[best])
         decision_id = str(
             uuid.UUID(bytes=np.random.default_rng([self.seed, r, i, _DECISION]).bytes(16))
         )
@@ -216,7 +214,6 @@ class _ArmLoop:
     def measures(self, r: int, tally: _RoundTally) -> dict[str, float]:
         available = self.world.available((r + 1) * self.config.days_per_round)
         n = max(tally.decisions, 1)
-        self.run_exposure += tally.exposure
         return {
             "true_reward": tally.served / n,
             "oracle_reward": tally.oracle / n,
@@ -244,6 +241,7 @@ class _ArmLoop:
                 with Session(self.engine) as session:
                     tally = self.serve_round(r, session)
             rounds.append({"round": r, **self.measures(r, tally), "ope": ope})
+            self.run_exposure += tally.exposure
             if r > 0:  # the warm-up's untrained scores are flat: its greedy slate is arbitrary
                 served, greedy = served + tally.served, greedy + tally.greedy
             regret += tally.oracle - tally.served
