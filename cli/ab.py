@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from cli.common import CommandInputError, add_alpha, add_database, add_json, fail, log_engine
-
-if TYPE_CHECKING:
-    import pandas as pd
-    from sqlalchemy import Engine
+from cli.common import add_alpha, add_database, add_json, fail, log_engine
 
 
 def add_parser(sub: Any) -> None:
@@ -34,76 +29,13 @@ def add_parser(sub: Any) -> None:
     analyze.set_defaults(func=run)
 
 
-def experiment_rows(engine: Engine, experiment: str, reward: str) -> pd.DataFrame:
-    """One row per decision of ``experiment``: arm, user_id, model_version, created_at and
-    reward (``plays``: rec plays on the slate; ``play_value``: the plays' summed value)."""
-    import pandas as pd
-
-    from loop.experiment import ARM_SEPARATOR
-    from proplog.frames import decision_frame, slate_frame
-
-    decisions = decision_frame(session_or_engine=engine)
-    prefix = f"{experiment}{ARM_SEPARATOR}"
-    decisions = decisions[decisions["arm"].fillna("").str.startswith(prefix)]
-    if decisions.empty:
-        raise CommandInputError(f"no decision in the log has an arm of experiment {experiment!r}")
-    slates = slate_frame(session_or_engine=engine)
-    slates = slates[slates["decision_id"].isin(decisions["decision_id"])]
-    column = "played" if reward == "plays" else "play_value"
-    per_decision = slates.groupby("decision_id")[column].sum()
-    return pd.DataFrame(
-        {
-            "decision_id": decisions["decision_id"].to_numpy(),
-            "arm": decisions["arm"].str.slice(len(prefix)).to_numpy(),
-            "user_id": decisions["user_id"].to_numpy(),
-            "model_version": decisions["model_version"].to_numpy(),
-            "created_at": decisions["created_at"].to_numpy(),
-            "reward": per_decision.reindex(decisions["decision_id"]).fillna(0.0).to_numpy(),
-        }
-    )
-
-
-def prior_prediction(
-    engine: Engine, *, candidate: str, baseline: str, before: datetime
-) -> dict[str, Any] | None:
-    """The latest gate report for ``candidate`` (against ``baseline`` when there is one),
-    preferring those stored before ``before``; None when the candidate was never gated."""
-    from sqlmodel import Session, col, select
-
-    from ope.gate import NOT_READY, READY
-    from proplog.schema import OpeReport
-
-    with Session(engine) as session:
-        rows = session.exec(
-            select(OpeReport)
-            .where(OpeReport.candidate == candidate)
-            .where(col(OpeReport.decision).in_([READY, NOT_READY]))
-            .order_by(col(OpeReport.created_at).desc(), col(OpeReport.id).desc())
-        ).all()
-    if not rows:
-        return None
-    ranked = sorted(
-        rows,
-        key=lambda r: (r.created_at <= before, r.baseline == baseline, r.created_at, r.id or 0),
-        reverse=True,
-    )
-    chosen = ranked[0]
-    return {
-        "report_id": chosen.id,
-        "created_at": chosen.created_at.isoformat(),
-        "made_before_experiment": chosen.created_at <= before,
-        "baseline": chosen.baseline,
-        "decision": chosen.decision,
-        "lift": chosen.payload.get("lift", {}),
-    }
-
-
 def run(args: argparse.Namespace) -> int:
     """``loopbreak ab analyze``: per-arm means and each treatment's difference from control,
     beside the OPE prediction made beforehand; stored as ope_report rows (decision "ab")."""
     import pandas as pd
     from sqlmodel import Session
 
+    from loop.ab_log import experiment_rows, prior_prediction
     from ope.ab import agreement, analyze
     from ope.report import finite_or_none
     from proplog.registry import record_ope_report
@@ -112,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         engine = log_engine(args.database)
         rows = experiment_rows(engine, args.experiment, args.reward)
         result = analyze(rows, control=args.control, alpha=args.alpha)
-    except (CommandInputError, ValueError) as exc:
+    except ValueError as exc:  # CommandInputError included
         return fail(str(exc))
     started = pd.Timestamp(rows["created_at"].min()).to_pydatetime()
     versions = rows.groupby("arm")["model_version"].agg(lambda v: v.value_counts().index[0])
