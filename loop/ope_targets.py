@@ -1,26 +1,28 @@
-"""OPE rows from the propensity log for target policies (a scorer plus an exploration policy):
-the policy replay of ``loop.replay.replay_batch``, a cross-fitted reward model for DM and the
-doubly robust estimators, the request segments, and the target mass outside the logging
-policy's support.
+"""OPE rows from the propensity log for target policies (a scorer plus an exploration policy),
+and for the production policy that logged the window: the policy replay of
+``loop.replay.replay_batch``, one cross-fitted outcome model per window for DM and the doubly
+robust estimators, the request segments, and the target mass outside the logging policy's
+support.
 
-**Reward model.** One row per logged (decision, position). q̂(x, a, k) is a cross-fitted
-classifier (``ope.reward_model.cross_fit``) on the logits of the logging model's score of item a
-(stored with the decision, so it exists for every candidate) and of every replayed model's score
-of a, and a one-hot of the position k: a logistic regression, gradient-boosted trees, or the
-ranker's DCN-v2 network (``fm_core.reward_classifier.RankerRewardModel``, handed to ``ope`` as a
-factory by ``reward_model_for``, so ``ope`` never imports torch). All three see the same
-features, so their estimates compare like for like. The features are the same whichever target
-is replayed, so every target of one replay gets the same q̂ (the gate's paired DR lift needs
-that). v̂ at a row is Σ_a π_e(a at k | x) q̂(x, a, k) over the
-candidates the target can put at k, so the action space of a row is the logged item followed by
-the target's support at that position; it is never a dense candidates × rows array unless the
-target explores over every candidate.
+**One outcome model per window.** q̂(x, a, k) is fitted once per log window
+(``fit_window_model``), on logged features only: the logit of the logging model's score of item
+a (stored with the decision, so it exists for every candidate) and its square, and a one-hot of
+the position k. It is cross-fitted (``ope.reward_model.fit_folds``; a slate's positions share a
+fold), so no row's q̂ has seen its own reward. Because no target's scores enter it, a candidate
+gets the same q̂ and v̂, hence the same estimate, whichever other policies it is evaluated beside:
+the report and the gate agree exactly. The classifier is a logistic regression, gradient-boosted
+trees, or the ranker's DCN-v2 network (``fm_core.reward_classifier.RankerRewardModel``, handed
+to ``ope`` as a factory by ``reward_model_for``, so ``ope`` never imports torch). v̂ at a row is
+Σ_a π_e(a at k | x) q̂(x, a, k) over the candidates the target can put at k; the action space of
+a row is the logged item followed by the target's support at that position, never a dense
+candidates × rows array unless the target explores over every candidate.
 
 **Support.** For a logging policy whose marginals are known (rebuilt from each decision's logged
 policy name, exploration parameters and scores by ``explore.policy_for_record``: greedy,
 ε-greedy, random insertion, Plackett-Luce over a small pool), the unsupported mass of a target is
 the mean over decisions of (1/K) Σ_k Σ_i π_e(i at k) [π_0(i at k) = 0] (``ope.support``): the
-share of the target's slate the logs can say nothing about.
+share of the target's slate the logs can say nothing about. Its part of v̂ (``v_hat_unsupported``)
+is what DM and every DR estimator take from the outcome model alone, unchecked by any reward.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from loop.replay import PrecomputedScores, replay_batch
 from loop.windows import LoggedWindow
 from ope import OpeBatch
 from ope.reward_model import REWARD_MODELS as BUILT_IN_REWARD_MODELS
-from ope.reward_model import Classifier, cross_fit
+from ope.reward_model import Classifier, FoldModels, fit_folds
 from ope.support import unsupported_mass
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,9 @@ class ReplayedTarget:
     frame: pd.DataFrame
     unsupported_mass: float | None
     batch: OpeBatch
+    marginals: tuple[np.ndarray, ...] = ()
+    """Per logged decision, the target's (K, n) marginals on its candidates (empty where the
+    production policy's are not known)."""
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -101,32 +106,116 @@ def _logged_marginals(
 
 
 @dataclass(frozen=True)
+class _Rows:
+    """The window's logged rows (one per decision and position): the decision of each row, the
+    logged item's index among the decision's candidates, and the position."""
+
+    decision: np.ndarray
+    candidate: np.ndarray
+    position: np.ndarray
+    candidates: list[np.ndarray]
+
+    @classmethod
+    def of(cls, window: LoggedWindow) -> _Rows:
+        if window.decisions.empty:
+            raise ValueError("the log window holds no decisions")
+        slates = window.slates
+        index = pd.Index(window.decisions["decision_id"])
+        decision = index.get_indexer(slates["decision_id"])
+        candidates = [np.asarray(c, dtype=np.int64) for c in window.decisions["candidate_ids"]]
+        items = slates["item_id"].to_numpy(dtype=np.int64)
+        candidate = np.array(
+            [
+                int(np.flatnonzero(candidates[d] == item)[0])
+                for d, item in zip(decision, items, strict=True)
+            ],
+            dtype=np.int64,
+        )
+        position = slates["position"].to_numpy(dtype=np.int64)
+        return cls(decision=decision, candidate=candidate, position=position, candidates=candidates)
+
+
+class _LoggedFeatures:
+    """Outcome-model features of (logged row, candidate): the logit of the logging model's score
+    of that candidate and its square, and the row's position one-hot. Logged data only."""
+
+    def __init__(self, window: LoggedWindow, rows: _Rows) -> None:
+        logged = [np.asarray(s, dtype=np.float64) for s in window.decisions["candidate_scores"]]
+        sizes = np.array([c.size for c in logged])
+        self.offset = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        self.logit = _logit(np.concatenate(logged))
+        self.row_decision = rows.decision
+        self.onehot = np.eye(int(rows.position.max()) + 1)[rows.position]
+
+    def design(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        z = self.logit[self.offset[self.row_decision[rows]] + candidates]
+        return np.column_stack([z, z * z, self.onehot[rows]])
+
+
+@dataclass(frozen=True)
+class WindowModel:
+    """The outcome model of one log window: q̂ of any candidate at any logged row (its
+    position), each row scored by the fold model that never saw it."""
+
+    name: str
+    folds: FoldModels
+
+    @property
+    def q_hat(self) -> np.ndarray:
+        """(n_rows,) q̂ at each row's logged item and position."""
+        return self.folds.q_hat
+
+    def expected(self, target: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """(n_rows,) Σ_a target[i, a] q̂(x_i, candidates[i, a], k_i)."""
+        return self.folds.expected(target, candidates)
+
+
+def fit_window_model(
+    window: LoggedWindow,
+    *,
+    reward_model: str = "logistic",
+    n_folds: int = 3,
+    seed: int = 0,
+) -> WindowModel:
+    """Cross-fit the window's outcome model (one of ``REWARD_MODELS``) on logged features only
+    (see the module docstring); a slate's positions share a fold."""
+    model = reward_model_for(reward_model, seed)
+    rows = _Rows.of(window)
+    features = _LoggedFeatures(window, rows)
+    folds = fit_folds(
+        features.design,
+        reward=window.slates["played"].to_numpy(dtype=np.float64),
+        action=rows.candidate,
+        model=model,
+        n_folds=n_folds,
+        seed=seed,
+        groups=rows.decision,
+    )
+    return WindowModel(name=reward_model, folds=folds)
+
+
+@dataclass(frozen=True)
 class _TargetTables:
     """Per logged row, over the row's actions (the logged item first, then the rest of the
-    target's support at that position): the target's marginal and the candidate index."""
+    target's support at that position): the target's marginal, the candidate index, and whether
+    the logging policy could show it there (True where its marginals are unknown)."""
 
     target: np.ndarray  # (n_rows, n_actions)
     candidate: np.ndarray  # (n_rows, n_actions), -1 past the row's actions
+    supported: np.ndarray  # (n_rows, n_actions)
     unsupported_mass: float | None
 
 
-def _target_tables(
-    window: LoggedWindow,
-    policy: Policy,
-    scores: list[np.ndarray],
-    row_decision: np.ndarray,
-    row_candidate: np.ndarray,
-    row_position: np.ndarray,
-) -> _TargetTables:
+def _target_tables(window: LoggedWindow, rows: _Rows, marginals: list[np.ndarray]) -> _TargetTables:
+    """The tables of a target whose (K, n) marginals on each decision's candidates are given."""
     decisions = window.decisions
-    per_row_target: list[np.ndarray] = []
-    per_row_action: list[np.ndarray] = []
+    per_row: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     unsupported: list[float] = []
     known_support = True
-    rows_of = pd.Series(np.arange(row_decision.size)).groupby(row_decision).indices
-    for d, (s, logged_scores, k, name, params) in enumerate(
+    rows_of = pd.Series(np.arange(rows.decision.size)).groupby(rows.decision).indices
+    for d, (m, logged_scores, k, name, params) in enumerate(
         zip(
-            scores,
+            marginals,
             decisions["candidate_scores"],
             decisions["k"],
             decisions["policy_name"],
@@ -134,53 +223,77 @@ def _target_tables(
             strict=True,
         )
     ):
-        marginals = policy.marginals(np.asarray(s, dtype=np.float64), int(k))  # (K, n)
+        logged = None
         if known_support:
             logged = _logged_marginals(name, params, np.asarray(logged_scores), int(k))
             if logged is None:
                 known_support = False
             else:
-                unsupported.append(unsupported_mass(logged, marginals) / marginals.shape[0])
+                unsupported.append(unsupported_mass(logged, m) / m.shape[0])
         for row in rows_of.get(d, ()):
-            position, logged_item = int(row_position[row]), int(row_candidate[row])
-            at_k = marginals[position] if position < marginals.shape[0] else np.zeros(s.size)
+            position, logged_item = int(rows.position[row]), int(rows.candidate[row])
+            at_k = m[position] if position < m.shape[0] else np.zeros(m.shape[1])
             others = np.flatnonzero(at_k > 0.0)
             actions = np.concatenate(([logged_item], others[others != logged_item]))
-            per_row_target.append(at_k[actions])
-            per_row_action.append(actions)
-    width = max(a.size for a in per_row_target)
-    target = np.zeros((len(per_row_target), width))
-    candidate = np.full((len(per_row_target), width), -1, dtype=np.int64)
-    for row, (t, a) in enumerate(zip(per_row_target, per_row_action, strict=True)):
-        target[row, : t.size] = t
-        candidate[row, : a.size] = a
+            if logged is None or position >= logged.shape[0]:
+                supported = np.full(actions.size, logged is None)
+            else:
+                supported = logged[position][actions] > 0.0
+            per_row.append((at_k[actions], actions, supported))
+    width = max(t.size for t, _, _ in per_row)
+    n = len(per_row)
+    target, candidate = np.zeros((n, width)), np.full((n, width), -1, dtype=np.int64)
+    supported = np.ones((n, width), dtype=bool)
+    for row, (t, a, s) in enumerate(per_row):
+        target[row, : t.size], candidate[row, : a.size], supported[row, : s.size] = t, a, s
     mass = float(np.mean(unsupported)) if known_support and unsupported else None
-    return _TargetTables(target=target, candidate=candidate, unsupported_mass=mass)
+    return _TargetTables(
+        target=target, candidate=candidate, supported=supported, unsupported_mass=mass
+    )
 
 
-class _ScoreFeatures:
-    """Reward-model features of (logged row, candidate): the logit of the logging model's score
-    and of every target model's score of that candidate, and the row's position one-hot."""
+def _frame(window: LoggedWindow, batch: OpeBatch) -> pd.DataFrame:
+    slates = window.slates
+    frame = pd.DataFrame(
+        {
+            "reward": batch.reward,
+            "pscore": batch.pscore,
+            "target_pscore": batch.target_pscore,
+            "decision_id": slates["decision_id"].to_numpy(),
+            "slot": batch.slot,
+        }
+    )
+    segments = window.decisions.set_index("decision_id")[list(SEGMENTS)]
+    for column in SEGMENTS:
+        frame[column] = segments[column].reindex(frame["decision_id"]).to_numpy()
+    return frame
 
-    def __init__(
-        self,
-        logged: list[np.ndarray],
-        targets: list[list[np.ndarray]],
-        row_decision: np.ndarray,
-        row_position: np.ndarray,
-    ) -> None:
-        sizes = np.array([c.size for c in logged])
-        self.offset = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        self.logits = np.column_stack(
-            [_logit(np.concatenate(logged))]
-            + [_logit(np.concatenate([np.asarray(s) for s in t])) for t in targets]
-        )  # (Σ candidates, 1 + n_targets)
-        self.row_decision = row_decision
-        self.onehot = np.eye(int(row_position.max()) + 1)[row_position]
 
-    def design(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        flat = self.offset[self.row_decision[rows]] + candidates
-        return np.column_stack([self.logits[flat], self.onehot[rows]])
+def _replayed(
+    name: str,
+    window: LoggedWindow,
+    rows: _Rows,
+    batch: OpeBatch,
+    marginals: list[np.ndarray],
+    model: WindowModel | None,
+) -> ReplayedTarget:
+    frame = _frame(window, batch)
+    tables = _target_tables(window, rows, marginals)
+    if model is not None:
+        v_hat = model.expected(tables.target, tables.candidate)
+        outside = np.where(tables.supported, 0.0, tables.target)
+        frame["q_hat"] = model.q_hat
+        frame["v_hat"] = v_hat
+        frame["v_hat_unsupported"] = model.expected(outside, tables.candidate)
+        batch = dataclasses.replace(batch, q_hat=model.q_hat, v_hat=v_hat)
+    logger.info("replayed %s on %d decisions", name, len(window.decisions))
+    return ReplayedTarget(
+        name=name,
+        frame=frame,
+        unsupported_mass=tables.unsupported_mass,
+        batch=batch,
+        marginals=tuple(marginals),
+    )
 
 
 def replay_targets(
@@ -188,85 +301,80 @@ def replay_targets(
     targets: Sequence[TargetPolicy],
     *,
     reward_model: str | None = "logistic",
+    model: WindowModel | None = None,
     n_folds: int = 3,
     seed: int = 0,
 ) -> list[ReplayedTarget]:
     """OPE rows for each target on the window's logged decisions (one row per position).
 
     Columns: reward (played), pscore, target_pscore, decision_id, slot, the segments
-    ``surface`` and ``device``, and with ``reward_model`` (one of ``REWARD_MODELS``:
-    "logistic", "gbdt" or "ranker") the cross-fitted q_hat and v_hat. The reward model's
-    features are the logging model's and every target model's scores, so all targets of one
-    call share the same q_hat.
+    ``surface`` and ``device``, and with an outcome model the cross-fitted q_hat, v_hat and
+    v_hat_unsupported (v̂'s part outside the logging policy's support). ``model``: the window's
+    outcome model (``fit_window_model``); without it one is fitted with ``reward_model`` (one
+    of ``REWARD_MODELS``, or None for none), ``n_folds`` and ``seed``. Either way it is fitted on
+    logged features only, so every target of the window gets the same q_hat.
     """
-    model = None if reward_model is None else reward_model_for(reward_model, seed)
-    if window.decisions.empty:
-        raise ValueError("the log window holds no decisions")
-    slates = window.slates
-    index = pd.Index(window.decisions["decision_id"])
-    row_decision = index.get_indexer(slates["decision_id"])
-    candidates = [np.asarray(c, dtype=np.int64) for c in window.decisions["candidate_ids"]]
-    items = slates["item_id"].to_numpy(dtype=np.int64)
-    row_candidate = np.array(
-        [
-            int(np.flatnonzero(candidates[d] == item)[0])
-            for d, item in zip(row_decision, items, strict=True)
-        ]
-    )
-    row_position = slates["position"].to_numpy(dtype=np.int64)
-    segments = window.decisions.set_index("decision_id")[list(SEGMENTS)]
-    all_scores = [target.scorer.score(window.requests, candidates) for target in targets]
-    features = _ScoreFeatures(
-        [np.asarray(s, dtype=np.float64) for s in window.decisions["candidate_scores"]],
-        all_scores,
-        row_decision,
-        row_position,
-    )
+    rows = _Rows.of(window)
+    if model is None and reward_model is not None:
+        model = fit_window_model(window, reward_model=reward_model, n_folds=n_folds, seed=seed)
     out: list[ReplayedTarget] = []
-    for target, scores in zip(targets, all_scores, strict=True):
+    for target in targets:
+        scores = target.scorer.score(window.requests, rows.candidates)
         batch = replay_batch(
             window, scorer=PrecomputedScores(target.scorer, scores), policy=target.policy
         )
-        frame = pd.DataFrame(
-            {
-                "reward": batch.reward,
-                "pscore": batch.pscore,
-                "target_pscore": batch.target_pscore,
-                "decision_id": slates["decision_id"].to_numpy(),
-                "slot": batch.slot,
-            }
-        )
-        for column in SEGMENTS:
-            frame[column] = segments[column].reindex(frame["decision_id"]).to_numpy()
-        tables = _target_tables(
-            window, target.policy, scores, row_decision, row_candidate, row_position
-        )
-        if model is not None:
-            table = tables.candidate
-
-            def design(rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
-                return features.design(rows, table[rows, actions])  # noqa: B023
-
-            fit = cross_fit(
-                design,
-                reward=frame["reward"].to_numpy(),
-                action=np.zeros(len(frame), dtype=np.int64),  # the logged item is action 0
-                target=tables.target,
-                model=model,
-                n_folds=n_folds,
-                seed=seed,
-                groups=row_decision,  # a slate's positions share a fold
-            )
-            frame["q_hat"] = fit.q_hat
-            frame["v_hat"] = fit.v_hat
-            batch = dataclasses.replace(batch, q_hat=fit.q_hat, v_hat=fit.v_hat)
-        logger.info("replayed %s on %d decisions", target.name, len(window.decisions))
-        out.append(
-            ReplayedTarget(
-                name=target.name,
-                frame=frame,
-                unsupported_mass=tables.unsupported_mass,
-                batch=batch,
-            )
-        )
+        marginals = [
+            target.policy.marginals(np.asarray(s, dtype=np.float64), int(k))
+            for s, k in zip(scores, window.decisions["k"], strict=True)
+        ]
+        out.append(_replayed(target.name, window, rows, batch, marginals, model))
     return out
+
+
+PRODUCTION = "production"
+"""The name of the policy that logged the window, as ``replay_logged`` returns it."""
+
+
+def replay_logged(window: LoggedWindow, *, model: WindowModel | None = None) -> ReplayedTarget:
+    """The OPE rows of the production policy: the policy that logged the window, each decision
+    as it was served (its logged scores and exploration), so every weight is 1 and its estimates
+    are on-policy. v̂ needs the logging policy's marginals; where a decision's are not known
+    (VW, a large Plackett-Luce pool) the rows carry no v̂."""
+    rows = _Rows.of(window)
+    slates = window.slates
+    if slates["propensity"].isna().any():
+        raise ValueError("the window holds decisions without exact marginal propensities")
+    propensity = slates["propensity"].to_numpy(dtype=np.float64)
+    prefix = slates["prefix_propensity"].to_numpy(dtype=np.float64)
+    last = slates.groupby("decision_id", sort=False)["position"].transform("max")
+    whole = pd.Series(prefix).where((slates["position"] == last).to_numpy())
+    slate_pscore = whole.groupby(slates["decision_id"].to_numpy()).transform("max").to_numpy()
+    batch = OpeBatch.from_arrays(
+        reward=slates["played"].to_numpy(dtype=np.float64),
+        pscore=propensity,
+        target_pscore=propensity,
+        decision_id=slates["decision_id"].to_numpy(),
+        slot=rows.position,
+        slate_pscores={
+            "pscore_slate": slate_pscore,
+            "target_pscore_slate": slate_pscore,
+            "pscore_cascade": prefix,
+            "target_pscore_cascade": prefix,
+        },
+    )
+    marginals = []
+    decisions = window.decisions
+    for scores, k, name, params in zip(
+        decisions["candidate_scores"], decisions["k"], decisions["policy_name"],
+        decisions["exploration"], strict=True,
+    ):  # fmt: skip
+        logged = _logged_marginals(name, params, np.asarray(scores, dtype=np.float64), int(k))
+        if logged is None:
+            model = None  # no v̂ without the logging policy's marginals
+            marginals = []
+            break
+        marginals.append(logged)
+    if not marginals:
+        frame = _frame(window, batch)
+        return ReplayedTarget(name=PRODUCTION, frame=frame, unsupported_mass=None, batch=batch)
+    return _replayed(PRODUCTION, window, rows, batch, marginals, model)

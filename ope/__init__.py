@@ -6,10 +6,11 @@ memory or streamed chunk by chunk over logs larger than memory.
 
 from ope.batch import OpeBatch, OpeInputError
 from ope.estimators import IPS, SNIPS, Bounds, ClippedIPS, Estimate, Estimator, Partial
-from ope.gate import GateThresholds, paired_lift
+from ope.gate import GateThresholds
 from ope.gate import gate as gate_decision
 from ope.intervals import INTERVALS
 from ope.model_based import DM, DR, SNDR, DRos, SwitchDR
+from ope.paired import paired_lift
 from ope.pseudo_inverse import PseudoInverse
 from ope.report import build_report
 from ope.slate import SlateIndependentIPS, SlateRewardInteractionIPS, SlateStandardIPS

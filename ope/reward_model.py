@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -88,23 +88,59 @@ def _group_folds(groups: np.ndarray, n: int, n_folds: int, rng: np.random.Genera
     return rng.permutation(np.arange(len(uniques)) % n_folds)[codes]
 
 
-def cross_fit(
+@dataclass(frozen=True)
+class FoldModels:
+    """A reward model cross-fitted on logged rows: one classifier per fold, each fitted on the
+    other folds. ``predict(rows, actions)`` scores any action at a logged row with the model that
+    never saw that row's fold, so DM, DR and v̂ for any target use out-of-fold predictions."""
+
+    design: Design
+    fold: np.ndarray
+    predictors: tuple[Callable[[np.ndarray], np.ndarray], ...]
+    q_hat: np.ndarray
+    constant_folds: int
+
+    def predict(self, rows: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """(m,) q̂ of ``actions`` at logged ``rows``, each by its row's out-of-fold model."""
+        rows = np.asarray(rows, dtype=np.int64)
+        actions = np.asarray(actions, dtype=np.int64)
+        out = np.empty(rows.size)
+        folds = self.fold[rows]
+        for k, predict in enumerate(self.predictors):
+            mine = folds == k
+            if mine.any():
+                out[mine] = predict(self.design(rows[mine], actions[mine]))
+        return out
+
+    def expected(self, target: np.ndarray, actions: np.ndarray | None = None) -> np.ndarray:
+        """(n,) Σ_a target[i, a] q̂(x_i, a) at every logged row i: v̂ for a target whose
+        probabilities over the row's actions are ``target`` (n, n_actions); the action of column
+        a is ``actions[i, a]`` when given (−1 where the row has fewer), else a itself."""
+        n = self.fold.size
+        if target.ndim != 2 or target.shape[0] != n:
+            raise ValueError(f"target must be (n_rows={n}, n_actions); got shape {target.shape}")
+        rows, columns = np.nonzero(target > 0)
+        chosen = columns if actions is None else actions[rows, columns]
+        q = self.predict(rows, chosen)
+        return np.bincount(rows, weights=target[rows, columns] * q, minlength=n)
+
+
+def fit_folds(
     design: Design,
     *,
     reward: np.ndarray,
     action: np.ndarray,
-    target: np.ndarray,
     model: str | Callable[[], Classifier] = "logistic",
     n_folds: int = 3,
     seed: int = 0,
     groups: np.ndarray | None = None,
-) -> CrossFit:
-    """Cross-fitted q_hat and v_hat.
+) -> FoldModels:
+    """Cross-fit the reward model: fold k's classifier is fitted on the other folds.
 
     Args:
         design: features of (rows, actions).
-        reward: (n,) binary rewards. action: (n,) logged action indices.
-        target: (n, n_actions) the target policy's probabilities at each row's context.
+        reward: (n,) binary rewards. action: (n,) the logged action of each row, as ``design``
+            takes it.
         model: "logistic", "gbdt", or a factory of a scikit-learn-style classifier.
         n_folds: K ≥ 2 folds, assigned at random with ``seed``.
         groups: (n,) optional; rows with the same group share a fold (the positions of one
@@ -116,13 +152,8 @@ def cross_fit(
     n = reward.size
     if action.shape != (n,):
         raise ValueError(f"action must have {n} rows like reward; got shape {action.shape}")
-    if target.ndim != 2 or target.shape[0] != n:
-        raise ValueError(f"target must be (n_rows={n}, n_actions); got shape {target.shape}")
     if not np.all(np.isin(reward, (0.0, 1.0))):
         raise ValueError("reward must be binary (0 or 1) for the built-in reward models")
-    n_actions = target.shape[1]
-    if action.size and (action.min() < 0 or action.max() >= n_actions):
-        raise ValueError(f"action must be in [0, {n_actions}); got {action.min()}..{action.max()}")
     if isinstance(n_folds, bool) or not isinstance(n_folds, int) or not 2 <= n_folds <= n:
         raise ValueError(f"n_folds must be an int in [2, n_rows]; got {n_folds!r}")
     rng = np.random.default_rng(seed)
@@ -131,23 +162,60 @@ def cross_fit(
     else:
         fold = _group_folds(np.asarray(groups), n, n_folds, rng)
     rows = np.arange(n)
-    q_hat = np.empty(n)
-    v_hat = np.zeros(n)
+    predictors = []
     constant = 0
     for k in range(n_folds):
-        train, test = rows[fold != k], rows[fold == k]
+        train = rows[fold != k]
         y = reward[train]
         constant += int(y.min() == y.max())
-        predict = _fit_predict(model, seed, design(train, action[train]), y)
-        q_hat[test] = predict(design(test, action[test]))
-        for a in range(n_actions):
-            weight = target[test, a]
-            busy = weight > 0
-            if busy.any():
-                chosen = test[busy]
-                v_hat[chosen] += weight[busy] * predict(design(chosen, np.full(chosen.size, a)))
+        predictors.append(_fit_predict(model, seed, design(train, action[train]), y))
     if constant:
         logger.warning(
             "%d of %d folds had a single reward class; used their rate", constant, n_folds
         )
-    return CrossFit(q_hat=q_hat, v_hat=v_hat, fold=fold, constant_folds=constant)
+    fitted = FoldModels(
+        design=design, fold=fold, predictors=tuple(predictors), q_hat=np.empty(0),
+        constant_folds=constant,
+    )  # fmt: skip
+    return replace(fitted, q_hat=fitted.predict(rows, action))
+
+
+def cross_fit(
+    design: Design,
+    *,
+    reward: np.ndarray,
+    action: np.ndarray,
+    target: np.ndarray,
+    model: str | Callable[[], Classifier] = "logistic",
+    n_folds: int = 3,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> CrossFit:
+    """Cross-fitted q_hat and v_hat (``fit_folds``, then v̂ over ``target``).
+
+    Args:
+        design: features of (rows, actions).
+        reward: (n,) binary rewards. action: (n,) logged action indices.
+        target: (n, n_actions) the target policy's probabilities at each row's context.
+        model, n_folds, seed, groups: as ``fit_folds``.
+    """
+    reward = np.asarray(reward, dtype=np.float64)
+    action = np.asarray(action, dtype=np.int64)
+    n = reward.size
+    if action.shape != (n,):
+        raise ValueError(f"action must have {n} rows like reward; got shape {action.shape}")
+    if target.ndim != 2 or target.shape[0] != n:
+        raise ValueError(f"target must be (n_rows={n}, n_actions); got shape {target.shape}")
+    n_actions = target.shape[1]
+    if action.size and (action.min() < 0 or action.max() >= n_actions):
+        raise ValueError(f"action must be in [0, {n_actions}); got {action.min()}..{action.max()}")
+    fitted = fit_folds(
+        design, reward=reward, action=action, model=model, n_folds=n_folds, seed=seed,
+        groups=groups,
+    )  # fmt: skip
+    return CrossFit(
+        q_hat=fitted.q_hat,
+        v_hat=fitted.expected(target),
+        fold=fitted.fold,
+        constant_folds=fitted.constant_folds,
+    )

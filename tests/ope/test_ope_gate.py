@@ -16,7 +16,8 @@ from sqlmodel import Session, select
 
 from cli.main import main
 from ope import IPS, SNIPS, OpeBatch, OpeInputError, estimate_all
-from ope.gate import GateThresholds, gate, paired_lift
+from ope.gate import GateThresholds, gate
+from ope.paired import paired_lift
 from proplog.engine import init_db, make_engine
 from proplog.schema import OpeReport
 from sim import World, WorldConfig
