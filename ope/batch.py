@@ -109,6 +109,31 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+BEHAVIORS = ("independent", "cascade", "standard")
+"""User-behaviour models of the ``behavior`` column, by code: a row's reward depends on the item
+at its own slot (0), on the items at its slot and above (1), or on the whole slate (2)."""
+
+
+def _behavior_column(values: object | None, n: int) -> np.ndarray | None:
+    """The optional ``behavior`` column as int codes 0, 1, 2; names in ``BEHAVIORS`` are read as
+    their codes."""
+    if values is None:
+        return None
+    raw = np.asarray(values)
+    if raw.dtype.kind in "OUS" and raw.ndim == 1:
+        code = {name: float(index) for index, name in enumerate(BEHAVIORS)}
+        raw = np.array([code.get(v, v) if isinstance(v, str) else v for v in raw], dtype=object)
+    codes = _column("behavior", raw, n)
+    bad = ~np.isin(codes, (0.0, 1.0, 2.0))
+    if bad.any():
+        row = _first(bad)
+        raise OpeInputError(
+            "behavior must be 0 (independent), 1 (cascade) or 2 (standard); got "
+            f"{codes[row]} at row {row}"
+        )
+    return codes.astype(np.int64)
+
+
 def _optional_finite(name: str, values: object | None, n: int) -> np.ndarray | None:
     if values is None:
         return None
@@ -140,6 +165,13 @@ class OpeBatch:
             up to and including the row's slot (reward-interaction IPS).
         target_pscore_item: (n,) optional probability that the target's slate contains the
             row's item at any position (the pseudo-inverse estimator, ``ope.pseudo_inverse``).
+        v_hat_cascade: (n,) optional reward model at the row's slot averaged over the target's
+            choice there given the logged items above it,
+            ĉ_ik = Σ_a π_e(a at k | x_i, a_i1..a_i,k−1) q̂(x_i, a, k); finite, or None (the
+            cascade doubly robust estimator, ``ope.cascade_dr``).
+        behavior: (n,) optional int user-behaviour model of each row, 0 (independent), 1
+            (cascade) or 2 (standard) as in ``BEHAVIORS``: which positions the row's reward
+            depends on (adaptive IPS, ``ope.adaptive_ips``); or None.
         keys: (n_decisions,) uint64 identity of each decision, the same in whichever chunk of a
             larger log it is read (a hash of its ``decision_id``, or its row number in the whole
             input); the bootstrap draws from it. None: 0, 1, 2, ...
@@ -158,6 +190,8 @@ class OpeBatch:
     pscore_cascade: np.ndarray | None = None
     target_pscore_cascade: np.ndarray | None = None
     target_pscore_item: np.ndarray | None = None
+    v_hat_cascade: np.ndarray | None = None
+    behavior: np.ndarray | None = None
 
     @classmethod
     def from_arrays(
@@ -171,6 +205,8 @@ class OpeBatch:
         q_hat: object | None = None,
         v_hat: object | None = None,
         slate_pscores: dict[str, object] | None = None,
+        v_hat_cascade: object | None = None,
+        behavior: object | None = None,
         row_offset: int = 0,
     ) -> OpeBatch:
         """Validate and build; errors name the column and the first bad row, counted from
@@ -179,7 +215,8 @@ class OpeBatch:
             return cls._validated(
                 reward=reward, pscore=pscore, target_pscore=target_pscore,
                 decision_id=decision_id, slot=slot, q_hat=q_hat, v_hat=v_hat,
-                slate_pscores=slate_pscores or {}, row_offset=row_offset,
+                slate_pscores=slate_pscores or {}, v_hat_cascade=v_hat_cascade,
+                behavior=behavior, row_offset=row_offset,
             )  # fmt: skip
         except OpeInputError as error:
             if not row_offset:
@@ -199,6 +236,8 @@ class OpeBatch:
         q_hat: object | None,
         v_hat: object | None,
         slate_pscores: dict[str, object],
+        v_hat_cascade: object | None,
+        behavior: object | None,
         row_offset: int,
     ) -> OpeBatch:
         r = _column("reward", reward, None)
@@ -251,12 +290,15 @@ class OpeBatch:
             v_hat=_optional_finite("v_hat", v_hat, n),
             keys=keys,
             **_slate_columns(slate_pscores, n, decision),
+            v_hat_cascade=_optional_finite("v_hat_cascade", v_hat_cascade, n),
+            behavior=_behavior_column(behavior, n),
         )
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, *, row_offset: int = 0) -> OpeBatch:
         """From a DataFrame with columns reward, pscore, target_pscore
-        [, decision_id, slot, q_hat, v_hat]; optional columns are read when present.
+        [, decision_id, slot, q_hat, v_hat, the slate propensities, v_hat_cascade, behavior];
+        optional columns are read when present.
         ``row_offset``: the frame's first row in the whole input (see ``from_arrays``)."""
         missing = [c for c in ("reward", "pscore", "target_pscore") if c not in frame.columns]
         if missing:
@@ -270,6 +312,8 @@ class OpeBatch:
             q_hat=frame["q_hat"].to_numpy() if "q_hat" in frame else None,
             v_hat=frame["v_hat"].to_numpy() if "v_hat" in frame else None,
             slate_pscores={c: frame[c].to_numpy() for c in SLATE_PSCORES if c in frame},
+            v_hat_cascade=frame["v_hat_cascade"].to_numpy() if "v_hat_cascade" in frame else None,
+            behavior=frame["behavior"].to_numpy() if "behavior" in frame else None,
             row_offset=row_offset,
         )
 
@@ -314,5 +358,7 @@ class OpeBatch:
     @cached_property
     def value_range(self) -> tuple[float, float]:
         """Smallest and largest of the reward and the reward-model columns."""
-        columns = [c for c in (self.reward, self.q_hat, self.v_hat) if c is not None]
+        columns = [
+            c for c in (self.reward, self.q_hat, self.v_hat, self.v_hat_cascade) if c is not None
+        ]
         return float(min(c.min() for c in columns)), float(max(c.max() for c in columns))

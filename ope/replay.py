@@ -11,6 +11,10 @@ exploration policy, replay gives for the logged slate s = (s_1, ..., s_K):
 - ``marginals`` (K, n): the target's marginals over every candidate, for the support diagnostic
   (``ope.support``).
 
+``prefix_conditionals`` gives, for each logged position k, the target's conditional choice
+π_e(a at k | logged s_1..s_{k−1}) over the candidates it could put there: what the cascade
+doubly robust estimator (``ope.cascade_dr``) averages its reward model over.
+
 The policy is anything with ``marginals(scores, k) -> (k, n)`` and
 ``slate_probability(scores, slate) -> float`` (the ``explore`` Policy interface); ``ope`` needs
 only those two methods and never imports ``explore``. The prefix probability of s_1..s_k is the
@@ -116,3 +120,57 @@ def replay_slate(
             "length, so they do not give the prefix probabilities of a longer slate"
         )
     return ReplayedSlate(marginal=marginal, item=item, prefix=prefix, marginals=marginals)
+
+
+CONDITIONAL_TOLERANCE = 1e-9
+"""How far from 1 a position's conditionals may sum before replay says the policy's slate
+probabilities are not prefix probabilities."""
+
+
+def prefix_conditionals(
+    policy: ReplayPolicy, scores: np.ndarray, slate_candidate_index: object
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each logged position k: (candidates a, π_e(a at k | logged s_1..s_{k−1})).
+
+    Exact, from the policy's own probabilities: the conditional is the ratio of prefix
+    probabilities P(s_1..s_{k−1}, a) / P(s_1..s_{k−1}), over the candidates in the support of the
+    target's position-k marginal that are not in the prefix (any candidate the target can put at
+    k after this prefix is there). A position whose logged prefix has target probability 0 gets
+    an empty pair: its prefix weight is 0, so nothing is averaged there.
+
+    Args:
+        policy: the target's exploration policy.
+        scores: (n,) the target model's scores on the logged candidates.
+        slate_candidate_index: (K,) index into the candidates of the item logged at each position.
+
+    Raises:
+        ValueError: when a position's conditionals do not sum to 1 (the policy's slate
+            probabilities of shorter slates are not its prefix probabilities).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    index = _slate_index(slate_candidate_index)
+    k = index.size
+    if index.max() >= scores.size:
+        raise ValueError(
+            f"the logged slate names candidate {index.max()} of only {scores.size} scores"
+        )
+    marginals = np.asarray(policy.marginals(scores, k), dtype=np.float64)
+    out: list[tuple[np.ndarray, np.ndarray]] = []
+    for position in range(k):
+        prefix = index[:position]
+        shown = 1.0 if position == 0 else policy.slate_probability(scores, prefix)
+        if position >= marginals.shape[0] or shown <= 0.0:
+            out.append((np.empty(0, dtype=np.int64), np.empty(0)))
+            continue
+        support = np.flatnonzero(marginals[position] > 0.0)
+        support = support[~np.isin(support, prefix)]
+        joint = np.array([policy.slate_probability(scores, np.append(prefix, a)) for a in support])
+        conditional = joint / shown
+        total = float(conditional.sum())
+        if abs(total - 1.0) > CONDITIONAL_TOLERANCE:
+            raise ValueError(
+                f"the policy's conditionals at position {position} sum to {total}, not 1: its "
+                "slate probabilities of shorter slates are not prefix probabilities"
+            )
+        out.append((support, conditional))
+    return out
