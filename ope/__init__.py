@@ -5,6 +5,7 @@ memory or streamed chunk by chunk over logs larger than memory.
 """
 
 from ope.batch import OpeBatch, OpeInputError
+from ope.cascade_dr import CascadeDR
 from ope.estimators import IPS, SNIPS, Bounds, ClippedIPS, Estimate, Estimator, Partial
 from ope.gate import GateThresholds
 from ope.gate import gate as gate_decision
@@ -28,6 +29,7 @@ __all__ = [
     "SNIPS",
     "SWITCH_TAU",
     "Bounds",
+    "CascadeDR",
     "ClippedIPS",
     "DRos",
     "Estimate",
