@@ -6,8 +6,9 @@ support.
 
 **One outcome model per window.** q̂(x, a, k) is fitted once per log window
 (``fit_window_model``), on logged features only: the logit of the logging model's score of item
-a (stored with the decision, so it exists for every candidate) and its square, and a one-hot of
-the position k. It is cross-fitted (``ope.reward_model.fit_folds``; a slate's positions share a
+a (stored with the decision, so it exists for every candidate) and its square, the item's plays
+in the log before the window, whether the member had played it before, and a one-hot of the
+position k. It is cross-fitted (``ope.reward_model.fit_folds``; a slate's positions share a
 fold), so no row's q̂ has seen its own reward. Because no target's scores enter it, a candidate
 gets the same q̂ and v̂, hence the same estimate, whichever other policies it is evaluated beside:
 the report and the gate agree exactly. The classifier is a logistic regression, gradient-boosted
@@ -86,6 +87,17 @@ class ReplayedTarget:
     marginals: tuple[np.ndarray, ...] = ()
     """Per logged decision, the target's (K, n) marginals on its candidates (empty where the
     production policy's are not known)."""
+    unsupported_positions: float | None = None
+    """Per decision on average, the expected number of the target's slate positions outside
+    the logging policy's support (``unsupported_mass`` is that number's share of K)."""
+
+    @property
+    def model_only(self) -> float | None:
+        """Per decision on average, the outcome model's value on the target's unsupported
+        positions: what DM and the DR family take from the model alone."""
+        if "v_hat_unsupported" not in self.frame:
+            return None
+        return float(self.frame["v_hat_unsupported"].sum() / self.batch.n_decisions)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -136,20 +148,53 @@ class _Rows:
 
 
 class _LoggedFeatures:
-    """Outcome-model features of (logged row, candidate): the logit of the logging model's score
-    of that candidate and its square, and the row's position one-hot. Logged data only."""
+    """Outcome-model features of (logged row, candidate), from the log alone: the logit of the
+    logging model's score of that candidate and its square; the candidate's standardized
+    log(1 + plays) in the log before the window's first decision (what any model trained before
+    the window could know of it); whether the member had played it before the decision (their
+    point-in-time history); and the row's position one-hot."""
 
     def __init__(self, window: LoggedWindow, rows: _Rows) -> None:
         logged = [np.asarray(s, dtype=np.float64) for s in window.decisions["candidate_scores"]]
         sizes = np.array([c.size for c in logged])
         self.offset = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        flat = np.concatenate(rows.candidates)
         self.logit = _logit(np.concatenate(logged))
+        self.popularity = _standardized(np.log1p(_plays_before(window, flat)))
+        self.seen = np.concatenate(
+            [
+                np.isin(candidates, request.history.plays()).astype(np.float64)
+                for candidates, request in zip(rows.candidates, window.requests, strict=True)
+            ]
+        )
         self.row_decision = rows.decision
-        self.onehot = np.eye(int(rows.position.max()) + 1)[rows.position]
+        self.position = np.column_stack(
+            [rows.position == 0, np.log1p(rows.position)]
+        ).astype(np.float64)
 
     def design(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        z = self.logit[self.offset[self.row_decision[rows]] + candidates]
-        return np.column_stack([z, z * z, self.onehot[rows]])
+        flat = self.offset[self.row_decision[rows]] + candidates
+        z = self.logit[flat]
+        return np.column_stack(
+            [z, z * z, self.popularity[flat], self.seen[flat], self.position[rows]]
+        )
+
+
+def _plays_before(window: LoggedWindow, items: np.ndarray) -> np.ndarray:
+    """Per entry of ``items``, its plays in the log before the window's first decision."""
+    events = window.events
+    start = window.decisions["created_at"].min()
+    plays = events[(events["kind"] == "play") & (events["created_at"] < start)]
+    ids = plays["item_id"].to_numpy(dtype=np.int64)
+    if ids.size == 0:
+        return np.zeros(items.size)
+    counts = np.bincount(ids, minlength=int(max(ids.max(), items.max())) + 1)
+    return counts[items].astype(np.float64)
+
+
+def _standardized(values: np.ndarray) -> np.ndarray:
+    spread = values.std()
+    return (values - values.mean()) / spread if spread > 0 else np.zeros_like(values)
 
 
 @dataclass(frozen=True)
@@ -170,18 +215,31 @@ class WindowModel:
         return self.folds.expected(target, candidates)
 
 
+def _logged_rows(window: LoggedWindow) -> tuple[np.ndarray, np.ndarray]:
+    """(features, rewards) of every logged row of ``window`` at its logged item."""
+    rows = _Rows.of(window)
+    features = _LoggedFeatures(window, rows)
+    design = features.design(np.arange(rows.decision.size), rows.candidate)
+    return design, window.slates["played"].to_numpy(dtype=np.float64)
+
+
 def fit_window_model(
     window: LoggedWindow,
     *,
     reward_model: str = "logistic",
     n_folds: int = 3,
     seed: int = 0,
+    history: LoggedWindow | None = None,
 ) -> WindowModel:
     """Cross-fit the window's outcome model (one of ``REWARD_MODELS``) on logged features only
-    (see the module docstring); a slate's positions share a fold."""
+    (see the module docstring); a slate's positions share a fold. ``history``: logged decisions
+    before the window that every fold also learns from (a window of a few hundred decisions
+    holds too few plays to learn the position curve and the items alone; an earlier log's
+    rewards are not the window's, so they cannot leak into its estimate)."""
     model = reward_model_for(reward_model, seed)
     rows = _Rows.of(window)
     features = _LoggedFeatures(window, rows)
+    extra = None if history is None or history.decisions.empty else _logged_rows(history)
     folds = fit_folds(
         features.design,
         reward=window.slates["played"].to_numpy(dtype=np.float64),
@@ -190,6 +248,7 @@ def fit_window_model(
         n_folds=n_folds,
         seed=seed,
         groups=rows.decision,
+        extra=extra,
     )
     return WindowModel(name=reward_model, folds=folds)
 
@@ -204,6 +263,7 @@ class _TargetTables:
     candidate: np.ndarray  # (n_rows, n_actions), -1 past the row's actions
     supported: np.ndarray  # (n_rows, n_actions)
     unsupported_mass: float | None
+    unsupported_positions: float | None
 
 
 def _target_tables(window: LoggedWindow, rows: _Rows, marginals: list[np.ndarray]) -> _TargetTables:
@@ -211,6 +271,7 @@ def _target_tables(window: LoggedWindow, rows: _Rows, marginals: list[np.ndarray
     decisions = window.decisions
     per_row: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     unsupported: list[float] = []
+    positions: list[float] = []
     known_support = True
     rows_of = pd.Series(np.arange(rows.decision.size)).groupby(rows.decision).indices
     for d, (m, logged_scores, k, name, params) in enumerate(
@@ -229,7 +290,8 @@ def _target_tables(window: LoggedWindow, rows: _Rows, marginals: list[np.ndarray
             if logged is None:
                 known_support = False
             else:
-                unsupported.append(unsupported_mass(logged, m) / m.shape[0])
+                positions.append(unsupported_mass(logged, m))
+                unsupported.append(positions[-1] / m.shape[0])
         for row in rows_of.get(d, ()):
             position, logged_item = int(rows.position[row]), int(rows.candidate[row])
             at_k = m[position] if position < m.shape[0] else np.zeros(m.shape[1])
@@ -246,9 +308,13 @@ def _target_tables(window: LoggedWindow, rows: _Rows, marginals: list[np.ndarray
     supported = np.ones((n, width), dtype=bool)
     for row, (t, a, s) in enumerate(per_row):
         target[row, : t.size], candidate[row, : a.size], supported[row, : s.size] = t, a, s
-    mass = float(np.mean(unsupported)) if known_support and unsupported else None
+    known = known_support and bool(unsupported)
     return _TargetTables(
-        target=target, candidate=candidate, supported=supported, unsupported_mass=mass
+        target=target,
+        candidate=candidate,
+        supported=supported,
+        unsupported_mass=float(np.mean(unsupported)) if known else None,
+        unsupported_positions=float(np.mean(positions)) if known else None,
     )
 
 
@@ -293,6 +359,7 @@ def _replayed(
         unsupported_mass=tables.unsupported_mass,
         batch=batch,
         marginals=tuple(marginals),
+        unsupported_positions=tables.unsupported_positions,
     )
 
 

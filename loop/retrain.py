@@ -97,7 +97,8 @@ def retrain(
     table: TrainingTableConfig | None = None,
 ) -> RetrainResult:
     """Fit a ``model`` ("baseline" or "fm") on every logged decision before ``until`` and save
-    it to ``out``. ``table`` sets the training table's weights (inverse-propensity clip and
+    it to ``out``; the version is registered with its training window (its first and last
+    decision), which ``loopbreak ope report`` and ``ope gate`` refuse to evaluate it on. ``table`` sets the training table's weights (inverse-propensity clip and
     self-normalization, the search-play weight α, negatives); None takes its defaults."""
     if model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {MODEL_KINDS}; got {model!r}")
@@ -115,12 +116,14 @@ def retrain(
         decisions=len(window.requests),
         plays=int(np.sum(data.labels)),
     )
+    times = window.decisions["created_at"]
+    training_window = {"first": times.min().isoformat(), "last": times.max().isoformat()}
     with Session(engine) as session:
         record_model_version(
             session=session,
             version=version,
             kind=fitted.kind,
-            params=fitted.params,
+            params={**fitted.params, "training_window": training_window},
             metrics={
                 "impressions": result.impressions,
                 "decisions": result.decisions,

@@ -3,22 +3,27 @@ same logged decisions, the diagnostics a trustworthy estimate needs, and the dec
 reasons.
 
 **Paired lift** (``ope.paired``): both policies on the same logged rows, with the
-covariance of their estimates.
+covariance of their estimates. By default the decision rests on the **primary lift**
+(``ope.verdict.primary_lift``): SLOPE's choice on the Switch-DR ladder, its interval joined with
+DR's and widened by both policies' unsupported bounds, the same number the report leads with.
+Rows without a reward model fall back to SNIPS's paired lift; ``estimator`` names any other.
 
 **Decision.** "ready" when the lower bound of the lift's (1 − α) interval is above the margin
 AND every diagnostic passes, for both policies:
 
 - effective sample size (Σw)²/Σw² of the row weights at least ``min_ess``;
-- mean weight within ``weight_tolerance`` of 1 beyond its sampling noise, i.e.
-  max(|w̄ − 1| − 2 se(w̄), 0) ≤ tolerance (a mean weight below 1 means the target puts mass
-  where the logging policy never goes; above 1, wrong propensities);
+- mean weight where it should be beyond its sampling noise: the expected item-position weight
+  is 1 minus the target's unsupported share (1 with full support), so
+  max(|w̄ − (1 − share)| − 2 se(w̄), 0) ≤ tolerance; a gap means wrong propensities;
 - the largest single weight at most ``max_weight_share`` of the weights' sum (one row must not
   decide the estimate);
-- when the caller knows it (a replay on logged candidates does), the target's mass on
-  (item, position) pairs the logging policy could not show, at most ``max_unsupported``.
+- when the caller knows it (a replay on logged candidates does), the target's share of its slate
+  on (item, position) pairs the logging policy could not show, at most ``max_unsupported``.
 
-The share of rows with zero target propensity is reported, not gated: a target that concentrates
-on a few items legitimately gives most logged rows weight 0.
+The ESS and support checks are the primary estimate's verdict (``ope.verdict``) at the gate's
+thresholds, so a READY lift is always a reliable one. The share of rows with zero target
+propensity is reported, not gated: a target that concentrates on a few items legitimately gives
+most logged rows weight 0.
 """
 
 from __future__ import annotations
@@ -30,14 +35,16 @@ from typing import Any
 import numpy as np
 
 from ope.batch import OpeBatch
-from ope.paired import Lift, paired_lifts
+from ope.model_based import SwitchDR
+from ope.paired import Lift, paired_lift, paired_lifts
 from ope.support import UNSUPPORTED_SHARE_LIMIT
+from ope.verdict import SWITCH_LADDER, Primary, Support, VerdictLimits, primary_lift, rung_name
 
 READY = "ready"
 NOT_READY = "not_ready"
-DEFAULT_ESTIMATORS = ("dr", "snipw")
-"""The estimator the decision rests on, in order of preference: DR when the rows carry a reward
-model, else SNIPS."""
+PRIMARY = "primary"
+FALLBACK_ESTIMATOR = "snipw"
+"""The lift the decision rests on when the rows carry no reward model."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,10 @@ class GateThresholds:
     weight_tolerance: float = 0.1
     max_weight_share: float = 0.05
     max_unsupported: float = UNSUPPORTED_SHARE_LIMIT
+
+    def verdict_limits(self) -> VerdictLimits:
+        """The primary lift's verdict at these thresholds."""
+        return VerdictLimits(min_ess=self.min_ess, max_unsupported=self.max_unsupported)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -84,16 +95,21 @@ def mean_weight_se(batch: OpeBatch) -> float:
     return float(np.sqrt(np.sum((sums - mean * rows) ** 2)) / rows.sum())
 
 
-def _weight_checks(who: str, batch: OpeBatch, limits: GateThresholds) -> list[Check]:
+def _weight_checks(
+    who: str, batch: OpeBatch, limits: GateThresholds, unsupported: float | None
+) -> list[Check]:
     d = batch.weight_stats.diagnostics()
     stats = batch.weight_stats
     share = stats.max_weight / stats.weight_sum if stats.weight_sum > 0 else math.inf
-    # A mean weight away from 1 by more than sampling noise (2 se) and the tolerance.
-    gap = max(abs(d["mean_weight"] - 1.0) - 2.0 * mean_weight_se(batch), 0.0)
+    # A mean weight away from its expectation by more than sampling noise (2 se) and the
+    # tolerance; the expectation is 1 minus the unsupported share.
+    expected = 1.0 - (unsupported or 0.0)
+    gap = max(abs(d["mean_weight"] - expected) - 2.0 * mean_weight_se(batch), 0.0)
+    name = "|mean weight - 1|" if unsupported is None else "|mean weight - (1 - unsupported)|"
     return [
         Check(f"{who} ess", d["ess"], ">=", limits.min_ess, d["ess"] >= limits.min_ess),
         Check(
-            f"{who} |mean weight - 1| beyond 2 se", gap, "<=", limits.weight_tolerance,
+            f"{who} {name} beyond 2 se", gap, "<=", limits.weight_tolerance,
             gap <= limits.weight_tolerance,
         ),
         Check(
@@ -112,6 +128,8 @@ class GateDecision:
     checks: list[Check]
     diagnostics: dict[str, dict[str, float]] = field(default_factory=dict)
     alpha: float = 0.05
+    primary: Primary | None = None
+    """The primary lift with its verdict, when the decision rests on it."""
 
     @property
     def ready(self) -> bool:
@@ -134,6 +152,7 @@ class GateDecision:
                 "alpha": self.alpha,
                 "lift": self.lift.as_dict(),
                 "lifts": {name: lift.as_dict() for name, lift in self.lifts.items()},
+                "primary": None if self.primary is None else self.primary.as_dict(),
                 "checks": [asdict(check) for check in self.checks],
                 "diagnostics": self.diagnostics,
             }
@@ -155,6 +174,35 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def _primary_lift(
+    candidate: OpeBatch,
+    baseline: OpeBatch,
+    supports: dict[str, Support],
+    limits: GateThresholds,
+    alpha: float,
+) -> tuple[Lift, Primary]:
+    primary = primary_lift(
+        candidate,
+        baseline,
+        candidate_support=supports.get("candidate"),
+        baseline_support=supports.get("baseline"),
+        alpha=alpha,
+        limits=limits.verdict_limits(),
+    )
+    tau = dict(zip((rung_name(t) for t in SWITCH_LADDER), SWITCH_LADDER, strict=True))
+    rung = paired_lift(SwitchDR(tau=tau[primary.estimator]), candidate, baseline, alpha=alpha)
+    lift = Lift(
+        estimator=PRIMARY,
+        value=primary.value,
+        lo=primary.lo,
+        hi=primary.hi,
+        candidate=rung.candidate,
+        baseline=rung.baseline,
+        n_decisions=rung.n_decisions,
+    )
+    return lift, primary
+
+
 def gate(
     candidate: OpeBatch,
     baseline: OpeBatch,
@@ -162,44 +210,58 @@ def gate(
     thresholds: GateThresholds | None = None,
     estimator: str | None = None,
     alpha: float = 0.05,
-    unsupported: dict[str, float] | None = None,
+    supports: dict[str, Support] | None = None,
 ) -> GateDecision:
     """Decide whether ``candidate`` is ready for an A/B test against ``baseline``.
 
     Args:
         candidate, baseline: the two policies replayed on the same logged rows.
-        estimator: the lift the decision rests on (default: dr when both batches carry a reward
-            model, else snipw).
-        unsupported: per policy ("candidate", "baseline"), the target mass on (item, position)
-            pairs the logging policy could not show; gated when given.
+        estimator: the lift the decision rests on: None or "primary" for the primary lift
+            (which needs q_hat and v_hat; without them SNIPS), or any paired lift by name.
+        supports: per policy ("candidate", "baseline"), what the replay knows of its support
+            (``ope.verdict.Support``); the unsupported share is gated and bounds the primary
+            lift's interval where given.
     """
     limits = thresholds or GateThresholds()
+    supports = supports or {}
     lifts = paired_lifts(candidate, baseline, alpha=alpha)
-    if estimator is None:
-        estimator = next(name for name in DEFAULT_ESTIMATORS if name in lifts)
-    if estimator not in lifts:
-        raise ValueError(
-            f"estimator must be one of {', '.join(lifts)} for these inputs; got {estimator!r}"
-        )
-    lift = lifts[estimator]
+    primary = None
+    has_model = all(b.q_hat is not None and b.v_hat is not None for b in (candidate, baseline))
+    if estimator in (None, PRIMARY) and has_model:
+        lift, primary = _primary_lift(candidate, baseline, supports, limits, alpha)
+    else:
+        name = FALLBACK_ESTIMATOR if estimator in (None, PRIMARY) else estimator
+        if name not in lifts:
+            raise ValueError(
+                f"estimator must be primary or one of {', '.join(lifts)} for these inputs; "
+                f"got {estimator!r}"
+            )
+        lift = lifts[name]
     checks = [
-        Check(f"{estimator} lift lower bound", lift.lo, ">", limits.margin, lift.lo > limits.margin)
-    ]
+        Check(
+            f"{lift.estimator} lift lower bound", lift.lo, ">", limits.margin,
+            lift.lo > limits.margin,
+        )
+    ]  # fmt: skip
     diagnostics: dict[str, dict[str, float]] = {}
     for who, batch in (("candidate", candidate), ("baseline", baseline)):
-        checks += _weight_checks(who, batch, limits)
+        share = supports[who].share if who in supports else None
+        checks += _weight_checks(who, batch, limits, share)
         diagnostics[who] = batch.weight_stats.diagnostics()
         diagnostics[who]["mean_weight_se"] = mean_weight_se(batch)
-        if unsupported is not None and who in unsupported:
-            mass = float(unsupported[who])
-            diagnostics[who]["unsupported_mass"] = mass
+        if share is not None:
+            diagnostics[who]["unsupported_share"] = share
             checks.append(
                 Check(
-                    f"{who} unsupported mass",
-                    mass,
-                    "<=",
-                    limits.max_unsupported,
-                    mass <= limits.max_unsupported,
+                    f"{who} unsupported share", share, "<=", limits.max_unsupported,
+                    share <= limits.max_unsupported,
                 )
-            )
-    return GateDecision(lift=lift, lifts=lifts, checks=checks, diagnostics=diagnostics, alpha=alpha)
+            )  # fmt: skip
+    return GateDecision(
+        lift=lift,
+        lifts=lifts,
+        checks=checks,
+        diagnostics=diagnostics,
+        alpha=alpha,
+        primary=primary,
+    )

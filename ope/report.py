@@ -3,7 +3,8 @@ distribution and its diagnostics, the reward model's calibration, and a breakdow
 
 ``build_report`` turns rows in the input contract (DESIGN.md §5; plus optional segment columns
 such as ``surface`` and ``device``) into a JSON-ready dict, the report's JSON twin.
-``report_table`` renders it for the terminal; ``ope.report_html`` renders it as one
+``report_table`` renders it for the terminal, leading with the decision when the report comes
+from a log replay (``ope.report_decision``); ``ope.report_html`` renders it as one
 self-contained HTML file with the plots of ``ope.report_plots``. The report holds the whole
 input in memory (for logs larger than memory, ``loopbreak ope estimate`` streams).
 """
@@ -19,6 +20,7 @@ import pandas as pd
 
 from ope.batch import OpeBatch, OpeInputError
 from ope.estimators import Estimate
+from ope.report_decision import decision_lines
 from ope.suite import estimate_all
 
 CALIBRATION_BINS = 10
@@ -160,11 +162,28 @@ def _number(value: float | None, width: int = 10, digits: int = 4) -> str:
     return f"{value:>{width}.{digits}f}" if value is not None else f"{'-':>{width}}"
 
 
+def _lead(report: dict[str, Any]) -> list[str]:
+    """The decision (a log replay), or the primary estimate (rows from a file), then a rule."""
+    if report.get("decision"):
+        return [*decision_lines(report["decision"]), "-" * 60]
+    primary = report.get("primary")
+    if not primary:
+        return []
+    because = "; ".join(primary["reasons"])
+    return [
+        f"primary estimate {primary['value']:.4f} [{primary['lo']:.4f}, {primary['hi']:.4f}] "
+        f"by {primary['estimator']}: {primary['verdict']} ({because}; the logging policy's "
+        "support is unknown for rows from a file)",
+        "-" * 60,
+    ]
+
+
 def report_table(report: dict[str, Any]) -> str:
     """The report as a terminal table: estimates, diagnostics, calibration, segments."""
     level = round(100 * (1 - report["alpha"]))
     d = report["diagnostics"]
     lines = [
+        *_lead(report),
         f"{report['decisions']} decisions, {report['rows']} rows"
         + (f" from {report['source']}" if report["source"] else ""),
         f"weights: ess {d['ess']:.1f}, max {d['max_weight']:.3g} "

@@ -3,42 +3,13 @@ plot embedded as a base64 PNG (``ope.report_plots``), every piece of text escape
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
 from ope import report_plots
+from ope.html_parts import PAGE_STYLE, cell, escaped, html_image, html_table
+from ope.report_decision import decision_html
 
-PAGE_STYLE = (  # shared by every loopbreak HTML page
-    "body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}"
-    "table{border-collapse:collapse;margin:0.5em 0}"
-    "td,th{border:1px solid #ccc;padding:0.2em 0.6em;text-align:right}"
-    "th:first-child,td:first-child{text-align:left}"
-)
-
-
-def escaped(value: Any) -> str:
-    """``value`` as HTML text, quotes escaped."""
-    return html.escape(str(value), quote=True)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return escaped(value)
-
-
-def html_table(header: list[str], rows: list[list[Any]]) -> str:
-    """A table: floats to 4 significant digits, None as a dash, every cell escaped."""
-    head = "".join(f"<th>{escaped(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-def html_image(png: str, alt: str) -> str:
-    """A base64 PNG embedded in the page."""
-    return f'<img alt="{escaped(alt)}" src="data:image/png;base64,{png}">'
+__all__ = ["PAGE_STYLE", "escaped", "html_image", "html_table", "render_html"]
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -55,6 +26,8 @@ def render_html(report: dict[str, Any]) -> str:
         + (f" from {escaped(report['source'])}" if report["source"] else "")
         + "</p>",
     ]
+    if report.get("decision"):
+        parts.append(decision_html(report["decision"]))
     if report["target"]:
         parts.append(html_table(["target", "value"], [[k, v] for k, v in report["target"].items()]))
     parts += [
@@ -87,8 +60,8 @@ def render_html(report: dict[str, Any]) -> str:
         parts.append("<p>The input has no q_hat column: no reward model to calibrate.</p>")
     else:
         parts += [
-            f"<p>Brier score {_cell(calibration['brier'])}, expected calibration error "
-            f"{_cell(calibration['ece'])}.</p>",
+            f"<p>Brier score {cell(calibration['brier'])}, expected calibration error "
+            f"{cell(calibration['ece'])}.</p>",
             html_table(
                 ["bin", "rows", "q_hat from", "q_hat to", "mean q_hat", "mean reward"],
                 [
@@ -106,8 +79,8 @@ def render_html(report: dict[str, Any]) -> str:
         table_rows = [
             [r["value"], r["decisions"]]
             + [
-                f"{_cell(r['estimates'][n]['value'])} [{_cell(r['estimates'][n]['lo'])}, "
-                f"{_cell(r['estimates'][n]['hi'])}]"
+                f"{cell(r['estimates'][n]['value'])} [{cell(r['estimates'][n]['lo'])}, "
+                f"{cell(r['estimates'][n]['hi'])}]"
                 if n in r["estimates"]
                 else None
                 for n in names

@@ -134,8 +134,10 @@ def fit_folds(
     n_folds: int = 3,
     seed: int = 0,
     groups: np.ndarray | None = None,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> FoldModels:
-    """Cross-fit the reward model: fold k's classifier is fitted on the other folds.
+    """Cross-fit the reward model: fold k's classifier is fitted on the other folds (and on
+    ``extra``, rows outside the evaluated data: their features and rewards).
 
     Args:
         design: features of (rows, actions).
@@ -146,13 +148,16 @@ def fit_folds(
         groups: (n,) optional; rows with the same group share a fold (the positions of one
             slate, or a bootstrap replicate's copies of one decision), so no row's q̂ has seen
             a row of its own group. None: every row is its own group.
+        extra: optional (features (m, f), rewards (m,)) of rows every fold trains on, such as
+            an earlier log: they are not evaluated, so they cannot leak a row's own reward.
     """
     reward = np.asarray(reward, dtype=np.float64)
     action = np.asarray(action, dtype=np.int64)
     n = reward.size
     if action.shape != (n,):
         raise ValueError(f"action must have {n} rows like reward; got shape {action.shape}")
-    if not np.all(np.isin(reward, (0.0, 1.0))):
+    extra_x, extra_y = (None, np.empty(0)) if extra is None else extra
+    if not np.all(np.isin(np.concatenate([reward, extra_y]), (0.0, 1.0))):
         raise ValueError("reward must be binary (0 or 1) for the built-in reward models")
     if isinstance(n_folds, bool) or not isinstance(n_folds, int) or not 2 <= n_folds <= n:
         raise ValueError(f"n_folds must be an int in [2, n_rows]; got {n_folds!r}")
@@ -166,9 +171,11 @@ def fit_folds(
     constant = 0
     for k in range(n_folds):
         train = rows[fold != k]
-        y = reward[train]
+        X, y = design(train, action[train]), reward[train]
+        if extra_x is not None:
+            X, y = np.vstack([X, extra_x]), np.concatenate([y, extra_y])
         constant += int(y.min() == y.max())
-        predictors.append(_fit_predict(model, seed, design(train, action[train]), y))
+        predictors.append(_fit_predict(model, seed, X, y))
     if constant:
         logger.warning(
             "%d of %d folds had a single reward class; used their rate", constant, n_folds

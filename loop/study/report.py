@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ope.report_html import PAGE_STYLE, escaped, html_image, html_table
+from ope.html_parts import PAGE_STYLE, escaped, html_image, html_table
 from ope.report_plots import new_figure, png_base64
 
 

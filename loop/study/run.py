@@ -29,7 +29,8 @@ from sqlmodel import Session
 
 from explore.policy import greedy_order
 from fm_core import PopularityAffinityScorer, Scorer
-from loop.ope_targets import TargetPolicy, replay_targets
+from loop.ope_eval import EvaluationSettings, evaluate
+from loop.ope_targets import TargetPolicy
 from loop.retrain import fit_model
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
@@ -37,7 +38,6 @@ from loop.study.arms import Arm, make_arm
 from loop.study.config import StudyConfig
 from loop.study.metrics import gini, mean_pairwise_jaccard
 from loop.windows import read_window, training_impressions
-from ope import estimate_all
 from proplog.engine import init_db, make_engine
 from proplog.store import record_events
 from sim import Request, World
@@ -92,6 +92,8 @@ class _ArmLoop:
         self.consumed = np.zeros((n_users, n_items), dtype=bool)
         self.run_exposure = np.zeros(n_items)
         self.theta = self.world.examination(config.k)
+        self.true_rewards: dict[str, np.ndarray] = {}  # r(x, candidate) as served
+        self.served_values: dict[str, float] = {}
         self.engine: Engine | None = None
         self.scorer: Scorer = PopularityAffinityScorer(self.catalog, model_version="untrained")
         if not arm.is_oracle:
@@ -123,14 +125,50 @@ class _ArmLoop:
         policy = self.arm.policy
         target = TargetPolicy(name=self.scorer.model_version, scorer=self.scorer, policy=policy)
         try:
-            (replayed,) = replay_targets(held_out, [target], seed=self.seed)
+            evaluation = evaluate(
+                held_out, target, settings=EvaluationSettings(seed=self.seed), history=window
+            )
         except ValueError as exc:  # e.g. random insertion: its prefixes depend on the length
             return {"unsupported": None, "estimates": {}, "skipped": str(exc)}
-        estimates = estimate_all(replayed.batch)
+        return self._ope_record(held_out.decisions, evaluation)
+
+    def _ope_record(self, decisions: Any, evaluation: Any) -> dict[str, Any]:
+        """The evaluation made before the round, beside the truth on the same window: the
+        candidate's true value on the held-out decisions (θ · M · r with its exact marginals
+        and the rewards as served) and production's (the served policy's)."""
+        candidate, primary, lift = (
+            evaluation.candidate,
+            evaluation.candidate.primary,
+            evaluation.lift,
+        )
+        truth = production = 0.0
+        for decision_id, m in zip(
+            decisions["decision_id"], candidate.replayed.marginals, strict=True
+        ):
+            truth += float(self.theta[: m.shape[0]] @ m @ self.true_rewards[decision_id])
+            production += self.served_values[decision_id]
+        n = len(decisions)
+        estimates = {
+            name: {"value": e.value, "lo": e.lo, "hi": e.hi}
+            for name, e in candidate.estimates.items()
+        }
+        estimates["primary"] = {"value": primary.value, "lo": primary.lo, "hi": primary.hi}
         return {
-            "unsupported": replayed.unsupported_mass,
-            "estimates": {
-                name: {"value": e.value, "lo": e.lo, "hi": e.hi} for name, e in estimates.items()
+            "unsupported": candidate.replayed.unsupported_mass,
+            "truth": truth / n,
+            "production_truth": production / n,
+            "estimates": estimates,
+            "primary": {
+                "estimator": primary.estimator,
+                "reliable": primary.reliable,
+                "reasons": primary.reasons,
+            },
+            "lift": {
+                "value": lift.value,
+                "lo": lift.lo,
+                "hi": lift.hi,
+                "estimator": lift.estimator,
+                "reliable": lift.reliable,
             },
         }
 
@@ -190,6 +228,8 @@ class _ArmLoop:
                 value = float(theta @ service.policy.marginals(scores, slate.size) @ r_c)
             else:
                 value = float(theta @ rewards[np.searchsorted(items, slate)])
+            self.true_rewards[decision_id] = r_c
+            self.served_values[decision_id] = value
         outcome = world.respond(request, slate, np.random.default_rng([self.seed, r, i, _RESPONSE]))
         if session is not None:
             events = events_from_outcome(outcome, decision_id=decision_id)

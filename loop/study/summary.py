@@ -66,19 +66,33 @@ def _relative_to_oracle(runs: dict[tuple[int, str], ArmRun]) -> None:
         )
 
 
+GATE_MARGINS = (0.0, 0.02, 0.05)
+"""Margins (expected plays per decision) at which the study measures the gate against truth."""
+
+
 def _ope(runs: list[ArmRun]) -> dict[str, Any]:
     """Per estimator, over every (seed, round ≥ 1) of an arm: the estimate made before the round
-    against the round's true reward: interval coverage, bias, RMSE and mean width."""
+    against the candidate's true value on the same held-out decisions: interval coverage, bias,
+    RMSE, median relative error and mean width; the primary estimate's verdicts; and the gate
+    (READY: a reliable primary lift whose lower bound clears the margin) against the true lift,
+    at each of ``GATE_MARGINS``."""
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
     unsupported: list[float] = []
+    reliable: list[bool] = []
+    lifts: list[tuple[float, float, bool]] = []
     for run in runs:
         for r in run.rounds:
-            if not r.get("ope"):
+            ope = r.get("ope")
+            if not ope or "truth" not in ope:
                 continue
-            if r["ope"].get("unsupported") is not None:
-                unsupported.append(r["ope"]["unsupported"])
-            for name, e in r["ope"]["estimates"].items():
-                rows.setdefault(name, []).append((e["value"], e["lo"], e["hi"], r["true_reward"]))
+            if ope.get("unsupported") is not None:
+                unsupported.append(ope["unsupported"])
+            for name, e in ope["estimates"].items():
+                rows.setdefault(name, []).append((e["value"], e["lo"], e["hi"], ope["truth"]))
+            reliable.append(bool(ope["primary"]["reliable"]))
+            lift = ope["lift"]
+            true_lift = ope["truth"] - ope["production_truth"]
+            lifts.append((lift["lo"], true_lift, bool(lift["reliable"])))
     out: dict[str, Any] = {}
     for name, values in rows.items():
         v = np.asarray(values, dtype=np.float64)
@@ -88,11 +102,28 @@ def _ope(runs: list[ArmRun]) -> dict[str, Any]:
             "coverage": float(np.mean((v[:, 1] <= v[:, 3]) & (v[:, 3] <= v[:, 2]))),
             "bias": float(error.mean()),
             "rmse": float(math.sqrt(np.mean(error**2))),
+            "median_relative_error": float(np.median(np.abs(error) / np.abs(v[:, 3]))),
             "mean_width": float(np.mean(v[:, 2] - v[:, 1])),
         }
     return {
         "estimators": out,
         "unsupported": float(np.mean(unsupported)) if unsupported else None,
+        "reliable_share": float(np.mean(reliable)) if reliable else None,
+        "gate": [_gate_rates(lifts, margin) for margin in GATE_MARGINS],
+    }
+
+
+def _gate_rates(lifts: list[tuple[float, float, bool]], margin: float) -> dict[str, Any]:
+    """READY rates at ``margin`` among candidates truly not better by it, and among those
+    truly better by twice it."""
+    not_better = [lo > margin and ok for lo, truth, ok in lifts if truth <= margin]
+    better = [lo > margin and ok for lo, truth, ok in lifts if truth >= 2 * margin]
+    return {
+        "margin": margin,
+        "not_better": len(not_better),
+        "false_ready": float(np.mean(not_better)) if not_better else None,
+        "better_by_twice": len(better),
+        "power": float(np.mean(better)) if better else None,
     }
 
 

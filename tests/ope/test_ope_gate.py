@@ -62,18 +62,35 @@ def test_lift_refuses_batches_of_different_rows() -> None:
         paired_lift(IPS(), candidate, other)
 
 
-def test_gate_uses_dr_and_fails_each_check_with_its_reason() -> None:
+def test_gate_rests_on_the_primary_lift_and_fails_each_check_with_its_reason() -> None:
     candidate, baseline = paired_batches()
     decision = gate(candidate, baseline, thresholds=GateThresholds(margin=-1.0))
-    assert decision.lift.estimator == "dr" and decision.ready
+    assert decision.lift.estimator == "primary" and decision.ready
+    assert decision.primary is not None and decision.primary.reliable
+    assert (decision.lift.lo, decision.lift.hi) == (decision.primary.lo, decision.primary.hi)
     strict = gate(candidate, baseline, thresholds=GateThresholds(margin=1.0, min_ess=1e6))
     assert strict.decision == "not_ready"
+    assert strict.primary is not None and not strict.primary.reliable
     failed = [r for r in strict.reasons if r.endswith("FAIL")]
-    assert any(r.startswith("dr lift lower bound") for r in failed)
+    assert any(r.startswith("primary lift lower bound") for r in failed)
     assert any(r.startswith("candidate ess") for r in failed)
-    assert decision.lift.value == pytest.approx(
+    dr = gate(candidate, baseline, thresholds=GateThresholds(margin=-1.0), estimator="dr")
+    assert dr.lift.estimator == "dr" and dr.primary is None
+    assert dr.lift.value == pytest.approx(
         estimate_all(candidate)["dr"].value - estimate_all(baseline)["dr"].value
     )
+
+
+def test_gate_without_a_reward_model_falls_back_to_snips() -> None:
+    candidate, baseline = paired_batches()
+    bare = [
+        OpeBatch.from_arrays(reward=b.reward, pscore=b.pscore, target_pscore=b.target_pscore)
+        for b in (candidate, baseline)
+    ]
+    decision = gate(*bare, thresholds=GateThresholds(margin=-1.0))
+    assert decision.lift.estimator == "snipw" and decision.primary is None
+    with pytest.raises(ValueError, match="estimator must be primary or one of"):
+        gate(*bare, estimator="dr")
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +133,13 @@ def test_better_candidate_is_ready_and_worse_is_not_with_reasons_stored(
         ("reversed", "fitted", "not_ready"),
     ]
     worse = rows[1]
-    assert any(r.startswith("dr lift lower bound") and r.endswith("FAIL") for r in worse.reasons)
+    assert any(
+        r.startswith("primary lift lower bound") and r.endswith("FAIL") for r in worse.reasons
+    )
     assert worse.payload["lift"]["hi"] < 0.0
     checks = {c["name"]: c for c in worse.payload["checks"]}
-    assert checks["candidate unsupported mass"]["value"] == 0.0  # uniform logging covers all
+    assert checks["candidate unsupported share"]["value"] == 0.0  # uniform logging covers all
+    assert worse.payload["evaluation"]["lift"]["value"] == worse.payload["lift"]["value"]
     assert {"value", "threshold", "passed", "rule"} <= set(checks["candidate ess"])
 
 

@@ -133,13 +133,15 @@ def test_mismatched_lengths_and_missing_columns_are_named() -> None:
         build_report(logged_rows().drop(columns=["target_pscore"]))
 
 
-def test_log_report_replays_a_model_and_breaks_down_by_device(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.fixture(scope="module")
+def fitted_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path, Path]:
+    """A uniformly logged world (300 decisions of 4) and a model fitted on it, saved twice: as
+    "fitted" and as an unregistered copy to compare with."""
     from loop.retrain import fit_model
     from loop.sim_bridge import catalog_from_world
     from loop.windows import read_window, training_impressions
 
+    tmp_path = tmp_path_factory.mktemp("log_report")
     url = f"sqlite:///{tmp_path / 'log.db'}"
     engine = make_engine(url)
     init_db(engine)
@@ -150,19 +152,155 @@ def test_log_report_replays_a_model_and_breaks_down_by_device(
         model="baseline", version="fitted",
     ).scorer  # fmt: skip
     path = model.save(tmp_path / "fitted.npz")  # type: ignore[attr-defined]
+    other = fit_model(
+        training_impressions(read_window(engine)), catalog_from_world(world),
+        model="baseline", version="other",
+    ).scorer  # fmt: skip
+    other_path = other.save(tmp_path / "other.npz")  # type: ignore[attr-defined]
     engine.dispose()
+    return url, path, other_path
+
+
+def test_log_report_leads_with_the_decision_and_breaks_down_by_device(
+    fitted_log: tuple[str, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, path, _ = fitted_log
     out = tmp_path / "report"
     code, stdout, err = run_report(
         ["--database", url, "--candidate", str(path), "--out", str(out), "--json"], capsys
     )
     assert code == 0, err
+    assert stdout.startswith("log window ")  # the decision comes first
+    assert "candidate fitted" in stdout and "baseline production" in stdout
     document = json.loads(stdout.strip().splitlines()[-1])
     assert document["decisions"] == 300 and document["rows"] == 1200
     assert document["target"]["candidate"] == "fitted"
-    assert document["target"]["unsupported_mass"] == 0.0  # uniform logging covers everything
+    assert document["target"]["unsupported_share"] == 0.0  # uniform logging covers everything
+    decision = document["decision"]
+    assert decision["window"]["decisions"] == 300 and decision["made_at"]
+    assert decision["baseline"]["name"] == "production"
+    for side in ("candidate", "baseline"):
+        primary = decision[side]["primary"]
+        assert primary["lo"] <= primary["value"] <= primary["hi"]
+        assert primary["verdict"] in ("reliable", "not reliable") and primary["reasons"]
+    # production is on-policy: its weights are all 1
+    assert decision["baseline"]["estimates"]["ipw"]["mean_weight"] == pytest.approx(1.0)
+    lift = decision["lift"]
+    assert lift["value"] == pytest.approx(
+        decision["candidate"]["path"][0]["value"] - decision["baseline"]["path"][0]["value"]
+        if lift["estimator"] == "dr"
+        else lift["value"]
+    )
     assert document["calibration"]["mean_q_hat"] == pytest.approx(
         document["calibration"]["mean_reward"], rel=0.2
     )
     devices = {s["value"] for s in document["segments"]["device"]}
     assert devices and devices <= {"tv", "mobile", "tablet", "web"}
     assert abs(document["diagnostics"]["mean_weight"] - 1.0) < 0.3
+    page = (out / "report.html").read_text()
+    assert page.index("<h2>Decision</h2>") < page.index("Estimates with")
+
+
+def test_report_and_gate_agree_on_the_same_candidate_and_window(
+    fitted_log: tuple[str, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, path, other = fitted_log
+    window = ["--since", "2026-01-01T00:00:00"]
+    code, stdout, err = run_report(
+        ["--database", url, "--candidate", str(path), "--out", str(tmp_path), "--json", *window],
+        capsys,
+    )
+    assert code == 0, err
+    decision = json.loads(stdout.strip().splitlines()[-1])["decision"]
+    main(["ope", "gate", "--database", url, "--candidate", str(path), "--json", *window])
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    gated = payload["evaluation"]
+    for key in ("value", "lo", "hi"):
+        assert payload["lift"][key] == pytest.approx(decision["lift"][key], abs=1e-9)
+        for side in ("candidate", "baseline"):
+            assert gated[side]["primary"][key] == pytest.approx(
+                decision[side]["primary"][key], abs=1e-9
+            )
+    assert payload["primary"]["estimator"] == decision["lift"]["estimator"]
+    # the candidate's estimates do not depend on what it is compared with
+    main(["ope", "gate", "--database", url, "--candidate", str(path), "--baseline", str(other),
+          "--json", *window])  # fmt: skip
+    paired = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["evaluation"]
+    for name in ("dm", "dr", "ipw", "snipw"):
+        assert paired["candidate"]["estimates"][name]["value"] == pytest.approx(
+            decision["candidate"]["estimates"][name]["value"], abs=1e-12
+        )
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        ["--policy", "plackett_luce", "--temperature", "0.5", "--pool", "8"],
+        ["--policy", "random_insertion", "--epsilon", "0.3", "--pool", "10"],
+        ["--policy", "greedy"],
+        ["--policy", "epsilon_greedy", "--budget", "0.05", "--pool", "20"],
+    ],
+)
+def test_any_exploration_family_is_a_target(
+    fitted_log: tuple[str, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    policy: list[str],
+) -> None:
+    url, path, _ = fitted_log
+    args = ["--database", url, "--candidate", str(path), "--out", str(tmp_path), "--json"]
+    code, stdout, err = run_report([*args, *policy], capsys)
+    assert code == 0, err
+    decision = json.loads(stdout.strip().splitlines()[-1])["decision"]
+    assert decision["policy"]["family"] == policy[1]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--policy", "epsilon_greedy", "--epsilon", "2"], "epsilon"),
+        (["--policy", "plackett_luce", "--temperature", "-1"], "temperature"),
+        (["--since", "yesterday"], "--since must be an ISO date"),
+        (["--since", "2099-01-01"], "the log window holds no decisions"),
+    ],
+)
+def test_bad_target_and_window_options_are_named(
+    fitted_log: tuple[str, Path, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    options: list[str],
+    message: str,
+) -> None:
+    url, path, _ = fitted_log
+    args = ["--database", url, "--candidate", str(path), "--out", str(tmp_path / "r")]
+    code, _, err = run_report([*args, *options], capsys)
+    assert code == 2 and message in err
+    assert not (tmp_path / "r" / "report.json").exists()
+
+
+def test_a_candidate_is_not_evaluated_on_its_own_training_window_unless_forced(
+    fitted_log: tuple[str, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sqlmodel import Session
+
+    from proplog.registry import record_model_version
+
+    url, path, _ = fitted_log
+    engine = make_engine(url)
+    with Session(engine) as session:
+        record_model_version(
+            session=session, version="fitted", kind="baseline", metrics={}, path=str(path),
+            params={"training_window": {"first": "2000-01-01T00:00:00+00:00",
+                                        "last": "2100-01-01T00:00:00+00:00"}},
+        )  # fmt: skip
+    engine.dispose()
+    args = ["--database", url, "--candidate", "fitted", "--out", str(tmp_path / "r")]
+    code, _, err = run_report(args, capsys)
+    assert code == 2 and "in the candidate's training window" in err and "--force" in err
+    gate_code = main(["ope", "gate", "--database", url, "--candidate", "fitted"])
+    assert gate_code == 2 and "training window" in capsys.readouterr().err
+    code, stdout, err = run_report([*args, "--force", "--json"], capsys)
+    assert code == 0, err
+    decision = json.loads(stdout.strip().splitlines()[-1])["decision"]
+    assert "300 of the window's 300 decisions" in decision["training_overlap"]
+    assert "its own training data" in stdout
