@@ -4,7 +4,8 @@ memory or streamed chunk by chunk over logs larger than memory.
 ``ope`` does not import torch: scorers hand it arrays.
 """
 
-from ope.batch import OpeBatch, OpeInputError
+from ope.adaptive_ips import AdaptiveIPS
+from ope.batch import BEHAVIORS, OpeBatch, OpeInputError
 from ope.cascade_dr import CascadeDR
 from ope.estimators import IPS, SNIPS, Bounds, ClippedIPS, Estimate, Estimator, Partial
 from ope.gate import GateThresholds
@@ -20,6 +21,7 @@ from ope.suite import DROS_LAMBDA, SWITCH_TAU, estimate_all, estimators
 from ope.support import support_diagnostics
 
 __all__ = [
+    "BEHAVIORS",
     "DM",
     "DR",
     "DROS_LAMBDA",
@@ -28,6 +30,7 @@ __all__ = [
     "SNDR",
     "SNIPS",
     "SWITCH_TAU",
+    "AdaptiveIPS",
     "Bounds",
     "CascadeDR",
     "ClippedIPS",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ope.adaptive_ips import AdaptiveIPS
 from ope.batch import OpeBatch
 from ope.cascade_dr import CascadeDR
 from ope.estimators import IPS, N_BOOTSTRAP, SNIPS, Bounds, ClippedIPS, Estimate, Estimator
@@ -24,13 +25,13 @@ def estimators(
 ) -> list[Estimator]:
     """Every estimator, in report order: ipw, snipw [, clipped-ipw], dm, dr, sndr, dros,
     switch-dr, the slate ones sips, iips, rips, pi (``ope.slate``), then cascade-dr
-    (``ope.cascade_dr``). ``clipped-ipw`` only when ``clip`` is given; each runs only where the
-    input's columns allow."""
+    (``ope.cascade_dr``) and aips (``ope.adaptive_ips``). ``clipped-ipw`` only when ``clip`` is
+    given; each runs only where the input's columns allow."""
     out: list[Estimator] = [IPS(), SNIPS()]
     if clip is not None:
         out.append(ClippedIPS(lambda_=clip))
     out += [DM(), DR(), SNDR(), DRos(lambda_=dros_lambda), SwitchDR(tau=switch_tau)]
-    return out + slate_estimators() + [CascadeDR()]
+    return out + slate_estimators() + [CascadeDR(), AdaptiveIPS()]
 
 
 def estimate_all(
@@ -52,7 +53,7 @@ def estimate_all(
     IPS and SNIPS always (and clipped IPS when ``clip`` is given); DM when the batch has
     ``v_hat``; DR, SNDR, DRos and Switch-DR when it has both ``q_hat`` and ``v_hat``; the slate
     estimators when it has their propensity columns (cascade-dr also ``q_hat`` and
-    ``v_hat_cascade``).
+    ``v_hat_cascade``; aips the cascade and slate pairs, or a ``behavior`` column).
     Hyperparameters are checked (a number in [0, inf]) even when their estimator is skipped.
     """
     chosen = estimators(dros_lambda=dros_lambda, switch_tau=switch_tau, clip=clip)
