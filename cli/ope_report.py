@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+_EXPECTED_ROWS = (
+    "a (position, item) is supported only where the window expects this many logged rows like it"
+)
+
 EXIT_READY = 0
 EXIT_NOT_READY = 1
 
@@ -154,7 +158,10 @@ def run_report(args: argparse.Namespace) -> int:
     try:
         if (args.input is None) == (args.candidate is None):
             raise CommandInputError("give either --input FILE or --candidate MODEL (log replay)")
-        limits = VerdictLimits(min_ess=args.min_ess, max_unsupported=args.max_unsupported)
+        limits = VerdictLimits(
+            min_ess=args.min_ess, max_unsupported=args.max_unsupported,
+            min_expected_rows=args.min_expected_rows,
+        )  # fmt: skip
         decision = primary = None
         if args.input is not None:
             path = Path(args.input)
@@ -218,6 +225,7 @@ def run_gate(args: argparse.Namespace) -> int:
     On a log replay it prints and stores the same decision the report leads with."""
     from sqlmodel import Session
 
+    from loop.ope_eval import gate_evaluation
     from ope.batch import OpeInputError
     from ope.gate import GateThresholds, gate
     from ope.report_decision import decision_lines
@@ -228,24 +236,22 @@ def run_gate(args: argparse.Namespace) -> int:
         thresholds = GateThresholds(
             margin=args.margin, min_ess=args.min_ess, weight_tolerance=args.weight_tolerance,
             max_weight_share=args.max_weight_share, max_unsupported=args.max_unsupported,
+            min_expected_rows=args.min_expected_rows,
         )  # fmt: skip
         engine = log_engine(args.database)
         if args.input is not None:
             if args.baseline is None:
                 raise CommandInputError("--input needs --baseline: the baseline's name")
             candidate, baseline = _file_batches(args)
-            names, supports = (args.candidate, args.baseline), None
+            names = (args.candidate, args.baseline)
+            decision = gate(
+                candidate, baseline, thresholds=thresholds, estimator=args.estimator,
+                alpha=args.alpha,
+            )  # fmt: skip
         else:
             evaluation, record = _evaluation(engine, args, thresholds.verdict_limits())
-            candidate = evaluation.candidate.replayed.batch
-            baseline = evaluation.baseline.replayed.batch
             names = (evaluation.candidate.name, evaluation.baseline.name)
-            supports = {"candidate": evaluation.candidate.support}
-            supports["baseline"] = evaluation.baseline.support
-        decision = gate(
-            candidate, baseline, thresholds=thresholds, estimator=args.estimator,
-            alpha=args.alpha, supports=supports,
-        )  # fmt: skip
+            decision = gate_evaluation(evaluation, thresholds, estimator=args.estimator)
     except OpeInputError as exc:
         return fail(str(exc))
     except (CommandInputError, ValueError, FileNotFoundError) as exc:
@@ -303,6 +309,7 @@ def add_parser(ope_sub: Any) -> None:
     config_option(
         report, "--max-unsupported", VerdictLimits, help="largest unsupported share for reliable"
     )
+    config_option(report, "--min-expected-rows", VerdictLimits, help=_EXPECTED_ROWS)
     _add_common(report)
     report.set_defaults(func=run_report)
 
@@ -330,6 +337,7 @@ def add_parser(ope_sub: Any) -> None:
         Thresholds,
         help="largest share of the target's slate outside the logging policy's support",
     )
+    config_option(gate, "--min-expected-rows", Thresholds, help=_EXPECTED_ROWS)
     _add_common(gate)
     gate.set_defaults(func=run_gate)
 

@@ -30,10 +30,18 @@ from loop.ope_targets import (
 )
 from loop.windows import LoggedWindow
 from ope.estimators import Estimate
+from ope.gate import GateDecision, GateThresholds, gate
 from ope.paired import Lift, paired_lifts
 from ope.report import finite_or_none
 from ope.suite import estimate_all
-from ope.verdict import Primary, Support, VerdictLimits, primary_estimate, primary_lift
+from ope.verdict import (
+    Primary,
+    Support,
+    VerdictLimits,
+    primary_estimate,
+    primary_lift,
+    weight_cap,
+)
 
 
 @dataclass(frozen=True)
@@ -158,11 +166,12 @@ def evaluate(
         seed=settings.seed,
         history=history,
     )
-    (replayed_candidate,) = replay_targets(window, [candidate], model=model)
+    cap = weight_cap(len(window.decisions), settings.limits)
+    (replayed_candidate,) = replay_targets(window, [candidate], model=model, max_weight=cap)
     if baseline is None:
         replayed_baseline = replay_logged(window, model=model)
     else:
-        (replayed_baseline,) = replay_targets(window, [baseline], model=model)
+        (replayed_baseline,) = replay_targets(window, [baseline], model=model, max_weight=cap)
     c, b = _evaluated(replayed_candidate, settings), _evaluated(replayed_baseline, settings)
     lift = primary_lift(
         c.replayed.batch,
@@ -180,6 +189,27 @@ def evaluate(
         lifts=paired_lifts(c.replayed.batch, b.replayed.batch, alpha=settings.alpha),
         made_at=datetime.now(UTC),
         settings=settings,
+    )
+
+
+def gate_evaluation(
+    evaluation: Evaluation,
+    thresholds: GateThresholds | None = None,
+    *,
+    estimator: str | None = None,
+) -> GateDecision:
+    """The gate's decision on an evaluation: the same replayed rows and supports, so its primary
+    lift is the evaluation's (``ope.gate.gate``)."""
+    return gate(
+        evaluation.candidate.replayed.batch,
+        evaluation.baseline.replayed.batch,
+        thresholds=thresholds,
+        estimator=estimator,
+        alpha=evaluation.settings.alpha,
+        supports={
+            "candidate": evaluation.candidate.support,
+            "baseline": evaluation.baseline.support,
+        },
     )
 
 

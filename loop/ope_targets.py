@@ -22,8 +22,11 @@ candidates × rows array unless the target explores over every candidate.
 policy name, exploration parameters and scores by ``explore.policy_for_record``: greedy,
 ε-greedy, random insertion, Plackett-Luce over a small pool), the unsupported mass of a target is
 the mean over decisions of (1/K) Σ_k Σ_i π_e(i at k) [π_0(i at k) = 0] (``ope.support``): the
-share of the target's slate the logs can say nothing about. Its part of v̂ (``v_hat_unsupported``)
-is what DM and every DR estimator take from the outcome model alone, unchecked by any reward.
+share of the target's slate the logs can say nothing about. With ``max_weight`` the pairs whose
+weight π_e / π_0 exceeds it count too: a window of N decisions expects fewer than N / max_weight
+logged rows there, too few for an importance-weighted correction to mean anything. Its part of
+v̂ (``v_hat_unsupported``) is what DM and every DR estimator switched there take from the outcome
+model alone, unchecked by any reward.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -44,7 +48,7 @@ from loop.windows import LoggedWindow
 from ope import OpeBatch
 from ope.reward_model import REWARD_MODELS as BUILT_IN_REWARD_MODELS
 from ope.reward_model import Classifier, FoldModels, fit_folds
-from ope.support import unsupported_mass
+from ope.support import thin
 
 logger = logging.getLogger(__name__)
 
@@ -168,9 +172,9 @@ class _LoggedFeatures:
             ]
         )
         self.row_decision = rows.decision
-        self.position = np.column_stack(
-            [rows.position == 0, np.log1p(rows.position)]
-        ).astype(np.float64)
+        self.position = np.column_stack([rows.position == 0, np.log1p(rows.position)]).astype(
+            np.float64
+        )
 
     def design(self, rows: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         flat = self.offset[self.row_decision[rows]] + candidates
@@ -266,8 +270,12 @@ class _TargetTables:
     unsupported_positions: float | None
 
 
-def _target_tables(window: LoggedWindow, rows: _Rows, marginals: list[np.ndarray]) -> _TargetTables:
-    """The tables of a target whose (K, n) marginals on each decision's candidates are given."""
+def _target_tables(
+    window: LoggedWindow, rows: _Rows, marginals: list[np.ndarray], max_weight: float
+) -> _TargetTables:
+    """The tables of a target whose (K, n) marginals on each decision's candidates are given;
+    a (position, candidate) is outside the support where the logging policy never shows it or
+    the target's weight there exceeds ``max_weight`` (``ope.support.thin``)."""
     decisions = window.decisions
     per_row: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     unsupported: list[float] = []
@@ -290,17 +298,18 @@ def _target_tables(window: LoggedWindow, rows: _Rows, marginals: list[np.ndarray
             if logged is None:
                 known_support = False
             else:
-                positions.append(unsupported_mass(logged, m))
+                outside = thin(logged, m, max_weight)
+                positions.append(float(np.sum(m * outside)))
                 unsupported.append(positions[-1] / m.shape[0])
         for row in rows_of.get(d, ()):
             position, logged_item = int(rows.position[row]), int(rows.candidate[row])
             at_k = m[position] if position < m.shape[0] else np.zeros(m.shape[1])
             others = np.flatnonzero(at_k > 0.0)
             actions = np.concatenate(([logged_item], others[others != logged_item]))
-            if logged is None or position >= logged.shape[0]:
-                supported = np.full(actions.size, logged is None)
+            if logged is None:
+                supported = np.ones(actions.size, dtype=bool)
             else:
-                supported = logged[position][actions] > 0.0
+                supported = ~outside[position][actions]
             per_row.append((at_k[actions], actions, supported))
     width = max(t.size for t, _, _ in per_row)
     n = len(per_row)
@@ -342,9 +351,10 @@ def _replayed(
     batch: OpeBatch,
     marginals: list[np.ndarray],
     model: WindowModel | None,
+    max_weight: float = math.inf,
 ) -> ReplayedTarget:
     frame = _frame(window, batch)
-    tables = _target_tables(window, rows, marginals)
+    tables = _target_tables(window, rows, marginals, max_weight)
     if model is not None:
         v_hat = model.expected(tables.target, tables.candidate)
         outside = np.where(tables.supported, 0.0, tables.target)
@@ -371,6 +381,7 @@ def replay_targets(
     model: WindowModel | None = None,
     n_folds: int = 3,
     seed: int = 0,
+    max_weight: float = math.inf,
 ) -> list[ReplayedTarget]:
     """OPE rows for each target on the window's logged decisions (one row per position).
 
@@ -379,7 +390,8 @@ def replay_targets(
     v_hat_unsupported (v̂'s part outside the logging policy's support). ``model``: the window's
     outcome model (``fit_window_model``); without it one is fitted with ``reward_model`` (one
     of ``REWARD_MODELS``, or None for none), ``n_folds`` and ``seed``. Either way it is fitted on
-    logged features only, so every target of the window gets the same q_hat.
+    logged features only, so every target of the window gets the same q_hat. ``max_weight``:
+    a target weight above it counts as outside the support (``ope.support.thin``).
     """
     rows = _Rows.of(window)
     if model is None and reward_model is not None:
@@ -394,7 +406,7 @@ def replay_targets(
             target.policy.marginals(np.asarray(s, dtype=np.float64), int(k))
             for s, k in zip(scores, window.decisions["k"], strict=True)
         ]
-        out.append(_replayed(target.name, window, rows, batch, marginals, model))
+        out.append(_replayed(target.name, window, rows, batch, marginals, model, max_weight))
     return out
 
 

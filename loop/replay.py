@@ -51,7 +51,9 @@ def replay_window(
     reward = played; the logged marginal, slate and prefix propensities (``pscore``,
     ``pscore_slate``, ``pscore_cascade``) and the target's (``target_pscore``,
     ``target_pscore_slate``, ``target_pscore_cascade``, ``target_pscore_item``; see
-    ``ope.replay``), so every slate estimator runs on the replayed logs.
+    ``ope.replay``), so every slate estimator runs on the replayed logs. A target whose prefix
+    probabilities are not known (random insertion: they depend on the slate's length) gets no
+    cascade columns; its marginals and whole-slate probabilities are exact.
 
     ``logging_policy``: the policy that logged the window, replayed on the logged candidate
     scores for the support diagnostics (e.g. rebuilt from the logged exploration parameters).
@@ -71,6 +73,7 @@ def replay_window(
     }
     logging_marginals: list[np.ndarray] = []
     target_marginals: list[np.ndarray] = []
+    prefixes_known = True
     for decision_id, cands, s, logged_scores in zip(
         window.decisions["decision_id"],
         candidates,
@@ -87,10 +90,13 @@ def replay_window(
             raise ValueError(
                 f"decision {decision_id} shows an item that is not among its candidates"
             )
-        replayed = replay_slate(as_served(policy, s, rows.size), s, index)
+        replayed = replay_slate(as_served(policy, s, rows.size), s, index, require_prefix=False)
         columns["target"][rows] = replayed.marginal
         columns["item"][rows] = replayed.item
-        columns["cascade"][rows] = replayed.prefix
+        if replayed.prefix is None:
+            prefixes_known = False
+        else:
+            columns["cascade"][rows] = replayed.prefix
         columns["slate"][rows] = replayed.slate
         columns["logged_slate"][rows] = logged_prefix[rows[-1]]
         if logging_policy is not None:
@@ -106,10 +112,13 @@ def replay_window(
         slate_pscores={
             "pscore_slate": columns["logged_slate"],
             "target_pscore_slate": columns["slate"],
-            "pscore_cascade": logged_prefix,
-            "target_pscore_cascade": columns["cascade"],
             "target_pscore_item": columns["item"],
-        },
+        }
+        | (
+            {"pscore_cascade": logged_prefix, "target_pscore_cascade": columns["cascade"]}
+            if prefixes_known
+            else {}
+        ),
     )
     support = support_diagnostics(
         logging_marginals=logging_marginals if logging_policy is not None else None,

@@ -98,8 +98,9 @@ def retrain(
 ) -> RetrainResult:
     """Fit a ``model`` ("baseline" or "fm") on every logged decision before ``until`` and save
     it to ``out``; the version is registered with its training window (its first and last
-    decision), which ``loopbreak ope report`` and ``ope gate`` refuse to evaluate it on. ``table`` sets the training table's weights (inverse-propensity clip and
-    self-normalization, the search-play weight α, negatives); None takes its defaults."""
+    decision), which ``loopbreak ope report`` and ``ope gate`` refuse to evaluate it on.
+    ``table`` sets the training table's weights (inverse-propensity clip and self-normalization,
+    the search-play weight α, negatives); None takes its defaults."""
     if model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {MODEL_KINDS}; got {model!r}")
     window = read_window(engine, until=until)

@@ -37,8 +37,7 @@ import numpy as np
 from ope.batch import OpeBatch
 from ope.model_based import SwitchDR
 from ope.paired import Lift, paired_lift, paired_lifts
-from ope.support import UNSUPPORTED_SHARE_LIMIT
-from ope.verdict import SWITCH_LADDER, Primary, Support, VerdictLimits, primary_lift, rung_name
+from ope.verdict import Primary, Support, VerdictLimits, primary_lift
 
 READY = "ready"
 NOT_READY = "not_ready"
@@ -52,20 +51,29 @@ class GateThresholds:
     """What the gate demands; see the module docstring."""
 
     margin: float = 0.0
-    min_ess: float = 100.0
+    min_ess: float = VerdictLimits.min_ess
     weight_tolerance: float = 0.1
     max_weight_share: float = 0.05
-    max_unsupported: float = UNSUPPORTED_SHARE_LIMIT
+    max_unsupported: float = VerdictLimits.max_unsupported
+    min_expected_rows: float = VerdictLimits.min_expected_rows
 
     def verdict_limits(self) -> VerdictLimits:
         """The primary lift's verdict at these thresholds."""
-        return VerdictLimits(min_ess=self.min_ess, max_unsupported=self.max_unsupported)
+        return VerdictLimits(
+            min_ess=self.min_ess,
+            max_unsupported=self.max_unsupported,
+            min_expected_rows=self.min_expected_rows,
+        )
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise ValueError(f"{name} must be a finite number; got {value!r}")
-        for name in ("min_ess", "weight_tolerance", "max_weight_share", "max_unsupported"):
+        nonnegative = (
+            "min_ess", "weight_tolerance", "max_weight_share", "max_unsupported",
+            "min_expected_rows",
+        )  # fmt: skip
+        for name in nonnegative:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
 
@@ -189,8 +197,8 @@ def _primary_lift(
         alpha=alpha,
         limits=limits.verdict_limits(),
     )
-    tau = dict(zip((rung_name(t) for t in SWITCH_LADDER), SWITCH_LADDER, strict=True))
-    rung = paired_lift(SwitchDR(tau=tau[primary.estimator]), candidate, baseline, alpha=alpha)
+    chosen = next(r for r in primary.path if r.name == primary.estimator)
+    rung = paired_lift(SwitchDR(tau=chosen.tau), candidate, baseline, alpha=alpha)
     lift = Lift(
         estimator=PRIMARY,
         value=primary.value,

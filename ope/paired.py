@@ -111,5 +111,7 @@ def paired_lifts(
         if estimator.supports(candidate) and estimator.supports(baseline):
             if estimator.name.startswith(("sips", "iips", "rips")):
                 continue  # the slate estimators need columns a replay does not give both
+            if estimator.name == "aips" and candidate.behavior is None:
+                continue  # its data-driven choice of behaviour is made in finish, not per z
             out[estimator.name] = paired_lift(estimator, candidate, baseline, alpha=alpha)
     return out

@@ -43,19 +43,22 @@ class ReplayPolicy(Protocol):
     def slate_probability(self, scores: np.ndarray, slate: np.ndarray) -> float: ...
 
 
+class PrefixError(ValueError):
+    """The policy's slate probabilities depend on the slate's length, so the probability of a
+    shorter slate is not the prefix probability of a longer one."""
+
+
 @dataclass(frozen=True)
 class ReplayedSlate:
-    """The target's probabilities of one logged slate (see the module docstring)."""
+    """The target's probabilities of one logged slate (see the module docstring); ``prefix`` is
+    None where the policy's prefixes are not known (``replay_slate(require_prefix=False)``)."""
 
     marginal: np.ndarray
     item: np.ndarray
-    prefix: np.ndarray
+    prefix: np.ndarray | None
     marginals: np.ndarray
-
-    @property
-    def slate(self) -> float:
-        """P_target(the whole logged slate)."""
-        return float(self.prefix[-1])
+    slate: float
+    """P_target(the whole logged slate)."""
 
 
 def _slate_index(slate_candidate_index: object) -> np.ndarray:
@@ -90,7 +93,11 @@ def target_marginals(
 
 
 def replay_slate(
-    policy: ReplayPolicy, scores: np.ndarray, slate_candidate_index: object
+    policy: ReplayPolicy,
+    scores: np.ndarray,
+    slate_candidate_index: object,
+    *,
+    require_prefix: bool = True,
 ) -> ReplayedSlate:
     """The target's probabilities of one logged slate.
 
@@ -98,6 +105,9 @@ def replay_slate(
         policy: the target's exploration policy.
         scores: (n,) the target model's scores on the logged candidates.
         slate_candidate_index: (K,) index into the candidates of the item logged at each position.
+        require_prefix: raise ``PrefixError`` when the policy's prefix probabilities are not
+            known (a random insertion's depend on the slate's length); False leaves ``prefix``
+            None and keeps the marginals and the whole slate's probability, which are exact.
     """
     scores = np.asarray(scores, dtype=np.float64)
     index = _slate_index(slate_candidate_index)
@@ -114,12 +124,19 @@ def replay_slate(
     item = np.minimum(marginals[:rows].sum(axis=0)[index], 1.0)  # a sum: may round past 1
     prefix = np.array([policy.slate_probability(scores, index[: j + 1]) for j in range(k)])
     if abs(prefix[0] - marginal[0]) > 1e-9:
-        raise ValueError(
+        if not require_prefix:
+            return ReplayedSlate(
+                marginal=marginal, item=item, prefix=None, marginals=marginals,
+                slate=float(prefix[-1]),
+            )  # fmt: skip
+        raise PrefixError(
             f"the policy's probability of the one-item prefix ({prefix[0]}) differs from its "
             f"position-0 marginal ({marginal[0]}): its slate probabilities depend on the slate "
             "length, so they do not give the prefix probabilities of a longer slate"
         )
-    return ReplayedSlate(marginal=marginal, item=item, prefix=prefix, marginals=marginals)
+    return ReplayedSlate(
+        marginal=marginal, item=item, prefix=prefix, marginals=marginals, slate=float(prefix[-1])
+    )
 
 
 CONDITIONAL_TOLERANCE = 1e-9

@@ -31,6 +31,8 @@ COLUMNS = (
     "slot",
     "q_hat",
     "v_hat",
+    "v_hat_cascade",
+    "behavior",
     *SLATE_PSCORES,
 )
 

@@ -23,6 +23,7 @@ rounded, so "never shows" is an exact 0.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -33,14 +34,13 @@ UNSUPPORTED_SHARE_LIMIT = 0.01
 """A suggested gate: at most 1% of the target's slate outside the logging support."""
 
 
-def unsupported_mass(logging_marginals: np.ndarray, target_marginals: np.ndarray) -> float:
-    """u = Σ_k Σ_a q_k(a) [p_k(a) = 0] for one decision.
-
-    Args:
-        logging_marginals: (K, n) the logging policy's P(candidate a at position k).
-        target_marginals: (K', n) the target's, on the same candidates; positions beyond the
-            logging policy's K count as unsupported (the logging policy never filled them).
-    """
+def thin(
+    logging_marginals: np.ndarray, target_marginals: np.ndarray, max_weight: float = math.inf
+) -> np.ndarray:
+    """(K', n) where the target's mass is outside the logging support: p_k(a) = 0, or a weight
+    q_k(a) / p_k(a) above ``max_weight`` (so thinly supported that a window of N decisions
+    expects fewer than N / max_weight logged rows there); positions beyond the logging
+    policy's K are all outside."""
     p = np.asarray(logging_marginals, dtype=np.float64)
     q = np.asarray(target_marginals, dtype=np.float64)
     if p.ndim != 2 or q.ndim != 2 or p.shape[1] != q.shape[1]:
@@ -48,9 +48,26 @@ def unsupported_mass(logging_marginals: np.ndarray, target_marginals: np.ndarray
             "logging_marginals and target_marginals must be (positions, candidates) over the "
             f"same candidates; got shapes {p.shape} and {q.shape}"
         )
+    out = np.ones(q.shape, dtype=bool)
     shared = min(p.shape[0], q.shape[0])
-    inside = float(np.sum(q[:shared] * (p[:shared] <= 0.0)))
-    return inside + float(q[shared:].sum())
+    with np.errstate(invalid="ignore"):
+        out[:shared] = (p[:shared] <= 0.0) | (q[:shared] > p[:shared] * max_weight)
+    return out
+
+
+def unsupported_mass(
+    logging_marginals: np.ndarray, target_marginals: np.ndarray, max_weight: float = math.inf
+) -> float:
+    """u = Σ_k Σ_a q_k(a) [p_k(a) = 0] for one decision; with ``max_weight``, also the mass
+    whose weight q_k(a) / p_k(a) exceeds it (``thin``).
+
+    Args:
+        logging_marginals: (K, n) the logging policy's P(candidate a at position k).
+        target_marginals: (K', n) the target's, on the same candidates; positions beyond the
+            logging policy's K count as unsupported (the logging policy never filled them).
+    """
+    q = np.asarray(target_marginals, dtype=np.float64)
+    return float(np.sum(q * thin(logging_marginals, q, max_weight)))
 
 
 def support_diagnostics(

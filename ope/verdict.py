@@ -1,29 +1,31 @@
 """The primary estimate and its verdict: one number an analyst can act on, chosen from the data,
 with an interval that does not lie and a plain answer to "can I trust it?".
 
-**Choice (SLOPE).** Switch-DR with threshold τ (``ope.model_based.SwitchDR``) runs from DR
-(τ = ∞: unbiased where the logging policy has support, the widest interval) to DM (τ = 0: the
-outcome model alone, the narrowest, biased by the model's error). Along that ladder the bias
-grows and the variance shrinks, which is the setting of SLOPE (Su, Srinath & Krishnamurthy,
-"Adaptive Estimator Selection for Off-Policy Evaluation", ICML 2020, after Lepski's method):
-with each rung's interval widened to twice its half-width, the primary estimate is the last rung
-whose widened interval still meets every earlier one's. Where a narrower rung contradicts the
-less biased ones, the walk stops before it, so a reward model that is off shows up as a choice
-nearer DR rather than as a confident wrong number.
+**Choice (SLOPE).** Switch-DR with threshold τ (``ope.model_based.SwitchDR``) runs from the
+weight cap (τ = N / ``min_expected_rows``: DR wherever the window holds enough comparable rows,
+unbiased there, the widest interval) down to DM (τ = 0: the outcome model alone, the narrowest,
+biased by the model's error). A weight above the cap belongs to a (position, item) the window
+expects fewer than ``min_expected_rows`` rows of, where an importance-weighted correction is
+noise that no normal interval describes; that mass counts as unsupported (below). Along the
+ladder the bias grows and the variance shrinks: the setting of SLOPE (Su, Srinath &
+Krishnamurthy, "Adaptive Estimator Selection for Off-Policy Evaluation", ICML 2020, after
+Lepski's method). With each rung's interval widened to twice its half-width, the primary
+estimate is the last rung whose widened interval still meets every earlier one's. Where a
+narrower rung contradicts the less biased ones the walk stops before it, so an outcome model that
+is off shows up as a choice nearer the cap rather than as a confident wrong number.
 
 **Intervals that do not lie.** SLOPE buys a better point estimate, not a narrower interval: a
 rung's own interval covers that rung's expectation, which misses the value by the outcome
 model's error, and the data bound that error only through the less biased rungs. So the primary
-interval joins the chosen rung's interval with DR's (unbiased on the logging policy's support);
-a DM-like choice with a narrow interval of its own never reaches the analyst as a narrow
-interval. Importance weights see only what the logging policy could show.
-The target's mass outside that support (``ope.support``; per decision the expected number of its
+interval joins the chosen rung's interval with the first rung's (unbiased on the support); a
+DM-like choice with a narrow interval of its own never reaches the analyst as a narrow interval.
+Importance weights see only what the logging policy could show. The target's mass outside that
+support or above the weight cap (``ope.support.thin``; per decision the expected number of its
 slate positions the log can say nothing about, u_i) is worth between 0 and u_i × the largest
-reward of a position, whatever any estimator says. So the interval above is widened by that
-partial-identification bound: down by the
-outcome model's value on the unsupported part (``model_only``: it could be worth 0) and up by
-the rest of the bound. With full support this adds nothing; with thin support the interval is
-wide, and it says so.
+reward of a position, whatever any estimator says. So the interval is widened by that
+partial-identification bound: down by the outcome model's value on that part (``model_only``:
+it could be worth 0) and up by the rest of the bound. With full support this adds nothing; with
+thin support the interval is wide, and it says so.
 
 **Verdict.** Reliable when every check passes: the target's unsupported share at most
 ``max_unsupported``; the effective sample size of the weights at least ``min_ess`` (few rows
@@ -66,8 +68,13 @@ class VerdictLimits:
     """What a reliable primary estimate needs; see the module docstring."""
 
     max_unsupported: float = UNSUPPORTED_SHARE_LIMIT
-    min_ess: float = 30.0
+    min_ess: float = 100.0
     max_relative_half_width: float = 0.25
+    min_expected_rows: float = 5.0
+    """A (position, item) of the target counts as supported only where a window of N decisions
+    expects at least this many logged rows like it: weights above N / min_expected_rows are
+    switched to the outcome model and their mass bounded (0: only a zero propensity is outside
+    the support)."""
     reward_max: float = 1.0
     """The largest reward one slate position can earn (1 for plays): the partial-identification
     bound of the unsupported mass."""
@@ -99,6 +106,7 @@ class Rung:
     value: float
     lo: float
     hi: float
+    tau: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -158,12 +166,25 @@ def _shifted(interval: tuple[float, float], down: float, up: float) -> tuple[flo
     return interval[0] - down, interval[1] + up
 
 
-def ladder(batch: OpeBatch, *, alpha: float = 0.05) -> list[Rung]:
-    """Switch-DR at every threshold of ``SWITCH_LADDER`` (needs q_hat and v_hat)."""
+def weight_cap(n_decisions: int, limits: VerdictLimits) -> float:
+    """The largest weight whose row still corrects the outcome model: N / min_expected_rows."""
+    if limits.min_expected_rows <= 0:
+        return math.inf
+    return n_decisions / limits.min_expected_rows
+
+
+def ladder_taus(cap: float) -> list[float]:
+    """The thresholds of SLOPE's walk: the weight cap, then every smaller one of
+    ``SWITCH_LADDER`` down to DM."""
+    return [cap, *(tau for tau in SWITCH_LADDER if tau < cap)]
+
+
+def ladder(batch: OpeBatch, *, alpha: float = 0.05, cap: float = math.inf) -> list[Rung]:
+    """Switch-DR at every threshold of ``ladder_taus(cap)`` (needs q_hat and v_hat)."""
     out = []
-    for tau in SWITCH_LADDER:
+    for tau in ladder_taus(cap):
         e = SwitchDR(tau=tau).estimate(batch, alpha=alpha)
-        out.append(Rung(name=rung_name(tau), value=e.value, lo=e.lo, hi=e.hi))
+        out.append(Rung(name=rung_name(tau), value=e.value, lo=e.lo, hi=e.hi, tau=tau))
     return out
 
 
@@ -243,7 +264,7 @@ def primary_estimate(
     alpha = check_alpha(alpha)
     limits = limits or VerdictLimits()
     support = support or Support()
-    rungs = ladder(batch, alpha=alpha)
+    rungs = ladder(batch, alpha=alpha, cap=weight_cap(batch.n_decisions, limits))
     chosen = rungs[slope_index(rungs)]
     down, up = unsupported_bounds(support, model_based=True, reward_max=limits.reward_max)
     checks = [
@@ -259,12 +280,15 @@ def primary_estimate(
     return _primary(rungs, down, up, checks, diagnostics)
 
 
-def lift_ladder(candidate: OpeBatch, baseline: OpeBatch, *, alpha: float = 0.05) -> list[Rung]:
-    """The paired lift (``ope.paired``) by Switch-DR at every threshold of ``SWITCH_LADDER``."""
+def lift_ladder(
+    candidate: OpeBatch, baseline: OpeBatch, *, alpha: float = 0.05, cap: float = math.inf
+) -> list[Rung]:
+    """The paired lift (``ope.paired``) by Switch-DR at every threshold of
+    ``ladder_taus(cap)``."""
     out = []
-    for tau in SWITCH_LADDER:
+    for tau in ladder_taus(cap):
         lift = paired_lift(SwitchDR(tau=tau), candidate, baseline, alpha=alpha)
-        out.append(Rung(name=rung_name(tau), value=lift.value, lo=lift.lo, hi=lift.hi))
+        out.append(Rung(name=rung_name(tau), value=lift.value, lo=lift.lo, hi=lift.hi, tau=tau))
     return out
 
 
@@ -284,7 +308,8 @@ def primary_lift(
     limits = limits or VerdictLimits()
     candidate_support = candidate_support or Support()
     baseline_support = baseline_support or Support()
-    rungs = lift_ladder(candidate, baseline, alpha=alpha)
+    cap = weight_cap(candidate.n_decisions, limits)
+    rungs = lift_ladder(candidate, baseline, alpha=alpha, cap=cap)
     c_down, c_up = unsupported_bounds(
         candidate_support, model_based=True, reward_max=limits.reward_max
     )

@@ -30,6 +30,10 @@ REFERENCE_ARM = "greedy"
 """The arm every other arm's paired difference is taken from."""
 ORACLE_ARM = "oracle"
 
+GATE_MARGINS: tuple[float, ...] = (0.0, 0.02, 0.05)
+"""Margins (expected plays per decision) at which the study runs the gate before each round and
+measures it against the candidate's true lift over production."""
+
 DEFAULT_SEARCH_WEIGHT = 0.25
 """α for the arms that train on search plays: the product's default
 (``proplog.training_table.TrainingTableConfig.search_weight``, written here so that the command

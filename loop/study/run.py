@@ -29,15 +29,16 @@ from sqlmodel import Session
 
 from explore.policy import greedy_order
 from fm_core import PopularityAffinityScorer, Scorer
-from loop.ope_eval import EvaluationSettings, evaluate
+from loop.ope_eval import EvaluationSettings, evaluate, gate_evaluation
 from loop.ope_targets import TargetPolicy
 from loop.retrain import fit_model
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
 from loop.study.arms import Arm, make_arm
-from loop.study.config import StudyConfig
+from loop.study.config import GATE_MARGINS, StudyConfig
 from loop.study.metrics import gini, mean_pairwise_jaccard
 from loop.windows import read_window, training_impressions
+from ope.gate import GateThresholds
 from proplog.engine import init_db, make_engine
 from proplog.store import record_events
 from sim import Request, World
@@ -169,6 +170,10 @@ class _ArmLoop:
                 "hi": lift.hi,
                 "estimator": lift.estimator,
                 "reliable": lift.reliable,
+            },
+            "gate": {
+                str(margin): gate_evaluation(evaluation, GateThresholds(margin=margin)).ready
+                for margin in GATE_MARGINS
             },
         }
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from loop.study.config import ORACLE_ARM, REFERENCE_ARM, StudyConfig
+from loop.study.config import GATE_MARGINS, ORACLE_ARM, REFERENCE_ARM, StudyConfig
 from loop.study.metrics import mean_interval
 from loop.study.run import ArmRun
 
@@ -66,20 +66,16 @@ def _relative_to_oracle(runs: dict[tuple[int, str], ArmRun]) -> None:
         )
 
 
-GATE_MARGINS = (0.0, 0.02, 0.05)
-"""Margins (expected plays per decision) at which the study measures the gate against truth."""
-
-
 def _ope(runs: list[ArmRun]) -> dict[str, Any]:
     """Per estimator, over every (seed, round ≥ 1) of an arm: the estimate made before the round
     against the candidate's true value on the same held-out decisions: interval coverage, bias,
     RMSE, median relative error and mean width; the primary estimate's verdicts; and the gate
-    (READY: a reliable primary lift whose lower bound clears the margin) against the true lift,
-    at each of ``GATE_MARGINS``."""
+    (``ope.gate``: READY needs a reliable primary lift whose lower bound clears the margin, and
+    every weight check) against the true lift, at each of ``GATE_MARGINS``."""
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
     unsupported: list[float] = []
     reliable: list[bool] = []
-    lifts: list[tuple[float, float, bool]] = []
+    gates: list[tuple[float, dict[str, bool]]] = []
     for run in runs:
         for r in run.rounds:
             ope = r.get("ope")
@@ -90,9 +86,7 @@ def _ope(runs: list[ArmRun]) -> dict[str, Any]:
             for name, e in ope["estimates"].items():
                 rows.setdefault(name, []).append((e["value"], e["lo"], e["hi"], ope["truth"]))
             reliable.append(bool(ope["primary"]["reliable"]))
-            lift = ope["lift"]
-            true_lift = ope["truth"] - ope["production_truth"]
-            lifts.append((lift["lo"], true_lift, bool(lift["reliable"])))
+            gates.append((ope["truth"] - ope["production_truth"], ope["gate"]))
     out: dict[str, Any] = {}
     for name, values in rows.items():
         v = np.asarray(values, dtype=np.float64)
@@ -109,15 +103,16 @@ def _ope(runs: list[ArmRun]) -> dict[str, Any]:
         "estimators": out,
         "unsupported": float(np.mean(unsupported)) if unsupported else None,
         "reliable_share": float(np.mean(reliable)) if reliable else None,
-        "gate": [_gate_rates(lifts, margin) for margin in GATE_MARGINS],
+        "gate": [_gate_rates(gates, margin) for margin in GATE_MARGINS],
     }
 
 
-def _gate_rates(lifts: list[tuple[float, float, bool]], margin: float) -> dict[str, Any]:
+def _gate_rates(gates: list[tuple[float, dict[str, bool]]], margin: float) -> dict[str, Any]:
     """READY rates at ``margin`` among candidates truly not better by it, and among those
     truly better by twice it."""
-    not_better = [lo > margin and ok for lo, truth, ok in lifts if truth <= margin]
-    better = [lo > margin and ok for lo, truth, ok in lifts if truth >= 2 * margin]
+    ready = [(truth, decided[str(margin)]) for truth, decided in gates]
+    not_better = [r for truth, r in ready if truth <= margin]
+    better = [r for truth, r in ready if truth >= 2 * margin]
     return {
         "margin": margin,
         "not_better": len(not_better),

@@ -22,7 +22,7 @@ from loop.sim_bridge import catalog_from_world, decision_input, events_from_outc
 from loop.windows import LoggedWindow, read_window
 from ope import estimate_all
 from ope.pseudo_inverse import slate_distribution
-from ope.replay import replay_slate
+from ope.replay import PrefixError, replay_slate
 from ope.support import support_diagnostics, unsupported_mass
 from proplog.engine import init_db, make_engine
 from proplog.store import record_events
@@ -58,8 +58,15 @@ def test_replayed_probabilities_equal_the_policys_by_enumeration(
 def test_replay_refuses_a_policy_whose_prefix_probabilities_depend_on_the_slate_length() -> None:
     # A pool smaller than K grows to K for a K-slate but not for its one-item prefix.
     policy = EpsilonGreedySlate(epsilon=0.5, pool=2)
-    with pytest.raises(ValueError, match="depend on the slate length"):
-        replay_slate(policy, np.array([0.3, 0.9, 0.1, 0.6]), [0, 2, 3])
+    scores = np.array([0.3, 0.9, 0.1, 0.6])
+    with pytest.raises(PrefixError, match="depend on the slate length"):
+        replay_slate(policy, scores, [0, 2, 3])
+    # without prefixes, the marginals and the whole slate's probability are still exact
+    loose = replay_slate(policy, scores, [0, 2, 3], require_prefix=False)
+    assert loose.prefix is None
+    assert loose.slate == pytest.approx(policy.slate_probability(scores, np.array([0, 2, 3])))
+    marginals = policy.marginals(scores, 3)
+    assert loose.marginal == pytest.approx(marginals[[0, 1, 2], [0, 2, 3]])
 
 
 @pytest.fixture(scope="module")

@@ -43,7 +43,8 @@ def world_coverage() -> object:
 
 def test_every_estimator_and_interval_has_a_coverage_cell(world_coverage: object) -> None:
     result = world_coverage
-    names = {"ipw", "snipw", "dm", "dr", "sndr", "dros", "switch-dr", "sips", "iips", "rips", "pi"}
+    names = {"ipw", "snipw", "dm", "dr", "sndr", "dros", "switch-dr", "sips", "iips", "rips", "pi",
+             "aips"}  # fmt: skip
     assert set(result.coverage) == names  # type: ignore[attr-defined]
     for name, row in result.coverage.items():  # type: ignore[attr-defined]
         assert set(row) == set(INTERVALS), name

@@ -88,24 +88,30 @@ def bandit(n: int, seed: int, *, q_noise: float = 0.05, target_shift: float = 0.
     )
 
 
-def test_primary_is_the_chosen_rungs_value_with_dr_in_its_interval_when_support_is_full() -> None:
+def test_primary_is_the_chosen_rungs_value_with_the_first_rung_in_its_interval() -> None:
     batch = bandit(4000, 0)
     primary = primary_estimate(batch, support=Support(share=0.0, mass=0.0, model_only=0.0))
     chosen = next(r for r in primary.path if r.name == primary.estimator)
-    tau = dict(zip([rung_name(t) for t in SWITCH_LADDER], SWITCH_LADDER, strict=True))
-    direct = SwitchDR(tau=tau[primary.estimator]).estimate(batch)
-    dr = primary.path[0]
-    assert dr.name == "dr"
+    direct = SwitchDR(tau=chosen.tau).estimate(batch)
+    first = primary.path[0]
+    # the walk starts at the weight cap, N / min_expected_rows, and ends at DM
+    assert first.tau == 4000 / VerdictLimits().min_expected_rows
+    assert first.name == "switch-dr(tau=800)" and primary.path[-1].name == "dm"
     assert (primary.value, primary.estimator_lo, primary.estimator_hi) == pytest.approx(
         (direct.value, direct.lo, direct.hi), abs=1e-12
     )
     assert (chosen.lo, chosen.hi) == (primary.estimator_lo, primary.estimator_hi)
-    # the interval joins the chosen rung's with DR's, the least biased
-    assert (primary.lo, primary.hi) == (min(chosen.lo, dr.lo), max(chosen.hi, dr.hi))
+    assert (primary.lo, primary.hi) == (min(chosen.lo, first.lo), max(chosen.hi, first.hi))
     assert primary.reliable and primary.reasons == ["every check passed"]
 
 
-def test_a_wrong_outcome_model_keeps_the_choice_near_dr() -> None:
+def test_without_a_weight_cap_the_walk_starts_at_dr() -> None:
+    primary = primary_estimate(bandit(500, 0), limits=VerdictLimits(min_expected_rows=0))
+    assert [r.name for r in primary.path][:2] == ["dr", "switch-dr(tau=100)"]
+    assert len(primary.path) == len(SWITCH_LADDER)
+
+
+def test_a_wrong_outcome_model_keeps_the_choice_near_the_cap() -> None:
     good = primary_estimate(bandit(4000, 1, q_noise=0.0))
     assert good.estimator == "dm"  # the model agrees with every less biased rung
     rng_bad = bandit(4000, 1, q_noise=0.0)
