@@ -123,6 +123,36 @@ class EpsilonGreedySlate(PooledExploration):
             return 0.0
         return float(self._prefix_probabilities(scores, slate)[-1])
 
+    def prefix_extensions(self, scores: np.ndarray, prefix: np.ndarray) -> np.ndarray:
+        """(n,) ``slate_probability`` of the prefix followed by each candidate a, all at once
+        (0 where a is in the prefix): what OPE needs for the policy's conditional choice after
+        a logged prefix, without n calls."""
+        prefix = np.asarray(prefix, dtype=np.int64)
+        j = prefix.size
+        scores = validate_scores(scores, j + 1)
+        n = scores.size
+        out = np.zeros(n)
+        if j + 1 > n or (j and not is_slate(prefix, n)):
+            return out
+        k = j + 1
+        m = self._pool_size(n, k)
+        order = greedy_order(scores)
+        greedy = order[:k]
+        explores = exploring_mask(self.positions, k)
+        free = np.zeros(n, dtype=bool)
+        free[order[self._free_ranks(explores, k, m)]] = True
+        draw = _draw_probabilities(explores, m)
+        step = (prefix == greedy[:j]).astype(np.float64)
+        before = explores[:j]
+        step[before] = free[prefix[before]] * draw[: int(before.sum())]
+        if explores[j]:
+            out = free * (self.epsilon * float(np.prod(step)) * draw[-1])
+        else:
+            out[greedy[j]] = self.epsilon * float(np.prod(step))
+        out[greedy[j]] += (1.0 - self.epsilon) * float(np.all(prefix == greedy[:j]))
+        out[prefix] = 0.0
+        return out
+
     def marginals(self, scores: np.ndarray, k: int) -> np.ndarray:
         scores = validate_scores(scores, k)
         n = scores.size

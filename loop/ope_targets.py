@@ -43,9 +43,10 @@ import pandas as pd
 
 from explore import Policy, policy_for_record
 from fm_core import Scorer
-from loop.replay import PrecomputedScores, replay_batch
+from loop.replay import PrecomputedScores, as_served, replay_batch
 from loop.windows import LoggedWindow
 from ope import OpeBatch
+from ope.replay import ReplayPolicy, prefix_conditionals
 from ope.reward_model import REWARD_MODELS as BUILT_IN_REWARD_MODELS
 from ope.reward_model import Classifier, FoldModels, fit_folds
 from ope.support import thin
@@ -311,12 +312,10 @@ def _target_tables(
             else:
                 supported = ~outside[position][actions]
             per_row.append((at_k[actions], actions, supported))
-    width = max(t.size for t, _, _ in per_row)
-    n = len(per_row)
-    target, candidate = np.zeros((n, width)), np.full((n, width), -1, dtype=np.int64)
-    supported = np.ones((n, width), dtype=bool)
-    for row, (t, a, s) in enumerate(per_row):
-        target[row, : t.size], candidate[row, : a.size], supported[row, : s.size] = t, a, s
+    target, candidate = _padded([(t, a) for t, a, _ in per_row])
+    supported = np.ones(target.shape, dtype=bool)
+    for row, (_, _, s) in enumerate(per_row):
+        supported[row, : s.size] = s
     known = known_support and bool(unsupported)
     return _TargetTables(
         target=target,
@@ -325,6 +324,40 @@ def _target_tables(
         unsupported_mass=float(np.mean(unsupported)) if known else None,
         unsupported_positions=float(np.mean(positions)) if known else None,
     )
+
+
+def _padded(per_row: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, candidates) tables of per-row pairs, zero / −1 past a row's entries."""
+    width = max(1, max(c.size for _, c in per_row))
+    probability = np.zeros((len(per_row), width))
+    candidate = np.full((len(per_row), width), -1, dtype=np.int64)
+    for row, (p, c) in enumerate(per_row):
+        probability[row, : p.size], candidate[row, : c.size] = p, c
+    return probability, candidate
+
+
+def _cascade_tables(
+    rows: _Rows, policies: Sequence[ReplayPolicy], scores: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per logged row, the policy's conditional choice at the row's position given the logged
+    items above it (``ope.replay.prefix_conditionals``), as (probabilities, candidates) tables;
+    None where a policy's prefix probabilities are not known (random insertion)."""
+    empty = (np.empty(0), np.empty(0, dtype=np.int64))
+    per_row: list[tuple[np.ndarray, np.ndarray]] = [empty] * rows.decision.size
+    rows_of = pd.Series(np.arange(rows.decision.size)).groupby(rows.decision).indices
+    for d, (policy, s) in enumerate(zip(policies, scores, strict=True)):
+        mine = rows_of.get(d)
+        if mine is None:
+            continue
+        mine = mine[np.argsort(rows.position[mine])]
+        served = as_served(policy, np.asarray(s, dtype=np.float64), mine.size)
+        try:
+            conditionals = prefix_conditionals(served, s, rows.candidate[mine])
+        except ValueError:
+            return None
+        for row, (candidates, probability) in zip(mine, conditionals, strict=True):
+            per_row[row] = (probability, candidates)
+    return _padded(per_row)
 
 
 def _frame(window: LoggedWindow, batch: OpeBatch) -> pd.DataFrame:
@@ -352,6 +385,7 @@ def _replayed(
     marginals: list[np.ndarray],
     model: WindowModel | None,
     max_weight: float = math.inf,
+    cascade: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None,
 ) -> ReplayedTarget:
     frame = _frame(window, batch)
     tables = _target_tables(window, rows, marginals, max_weight)
@@ -362,6 +396,11 @@ def _replayed(
         frame["v_hat"] = v_hat
         frame["v_hat_unsupported"] = model.expected(outside, tables.candidate)
         batch = dataclasses.replace(batch, q_hat=model.q_hat, v_hat=v_hat)
+        conditional = None if cascade is None or batch.pscore_cascade is None else cascade()
+        if conditional is not None:
+            v_hat_cascade = model.expected(*conditional)
+            frame["v_hat_cascade"] = v_hat_cascade
+            batch = dataclasses.replace(batch, v_hat_cascade=v_hat_cascade)
     logger.info("replayed %s on %d decisions", name, len(window.decisions))
     return ReplayedTarget(
         name=name,
@@ -406,7 +445,13 @@ def replay_targets(
             target.policy.marginals(np.asarray(s, dtype=np.float64), int(k))
             for s, k in zip(scores, window.decisions["k"], strict=True)
         ]
-        out.append(_replayed(target.name, window, rows, batch, marginals, model, max_weight))
+        policies = [target.policy] * len(scores)
+        out.append(
+            _replayed(
+                target.name, window, rows, batch, marginals, model, max_weight,
+                cascade=functools.partial(_cascade_tables, rows, policies, scores),
+            )
+        )  # fmt: skip
     return out
 
 
@@ -443,11 +488,11 @@ def replay_logged(window: LoggedWindow, *, model: WindowModel | None = None) -> 
     )
     marginals = []
     decisions = window.decisions
-    for scores, k, name, params in zip(
-        decisions["candidate_scores"], decisions["k"], decisions["policy_name"],
-        decisions["exploration"], strict=True,
-    ):  # fmt: skip
-        logged = _logged_marginals(name, params, np.asarray(scores, dtype=np.float64), int(k))
+    scores = [np.asarray(s, dtype=np.float64) for s in decisions["candidate_scores"]]
+    for s, k, name, params in zip(
+        scores, decisions["k"], decisions["policy_name"], decisions["exploration"], strict=True
+    ):
+        logged = _logged_marginals(name, params, s, int(k))
         if logged is None:
             model = None  # no v̂ without the logging policy's marginals
             marginals = []
@@ -456,4 +501,9 @@ def replay_logged(window: LoggedWindow, *, model: WindowModel | None = None) -> 
     if not marginals:
         frame = _frame(window, batch)
         return ReplayedTarget(name=PRODUCTION, frame=frame, unsupported_mass=None, batch=batch)
-    return _replayed(PRODUCTION, window, rows, batch, marginals, model)
+    policies = [
+        policy_for_record(name, dict(params))
+        for name, params in zip(decisions["policy_name"], decisions["exploration"], strict=True)
+    ]
+    cascade = functools.partial(_cascade_tables, rows, policies, scores)
+    return _replayed(PRODUCTION, window, rows, batch, marginals, model, cascade=cascade)

@@ -152,8 +152,10 @@ def prefix_conditionals(
     Exact, from the policy's own probabilities: the conditional is the ratio of prefix
     probabilities P(s_1..s_{k−1}, a) / P(s_1..s_{k−1}), over the candidates in the support of the
     target's position-k marginal that are not in the prefix (any candidate the target can put at
-    k after this prefix is there). A position whose logged prefix has target probability 0 gets
-    an empty pair: its prefix weight is 0, so nothing is averaged there.
+    k after this prefix is there). A policy with ``prefix_extensions(scores, prefix)`` (every
+    P(prefix, a) at once, e.g. ``explore.EpsilonGreedySlate``) is asked once per position. A
+    position whose logged prefix has target probability 0 gets an empty pair: its prefix weight
+    is 0, so nothing is averaged there.
 
     Args:
         policy: the target's exploration policy.
@@ -181,7 +183,13 @@ def prefix_conditionals(
             continue
         support = np.flatnonzero(marginals[position] > 0.0)
         support = support[~np.isin(support, prefix)]
-        joint = np.array([policy.slate_probability(scores, np.append(prefix, a)) for a in support])
+        extensions = getattr(policy, "prefix_extensions", None)
+        if extensions is not None:  # every one-longer slate at once
+            joint = np.asarray(extensions(scores, prefix), dtype=np.float64)[support]
+        else:
+            joint = np.array(
+                [policy.slate_probability(scores, np.append(prefix, a)) for a in support]
+            )
         conditional = joint / shown
         total = float(conditional.sum())
         if abs(total - 1.0) > CONDITIONAL_TOLERANCE:

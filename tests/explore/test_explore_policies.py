@@ -256,3 +256,25 @@ def test_bad_scores_raise_in_decide(name: str) -> None:
         POLICIES[name].decide(np.array([0.1, np.nan, 0.3]), 2, np.random.default_rng(0))
     with pytest.raises(ValueError, match=r"k must be >= 1; got 0"):
         POLICIES[name].decide(SCORES_6, 0, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize(
+    ("epsilon", "pool", "positions"),
+    [(0.2, None, None), (0.05, 6, None), (0.3, 7, (1, 3)), (1.0, 5, (0,)), (0.0, 4, None)],
+)
+def test_epsilon_greedy_prefix_extensions_are_its_slate_probabilities(
+    epsilon: float, pool: int | None, positions: tuple[int, ...] | None
+) -> None:
+    from explore import EpsilonGreedySlate
+
+    policy = EpsilonGreedySlate(epsilon=epsilon, pool=pool, positions=positions)
+    rng = np.random.default_rng(7)
+    scores = rng.random(9)
+    for length in range(5):
+        for _ in range(4):
+            prefix = rng.permutation(9)[:length]
+            if rng.random() < 0.5:  # the greedy prefix, where the greedy branch counts too
+                prefix = np.argsort(-scores, kind="stable")[:length]
+            extended = policy.prefix_extensions(scores, prefix)
+            expected = [policy.slate_probability(scores, np.append(prefix, a)) for a in range(9)]
+            np.testing.assert_allclose(extended, expected, rtol=0, atol=1e-15)
