@@ -121,17 +121,44 @@ def render(study: dict[str, Any]) -> str:
         paired = study["paired"]
         parts.append(table(f"last round, paired difference from {reference}", paired["last_round"]))
         parts.append(table(f"whole run, paired difference from {reference}", paired["cumulative"]))
-    ope = [
-        f"{arm:<22}{name:<12} coverage {e['coverage']:.2f}  bias {e['bias']:+.3f}  "
-        f"RMSE {e['rmse']:.3f}  ({e['n']} estimates)"
+    parts += _ope_lines(study)
+    return "\n\n".join(parts)
+
+
+SHOWN_ESTIMATORS = ("primary", "ipw", "snipw", "dm", "dr", "cascade-dr", "aips")
+"""The estimators the terminal report shows (study.json and study.html hold every one)."""
+
+
+def _ope_lines(study: dict[str, Any]) -> list[str]:
+    """The off-policy record: each estimator against the candidate's true value on the same
+    held-out decisions, the primary estimate's verdicts, and the gate against the true lift."""
+    rows = [
+        f"{arm:<12}{name:<12} coverage {e['coverage']:.2f}  median rel. error "
+        f"{e['median_relative_error']:.3f}  bias {e['bias']:+.3f}  width {e['mean_width']:.3f}  "
+        f"({e['n']})"
         for arm, record in study["ope"].items()
         for name, e in record["estimators"].items()
-        if name in ("ipw", "snipw", "dr")
+        if name in SHOWN_ESTIMATORS
     ]
-    if ope:
-        title = "off-policy estimates made before each round, against its true reward"
-        parts.append("\n".join([title, *ope]))
-    return "\n\n".join(parts)
+    if not rows:
+        return []
+    gates = []
+    for arm, record in study["ope"].items():
+        share = record["reliable_share"]
+        gates.append(
+            f"{arm:<12}primary reliable in {100 * (share or 0):.0f}% of rounds; gate: "
+            + "; ".join(
+                f"margin {g['margin']:g}: READY {_rate(g['false_ready'])} of {g['not_better']} "
+                f"not better, {_rate(g['power'])} of {g['better_by_twice']} better by 2x"
+                for g in record["gate"]
+            )
+        )
+    title = "off-policy estimates made before each round, against the truth on the same decisions"
+    return ["\n".join([title, *rows]), "\n".join(gates)]
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
 
 
 def run(args: argparse.Namespace) -> int:

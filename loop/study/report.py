@@ -68,15 +68,36 @@ def render_study_html(study: dict[str, Any]) -> str:
             "<h3>Over the whole run</h3>",
             html_table(["arm", *cumulative], _rows(study["paired"]["cumulative"], cumulative)),
         ]
-    parts.append("<h2>Off-policy estimates made before each round, against its true value</h2>")
+    parts.append(
+        "<h2>Off-policy estimates made before each round, against the truth on the same "
+        "decisions</h2>"
+    )
     ope_rows = [
-        [arm, name, e["n"], e["coverage"], e["bias"], e["rmse"], e["mean_width"]]
+        [
+            arm, name, e["n"], e["coverage"], e["median_relative_error"], e["bias"], e["rmse"],
+            e["mean_width"],
+        ]
         for arm, record in study["ope"].items()
         for name, e in record["estimators"].items()
-    ]
-    parts.append(
-        html_table(["arm", "estimator", "n", "coverage", "bias", "RMSE", "width"], ope_rows)
-    )
+    ]  # fmt: skip
+    header = ["arm", "estimator", "n", "coverage", "median rel. error", "bias", "RMSE", "width"]
+    parts.append(html_table(header, ope_rows))
+    gate_rows = [
+        [
+            arm, record["reliable_share"], g["margin"], g["not_better"], g["false_ready"],
+            g["better_by_twice"], g["power"],
+        ]
+        for arm, record in study["ope"].items()
+        for g in record["gate"]
+    ]  # fmt: skip
+    parts += [
+        "<h3>The primary estimate's verdict and the gate against the true lift</h3>",
+        html_table(
+            ["arm", "primary reliable", "margin", "not better", "READY among them",
+             "better by 2x margin", "READY among them"],
+            gate_rows,
+        ),
+    ]  # fmt: skip
     parts.append("<h2>By round</h2>")
     parts += [html_image(metric_plot(study, m), study["metrics"][m]["label"]) for m in metrics]
     parts.append("</body></html>")
