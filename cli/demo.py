@@ -51,10 +51,12 @@ def _fmt(value: float | None, width: int = 8) -> str:
 
 
 def _row(r: RoundResult) -> str:
-    ci = f"[{r.ips_lo:7.3f}, {r.ips_hi:7.3f}]" if r.ips_lo is not None else "-"
+    ci = f"[{r.primary_lo:7.3f}, {r.primary_hi:7.3f}]" if r.primary_lo is not None else "-"
+    verdict = "-" if r.reliable is None else ("reliable" if r.reliable else "NOT reliable")
     return (
-        f"{r.round:>5}  {r.policy:<34} {_fmt(r.true_reward)} {_fmt(r.ips)} {ci:>19} "
-        f"{_fmt(r.snips)} {_fmt(r.unsupported)} {_fmt(r.oracle_reward)} {_fmt(r.coverage)}"
+        f"{r.round:>5}  {r.policy:<34} {_fmt(r.true_reward)} {_fmt(r.primary)} {ci:>19} "
+        f"{verdict:>12} {_fmt(r.ips)} {_fmt(r.snips)} {_fmt(r.unsupported)} "
+        f"{_fmt(r.oracle_reward)} {_fmt(r.coverage)}"
     )
 
 
@@ -72,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
         world=WorldConfig(seed=args.seed, n_items=args.items, n_users=args.users),
     )
     header = (
-        f"{'round':>5}  {'policy':<34} {'true':>8} {'ips':>8} {'ips 95% CI':>19} "
-        f"{'snips':>8} {'unsupp':>8} {'oracle':>8} {'coverage':>8}"
+        f"{'round':>5}  {'policy':<34} {'true':>8} {'primary':>8} {'95% interval':>19} "
+        f"{'verdict':>12} {'ips':>8} {'snips':>8} {'unsupp':>8} {'oracle':>8} {'coverage':>8}"
     )
     print("loopbreak demo: the loop on the simulated world (reward = expected plays per slate)")
     print(header)

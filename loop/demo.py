@@ -6,7 +6,8 @@ Round 0 serves a uniform policy to collect warm-up logs. Every later round:
    ranker) on the logs so far (point-in-time histories), except the last ``holdout_share`` of the
    previous round;
 2. estimates, before serving, the value of the new ε-greedy policy on that held-out part of the
-   previous round with IPS and SNIPS (policy replay on the logged candidates). The model never
+   previous round (``loop.ope_eval.evaluate``, the report's and the gate's code path): the
+   primary estimate with its interval and verdict, beside IPS and SNIPS. The model never
    saw those decisions or their plays: evaluated on its own training logs, a model that counts
    plays would rank the very items that were played there first, and IPS would credit it
    (the baseline's estimate was 2.6× the truth that way). Beside the estimates it reports the
@@ -18,8 +19,8 @@ Round 0 serves a uniform policy to collect warm-up logs. Every later round:
 4. records the world's plays, with ``source="search"`` for those found through search.
 
 Per round it reports the true expected reward per decision of the served policy (exact, from the
-world's ground truth and the policy's marginals), the IPS and SNIPS estimates of that same policy
-made beforehand, the oracle's reward, and catalog coverage.
+world's ground truth and the policy's marginals), the primary, IPS and SNIPS estimates of that
+same policy made beforehand, the oracle's reward, and catalog coverage.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ from tqdm import tqdm
 from explore import EpsilonGreedySlate
 from fm_core import PopularityAffinityScorer, Scorer
 from loop.demo_config import DemoConfig
-from loop.replay import replay_window
+from loop.ope_eval import evaluate
+from loop.ope_targets import TargetPolicy
 from loop.retrain import fit_model
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
 from loop.windows import read_window, training_impressions
-from ope import estimate_all
 from proplog.engine import init_db, make_engine
 from proplog.store import record_events
 from sim import World
@@ -58,6 +59,11 @@ class RoundResult:
     policy: str
     model_version: str
     true_reward: float
+    primary: float | None
+    primary_lo: float | None
+    primary_hi: float | None
+    primary_estimator: str | None
+    reliable: bool | None
     ips: float | None
     ips_lo: float | None
     ips_hi: float | None
@@ -147,6 +153,7 @@ def run_demo(
     results: list[RoundResult] = []
     for r in range(config.rounds):
         estimates = None
+        primary = None
         unsupported = None
         if r > 0:
             round_start = to_datetime(r * config.days_per_round)
@@ -160,11 +167,11 @@ def run_demo(
             ).scorer
             new_policy = EpsilonGreedySlate(epsilon=config.epsilon, pool=config.pool)
             held_out = read_window(engine, since=cut, until=round_start)
-            replayed = replay_window(
-                held_out, scorer=scorer, policy=new_policy, logging_policy=policy
-            )
-            estimates = estimate_all(replayed.batch)
-            unsupported = replayed.support["unsupported_share"]
+            target = TargetPolicy(name=scorer.model_version, scorer=scorer, policy=new_policy)
+            evaluation = evaluate(held_out, target, history=history)
+            estimates = evaluation.candidate.estimates
+            primary = evaluation.candidate.primary
+            unsupported = evaluation.candidate.support.share
             policy = new_policy
         service = DecisionService(scorer=scorer, policy=policy)
         with Session(engine) as session:
@@ -181,6 +188,11 @@ def run_demo(
             round=r,
             policy=f"{policy.name}(eps={policy.epsilon:g}, pool={policy.pool})",
             model_version=scorer.model_version,
+            primary=primary.value if primary else None,
+            primary_lo=primary.lo if primary else None,
+            primary_hi=primary.hi if primary else None,
+            primary_estimator=primary.estimator if primary else None,
+            reliable=primary.reliable if primary else None,
             ips=estimates["ipw"].value if estimates else None,
             ips_lo=estimates["ipw"].lo if estimates else None,
             ips_hi=estimates["ipw"].hi if estimates else None,
