@@ -163,6 +163,9 @@ class _ArmLoop:
                 "estimator": primary.estimator,
                 "reliable": primary.reliable,
                 "reasons": primary.reasons,
+                "path": [[r.tau, r.value, r.lo, r.hi] for r in primary.path],
+                "unsupported_down": primary.diagnostics["unsupported_down"],
+                "unsupported_up": primary.diagnostics["unsupported_up"],
             },
             "lift": {
                 "value": lift.value,
