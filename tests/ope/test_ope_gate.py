@@ -143,6 +143,19 @@ def test_better_candidate_is_ready_and_worse_is_not_with_reasons_stored(
     assert {"value", "threshold", "passed", "rule"} <= set(checks["candidate ess"])
 
 
+def test_a_clearly_better_candidate_is_ready_against_production_as_logged(
+    world_log: tuple[str, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, fitted, _ = world_log
+    code = main(["ope", "gate", "--database", url, "--json", "--pool", "20",
+                 "--candidate", str(fitted)])  # fmt: skip
+    payload = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and payload["decision"] == "ready" and payload["baseline"] == "production"
+    # the walk stops where the outcome model (blind to the fitted model's skill) disagrees
+    assert payload["primary"]["estimator"] != "dm" and payload["lift"]["lo"] > 0.3
+    assert payload["evaluation"]["baseline"]["estimates"]["ipw"]["mean_weight"] == 1.0
+
+
 def test_file_inputs_gate_and_bad_rows_name_column_and_row(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

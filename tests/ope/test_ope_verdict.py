@@ -31,8 +31,8 @@ def rung(value: float, half: float) -> Rung:
     ("rungs", "chosen"),
     [
         ([rung(0.5, 0.2), rung(0.52, 0.1), rung(0.51, 0.05), rung(0.5, 0.01)], 3),
-        # the third rung's widened interval [0.71, 0.81] misses the first two's, [0.3, 0.7]
-        ([rung(0.5, 0.2), rung(0.5, 0.1), rung(0.76, 0.025), rung(0.75, 0.01)], 1),
+        # the third rung's interval [0.66, 0.72] misses the first two's, [0.4, 0.6]
+        ([rung(0.5, 0.2), rung(0.5, 0.1), rung(0.69, 0.03), rung(0.69, 0.01)], 1),
         # a rung that contradicts stops the walk even if a later one would agree again
         ([rung(0.5, 0.1), rung(0.9, 0.01), rung(0.5, 0.01)], 0),
         ([rung(0.5, math.inf), rung(0.4, 0.1)], 1),
@@ -43,10 +43,12 @@ def test_slope_walks_until_the_widened_intervals_stop_meeting(rungs: list[Rung],
     assert slope_index(rungs) == chosen
 
 
-def test_slope_widens_each_interval_twice() -> None:
-    # |0.5 − 0.8| = 0.3 = 2 × (0.1 + 0.05): just meeting at twice the half-widths
-    assert slope_index([rung(0.5, 0.1), rung(0.8, 0.05)]) == 1
-    assert slope_index([rung(0.5, 0.1), rung(0.8, 0.049)]) == 0
+def test_slope_intersects_the_intervals_themselves_or_widened() -> None:
+    # |0.5 − 0.8| = 0.3 = 2 × (0.1 + 0.05): the intervals meet only when widened twice
+    assert slope_index([rung(0.5, 0.1), rung(0.8, 0.05)]) == 0
+    assert slope_index([rung(0.5, 0.1), rung(0.8, 0.05)], widening=2.0) == 1
+    assert slope_index([rung(0.5, 0.1), rung(0.8, 0.049)], widening=2.0) == 0
+    assert slope_index([rung(0.5, 0.1), rung(0.6, 0.0)]) == 1  # just meeting
 
 
 def test_rung_names() -> None:
