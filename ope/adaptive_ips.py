@@ -45,9 +45,9 @@ estimate and variance that are both small by luck, and the criterion picks it ex
 (in 60 of ``loop.coverage_world``'s simulated runs, uniform logging over 6 candidates and 200
 decisions, it did so in 45: a bias of −0.13 on a value of 0.22 and 25% coverage of 95%
 intervals; with the check, −0.008 and 90%, close to item-position IPS's −0.004 and 93%). With
-no behaviour taking part, the one whose weights have the largest effective sample size is taken
-(on the loop study's thin logs the standard weights are all 0, and as a candidate standard IPS
-would win with an estimate of 0 and no variance).
+no behaviour taking part, the one whose mean weight is closest to 1 is taken (on the loop
+study's thin logs the standard weights are all nearly 0, and as a candidate standard IPS would
+win with an estimate of 0 and no variance).
 
 The interval is that of the chosen estimator with the choice held fixed (it does not count the
 choice's own randomness), and the bootstrap replicates keep the choice too. The choice itself is
@@ -153,9 +153,10 @@ def choose_behavior(moments: Moments) -> BehaviorChoice:
     at least ``MIN_ESS`` and its mean row weight is within ``WEIGHT_TOLERANCE`` of 1 beyond twice
     its standard error; the reference is the most general one that qualifies: standard IPS
     unless its sample cannot support a variance estimate. With none qualifying, the one whose
-    weights have the largest effective sample size is taken (a behaviour whose weights are all 0
-    would otherwise win with an estimate of 0 and no variance). Ties go to the more general
-    behaviour; with fewer than two decisions the choice is standard."""
+    mean weight is closest to 1 is taken: its weights carry the most of the target's mass (a
+    behaviour whose weights are all nearly 0 would otherwise win with an estimate of 0 and no
+    variance; the effective sample size cannot tell, as it ignores the weights' scale). Ties go
+    to the more general behaviour; with fewer than two decisions the choice is standard."""
     n = moments.n
     value, weight, rows = moments.mean[:3], moments.mean[3:6], moments.mean[6]
     if n < 2 or rows <= 0:
@@ -172,8 +173,8 @@ def choose_behavior(moments: Moments) -> BehaviorChoice:
     sum_sq = np.diag(moments.m2)[3:6] + n * weight**2  # Σ_i W_ic²
     ess = np.divide((n * weight) ** 2, sum_sq, out=np.zeros(3), where=sum_sq > 0)
     qualifies &= ess >= MIN_ESS
-    if not qualifies.any():  # the behaviour whose weights the data carries best
-        qualifies[int(np.argmax(ess))] = True
+    if not qualifies.any():  # the behaviour whose weights carry most of the target's mass
+        qualifies[int(np.argmin(np.abs(mean_weight - 1.0)))] = True
     reference = int(np.flatnonzero(qualifies).max())
     variance = np.diag(cov)[:3]
     gap = value - value[reference]
