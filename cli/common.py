@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -84,3 +85,15 @@ def log_engine(url: str | None) -> Engine:
     made = make_engine(settings.database_url)
     init_db(made)
     return made
+
+
+def parse_when(text: str | None, option: str) -> datetime | None:
+    """An ISO date or time option as an aware UTC datetime (naive times are UTC); None stays
+    None."""
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise CommandInputError(f"{option} must be an ISO date or time; got {text!r}") from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)

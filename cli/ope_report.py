@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from cli.common import (
     config_option,
     fail,
     log_engine,
+    parse_when,
 )
 
 if TYPE_CHECKING:
@@ -50,16 +50,6 @@ def read_contract_file(path: Path) -> pd.DataFrame:
     if path.suffix == ".csv":
         return pd.read_csv(path)
     raise CommandInputError(f"input must be a .parquet or .csv file; got {path.name}")
-
-
-def _when(text: str | None, option: str) -> datetime | None:
-    if text is None:
-        return None
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise CommandInputError(f"{option} must be an ISO date or time; got {text!r}") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def resolve_model(name: str, engine: Engine) -> Path:
@@ -121,7 +111,7 @@ def _evaluation(engine: Engine, args: argparse.Namespace, limits: Any) -> dict[s
     from loop.ope_eval import EvaluationSettings, evaluate, training_overlap
     from loop.windows import read_window
 
-    since, until = _when(args.since, "--since"), _when(args.until, "--until")
+    since, until = parse_when(args.since, "--since"), parse_when(args.until, "--until")
     policy = _policy(args)
     candidate = _target(args.candidate, engine, policy)
     baseline = None if args.baseline is None else _target(args.baseline, engine, policy)

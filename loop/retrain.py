@@ -1,4 +1,11 @@
-"""The retraining job: logs → point-in-time training impressions → a new model version.
+"""The retraining job: a window of the log → point-in-time training impressions → a new model
+version, registered with its training window.
+
+The window [since, until) is split at its **cut** (``training_window``): the latest
+``holdout_share`` of its decisions are kept out of training, so that the version's off-policy
+report and gate can be made on decisions it never saw (they refuse to evaluate it on its training
+window). A rerun for a version already registered on the same window does nothing; the command
+line holds the job's lock on the log for the run (``proplog.job_lock``).
 
 Two kinds of model: ``baseline`` (the popularity × genre-affinity logistic model) and ``fm`` (the
 transformer foundation model with the DCN-v2 ranker, calibrated on the latest held-out decisions).
@@ -10,8 +17,9 @@ decision's ``model_version`` can be traced to how it was made.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +30,9 @@ from sqlmodel import Session
 from fm_core import ItemCatalog, PopularityAffinityScorer, Scorer, TrainingImpressions
 from loop.model_kinds import MODEL_KINDS
 from loop.windows import read_window, training_impressions
+from proplog.frames import decision_frame
 from proplog.registry import record_model_version
+from proplog.schema import ModelVersion
 from proplog.training_table import TrainingTableConfig
 
 logger = logging.getLogger(__name__)
@@ -35,6 +45,7 @@ class RetrainResult:
     impressions: int
     decisions: int
     plays: int
+    created: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,29 +96,132 @@ def fit_model(
     raise ValueError(f"model must be one of {MODEL_KINDS}; got {model!r}")
 
 
+class NothingToLearnError(ValueError):
+    """The window holds no decisions (or no plays) to train on."""
+
+
+DEFAULT_HOLDOUT_SHARE = 0.2
+"""The share of the window's decisions, the latest, kept out of training: the version's cut, and
+the window its off-policy report and gate are made on."""
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    """The decisions a version learns from: [since, cut), and the held-out tail [cut, until)."""
+
+    since: datetime | None
+    until: datetime | None
+    cut: datetime
+    first: datetime
+    last: datetime
+    held_out: int
+
+    def record(self) -> dict[str, Any]:
+        """What the registry stores (``params["training_window"]``)."""
+        return {
+            "since": None if self.since is None else self.since.isoformat(),
+            "until": None if self.until is None else self.until.isoformat(),
+            "first": self.first.isoformat(),
+            "last": self.last.isoformat(),
+            "cut": self.cut.isoformat(),
+            "held_out_decisions": self.held_out,
+        }
+
+
+def training_window(
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    holdout_share: float = DEFAULT_HOLDOUT_SHARE,
+) -> TrainingWindow:
+    """Where the training part of [since, until) ends: before the latest ``holdout_share`` of
+    its decisions (none held out at 0). Raises ``NothingToLearnError`` when no decision is left to
+    train on."""
+    if not 0.0 <= holdout_share < 1.0:
+        raise ValueError(f"holdout_share must be in [0, 1); got {holdout_share}")
+    if since is not None and until is not None and since >= until:
+        raise ValueError(f"since must be before until; got {since} and {until}")
+    times = decision_frame(session_or_engine=engine, since=since, until=until)["created_at"]
+    if times.empty:
+        raise NothingToLearnError("the window holds no decisions; check --since and --until")
+    times = times.sort_values().reset_index(drop=True)
+    held = math.ceil(holdout_share * len(times)) if holdout_share > 0 else 0
+    if held >= len(times) or (held and times[len(times) - held] <= times[0]):
+        raise NothingToLearnError(
+            f"the window's {len(times)} decisions leave none to train on before the held-out "
+            f"{held}; widen the window or lower --holdout-share"
+        )
+    if held:
+        cut = times[len(times) - held].to_pydatetime()
+        trained = times[times < cut]
+    else:
+        cut = until or times.iloc[-1].to_pydatetime() + timedelta(microseconds=1)
+        trained = times
+    return TrainingWindow(
+        since=since,
+        until=until,
+        cut=cut,
+        first=trained.iloc[0].to_pydatetime(),
+        last=trained.iloc[-1].to_pydatetime(),
+        held_out=int(len(times) - len(trained)),
+    )
+
+
+def _registered(engine: Engine, version: str) -> ModelVersion | None:
+    with Session(engine) as session:
+        return session.get(ModelVersion, version)
+
+
 def retrain(
     *,
     engine: Engine,
     catalog: ItemCatalog,
     out: Path,
     version: str | None = None,
+    since: datetime | None = None,
     until: datetime | None = None,
+    holdout_share: float = DEFAULT_HOLDOUT_SHARE,
     model: str = "baseline",
     fm_config: Any = None,
     table: TrainingTableConfig | None = None,
 ) -> RetrainResult:
-    """Fit a ``model`` ("baseline" or "fm") on every logged decision before ``until`` and save
-    it to ``out``; the version is registered with its training window (its first and last
-    decision), which ``loopbreak ope report`` and ``ope gate`` refuse to evaluate it on.
+    """Fit a ``model`` ("baseline" or "fm") on the logged decisions of [since, until) before
+    its held-out tail (``training_window``), save it to ``out`` and register it with its
+    training window, which ``loopbreak ope report`` and ``ope gate`` refuse to evaluate it on.
     ``table`` sets the training table's weights (inverse-propensity clip and self-normalization,
-    the search-play weight α, negatives); None takes its defaults."""
+    the search-play weight α, negatives); None takes its defaults.
+
+    Idempotent: a version already registered with the same training window and a saved file is
+    returned as it is (``created`` False); one registered with another window is refused."""
     if model not in MODEL_KINDS:
         raise ValueError(f"model must be one of {MODEL_KINDS}; got {model!r}")
-    window = read_window(engine, until=until)
-    if window.slates.empty:
-        raise ValueError("the log holds no decisions to learn from")
-    data = training_impressions(window, table)
+    window_of = training_window(engine, since=since, until=until, holdout_share=holdout_share)
     version = version or f"{model}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+    stored = _registered(engine, version)
+    if stored is not None:
+        same = stored.params.get("training_window") == window_of.record()
+        if same and stored.path and Path(stored.path).exists():
+            logger.info("%s is already registered for this window: nothing to do", version)
+            return RetrainResult(
+                version=version, path=Path(stored.path),
+                impressions=int(stored.metrics.get("impressions", 0)),
+                decisions=int(stored.metrics.get("decisions", 0)),
+                plays=int(stored.metrics.get("plays", 0)), created=False,
+            )  # fmt: skip
+        raise ValueError(
+            f"version {version} is already registered with another training window or without "
+            "its file; choose another --version"
+        )
+    window = read_window(engine, since=since, until=window_of.cut)
+    data = training_impressions(window, table)
+    if not np.any(data.labels > 0):
+        raise NothingToLearnError("the training window holds no plays to learn from")
+    logger.info(
+        "training %s on %d decisions (%s to %s), %d held out from %s",
+        version, len(window.requests), window_of.first, window_of.last, window_of.held_out,
+        window_of.cut,
+    )  # fmt: skip
     fitted = fit_model(data, catalog, model=model, version=version, fm_config=fm_config)
     path = fitted.scorer.save(out)  # type: ignore[attr-defined]  # both kinds save themselves
     result = RetrainResult(
@@ -117,14 +231,17 @@ def retrain(
         decisions=len(window.requests),
         plays=int(np.sum(data.labels)),
     )
-    times = window.decisions["created_at"]
-    training_window = {"first": times.min().isoformat(), "last": times.max().isoformat()}
+    weights = asdict(table or TrainingTableConfig())
     with Session(engine) as session:
         record_model_version(
             session=session,
             version=version,
             kind=fitted.kind,
-            params={**fitted.params, "training_window": training_window},
+            params={
+                **fitted.params,
+                "training_window": window_of.record(),
+                "training_table": weights,
+            },
             metrics={
                 "impressions": result.impressions,
                 "decisions": result.decisions,
