@@ -7,7 +7,8 @@ Owns two families:
   They are plain pydantic models rather than SQLModel ones: the store validates every record it
   is given, and a decision with 20 slate items validates in about 90 µs as pydantic models
   against about 210 µs as SQLModel non-table models (measured on this project's CPU machine).
-- tables: ``decision``, ``slate_item``, ``event``, ``model_version``, ``policy``, ``ope_report``.
+- tables: ``decision``, ``slate_item``, ``event``, ``model_version``, ``policy``, ``ope_report``,
+  ``model_promotion`` (one row per promotion or rollback of the production model).
 
 Storage conventions:
 
@@ -338,7 +339,41 @@ class OpeReport(SQLModel, table=True):
     reasons: list[Any] = Field(sa_type=JSON, nullable=False)
 
 
+PROMOTION_ACTIONS = ("promote", "rollback")
+
+
+class ModelPromotion(SQLModel, table=True):
+    """One change of the production model: a promotion or a rollback (append-only).
+
+    ``version`` is production from this row on; ``previous_version`` was production before it
+    (None for the first promotion). ``forced`` rows bypassed the gate and say why in ``reason``;
+    ``gate_report_id`` is the READY ``ope_report`` a gated promotion rests on."""
+
+    __tablename__ = "model_promotion"
+    __table_args__ = (
+        CheckConstraint("action IN ('promote', 'rollback')", name="ck_model_promotion_action"),
+        Index("ix_model_promotion_version", "version"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    version: str = Field(foreign_key="model_version.version")
+    action: str = Field(max_length=16)
+    previous_version: str | None = Field(default=None, foreign_key="model_version.version")
+    reason: str = ""
+    forced: bool = False
+    gate_report_id: int | None = Field(default=None, foreign_key="ope_report.id")
+
+
 def log_tables() -> list[Table]:
     """The tables of the propensity log, in dependency order."""
-    models: list[Any] = [Decision, SlateItem, Event, ModelVersion, Policy, OpeReport]
+    models: list[Any] = [
+        Decision,
+        SlateItem,
+        Event,
+        ModelVersion,
+        Policy,
+        OpeReport,
+        ModelPromotion,
+    ]
     return [model.__table__ for model in models]
