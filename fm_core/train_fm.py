@@ -323,8 +323,9 @@ def train_fm(
             metrics.append(m)
             if env.is_main:
                 logger.info(
-                    "epoch %d: loss %.4f top1 %.3f targets %d windows/s %.1f valid %.4f",
-                    m.epoch, m.loss, m.top1, m.n_targets, m.windows_per_s, m.valid,
+                    "epoch %d/%d: loss %.4f top1 %.3f targets %d windows/s %.1f%s",
+                    m.epoch + 1, train.epochs, m.loss, m.top1, m.n_targets, m.windows_per_s,
+                    "" if validate is None else f" valid {m.valid:.4f}",
                 )  # fmt: skip
                 if train.checkpoint_path:
                     save_checkpoint(
