@@ -9,6 +9,11 @@ share a durable commit instead of one fsync each.
 
 What a request reads from ``app.state`` (settings, metrics, engine, writer, service) is named in
 :mod:`api.deps`; the routes are in :mod:`api.routes`, the refusals in :mod:`api.errors`.
+
+The model: the ``scorer`` given, else the experiment's control arm, else the settings' model
+file, else the log's production version. Unless an experiment pins the models (or the database
+is in-memory SQLite), the app then follows the production version every
+``Settings.reload_seconds`` (:mod:`api.reload`), swapping the whole decision service at once.
 """
 
 from __future__ import annotations
@@ -23,11 +28,14 @@ from sqlalchemy import Engine
 from api.deps import load_scorer
 from api.errors import register_error_handlers
 from api.metrics import ServiceMetrics
+from api.reload import ProductionFollower, ServiceFactory
 from api.routes import ROUTERS
+from api.routes.health import serving_info
 from api.settings import Settings
 from explore import Policy
 from fm_core import Scorer
 from loop.experiment import load_experiment
+from loop.models import production_model
 from loop.service import DecisionService
 from proplog.batch_writer import BatchWriter
 from proplog.engine import init_db, make_engine, shares_one_connection
@@ -37,43 +45,87 @@ logger = logging.getLogger(__name__)
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
+def production_version_of(engine: Engine) -> str | None:
+    production = production_model(engine)
+    return None if production is None else production[0]
+
+
+def _follower(
+    app: FastAPI, db: Engine, settings: Settings, make_service: ServiceFactory, *, pinned: str
+) -> ProductionFollower | None:
+    """The hot reload of the production model, or None (and why) when it is off."""
+    if settings.reload_seconds <= 0:
+        return None
+    if pinned:
+        logger.info("hot reload off: %s", pinned)
+        return None
+    return ProductionFollower(
+        app,
+        db,
+        interval_s=settings.reload_seconds,
+        make_service=make_service,
+        seen=production_version_of(db),
+    )
+
+
 def _lifespan(
     settings: Settings, *, scorer: Scorer | None, policy: Policy | None, engine: Engine | None
 ) -> Lifespan:
-    """Open the database, load the model and start the writer when the app starts; close what
-    it opened when the app stops. ``scorer``, ``policy`` and ``engine`` override ``settings``."""
+    """Open the database, load the model and start the writer (and the hot reload) when the app
+    starts; close what it opened when the app stops. ``scorer``, ``policy`` and ``engine``
+    override ``settings``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = engine or make_engine(settings.database_url)
         init_db(db)
         experiment = load_experiment(settings.experiment) if settings.experiment else None
-        model = scorer or (experiment.control.scorer if experiment else load_scorer(settings))
+        model = scorer or (experiment.control.scorer if experiment else load_scorer(settings, db))
         chosen = policy or settings.exploration_policy()
         writer = (
             BatchWriter(db, max_wait_s=settings.group_commit_wait_ms / 1000.0)
             if settings.group_commit and not shares_one_connection(db)
             else None
         )
+
+        def make_service(served: Scorer) -> DecisionService:
+            return DecisionService(
+                scorer=served,
+                policy=chosen,
+                history_limit=settings.history_limit,
+                experiment=experiment,
+                writer=writer,
+            )
+
         app.state.engine = db
         app.state.writer = writer
-        app.state.service = DecisionService(
-            scorer=model,
-            policy=chosen,
-            history_limit=settings.history_limit,
-            experiment=experiment,
-            writer=writer,
+        app.state.service = make_service(model)
+        pinned = (
+            "an experiment's arms name their model files"
+            if experiment
+            else "an in-memory database has one connection, which requests use"
+            if shares_one_connection(db)
+            else ""
         )
+        follower = _follower(app, db, settings, make_service, pinned=pinned)
+        serving = serving_info(app.state.service, settings)
         logger.info(
-            "serving model %s with %s %s on %s",
-            model.model_version,
-            chosen.name,
-            chosen.params(),
-            settings.safe_database_url,
+            "serving model %s with %s %s %s on %s; arms %s; hot reload %s",
+            serving["model_version"],
+            serving["policy"]["name"],
+            serving["policy"]["version"],
+            serving["policy"]["params"],
+            serving["database"],
+            [arm["arm"] for arm in serving["arms"]] or "none",
+            f"every {settings.reload_seconds:g} s" if follower else "off",
         )
+        if follower is not None:
+            follower.start()
         try:
             yield
         finally:
+            if follower is not None:
+                await follower.stop()
             if writer is not None:
                 writer.close()  # writes what is queued; every request was answered already
             if engine is None:

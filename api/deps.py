@@ -1,13 +1,19 @@
 """What a route depends on, read from ``request.app.state``: the settings, the metrics, a
 database session, the decision service and the batch writer; and ``load_scorer``, which loads
-the model the settings name when the app starts."""
+the model the app starts with: the settings' model file, else the log's production version.
+
+A route takes the decision service once, as a dependency, and uses that object from start to
+end: a hot reload (:mod:`api.reload`) replaces ``app.state.service`` with a new service and
+never changes one in place, so a request is never served by two models."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from api.metrics import ServiceMetrics
@@ -17,16 +23,30 @@ from loop.service import DecisionService
 from proplog.batch_writer import BatchWriter
 
 
-def load_scorer(settings: Settings) -> Scorer:
-    """The model named by ``settings.model_path`` (written by ``loopbreak demo``/``retrain``)."""
-    if not settings.model_path.exists():
-        raise FileNotFoundError(
-            f"no model at {settings.model_path}: run `loopbreak demo` or `loopbreak retrain`, "
-            "or pass --model"
-        )
+def load_scorer(settings: Settings, engine: Engine | None = None) -> Scorer:
+    """The model file ``settings.model_path`` (written by ``loopbreak demo``/``retrain``); when
+    there is none, the file of the production version in ``engine``'s log (``loopbreak models
+    promote``)."""
     from fm_core import load_scorer_file  # either kind; torch only for an FM file
 
-    return load_scorer_file(settings.model_path)
+    if settings.model_path.exists():
+        return load_scorer_file(settings.model_path)
+    production = None
+    if engine is not None:
+        from loop.models import production_model
+
+        production = production_model(engine)
+    if production is not None and production[1] is not None and Path(production[1]).exists():
+        return load_scorer_file(Path(production[1]))
+    where = (
+        "and no production version in the log"
+        if production is None
+        else f"and production version {production[0]} has no model file at {production[1]}"
+    )
+    raise FileNotFoundError(
+        f"no model at {settings.model_path} {where}: run `loopbreak demo` or `loopbreak "
+        "retrain` and `loopbreak models promote`, or pass --model"
+    )
 
 
 def get_settings(request: Request) -> Settings:

@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     group_commit_wait_ms: float = Field(default=0.0, ge=0.0, le=100.0)
     """How long a batch waits for more records after its first one (0: it takes what is queued
     and commits at once; batches still grow under load, while the previous commit runs)."""
+    reload_seconds: float = Field(default=5.0, ge=0.0)
+    """How often (seconds) a running app reads the log's production model version
+    (``loopbreak models promote``/``rollback``) and, when it changed, loads that version's file
+    off the request path and swaps it in; 0 turns hot reload off."""
     experiment: ExperimentSettings | None = None
     """An A/B experiment (``LOOPBREAK_EXPERIMENT`` as JSON); None serves everyone alike."""
 

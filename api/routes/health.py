@@ -1,18 +1,45 @@
-"""``GET /healthz`` (the model being served) and ``GET /metrics`` (Prometheus)."""
+"""``GET /healthz`` (what is served: model version, policy, database with the password masked,
+experiment arms) and ``GET /metrics`` (Prometheus)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import MetricsDep, ServiceDep
+from api.deps import MetricsDep, ServiceDep, SettingsDep
+from api.settings import Settings
+from loop.service import DecisionService
 
 router = APIRouter()
 
 
+def serving_info(service: DecisionService, settings: Settings) -> dict[str, Any]:
+    """What the app serves: model version, policy, database (password masked) and arms."""
+    experiment = service.experiment
+    return {
+        "model_version": service.scorer.model_version,
+        "policy": {
+            "name": service.policy.name,
+            "version": service.policy.version,
+            "params": service.policy.params(),
+        },
+        "database": settings.safe_database_url,
+        "arms": (
+            [
+                {"arm": live.label, "model_version": live.scorer.model_version}
+                for live in experiment.arms.values()
+            ]
+            if experiment
+            else []
+        ),
+    }
+
+
 @router.get("/healthz")
-def health(service: ServiceDep) -> dict[str, str]:
-    return {"status": "ok", "model_version": service.scorer.model_version}
+def health(service: ServiceDep, settings: SettingsDep) -> dict[str, Any]:
+    return {"status": "ok", **serving_info(service, settings)}
 
 
 @router.get("/metrics")
