@@ -34,7 +34,7 @@ def _table(infos: list[VersionInfo]) -> str:
             f"{info.created_at.strftime('%Y-%m-%d %H:%M:%S'):<21}{len(info.gates):>6}{ready:>6}"
             f"  {info.path or '-'}"
         )
-    lines.append("* production; ready: READY gates that allow promoting it now")
+    lines.append("* production; ready: READY gates that qualify it (against what it would replace)")
     return "\n".join(lines)
 
 

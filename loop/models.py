@@ -280,32 +280,37 @@ def rollback(engine: Engine, *, reason: str = "") -> PromotionResult:
     return _result(written.row, written.created)
 
 
-def _info(session: Session, stored: ModelVersion, production: str | None) -> VersionInfo:
+def _info(session: Session, stored: ModelVersion, stack: list[str]) -> VersionInfo:
+    """``stored`` as the registry shows it. Its gates are judged against the production it would
+    replace: the current one, or for production itself the version before it."""
     window = stored.params.get("training_window")
+    production = stack[-1] if stack else None
+    is_production = stored.version == production
+    replaces = (stack[-2] if len(stack) > 1 else None) if is_production else production
     return VersionInfo(
         version=stored.version,
         kind=stored.kind,
         created_at=stored.created_at,
         path=stored.path,
         training_window=window if isinstance(window, dict) else None,
-        production=stored.version == production,
-        gates=_gates(session, stored, production),
+        production=is_production,
+        gates=_gates(session, stored, replaces),
     )
 
 
 def list_versions(engine: Engine) -> list[VersionInfo]:
     """Every registered version, oldest first, with its gate records."""
     with Session(engine) as session:
-        production = production_version(session)
+        stack = _production_stack(promotion_history(session))
         rows = session.exec(select(ModelVersion).order_by(ModelVersion.created_at)).all()  # type: ignore[arg-type]
-        return [_info(session, row, production) for row in rows]
+        return [_info(session, row, stack) for row in rows]
 
 
 def show_version(engine: Engine, version: str) -> VersionInfo:
     """One registered version with its gate records (unknown: :class:`LogValidationError`)."""
     with Session(engine) as session:
         stored = _get_version(session, version)
-        return _info(session, stored, production_version(session))
+        return _info(session, stored, _production_stack(promotion_history(session)))
 
 
 def history(engine: Engine) -> list[ModelPromotion]:
