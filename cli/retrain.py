@@ -62,6 +62,10 @@ def add_parser(sub: Any) -> None:
         "--negatives", choices=NEGATIVE_MODES, default=defaults.negatives,
         help="which unplayed slate positions are negatives",
     )  # fmt: skip
+    retrain.add_argument(
+        "--warm-start", metavar="VERSION",
+        help="an FM version to start from (item table grown to the catalog; embeddings aligned)",
+    )  # fmt: skip
     retrain.set_defaults(func=run)
 
 
@@ -93,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
             result = retrain(
                 engine=log, catalog=catalog, out=Path(args.out), version=args.version,
                 since=since, until=until, holdout_share=args.holdout_share, model=args.model,
-                table=table,
+                table=table, warm_start=args.warm_start,
             )  # fmt: skip
     except JobLockedError as exc:
         print(f"error: {exc}; not started")

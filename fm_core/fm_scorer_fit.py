@@ -34,10 +34,11 @@ from fm_core.calibration import (
 )
 from fm_core.fm_scorer import FMRankerScorer
 from fm_core.impressions import TrainingImpressions, plays_before, user_sequences
-from fm_core.model import FMConfig
+from fm_core.model import FMConfig, FoundationModel
 from fm_core.ranker import Ranker, RankerConfig, RankerTrainConfig, ranker_logits, train_ranker
 from fm_core.train_fm import TrainConfig, train_fm
 from fm_core.types import ItemCatalog
+from fm_core.warm_start import warm_start_from
 
 logger = logging.getLogger(__name__)
 
@@ -121,9 +122,12 @@ def fit_fm_scorer(
     config: FMScorerConfig | None = None,
     *,
     model_version: str = "fm",
+    previous: FoundationModel | None = None,
 ) -> tuple[FMRankerScorer, FitReport]:
     """Train the FM on the users' histories and the ranker on the impressions, calibrate on
-    the held-out decisions, and return the scorer with its training report."""
+    the held-out decisions, and return the scorer with its training report. ``previous``: the
+    last version's FM to warm-start from (``fm_core.warm_start``: its weights carried onto
+    ``catalog``, new items initialized from metadata neighbours); its architecture is kept."""
     config = config or FMScorerConfig()
     started = time.perf_counter()
     labels = np.asarray(data.labels, dtype=np.float64)
@@ -142,8 +146,16 @@ def fit_fm_scorer(
     sequences = user_sequences(data, before=cut, search_weight=config.search_weight)
     if not sequences:
         raise ValueError("no user has an event before the held-out decisions to train the FM")
-    fm_cfg = config.fm.with_catalog(catalog)
-    fm_result = train_fm(sequences, catalog, fm_cfg, config.fm_train)
+    if previous is None:
+        fm_cfg, start = config.fm.with_catalog(catalog), None
+    else:
+        last_event = max(float(np.max(h.times)) for h, _ in sequences if len(h))
+        start, warm = warm_start_from(previous, catalog, age_reference=last_event)
+        fm_cfg = start.cfg
+        logger.info(
+            "warm start from the previous FM: %d items kept, %d added", warm.n_kept, warm.n_added
+        )
+    fm_result = train_fm(sequences, catalog, fm_cfg, config.fm_train, model=start)
     fm = fm_result.model
     ranker = Ranker(RankerConfig(**{**asdict(config.ranker), "d_fm": fm_cfg.d_model}))
     known = catalog.known(data.play_item_ids)

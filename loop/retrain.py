@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -65,8 +66,10 @@ def fit_model(
     model: str,
     version: str,
     fm_config: Any = None,
+    previous_fm: Any = None,
 ) -> FittedModel:
-    """Fit a ``model`` ("baseline" or "fm") on ``data``; ``fm_config`` is an FMScorerConfig."""
+    """Fit a ``model`` ("baseline" or "fm") on ``data``; ``fm_config`` is an FMScorerConfig,
+    ``previous_fm`` the last version's FoundationModel to warm-start the FM from."""
     if model == "baseline":
         scorer = PopularityAffinityScorer(catalog)
         scorer.fit(data, model_version=version)
@@ -80,7 +83,9 @@ def fit_model(
         from fm_core.fm_scorer_fit import FMScorerConfig, fit_fm_scorer  # imports torch
 
         config = fm_config or FMScorerConfig()
-        fm_scorer, report = fit_fm_scorer(data, catalog, config, model_version=version)
+        fm_scorer, report = fit_fm_scorer(
+            data, catalog, config, model_version=version, previous=previous_fm
+        )
         return FittedModel(
             scorer=fm_scorer,
             kind="fm_ranker",
@@ -173,6 +178,48 @@ def _registered(engine: Engine, version: str) -> ModelVersion | None:
         return session.get(ModelVersion, version)
 
 
+def _previous_fm(engine: Engine, version: str, model: str) -> Any:
+    """The FoundationModel of a registered FM version, to warm-start from."""
+    from fm_core import load_scorer_file
+
+    if model != "fm":
+        raise ValueError(f"warm_start needs model fm; got {model!r}")
+    stored = _registered(engine, version)
+    if stored is None or not stored.path:
+        raise ValueError(f"warm_start: no registered model version {version!r} with a file")
+    if not Path(stored.path).exists():
+        raise ValueError(f"warm_start: version {version}'s file {stored.path} does not exist")
+    fm = getattr(load_scorer_file(stored.path), "fm", None)
+    if fm is None:
+        raise ValueError(f"warm_start: version {version} is not a foundation model")
+    return fm
+
+
+def _export_embeddings(
+    scorer: Any, previous: Any, path: Path, warm_start: str | None
+) -> dict[str, Any]:
+    """Export the FM's item embeddings (aligned to ``previous``'s when given) to Parquet beside
+    the model file; what the registry records of it."""
+    from fm_core.alignment import export_item_embeddings
+
+    reference = None if previous is None else export_item_embeddings(previous, previous=None)
+    export = export_item_embeddings(scorer.fm, previous=reference)
+    target = path.with_name(path.stem + ".items.parquet")
+    frame = pd.DataFrame({"item_id": export.item_ids, "vector": list(export.vectors)})
+    tmp = target.with_name(target.name + ".tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(target)
+    out: dict[str, Any] = {"embeddings_path": str(target)}
+    if reference is not None:
+        out["alignment"] = {
+            "aligned_to": warm_start,
+            "residual": export.residual,
+            "residual_unaligned": export.residual_unaligned,
+            "shared_items": export.n_shared,
+        }
+    return out
+
+
 def retrain(
     *,
     engine: Engine,
@@ -185,12 +232,18 @@ def retrain(
     model: str = "baseline",
     fm_config: Any = None,
     table: TrainingTableConfig | None = None,
+    warm_start: str | None = None,
 ) -> RetrainResult:
     """Fit a ``model`` ("baseline" or "fm") on the logged decisions of [since, until) before
     its held-out tail (``training_window``), save it to ``out`` and register it with its
     training window, which ``loopbreak ope report`` and ``ope gate`` refuse to evaluate it on.
     ``table`` sets the training table's weights (inverse-propensity clip and self-normalization,
     the search-play weight α, negatives); None takes its defaults.
+
+    ``warm_start``: a registered FM version to start from (its item table grown to
+    ``catalog``); the new item embeddings are then aligned to that version's (orthogonal
+    Procrustes), the residual before and after goes into the registry, and the aligned
+    embeddings are exported beside the model (``<model>.items.parquet``: item_id, vector).
 
     Idempotent: a version already registered with the same training window and a saved file is
     returned as it is (``created`` False); one registered with another window is refused."""
@@ -213,6 +266,7 @@ def retrain(
             f"version {version} is already registered with another training window or without "
             "its file; choose another --version"
         )
+    previous = None if warm_start is None else _previous_fm(engine, warm_start, model)
     window = read_window(engine, since=since, until=window_of.cut)
     data = training_impressions(window, table)
     if not np.any(data.labels > 0):
@@ -222,8 +276,11 @@ def retrain(
         version, len(window.requests), window_of.first, window_of.last, window_of.held_out,
         window_of.cut,
     )  # fmt: skip
-    fitted = fit_model(data, catalog, model=model, version=version, fm_config=fm_config)
+    fitted = fit_model(
+        data, catalog, model=model, version=version, fm_config=fm_config, previous_fm=previous
+    )
     path = fitted.scorer.save(out)  # type: ignore[attr-defined]  # both kinds save themselves
+    extra = {} if model != "fm" else _export_embeddings(fitted.scorer, previous, path, warm_start)
     result = RetrainResult(
         version=version,
         path=path,
@@ -247,6 +304,7 @@ def retrain(
                 "decisions": result.decisions,
                 "plays": result.plays,
                 **fitted.metrics,
+                **extra,
             },
             path=str(path),
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import text
 
@@ -43,3 +44,23 @@ def test_demo_retrain_and_serve_with_the_fm_scorer(tmp_path: Path) -> None:
     assert metrics["decisions"] == 480 and 0.0 <= metrics["ece"] < 0.05  # 20% held out
     assert metrics["calibration"] in ("temperature", "isotonic")
     assert sum(b["count"] for b in metrics["reliability"]) == metrics["holdout_pairs"]
+    # the next version, warm-started from this one: its item embeddings aligned to fm-next's
+    warm = tmp_path / "fm-warm.npz"
+    argv = ["retrain", "--db", database, "--out", str(warm), "--model", "fm",
+            "--catalog-from", str(out / "model.npz"), "--version", "fm-warm",
+            "--warm-start", "fm-next"]  # fmt: skip
+    assert main(argv) == 0
+    engine = make_engine(database)
+    with engine.connect() as conn:
+        metrics = conn.execute(
+            text("SELECT metrics FROM model_version WHERE version = 'fm-warm'")
+        ).scalar_one()
+    engine.dispose()
+    metrics = metrics if isinstance(metrics, dict) else json.loads(metrics)
+    alignment = metrics["alignment"]
+    assert alignment["aligned_to"] == "fm-next" and alignment["shared_items"] == 100
+    assert alignment["residual"] < alignment["residual_unaligned"]
+    exported = pd.read_parquet(metrics["embeddings_path"])
+    assert len(exported) == 100 and len(exported["vector"][0]) > 0
+    bad = [*argv[:-2], "--warm-start", "nobody", "--version", "fm-bad"]
+    assert main(bad) == 2
