@@ -26,11 +26,15 @@ def _window(info: VersionInfo) -> str:
 
 
 def _table(infos: list[VersionInfo]) -> str:
-    lines = [f"{'':2}{'version':<24}{'kind':<10}{'created':<21}{'gates':>6}{'ready':>6}  path"]
+    width = max([len("version"), *(len(i.version) for i in infos)]) + 2
+    kind = max([len("kind"), *(len(i.kind) for i in infos)]) + 2
+    lines = [
+        f"{'':2}{'version':<{width}}{'kind':<{kind}}{'created':<21}{'gates':>6}{'ready':>6}  path"
+    ]
     for info in infos:
         ready = sum(1 for g in info.gates if g.qualifies)
         lines.append(
-            f"{'*' if info.production else '':2}{info.version:<24}{info.kind:<10}"
+            f"{'*' if info.production else '':2}{info.version:<{width}}{info.kind:<{kind}}"
             f"{info.created_at.strftime('%Y-%m-%d %H:%M:%S'):<21}{len(info.gates):>6}{ready:>6}"
             f"  {info.path or '-'}"
         )

@@ -29,10 +29,12 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sqlalchemy import Engine
 from sqlmodel import Session
 from tqdm import tqdm
 
@@ -41,11 +43,12 @@ from fm_core import PopularityAffinityScorer, Scorer
 from loop.demo_config import DemoConfig
 from loop.ope_eval import evaluate
 from loop.ope_targets import TargetPolicy
-from loop.retrain import fit_model
+from loop.retrain import FittedModel, fit_model
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
-from loop.windows import read_window, training_impressions
+from loop.windows import LoggedWindow, read_window, training_impressions
 from proplog.engine import init_db, make_engine
+from proplog.registry import record_model_version
 from proplog.store import record_events
 from sim import World
 from sim.clock import to_datetime
@@ -151,6 +154,8 @@ def run_demo(
     scorer: Scorer = PopularityAffinityScorer(catalog, model_version="untrained")
     policy = EpsilonGreedySlate(epsilon=1.0, name="uniform")
     results: list[RoundResult] = []
+    fitted: FittedModel | None = None
+    trained: tuple[LoggedWindow, datetime] | None = None
     for r in range(config.rounds):
         estimates = None
         primary = None
@@ -159,12 +164,14 @@ def run_demo(
             round_start = to_datetime(r * config.days_per_round)
             cut = to_datetime((r - config.holdout_share) * config.days_per_round)
             history = read_window(engine, until=cut)
-            scorer = fit_model(
+            fitted = fit_model(
                 training_impressions(history),
                 catalog,
                 model=config.model,
                 version=f"{config.model}-r{r}",
-            ).scorer
+            )
+            scorer = fitted.scorer
+            trained = (history, cut)
             new_policy = EpsilonGreedySlate(epsilon=config.epsilon, pool=config.pool)
             held_out = read_window(engine, since=cut, until=round_start)
             target = TargetPolicy(name=scorer.model_version, scorer=scorer, policy=new_policy)
@@ -204,9 +211,27 @@ def run_demo(
         logger.info("round %d: %s", r, result)
         if on_round is not None:
             on_round(result)
-    scorer.save(out / "model.npz")  # type: ignore[attr-defined]  # both kinds save themselves
+    path = scorer.save(out / "model.npz")  # type: ignore[attr-defined]  # both kinds save
+    if fitted is not None and trained is not None:
+        _register(engine, fitted, path, *trained)
     engine.dispose()
     return results
+
+
+def _register(
+    engine: Engine, fitted: FittedModel, path: Path, history: LoggedWindow, cut: datetime
+) -> None:
+    """Register the last round's model, the one saved as ``model.npz``, with its training
+    window, so that ``loopbreak models`` and the report and gate know it."""
+    times = history.decisions["created_at"]
+    window = {"first": times.min().isoformat(), "last": times.max().isoformat(),
+              "cut": cut.isoformat()}  # fmt: skip
+    with Session(engine) as session:
+        record_model_version(
+            session=session, version=fitted.scorer.model_version, kind=fitted.kind,
+            params={**fitted.params, "training_window": window}, metrics=fitted.metrics,
+            path=str(path.resolve()),
+        )  # fmt: skip
 
 
 def demo_json(results: list[RoundResult], config: DemoConfig) -> dict[str, Any]:
