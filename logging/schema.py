@@ -8,7 +8,8 @@ Owns two families:
   is given, and a decision with 20 slate items validates in about 90 µs as pydantic models
   against about 210 µs as SQLModel non-table models (measured on this project's CPU machine).
 - tables: ``decision``, ``slate_item``, ``event``, ``model_version``, ``policy``, ``ope_report``,
-  ``model_promotion`` (one row per promotion or rollback of the production model).
+  ``model_promotion`` (one row per promotion or rollback of the production model),
+  ``catalog_item`` (the titles loaded by ``loopbreak catalog load``, one row per item id).
 
 Storage conventions:
 
@@ -365,6 +366,24 @@ class ModelPromotion(SQLModel, table=True):
     gate_report_id: int | None = Field(default=None, foreign_key="ope_report.id")
 
 
+class CatalogItem(SQLModel, table=True):
+    """One title of the item catalog (``proplog.catalog``): ``genres`` are ``|``-separated
+    names; ``created_at`` is when the row was first loaded (a reload keeps it)."""
+
+    __tablename__ = "catalog_item"
+    __table_args__ = (CheckConstraint("item_id >= 0", name="ck_catalog_item_item_id"),)
+
+    item_id: int = Field(
+        primary_key=True, sa_type=BigInteger, sa_column_kwargs={"autoincrement": False}
+    )
+    title: str
+    genres: str = ""
+    language: str = ""
+    country: str = ""
+    release_time: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
 def log_tables() -> list[Table]:
     """The tables of the propensity log, in dependency order."""
     models: list[Any] = [
@@ -375,5 +394,6 @@ def log_tables() -> list[Table]:
         Policy,
         OpeReport,
         ModelPromotion,
+        CatalogItem,
     ]
     return [model.__table__ for model in models]
