@@ -7,15 +7,16 @@ column and the first bad row, ``rows[3].release_time``, rows 0-based in the fram
 unchanged one left alone, so loading the same file twice writes nothing the second time), and
 :func:`read_catalog` reads the table back as a frame sorted by ``item_id``.
 
-Columns: ``item_id`` (integer >= 0, unique in the file), ``title`` (non-empty), ``genres``
-(``|``-separated names; may be empty), ``language``, ``country`` (may be empty),
-``release_time`` (an ISO date or time; naive times are UTC).
+Columns: ``item_id`` (integer >= 0, unique in the file; digits as text too), ``title``
+(non-empty), ``genres`` (``|``-separated names; may be empty), ``language``, ``country`` (may
+be empty), ``release_time`` (an ISO date or time; naive times are UTC).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ CATALOG_COLUMNS = ("item_id", "title", "genres", "language", "country", "release
 """The columns a catalog file must have (others are ignored)."""
 GENRE_SEPARATOR = "|"
 _FIELDS = ("title", "genres", "language", "country", "release_time")
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 _IN_CHUNK = 1000
 """Item ids per ``IN (...)`` when reading the stored rows of a file's ids."""
 
@@ -68,8 +70,12 @@ def _is_missing(value: Any) -> bool:
 def _item_id(value: Any, field: str) -> int:
     if isinstance(value, bool | np.bool_):
         raise LogValidationError(field, "an integer >= 0", value)
-    integral = isinstance(value, float | np.floating) and float(value).is_integer()
-    if isinstance(value, int | np.integer) or integral:
+    integral = (
+        isinstance(value, int | np.integer)
+        or (isinstance(value, float | np.floating) and float(value).is_integer())
+        or (isinstance(value, str) and _INTEGER.fullmatch(value.strip()) is not None)  # CSV
+    )
+    if integral:
         number = int(value)
     else:
         raise LogValidationError(field, "an integer >= 0", _plain(value))
