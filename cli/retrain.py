@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from cli.common import (
-    MODEL_FILE,
     CommandInputError,
     add_database,
     fail,
@@ -37,7 +36,9 @@ def add_parser(sub: Any) -> None:
     add_database(retrain, "--db")
     retrain.add_argument("--out", required=True, help="where to write the new model (.npz)")
     retrain.add_argument(
-        "--catalog-from", default=MODEL_FILE, help="model whose item catalog to use"
+        "--catalog-from",
+        default=None,
+        help="model whose item catalog to use (default: the log's, from loopbreak catalog load)",
     )
     retrain.add_argument("--version", help="version name (default: <model>-<UTC time>)")
     retrain.add_argument(
@@ -69,6 +70,19 @@ def add_parser(sub: Any) -> None:
     retrain.set_defaults(func=run)
 
 
+NO_CATALOG = "no catalog: load one with loopbreak catalog load FILE or give --catalog-from"
+
+
+def _log_catalog(log: Any) -> Any:
+    """The log's catalog (``loopbreak catalog load``), for a run without ``--catalog-from``."""
+    from loop.catalog import catalog_from_log
+
+    catalog = catalog_from_log(log)
+    if catalog is None:
+        raise CommandInputError(NO_CATALOG)
+    return catalog
+
+
 def _catalog(path: str) -> Any:
     from fm_core import load_scorer_file
 
@@ -91,8 +105,9 @@ def run(args: argparse.Namespace) -> int:
             search_weight=args.alpha, clip_max=args.clip, negatives=args.negatives
         )
         since, until = parse_when(args.since, "--since"), parse_when(args.until, "--until")
-        catalog = _catalog(args.catalog_from)
+        catalog = None if args.catalog_from is None else _catalog(args.catalog_from)
         log = log_engine(args.db)
+        catalog = _log_catalog(log) if catalog is None else catalog
         with job_lock(log, JOB):
             result = retrain(
                 engine=log, catalog=catalog, out=Path(args.out), version=args.version,
