@@ -11,9 +11,13 @@ What a request reads from ``app.state`` (settings, metrics, engine, writer, serv
 :mod:`api.deps`; the routes are in :mod:`api.routes`, the refusals in :mod:`api.errors`.
 
 The model: the ``scorer`` given, else the experiment's control arm, else the settings' model
-file, else the log's production version. Unless an experiment pins the models (or the database
-is in-memory SQLite), the app then follows the production version every
-``Settings.reload_seconds`` (:mod:`api.reload`), swapping the whole decision service at once.
+file, else the log's production version, else the cold start (:func:`api.deps.starting_model`):
+an unfitted scorer over the log's catalog, version ``cold-start``, served with a uniform policy
+(ε-greedy with ε = 1 over every candidate, unless a ``policy`` is given) whose decisions are
+logged like any other, until a promoted version replaces it with the settings' policy. Unless an
+experiment pins the models (or the database is in-memory SQLite), the app then follows the
+production version every ``Settings.reload_seconds`` (:mod:`api.reload`), swapping the whole
+decision service at once.
 """
 
 from __future__ import annotations
@@ -25,16 +29,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from api.deps import load_scorer
+from api.deps import StartingModel, starting_model
 from api.errors import register_error_handlers
 from api.metrics import ServiceMetrics
 from api.reload import ProductionFollower, ServiceFactory
 from api.routes import ROUTERS
 from api.routes.health import serving_info
 from api.settings import Settings
-from explore import Policy
+from explore import EpsilonGreedySlate, Policy
 from fm_core import Scorer
-from loop.experiment import load_experiment
+from loop.experiment import LiveExperiment, load_experiment
 from loop.models import production_model
 from loop.service import DecisionService
 from proplog.batch_writer import BatchWriter
@@ -68,6 +72,16 @@ def _follower(
     )
 
 
+def _starting_model(
+    settings: Settings, db: Engine, scorer: Scorer | None, experiment: LiveExperiment | None
+) -> StartingModel:
+    if scorer is not None:
+        return StartingModel(scorer)
+    if experiment is not None:
+        return StartingModel(experiment.control.scorer)
+    return starting_model(settings, db)
+
+
 def _lifespan(
     settings: Settings, *, scorer: Scorer | None, policy: Policy | None, engine: Engine | None
 ) -> Lifespan:
@@ -80,7 +94,7 @@ def _lifespan(
         db = engine or make_engine(settings.database_url)
         init_db(db)
         experiment = load_experiment(settings.experiment) if settings.experiment else None
-        model = scorer or (experiment.control.scorer if experiment else load_scorer(settings, db))
+        start = _starting_model(settings, db, scorer, experiment)
         chosen = policy or settings.exploration_policy()
         writer = (
             BatchWriter(db, max_wait_s=settings.group_commit_wait_ms / 1000.0)
@@ -88,10 +102,10 @@ def _lifespan(
             else None
         )
 
-        def make_service(served: Scorer) -> DecisionService:
+        def make_service(served: Scorer, serving: Policy | None = None) -> DecisionService:
             return DecisionService(
                 scorer=served,
-                policy=chosen,
+                policy=serving or chosen,
                 history_limit=settings.history_limit,
                 experiment=experiment,
                 writer=writer,
@@ -99,7 +113,15 @@ def _lifespan(
 
         app.state.engine = db
         app.state.writer = writer
-        app.state.service = make_service(model)
+        cold = EpsilonGreedySlate(epsilon=1.0) if start.cold_start and policy is None else None
+        app.state.service = make_service(start.scorer, cold)
+        if start.cold_start:
+            logger.warning(
+                "cold start: no model file and no production version; serving the log's "
+                "catalog (%d items) with %s until a version is promoted",
+                start.scorer.catalog.n_items,
+                "a uniform policy (epsilon 1 over every candidate)" if cold else "the given policy",
+            )
         pinned = (
             "an experiment's arms name their model files"
             if experiment

@@ -8,6 +8,9 @@ with one assignment to ``app.state.service``. A request takes the service once (
 dependency) and keeps that object to the end, and a service's scorer never changes, so every
 request is decided and recorded by one model, before or after the swap; none waits on the load.
 
+The same follower takes an app off its cold start (:func:`api.deps.starting_model`): the first
+promoted version replaces the cold-start scorer, and its service has the settings' policy.
+
 A version whose file cannot be loaded is logged (once) and retried at the next poll; the old
 model keeps serving.
 """
