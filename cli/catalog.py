@@ -43,6 +43,7 @@ def read_catalog_file(path: Path) -> pd.DataFrame:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import IntegrityError
     from sqlmodel import Session
 
     from proplog.catalog import load_catalog_rows
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
             engine.dispose()
     except LogValidationError as exc:
         return fail(f"{path}: {exc}; nothing loaded")
+    except IntegrityError:  # a concurrent load inserted one of the same new ids first
+        return fail(f"{path}: another load wrote these titles meanwhile; nothing loaded, rerun")
     except CommandInputError as exc:
         return fail(str(exc))
     print(f"loaded {done.loaded} titles ({done.new} new, {done.updated} updated)")
