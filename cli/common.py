@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 EXIT_BAD_INPUT = 2
 
 MODEL_FILE = "out/model.npz"
-"""The model file the demo writes, and whose catalog ``retrain`` and ``tune`` take by default."""
+"""The model file the demo writes, and whose catalog ``tune`` takes by default (``retrain`` takes
+the log's catalog unless given ``--catalog-from``)."""
 
 _DATABASE_HELP = {
     "--db": "database URL (default: $LOOPBREAK_DATABASE_URL or SQLite)",
