@@ -45,8 +45,14 @@ from loop.ope_eval import evaluate
 from loop.ope_targets import TargetPolicy
 from loop.retrain import FittedModel, fit_model
 from loop.service import DecisionService
-from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
+from loop.sim_bridge import (
+    catalog_file_frame,
+    catalog_from_world,
+    decision_input,
+    events_from_outcome,
+)
 from loop.windows import LoggedWindow, read_window, training_impressions
+from proplog.catalog import load_catalog_rows
 from proplog.engine import init_db, make_engine
 from proplog.registry import record_model_version
 from proplog.store import record_events
@@ -150,6 +156,8 @@ def run_demo(
 
     world = World(config.world)
     catalog = catalog_from_world(world)
+    with Session(engine) as session:  # the log's catalog, as `loopbreak catalog load` writes it
+        load_catalog_rows(session, catalog_file_frame(world))
     rng = np.random.default_rng(config.seed)
     scorer: Scorer = PopularityAffinityScorer(catalog, model_version="untrained")
     policy = EpsilonGreedySlate(epsilon=1.0, name="uniform")

@@ -306,7 +306,7 @@ def retrain(
                 **fitted.metrics,
                 **extra,
             },
-            path=str(path),
+            path=str(path.resolve()),  # a service elsewhere can load it
         )
     logger.info("retrained %s on %d impressions -> %s", version, result.impressions, path)
     return result

@@ -1,9 +1,12 @@
 """The simulated world seen through loopbreak's interfaces: its catalog as the scorer's
-``ItemCatalog``, its requests as API inputs, its outcomes as events."""
+``ItemCatalog`` and as a catalog file, its requests as API inputs, its outcomes as events."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import numpy as np
+import pandas as pd
 
 from fm_core import ItemCatalog
 from loop.context import RequestContext
@@ -23,6 +26,29 @@ def catalog_from_world(world: World) -> ItemCatalog:
         tokens=tuple(tuple(catalog.tokens(i)) for i in range(catalog.n_items)),
         genre_names=GENRES,
     )
+
+
+def catalog_file_frame(world: World) -> pd.DataFrame:
+    """The world's catalog as a catalog file has it (``loopbreak catalog load``): titles from
+    its title words, genre names, language and country from its tokens, release day as an ISO
+    time."""
+    catalog = world.catalog
+    rows = []
+    for i in range(catalog.n_items):
+        tokens = catalog.tokens(i)
+        rows.append(
+            {
+                "item_id": i,
+                "title": " ".join(t for t in tokens if ":" not in t),
+                "genres": "|".join(GENRES[g] for g in np.flatnonzero(catalog.genres[i])),
+                "language": next(t for t in tokens if t.startswith("lang:")).removeprefix("lang:"),
+                "country": next(t for t in tokens if t.startswith("country:")).split(":", 1)[1],
+                "release_time": datetime.fromtimestamp(
+                    EPOCH.timestamp() + float(catalog.release_day[i]) * 86400.0, UTC
+                ).isoformat(),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def decision_input(request: Request, *, k: int, decision_id: str) -> DecisionInput:

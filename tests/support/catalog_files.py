@@ -3,13 +3,10 @@ simulated world's catalog written as the columns a catalog file has."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-import numpy as np
 import pandas as pd
 
-from sim import GENRES, World
-from sim.clock import EPOCH
+from loop.sim_bridge import catalog_file_frame
+from sim import World
 
 
 def small_frame() -> pd.DataFrame:
@@ -28,23 +25,5 @@ def small_frame() -> pd.DataFrame:
 
 
 def world_frame(world: World) -> pd.DataFrame:
-    """The world's catalog as a catalog file: titles from its title words, genre names, language
-    and country from its tokens, release day as an ISO time."""
-    catalog = world.catalog
-    rows = []
-    for i in range(catalog.n_items):
-        tokens = catalog.tokens(i)
-        words = [t for t in tokens if ":" not in t]
-        rows.append(
-            {
-                "item_id": i,
-                "title": " ".join(words),
-                "genres": "|".join(GENRES[g] for g in np.flatnonzero(catalog.genres[i])),
-                "language": next(t for t in tokens if t.startswith("lang:")).removeprefix("lang:"),
-                "country": next(t for t in tokens if t.startswith("country:")).split(":", 1)[1],
-                "release_time": datetime.fromtimestamp(
-                    EPOCH.timestamp() + float(catalog.release_day[i]) * 86400.0, UTC
-                ).isoformat(),
-            }
-        )
-    return pd.DataFrame(rows)
+    """The world's catalog as a catalog file (``loop.sim_bridge.catalog_file_frame``)."""
+    return catalog_file_frame(world)
