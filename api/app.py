@@ -91,7 +91,7 @@ def _lifespan(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = engine or make_engine(settings.database_url)
+        db = engine or make_engine(settings.database_url, timeout_s=settings.db_timeout_seconds)
         init_db(db)
         experiment = load_experiment(settings.experiment) if settings.experiment else None
         start = _starting_model(settings, db, scorer, experiment)

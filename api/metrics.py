@@ -26,6 +26,12 @@ class ServiceMetrics:
         self.rejected = Counter(
             "loopbreak_rejected_requests", "Requests refused", ["status"], registry=self.registry
         )
+        self.http_errors = Counter(
+            "loopbreak_http_errors",
+            "Requests answered 5xx, by status and cause (database_unavailable, internal)",
+            ["status", "cause"],
+            registry=self.registry,
+        )
         self.decision_seconds = Histogram(
             "loopbreak_decision_seconds",
             "Time to decide and record a decision",

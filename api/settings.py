@@ -45,6 +45,14 @@ class Settings(BaseSettings):
     """How often (seconds) a running app reads the log's production model version
     (``loopbreak models promote``/``rollback``) and, when it changed, loads that version's file
     off the request path and swaps it in; 0 turns hot reload off."""
+    max_body_bytes: int = Field(default=1_048_576, ge=1)
+    """The largest request body (bytes) the service reads (1 MiB: a decision with the most
+    candidates a request may carry, 10,000 ids of up to 19 digits, is about 220 kB); a larger
+    one is refused with 413 before it is parsed (:mod:`api.body_limit`)."""
+    db_timeout_seconds: float = Field(default=3.0, gt=0.0, le=60.0)
+    """How long a request waits for the database (SQLite's busy timeout behind another
+    writer's lock; PostgreSQL's connect and pool timeouts) before it is answered 503 with
+    ``Retry-After`` (:mod:`api.errors`)."""
     experiment: ExperimentSettings | None = None
     """An A/B experiment (``LOOPBREAK_EXPERIMENT`` as JSON); None serves everyone alike."""
 
