@@ -8,7 +8,8 @@ events go through one :class:`proplog.batch_writer.BatchWriter`, so that the req
 share a durable commit instead of one fsync each.
 
 What a request reads from ``app.state`` (settings, metrics, engine, writer, service) is named in
-:mod:`api.deps`; the routes are in :mod:`api.routes`, the refusals in :mod:`api.errors`.
+:mod:`api.deps`; the routes are in :mod:`api.routes`, the refusals in :mod:`api.errors`, the
+request body limit in :mod:`api.body_limit`.
 
 The model: the ``scorer`` given, else the experiment's control arm, else the settings' model
 file, else the log's production version, else the cold start (:func:`api.deps.starting_model`):
@@ -29,6 +30,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from api.body_limit import BodyLimitMiddleware
 from api.deps import StartingModel, starting_model
 from api.errors import register_error_handlers
 from api.metrics import ServiceMetrics
@@ -171,7 +173,12 @@ def create_app(
         lifespan=_lifespan(settings, scorer=scorer, policy=policy, engine=engine),
     )
     app.state.settings = settings
-    app.state.metrics = ServiceMetrics()
+    metrics = app.state.metrics = ServiceMetrics()
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        on_refuse=lambda: metrics.rejected.labels("413").inc(),
+    )
     register_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
