@@ -3,16 +3,20 @@ The responses are the API's own models, not the log's, so that the log can chang
 without changing what clients receive.
 
 Unknown fields are refused, so that a misspelt field is an error rather than silently ignored.
+So is a NUL character (``\\u0000``) in any field, and a time outside the log's range
+(:data:`proplog.validation.TIME_RANGE`), each naming the field.
 """
 
 from __future__ import annotations
 
 import math
 import uuid
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from proplog.validation import NUL, time_in_range_message
 from vocab import EventKind, EventSource, Surface
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
@@ -21,6 +25,22 @@ ItemId = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        """Every field, before its own parsing: PostgreSQL's text cannot hold a NUL."""
+        if isinstance(value, str) and NUL in value:
+            raise ValueError("must be a string without NUL (\\u0000) characters")
+        return value
+
+
+def _in_log_range(value: datetime | None) -> datetime | None:
+    """An aware time inside the log's range (years 1970..2261, UTC), else ``ValueError``."""
+    why = None if value is None else time_in_range_message(value)
+    if why is not None:
+        raise ValueError(f"must be {why}")
+    return value
 
 
 class RequestContext(_Body):
@@ -35,6 +55,8 @@ class RequestContext(_Body):
     )
     query: Annotated[str, Field(max_length=512)] | None = None
     source_item: ItemId | None = None
+
+    _local_time_in_range = field_validator("local_time")(_in_log_range)
 
 
 class DecisionRequest(_Body):
@@ -100,6 +122,8 @@ class EventRequest(_Body):
     created_at: AwareDatetime | None = Field(
         default=None, description="When it happened; the server's time when absent"
     )
+
+    _created_at_in_range = field_validator("created_at")(_in_log_range)
 
     @field_validator("value")
     @classmethod

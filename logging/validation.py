@@ -19,7 +19,7 @@ import math
 import re
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -35,6 +35,14 @@ MAX_ITEM_ID = 2**63 - 1
 """Item ids are stored as int64."""
 PREFIX_REL_TOL = 1e-9
 """Relative tolerance of ``prefix[k] == prefix[k-1] * cond[k]``."""
+EARLIEST_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_TIME = datetime(2262, 1, 1, tzinfo=UTC)
+"""A record's time is in ``[EARLIEST_TIME, LATEST_TIME)``: from the Unix epoch (time-ordered
+UUIDs start there), to before the end of what pandas' nanosecond timestamps hold (2262-04-11),
+which the exports and OPE read the log as. Times near Python's own limits (years 1 and 9999)
+would overflow when converted to UTC."""
+TIME_RANGE = "from 1970-01-01T00:00:00Z up to (not including) 2262-01-01T00:00:00Z"
+"""The accepted range in words, for error messages."""
 
 
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -58,14 +66,59 @@ def check_aware_utc(value: Any, field: str) -> datetime:
         raise LogValidationError(
             field, "a timezone-aware datetime (naive datetimes are refused; use UTC)", value
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # within a day of datetime.min or datetime.max
+        raise LogValidationError(
+            field, f"a timezone-aware datetime {TIME_RANGE}", value.isoformat()
+        ) from None
+
+
+def time_in_range_message(value: datetime) -> str | None:
+    """Why an aware ``value`` is outside the log's time range (:data:`EARLIEST_TIME`..
+    :data:`LATEST_TIME`), or ``None`` when it is inside. Never overflows."""
+    offset = value.utcoffset() or timedelta(0)
+    naive = value.replace(tzinfo=None)
+    # Compare the local wall time against the bounds shifted by the offset: no UTC conversion.
+    if naive < EARLIEST_TIME.replace(tzinfo=None) + offset:
+        return f"a time {TIME_RANGE}"
+    if naive >= LATEST_TIME.replace(tzinfo=None) + offset:
+        return f"a time {TIME_RANGE}"
+    return None
+
+
+def check_record_time(value: Any, field: str) -> datetime:
+    """A record's time: timezone-aware, within the log's range, returned in UTC."""
+    if isinstance(value, datetime) and value.tzinfo is not None and value.utcoffset() is not None:
+        why = time_in_range_message(value)
+        if why is not None:
+            raise LogValidationError(field, why, value.isoformat())
+    return check_aware_utc(value, field)
+
+
+NUL = "\x00"
+"""PostgreSQL's text cannot hold it (psycopg refuses the value), so no back end stores it."""
+
+
+def check_no_nul(value: Any, field: str) -> Any:
+    """``value`` unchanged unless it is a string with a NUL character."""
+    if isinstance(value, str) and NUL in value:
+        raise LogValidationError(field, "a string without NUL (\\u0000) characters", value)
+    return value
 
 
 def check_name(value: Any, field: str, *, max_length: int = MAX_ID_LENGTH) -> str:
-    """A non-empty string of at most ``max_length`` characters."""
+    """A non-empty string of at most ``max_length`` characters, without NUL."""
     if not isinstance(value, str) or not 1 <= len(value) <= max_length:
         raise LogValidationError(field, f"a string of 1..{max_length} characters", value)
-    return value
+    return check_no_nul(value, field)
+
+
+def check_optional_text(value: Any, field: str) -> str | None:
+    """``None`` or a string without NUL."""
+    if value is not None and not isinstance(value, str):
+        raise LogValidationError(field, "a string or null", value)
+    return check_no_nul(value, field)
 
 
 def check_choice(value: Any, choices: Sequence[str], field: str) -> str:
@@ -294,9 +347,11 @@ def _explain_slate(d: DecisionCreate) -> None:
 def validate_decision(d: DecisionCreate) -> None:
     """Check every rule of a decision record; normalize ids, datetimes and JSON in place."""
     d.decision_id = check_uuid(d.decision_id, "decision_id")
-    d.created_at = check_aware_utc(d.created_at, "created_at")
+    d.created_at = check_record_time(d.created_at, "created_at")
     check_name(d.user_id, "user_id")
     check_choice(d.surface, SURFACES, "surface")
+    for name in ("device", "country", "local_time", "query", "arm"):
+        check_optional_text(getattr(d, name), name)
     for name in ("policy_name", "policy_version", "model_version"):
         check_name(getattr(d, name), name)
     if d.source_item is not None:
@@ -311,7 +366,7 @@ def validate_decision(d: DecisionCreate) -> None:
 def validate_event(e: EventCreate) -> None:
     """Check every rule of an event that needs no database; normalize in place."""
     check_name(e.event_id, "event_id")
-    e.created_at = check_aware_utc(e.created_at, "created_at")
+    e.created_at = check_record_time(e.created_at, "created_at")
     check_name(e.user_id, "user_id")
     check_non_negative_int(e.item_id, "item_id")
     check_choice(e.kind, EVENT_KINDS, "kind")

@@ -10,18 +10,20 @@ from sqlmodel import Session
 
 from api.deps import MetricsDep, SessionDep, WriterDep
 from api.schemas import EventRequest, EventResponse
+from proplog.batch_writer import BatchWriter
+from proplog.errors import ConflictError
 from proplog.store import get_event, record_event
+from proplog.writes import WriteResult
 
 router = APIRouter()
 
 
-def to_event(body: EventRequest, session: Session) -> dict[str, Any]:
+def to_event(body: EventRequest, *, now: datetime) -> dict[str, Any]:
     """The log's event from the HTTP body: a plain dict, which the store validates (naming the
-    field in a ``LogValidationError``). Without a client time it takes the server's, or the
-    stored event's on a retry, so that a retry does not differ from the first write by its time."""
-    event: dict[str, Any] = {
+    field in a ``LogValidationError``). Without a client time it takes the server's, ``now``."""
+    return {
         "event_id": body.event_id,
-        "created_at": body.created_at or datetime.now(UTC),
+        "created_at": body.created_at or now,
         "user_id": body.user_id,
         "item_id": body.item_id,
         "kind": body.kind,
@@ -30,11 +32,33 @@ def to_event(body: EventRequest, session: Session) -> dict[str, Any]:
         "decision_id": str(body.decision_id) if body.decision_id else None,
         "position": body.position,
     }
-    if body.created_at is None:
+
+
+def write_event(body: EventRequest, session: Session, writer: BatchWriter | None) -> WriteResult:
+    """Record the body's event, idempotently on ``event_id``.
+
+    A time the server stamped is not part of what the client sent, so it must not make a retry
+    differ from the first write: retries race (each stamps its own time, and neither sees the
+    other's row before it writes), and only the log can tell which one won. So when the log finds
+    the ``event_id`` stored with another ``created_at``, and the client sent none, the event is
+    written again with the stored time: that is a replay (``created=False``) when everything the
+    client sent matches, and a ``ConflictError`` naming the field that differs otherwise."""
+
+    def write(event: dict[str, Any]) -> WriteResult:
+        if writer is not None:
+            return writer.record_event(event)
+        return record_event(session=session, event=event)
+
+    event = to_event(body, now=datetime.now(UTC))
+    try:
+        return write(event)
+    except ConflictError as exc:
+        if body.created_at is not None or exc.field != "created_at":
+            raise
         stored = get_event(session=session, event_id=body.event_id)
-        if stored is not None:
-            event["created_at"] = stored.created_at
-    return event
+        if stored is None:  # pragma: no cover - a stored event is never deleted
+            raise
+        return write({**event, "created_at": stored.created_at})
 
 
 @router.post(
@@ -54,12 +78,7 @@ def take_event(
     metrics: MetricsDep,
     response: Response,
 ) -> EventResponse:
-    event = to_event(body, session)
-    result = (
-        writer.record_event(event)
-        if writer is not None
-        else record_event(session=session, event=event)
-    )
+    result = write_event(body, session, writer)
     metrics.events.labels(body.kind, body.source, str(result.created).lower()).inc()
     if not result.created:
         response.status_code = status.HTTP_200_OK
