@@ -51,6 +51,31 @@ class DecisionInput:
     candidates: tuple[int, ...] | None = None
 
 
+def check_replay(stored: DecisionCreate, request: DecisionInput) -> None:
+    """Raise ``ConflictError`` when ``request`` is not the request ``stored`` answered: its
+    context fields, its ``k`` (a stored slate shorter than k only when the candidates ran out),
+    and its candidate list when it gave one."""
+    decision_id = stored.decision_id
+    for field, given in request.context.record_fields().items():
+        if getattr(stored, field) != given:
+            raise ConflictError(
+                key_name="decision_id", key=decision_id, field=field,
+                stored=getattr(stored, field), given=given,
+            )  # fmt: skip
+    shown = len(stored.slate)
+    if shown != request.k and not (shown < request.k and shown == len(stored.candidate_ids)):
+        raise ConflictError(
+            key_name="decision_id", key=decision_id, field="k", stored=shown, given=request.k
+        )
+    if request.candidates is not None and sorted(request.candidates) != sorted(
+        stored.candidate_ids
+    ):
+        raise ConflictError(
+            key_name="decision_id", key=decision_id, field="candidates",
+            stored=len(stored.candidate_ids), given=len(request.candidates),
+        )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class DecisionOutput:
     record: DecisionCreate
@@ -108,7 +133,10 @@ class DecisionService:
         """Decide for ``request`` at time ``now`` (aware UTC) and record it.
 
         A ``decision_id`` that is already stored returns the stored decision unchanged
-        (``replayed=True``): retries are safe, and nothing is decided twice.
+        (``replayed=True``) when the request is the same: retries are safe, and nothing is
+        decided twice. A request that differs from it raises ``ConflictError`` naming the first
+        field that differs (``check_replay``), so a decision id cannot read another request's
+        decision.
         """
         if self.experiment is not None:
             arm = self._arms[self.experiment.arm_for(request.context.user_id).settings.name]
@@ -117,6 +145,7 @@ class DecisionService:
         if decision_id is not None:
             stored = get_decision(session=session, decision_id=decision_id)
             if stored is not None:
+                check_replay(stored, request)
                 return DecisionOutput(record=stored, replayed=True)
         decision_id = decision_id or time_ordered_uuid(now)
         candidates = self.candidates_for(request, now)
@@ -164,5 +193,6 @@ class DecisionService:
             # A concurrent request with the same id won the race: answer with what is stored.
             stored = get_decision(session=session, decision_id=decision_id)
             assert stored is not None
+            check_replay(stored, request)
             return DecisionOutput(record=stored, replayed=True)
         return DecisionOutput(record=record, replayed=False)

@@ -77,6 +77,39 @@ def test_replayed_decision_id_returns_the_stored_decision_and_writes_nothing(
     assert count(api_settings, "slate_item") == 5
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"user_id": "someone-else"}, "user_id"),
+        ({"surface": "search"}, "surface"),
+        ({"context": {"device": "mobile", "country": "US",
+                      "local_time": "2026-11-22T20:15:00-05:00"}}, "device"),
+        ({"k": 3}, "k"),
+        ({"candidates": [3, 5, 7, 11, 13, 17]}, "candidates"),
+    ],
+)  # fmt: skip
+def test_a_replayed_decision_id_with_another_request_is_a_conflict_naming_the_field(
+    client: TestClient, api_settings: Settings, change: dict[str, Any], field: str
+) -> None:
+    decision_id = str(uuid.uuid4())
+    base = decision_body(decision_id=decision_id, candidates=[3, 5, 7, 11, 13, 19])
+    assert client.post("/v1/decisions", json=base).status_code == 201
+    again = client.post("/v1/decisions", json={**base, **change})
+    assert again.status_code == 409, again.text
+    assert field in again.text and "slate" not in again.json()  # nothing of the stored decision
+    assert client.post("/v1/decisions", json=base).status_code == 200  # the same one replays
+    assert count(api_settings, "decision") == 1
+
+
+def test_a_replay_whose_slate_ran_out_of_candidates_is_the_same_request(
+    client: TestClient,
+) -> None:
+    body = decision_body(decision_id=str(uuid.uuid4()), candidates=[3, 5], k=5)
+    first = client.post("/v1/decisions", json=body)
+    assert first.status_code == 201 and len(first.json()["slate"]) == 2
+    assert client.post("/v1/decisions", json=body).status_code == 200
+
+
 def test_client_candidates_restrict_the_slate(client: TestClient) -> None:
     response = client.post("/v1/decisions", json=decision_body(candidates=[3, 5, 7, 11], k=3))
     assert response.status_code == 201, response.text
