@@ -64,15 +64,21 @@ class EpsilonGreedySlate(PooledExploration):
             return np.arange(m)
         return np.concatenate((np.flatnonzero(explores), np.arange(k, m)))
 
+    def _pool(self, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """For a K-slate on these scores: the greedy order, which positions explore, the free
+        pool P' as a mask over the candidates, and the pool size M."""
+        m = self._pool_size(scores.size, k)
+        order = greedy_order(scores)
+        explores = exploring_mask(self.positions, k)
+        free = np.zeros(scores.size, dtype=bool)
+        free[order[self._free_ranks(explores, k, m)]] = True
+        return order, explores, free, m
+
     def _prefix_probabilities(self, scores: np.ndarray, slate: np.ndarray) -> np.ndarray:
         """P(prefix of length j) for j = 1..K, for any valid slate."""
-        n, k = scores.size, slate.size
-        m = self._pool_size(n, k)
-        order = greedy_order(scores)
+        k = slate.size
+        order, explores, free, m = self._pool(scores, k)
         greedy = order[:k]
-        explores = exploring_mask(self.positions, k)
-        free = np.zeros(n, dtype=bool)
-        free[order[self._free_ranks(explores, k, m)]] = True
         uniform_step = (slate == greedy).astype(np.float64)
         uniform_step[explores] = free[slate[explores]] * _draw_probabilities(explores, m)
         matches_greedy = np.cumprod(slate == greedy).astype(bool)
@@ -135,12 +141,8 @@ class EpsilonGreedySlate(PooledExploration):
         if j + 1 > n or (j and not is_slate(prefix, n)):
             return out
         k = j + 1
-        m = self._pool_size(n, k)
-        order = greedy_order(scores)
+        order, explores, free, m = self._pool(scores, k)
         greedy = order[:k]
-        explores = exploring_mask(self.positions, k)
-        free = np.zeros(n, dtype=bool)
-        free[order[self._free_ranks(explores, k, m)]] = True
         draw = _draw_probabilities(explores, m)
         step = (prefix == greedy[:j]).astype(np.float64)
         before = explores[:j]

@@ -122,43 +122,48 @@ class _TargetTables:
     unsupported_positions: float | None
 
 
+def _window_logged_marginals(window: LoggedWindow) -> list[np.ndarray] | None:
+    """Per logged decision, the logging policy's exact (K, n) marginals, rebuilt from its
+    record; None when any decision's are not known (then no support can be checked)."""
+    out = []
+    decisions = window.decisions
+    for scores, k, name, params in zip(
+        decisions["candidate_scores"], decisions["k"], decisions["policy_name"],
+        decisions["exploration"], strict=True,
+    ):  # fmt: skip
+        logged = _logged_marginals(name, params, np.asarray(scores, dtype=np.float64), int(k))
+        if logged is None:
+            return None
+        out.append(logged)
+    return out
+
+
 def _target_tables(
-    window: LoggedWindow, rows: LoggedRows, marginals: list[np.ndarray], max_weight: float
+    rows: LoggedRows,
+    marginals: list[np.ndarray],
+    max_weight: float,
+    logged_marginals: list[np.ndarray] | None,
 ) -> _TargetTables:
     """The tables of a target whose (K, n) marginals on each decision's candidates are given;
-    a (position, candidate) is outside the support where the logging policy never shows it or
-    the target's weight there exceeds ``max_weight`` (``ope.support.thin``)."""
-    decisions = window.decisions
+    a (position, candidate) is outside the support where the logging policy (its marginals
+    ``logged_marginals``, None: unknown) never shows it or the target's weight there exceeds
+    ``max_weight`` (``ope.support.thin``)."""
     per_row: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     unsupported: list[float] = []
     positions: list[float] = []
-    known_support = True
     rows_of = pd.Series(np.arange(rows.decision.size)).groupby(rows.decision).indices
-    for d, (m, logged_scores, k, name, params) in enumerate(
-        zip(
-            marginals,
-            decisions["candidate_scores"],
-            decisions["k"],
-            decisions["policy_name"],
-            decisions["exploration"],
-            strict=True,
-        )
-    ):
-        logged = None
-        if known_support:
-            logged = _logged_marginals(name, params, np.asarray(logged_scores), int(k))
-            if logged is None:
-                known_support = False
-            else:
-                outside = thin(logged, m, max_weight)
-                positions.append(float(np.sum(m * outside)))
-                unsupported.append(positions[-1] / m.shape[0])
+    for d, m in enumerate(marginals):
+        outside = None
+        if logged_marginals is not None:
+            outside = thin(logged_marginals[d], m, max_weight)
+            positions.append(float(np.sum(m * outside)))
+            unsupported.append(positions[-1] / m.shape[0])
         for row in rows_of.get(d, ()):
             position, logged_item = int(rows.position[row]), int(rows.candidate[row])
             at_k = m[position] if position < m.shape[0] else np.zeros(m.shape[1])
             others = np.flatnonzero(at_k > 0.0)
             actions = np.concatenate(([logged_item], others[others != logged_item]))
-            if logged is None:
+            if outside is None:
                 supported = np.ones(actions.size, dtype=bool)
             else:
                 supported = ~outside[position][actions]
@@ -167,7 +172,7 @@ def _target_tables(
     supported = np.ones(target.shape, dtype=bool)
     for row, (_, _, s) in enumerate(per_row):
         supported[row, : s.size] = s
-    known = known_support and bool(unsupported)
+    known = logged_marginals is not None and bool(unsupported)
     return _TargetTables(
         target=target,
         candidate=candidate,
@@ -235,11 +240,12 @@ def _replayed(
     batch: OpeBatch,
     marginals: list[np.ndarray],
     model: WindowModel | None,
+    logged_marginals: list[np.ndarray] | None,
     max_weight: float = math.inf,
     cascade: Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None,
 ) -> ReplayedTarget:
     frame = _frame(window, batch)
-    tables = _target_tables(window, rows, marginals, max_weight)
+    tables = _target_tables(rows, marginals, max_weight, logged_marginals)
     if model is not None:
         v_hat = model.expected(tables.target, tables.candidate)
         outside = np.where(tables.supported, 0.0, tables.target)
@@ -286,6 +292,7 @@ def replay_targets(
     rows = LoggedRows.of(window)
     if model is None and reward_model is not None:
         model = fit_window_model(window, reward_model=reward_model, n_folds=n_folds, seed=seed)
+    logged = _window_logged_marginals(window)  # the same for every target
     out: list[ReplayedTarget] = []
     for target in targets:
         scores = target.scorer.score(window.requests, rows.candidates)
@@ -299,7 +306,7 @@ def replay_targets(
         policies = [target.policy] * len(scores)
         out.append(
             _replayed(
-                target.name, window, rows, batch, marginals, model, max_weight,
+                target.name, window, rows, batch, marginals, model, logged, max_weight,
                 cascade=functools.partial(_cascade_tables, rows, policies, scores),
             )
         )  # fmt: skip
@@ -337,24 +344,15 @@ def replay_logged(window: LoggedWindow, *, model: WindowModel | None = None) -> 
             "target_pscore_cascade": prefix,
         },
     )
-    marginals = []
-    decisions = window.decisions
-    scores = [np.asarray(s, dtype=np.float64) for s in decisions["candidate_scores"]]
-    for s, k, name, params in zip(
-        scores, decisions["k"], decisions["policy_name"], decisions["exploration"], strict=True
-    ):
-        logged = _logged_marginals(name, params, s, int(k))
-        if logged is None:
-            model = None  # no v̂ without the logging policy's marginals
-            marginals = []
-            break
-        marginals.append(logged)
-    if not marginals:
+    marginals = _window_logged_marginals(window)
+    if marginals is None:  # no v̂ without the logging policy's marginals
         frame = _frame(window, batch)
         return ReplayedTarget(name=PRODUCTION, frame=frame, unsupported_mass=None, batch=batch)
+    decisions = window.decisions
+    scores = [np.asarray(s, dtype=np.float64) for s in decisions["candidate_scores"]]
     policies = [
         policy_for_record(name, dict(params))
         for name, params in zip(decisions["policy_name"], decisions["exploration"], strict=True)
     ]
     cascade = functools.partial(_cascade_tables, rows, policies, scores)
-    return _replayed(PRODUCTION, window, rows, batch, marginals, model, cascade=cascade)
+    return _replayed(PRODUCTION, window, rows, batch, marginals, model, marginals, cascade=cascade)

@@ -72,6 +72,17 @@ def _slate_index(slate_candidate_index: object) -> np.ndarray:
     return index
 
 
+def _scored_slate(scores: object, slate_candidate_index: object) -> tuple[np.ndarray, np.ndarray]:
+    """The scores as floats and the logged slate's candidate index, checked against each other."""
+    scores = np.asarray(scores, dtype=np.float64)
+    index = _slate_index(slate_candidate_index)
+    if index.max() >= scores.size:
+        raise ValueError(
+            f"the logged slate names candidate {index.max()} of only {scores.size} scores"
+        )
+    return scores, index
+
+
 def target_marginals(
     policy: HasMarginals,
     scores: np.ndarray,
@@ -109,13 +120,8 @@ def replay_slate(
             known (a random insertion's depend on the slate's length); False leaves ``prefix``
             None and keeps the marginals and the whole slate's probability, which are exact.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    index = _slate_index(slate_candidate_index)
+    scores, index = _scored_slate(scores, slate_candidate_index)
     k = index.size
-    if index.max() >= scores.size:
-        raise ValueError(
-            f"the logged slate names candidate {index.max()} of only {scores.size} scores"
-        )
     marginals = np.asarray(policy.marginals(scores, k), dtype=np.float64)
     rows = min(k, marginals.shape[0])
     positions = np.arange(rows)
@@ -166,13 +172,8 @@ def prefix_conditionals(
         ValueError: when a position's conditionals do not sum to 1 (the policy's slate
             probabilities of shorter slates are not its prefix probabilities).
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    index = _slate_index(slate_candidate_index)
+    scores, index = _scored_slate(scores, slate_candidate_index)
     k = index.size
-    if index.max() >= scores.size:
-        raise ValueError(
-            f"the logged slate names candidate {index.max()} of only {scores.size} scores"
-        )
     marginals = np.asarray(policy.marginals(scores, k), dtype=np.float64)
     out: list[tuple[np.ndarray, np.ndarray]] = []
     for position in range(k):

@@ -165,10 +165,6 @@ def honest_interval(rungs: list[Rung], chosen: Rung) -> tuple[float, float]:
     return min(chosen.lo, first.lo), max(chosen.hi, first.hi)
 
 
-def _shifted(interval: tuple[float, float], down: float, up: float) -> tuple[float, float]:
-    return interval[0] - down, interval[1] + up
-
-
 def weight_cap(n_decisions: int, limits: VerdictLimits) -> float:
     """The largest weight whose row still corrects the outcome model: N / min_expected_rows."""
     if limits.min_expected_rows <= 0:
@@ -233,20 +229,26 @@ def _width_check(value: float, lo: float, hi: float, limits: VerdictLimits) -> t
     )
 
 
+def _choice(rungs: list[Rung], down: float, up: float) -> tuple[Rung, float, float]:
+    """SLOPE's rung and the primary interval: the honest one, widened by the unsupported
+    bound (``down`` below, ``up`` above)."""
+    chosen = rungs[slope_index(rungs)]
+    lo, hi = honest_interval(rungs, chosen)
+    return chosen, lo - down, hi + up
+
+
 def _primary(
     rungs: list[Rung],
-    lo_shift: float,
-    hi_shift: float,
+    choice: tuple[Rung, float, float],
     checks: list[tuple[bool, str]],
     diagnostics: dict[str, float],
 ) -> Primary:
-    chosen = rungs[slope_index(rungs)]
-    lo, hi = honest_interval(rungs, chosen)
+    chosen, lo, hi = choice
     return Primary(
         estimator=chosen.name,
         value=chosen.value,
-        lo=lo - lo_shift,
-        hi=hi + hi_shift,
+        lo=lo,
+        hi=hi,
         reliable=all(passed for passed, _ in checks),
         reasons=[text for passed, text in checks if not passed] or ["every check passed"],
         estimator_lo=chosen.lo,
@@ -268,19 +270,19 @@ def primary_estimate(
     limits = limits or VerdictLimits()
     support = support or Support()
     rungs = ladder(batch, alpha=alpha, cap=weight_cap(batch.n_decisions, limits))
-    chosen = rungs[slope_index(rungs)]
     down, up = unsupported_bounds(support, model_based=True, reward_max=limits.reward_max)
+    choice = _choice(rungs, down, up)
     checks = [
         _support_check("target", support, limits),
         _ess_check("target", batch, limits),
-        _width_check(chosen.value, *_shifted(honest_interval(rungs, chosen), down, up), limits),
+        _width_check(choice[0].value, choice[1], choice[2], limits),
     ]
     diagnostics = {
         "ess": batch.weight_stats.diagnostics()["ess"],
         "unsupported_down": down,
         "unsupported_up": up,
     }
-    return _primary(rungs, down, up, checks, diagnostics)
+    return _primary(rungs, choice, checks, diagnostics)
 
 
 def lift_ladder(
@@ -331,7 +333,7 @@ def primary_lift(
         "unsupported_down": c_down + b_up,
         "unsupported_up": c_up + b_down,
     }
-    return _primary(rungs, c_down + b_up, c_up + b_down, checks, diagnostics)
+    return _primary(rungs, _choice(rungs, c_down + b_up, c_up + b_down), checks, diagnostics)
 
 
 def as_estimate(primary: Primary, n_decisions: int) -> Estimate:
