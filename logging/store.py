@@ -204,6 +204,13 @@ def _check_attribution(e: EventCreate, ref: _DecisionRef | None, prefix: str) ->
             e.user_id,
         )
     if e.position is None:
+        if e.item_id not in ref.slate.values():
+            raise LogValidationError(
+                f"{prefix}item_id",
+                f"an item of decision {e.decision_id}'s slate ({sorted(ref.slate.values())}) "
+                "when no position is given",
+                e.item_id,
+            )
         return
     if e.position not in ref.slate:
         raise LogValidationError(
@@ -242,7 +249,8 @@ def record_event(*, session: Session, event: EventInput) -> WriteResult:
 
     Raises ``UnknownDecisionError`` when its decision_id is not stored, ``LogValidationError``
     when its position is not in that decision's slate, its item differs from the slate's item at
-    that position, or its user differs from the decision's, and ``ConflictError`` when the
+    that position (or, without a position, is not in the slate at all), or its user differs from
+    the decision's, and ``ConflictError`` when the
     event_id is stored with different content.
     """
     e = coerce(EventCreate, event, "event")

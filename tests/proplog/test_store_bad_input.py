@@ -172,6 +172,12 @@ BAD_EVENTS = [
     pytest.param(
         event_set(decision_id=None), LogValidationError, "position", id="position-without-decision"
     ),
+    pytest.param(
+        event_set(position=None, item_id=40),
+        LogValidationError,
+        "item_id",
+        id="no-position-and-item-not-in-slate",
+    ),
     pytest.param(event_set(user_id="u2"), LogValidationError, "user_id", id="user-not-decisions"),
     pytest.param(event_set(value=-1.0), LogValidationError, "value", id="negative-value"),
     pytest.param(event_set(value=math.nan), LogValidationError, "value", id="nan-value"),
