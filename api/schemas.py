@@ -4,7 +4,13 @@ without changing what clients receive.
 
 Unknown fields are refused, so that a misspelt field is an error rather than silently ignored.
 So is a NUL character (``\\u0000``) in any field, and a time outside the log's range
-(:data:`proplog.validation.TIME_RANGE`), each naming the field.
+(:data:`proplog.validation.TIME_RANGE`), each naming the field. Numbers are strict: ``"10"``,
+``true`` or ``2.5`` is not an integer, and ``true`` is not a number.
+
+Every refusal and failure has one body, :class:`ErrorBody`: ``{"message": ..., "detail":
+[{"field", "message", "type"}, ...]}``, where ``field`` is the request's own field path
+(``candidates.3``, ``context.local_time``), or ``body``, ``authorization``, ``database``,
+``server`` for what is not a field.
 """
 
 from __future__ import annotations
@@ -14,13 +20,41 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 
 from proplog.validation import NUL, time_in_range_message
 from vocab import EventKind, EventSource, Surface
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128)]
-ItemId = Annotated[int, Field(ge=0, le=2**63 - 1)]
+ItemId = Annotated[int, Field(strict=True, ge=0, le=2**63 - 1)]
+MAX_K = 500
+"""The schema's bound on ``k``; a service serves at most its own ``max_k`` (``Settings.max_k``,
+at most this), which its OpenAPI document states."""
+
+
+class ErrorDetail(BaseModel):
+    """One reason a request was refused or failed."""
+
+    field: str = Field(
+        description="The request's field path (e.g. candidates.3), or body, "
+        "authorization, database, server"
+    )
+    message: str
+    type: str = Field(description="A machine-readable kind, e.g. int_type, conflict, unknown")
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    message: str = Field(description="The first reason, in words, starting with its field")
+    detail: list[ErrorDetail] = Field(min_length=1)
 
 
 class _Body(BaseModel):
@@ -66,8 +100,15 @@ class DecisionRequest(_Body):
     decision_id: uuid.UUID | None = Field(
         default=None, description="Client idempotency key; the server makes one when absent"
     )
-    k: Annotated[int, Field(ge=1)] = 10
-    candidates: Annotated[list[ItemId], Field(min_length=1, max_length=10_000)] | None = None
+    candidates: Annotated[list[ItemId], Field(min_length=1, max_length=10_000)] | None = Field(
+        default=None,
+        description="Unique item ids of the catalog to rank; the whole catalog when absent",
+    )
+    k: Annotated[int, Field(strict=True, ge=1, le=MAX_K)] = Field(
+        default=10,
+        description="Slate length: at most the service's max_k, and at most the number of "
+        "candidates when they are given",
+    )
 
     @field_validator("candidates")
     @classmethod
@@ -75,8 +116,19 @@ class DecisionRequest(_Body):
         seen: set[int] = set()
         for item in value or ():
             if item in seen:
-                raise ValueError(f"candidates must be unique item ids; {item} appears twice")
+                raise ValueError(f"must be unique item ids; {item} appears twice")
             seen.add(item)
+        return value
+
+    @field_validator("k")
+    @classmethod
+    def _at_most_candidates(cls, value: int, info: ValidationInfo) -> int:
+        """A slate longer than the candidate list is refused, not silently shortened."""
+        candidates = info.data.get("candidates")
+        if candidates is not None and value > len(candidates):
+            raise ValueError(
+                f"must be at most the number of candidates ({len(candidates)}); got {value}"
+            )
         return value
 
 
@@ -115,10 +167,16 @@ class EventRequest(_Body):
     user_id: Identifier
     item_id: ItemId
     kind: EventKind
-    value: float = Field(default=0.0, ge=0.0, description="e.g. seconds watched")
+    value: float = Field(default=0.0, ge=0.0, strict=True, description="e.g. seconds watched")
     source: EventSource
-    decision_id: uuid.UUID | None = None
-    position: Annotated[int, Field(ge=0)] | None = None
+    decision_id: uuid.UUID | None = Field(
+        default=None, description="The decision whose slate showed the item (source rec)"
+    )
+    position: Annotated[int, Field(strict=True, ge=0)] | None = Field(
+        default=None,
+        description="The item's position in that decision's slate; only with decision_id. "
+        "Without it, item_id must still be an item of that slate",
+    )
     created_at: AwareDatetime | None = Field(
         default=None, description="When it happened; the server's time when absent"
     )

@@ -101,13 +101,16 @@ def test_a_replayed_decision_id_with_another_request_is_a_conflict_naming_the_fi
     assert count(api_settings, "decision") == 1
 
 
-def test_a_replay_whose_slate_ran_out_of_candidates_is_the_same_request(
-    client: TestClient,
+def test_k_above_the_number_of_candidates_is_refused_naming_k_and_nothing_is_written(
+    client: TestClient, api_settings: Settings
 ) -> None:
     body = decision_body(decision_id=str(uuid.uuid4()), candidates=[3, 5], k=5)
-    first = client.post("/v1/decisions", json=body)
-    assert first.status_code == 201 and len(first.json()["slate"]) == 2
-    assert client.post("/v1/decisions", json=body).status_code == 200
+    refused = client.post("/v1/decisions", json=body)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["field"] == "k"
+    assert "number of candidates (2)" in refused.json()["message"]
+    assert count(api_settings, "decision") == 0
+    assert client.post("/v1/decisions", json={**body, "k": 2}).status_code == 201
 
 
 def test_client_candidates_restrict_the_slate(client: TestClient) -> None:
