@@ -386,6 +386,8 @@ class CatalogItem(SQLModel, table=True):
 
 def log_tables() -> list[Table]:
     """The tables of the propensity log, in dependency order."""
+    from proplog.api_keys import ApiKey  # the service's keys (its module imports no schema)
+
     models: list[Any] = [
         Decision,
         SlateItem,
@@ -395,5 +397,6 @@ def log_tables() -> list[Table]:
         OpeReport,
         ModelPromotion,
         CatalogItem,
+        ApiKey,
     ]
     return [model.__table__ for model in models]
