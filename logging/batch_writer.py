@@ -23,6 +23,10 @@ down to single records: every good record is written, each bad one gets its own 
 future, and nothing is half-written. Submit an event after the decision it points at (as with
 writes one by one); the two may then share a batch, whose decisions are written before its events.
 A cancelled future's record is not written.
+
+A deferred decision (``deferred_until``, :mod:`proplog.activation`) travels as one record with its
+activation deadline: its activation row is written in the same transaction as the decision, so
+its future resolves only once both are durable, and a split batch never separates them.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from proplog.activation import checked_deferral
 from proplog.schema import DecisionCreate, EventCreate
 from proplog.store import (
     DecisionInput,
@@ -59,6 +65,7 @@ DEFAULT_MAX_WAIT_S = 0.002
 class _Pending:
     record: DecisionCreate | EventCreate
     future: Future[WriteResult]
+    deferred_until: datetime | None = None  # a deferred decision's activation deadline
 
 
 @dataclass(frozen=True)
@@ -118,30 +125,45 @@ class BatchWriter:
 
     # -- callers' side ---------------------------------------------------------------------------
 
-    def submit_decision(self, decision: DecisionInput) -> Future[WriteResult]:
-        """Validate ``decision`` now (raising ``LogValidationError``) and queue it for writing."""
-        return self._submit(validated_decision(decision))
+    def submit_decision(
+        self, decision: DecisionInput, *, deferred_until: datetime | None = None
+    ) -> Future[WriteResult]:
+        """Validate ``decision`` now (raising ``LogValidationError``) and queue it for writing;
+        ``deferred_until``: deferred until activated before that deadline, as
+        :func:`proplog.store.record_decision` takes it."""
+        record = validated_decision(decision)
+        return self._submit(record, checked_deferral(record, deferred_until))
 
     def submit_event(self, event: EventInput) -> Future[WriteResult]:
         """Validate ``event`` now (raising ``LogValidationError``) and queue it for writing."""
         return self._submit(validated_event(event))
 
-    def submit_validated(self, record: DecisionCreate | EventCreate) -> Future[WriteResult]:
+    def submit_validated(
+        self, record: DecisionCreate | EventCreate, *, deferred_until: datetime | None = None
+    ) -> Future[WriteResult]:
         """Queue a record that is already a validated ``*Create`` model (from ``validated_decision``
         or its constructor) and has not been changed since, without validating it again: for
         callers that built the model themselves, as the service does (``record_validated_batch``
-        holds the same contract)."""
+        holds the same contract). ``deferred_until`` (decisions only) is checked here."""
         if not isinstance(record, DecisionCreate | EventCreate):
             raise TypeError(
                 f"record must be a DecisionCreate or an EventCreate; got {type(record).__name__}"
             )
-        return self._submit(record)
+        if deferred_until is None:
+            return self._submit(record)
+        if not isinstance(record, DecisionCreate):
+            raise TypeError("deferred_until is for decisions only")
+        return self._submit(record, checked_deferral(record, deferred_until))
 
     def record_decision(
-        self, decision: DecisionInput, *, timeout: float | None = None
+        self,
+        decision: DecisionInput,
+        *,
+        timeout: float | None = None,
+        deferred_until: datetime | None = None,
     ) -> WriteResult:
         """Submit ``decision`` and wait until it is durable; raises what its write raised."""
-        return self.submit_decision(decision).result(timeout)
+        return self.submit_decision(decision, deferred_until=deferred_until).result(timeout)
 
     def record_event(self, event: EventInput, *, timeout: float | None = None) -> WriteResult:
         """Submit ``event`` and wait until it is durable; raises what its write raised."""
@@ -170,9 +192,11 @@ class BatchWriter:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _submit(self, record: DecisionCreate | EventCreate) -> Future[WriteResult]:
+    def _submit(
+        self, record: DecisionCreate | EventCreate, deferred_until: datetime | None = None
+    ) -> Future[WriteResult]:
         future: Future[WriteResult] = Future()
-        self._put(_Pending(record, future))
+        self._put(_Pending(record, future, deferred_until))
         return future
 
     def _put(self, item: Any) -> None:
@@ -255,6 +279,7 @@ class BatchWriter:
                 session=session,
                 decisions=[p.record for p in decisions],  # type: ignore[misc]
                 events=[p.record for p in events],  # type: ignore[misc]
+                deferred_until=[p.deferred_until for p in decisions],
             )
         except Exception as exc:
             if len(batch) == 1:

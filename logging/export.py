@@ -17,6 +17,11 @@ names (DESIGN.md §5) where they apply:
 An analyst adds ``target_pscore`` (and the slate target columns) and hands the file to
 ``loopbreak ope estimate``.
 
+Only shown decisions are exported: a deferred decision (:mod:`proplog.activation`) that was not
+activated before its deadline is left out, as in every frame of :mod:`proplog.frames` by default
+(its slate was never seen, so it has no reward to learn from). An audit of every logged decision
+reads ``proplog.frames.slate_frame(shown_only=False)``.
+
 :func:`iter_export_chunks` reads the log a chunk of ``chunk_decisions`` decisions at a time, by
 keyset pagination on ``(created_at, decision_id)``: each chunk is one bounded query, so memory
 holds one chunk and never the whole log, and a decision's rows are never split between chunks.
@@ -42,6 +47,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import Connection, Engine, Table, and_, or_, select, true
 from sqlalchemy.orm import Session
 
+from proplog.activation import shown
 from proplog.frames import (
     SLATE_DTYPES,
     SessionOrEngine,
@@ -173,8 +179,12 @@ def _chunks_on(
     last: tuple[datetime, str] | None = None
     while True:
         # The key of the chunk's last decision: the chunk_decisions-th one after ``last``.
+        # Chunks count shown decisions only, the ones slate_select() reads.
         bound_stmt = time_window(
-            select(d.created_at, d.decision_id).where(_after(last)), d.created_at, since, until
+            select(d.created_at, d.decision_id).where(_after(last), shown(d.decision_id)),
+            d.created_at,
+            since,
+            until,
         )
         bound_row = conn.execute(
             bound_stmt.order_by(d.created_at, d.decision_id).offset(chunk_decisions - 1).limit(1)

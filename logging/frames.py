@@ -11,6 +11,13 @@ Owns three frames, each read with one SQL query (joins and aggregates happen in 
 
 ``since``/``until`` select ``since <= created_at < until``. ``created_at`` columns are
 ``datetime64[us, UTC]``; propensities and scores are float64 read bit for bit as stored.
+
+Only decisions that were **shown** are read by default (``shown_only=True``): every decision
+except a deferred one (:mod:`proplog.activation`) that was not activated before its deadline,
+whether it may still be activated or its deadline has passed. These two frames are the one way
+OPE windows, the training table, the exports, A/B analysis and retraining read decisions, so a
+slate nobody saw is never learned from nor evaluated. ``shown_only=False`` reads every logged
+decision, for audits. A log without deferred decisions reads the same either way.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import pandas as pd
 from sqlalchemy import Column, Connection, Engine, Select, Table, and_, case, func, select
 from sqlalchemy.orm import Session
 
+from proplog.activation import shown
 from proplog.schema import Decision, Event, SlateItem
 from proplog.validation import check_aware_utc
 
@@ -88,13 +96,14 @@ def read_frame(
     return frame.astype({name: dtype for name, dtype in dtypes.items() if name in frame.columns})
 
 
-def slate_select() -> Select[Any]:
+def slate_select(*, shown_only: bool = True) -> Select[Any]:
     """The query behind :func:`slate_frame`, without its time window: one row per (decision,
     position) with ``played`` and ``play_value`` joined from rec plays, ordered by
-    ``created_at``, ``decision_id``, ``position`` (the exports page through it)."""
+    ``created_at``, ``decision_id``, ``position`` (the exports page through it). With
+    ``shown_only``, only decisions that were shown (:func:`proplog.activation.shown`)."""
     d, s, e = _DECISION, _SLATE_ITEM, _EVENT
     plays = func.count(e.c.event_id)
-    return (
+    stmt = (
         select(
             d.c.decision_id,
             d.c.created_at,
@@ -131,6 +140,7 @@ def slate_select() -> Select[Any]:
         .group_by(d.c.decision_id, s.c.decision_id, s.c.position)
         .order_by(d.c.created_at, d.c.decision_id, s.c.position)
     )
+    return stmt.where(shown(d.c.decision_id)) if shown_only else stmt
 
 
 def slate_frame(
@@ -138,12 +148,14 @@ def slate_frame(
     session_or_engine: SessionOrEngine,
     since: datetime | None = None,
     until: datetime | None = None,
+    shown_only: bool = True,
 ) -> pd.DataFrame:
     """One row per (decision, position), with ``played`` and ``play_value`` from rec plays.
 
-    Ordered by ``created_at``, ``decision_id``, ``position``.
+    Ordered by ``created_at``, ``decision_id``, ``position``. ``shown_only=False`` includes
+    deferred decisions that were not activated (for audits).
     """
-    stmt = time_window(slate_select(), _DECISION.c.created_at, since, until)
+    stmt = time_window(slate_select(shown_only=shown_only), _DECISION.c.created_at, since, until)
     return read_frame(session_or_engine, stmt, SLATE_DTYPES)
 
 
@@ -152,9 +164,11 @@ def decision_frame(
     session_or_engine: SessionOrEngine,
     since: datetime | None = None,
     until: datetime | None = None,
+    shown_only: bool = True,
 ) -> pd.DataFrame:
     """One row per decision: context, ``k``, ``candidate_ids`` and ``candidate_scores`` (lists),
     ``exploration`` (dict), policy and model versions. Ordered by ``created_at``, ``decision_id``.
+    ``shown_only=False`` includes deferred decisions that were not activated (for audits).
     """
     d = _DECISION
     stmt = select(
@@ -177,6 +191,8 @@ def decision_frame(
         d.c.policy_version,
         d.c.model_version,
     ).order_by(d.c.created_at, d.c.decision_id)
+    if shown_only:
+        stmt = stmt.where(shown(d.c.decision_id))
     return read_frame(
         session_or_engine, time_window(stmt, d.c.created_at, since, until), DECISION_DTYPES
     )

@@ -9,7 +9,8 @@ Owns two families:
   against about 210 µs as SQLModel non-table models (measured on this project's CPU machine).
 - tables: ``decision``, ``slate_item``, ``event``, ``model_version``, ``policy``, ``ope_report``,
   ``model_promotion`` (one row per promotion or rollback of the production model),
-  ``catalog_item`` (the titles loaded by ``loopbreak catalog load``, one row per item id).
+  ``catalog_item`` (the titles loaded by ``loopbreak catalog load``, one row per item id),
+  ``decision_activation`` (a deferred decision's activation deadline and time).
 
 Storage conventions:
 
@@ -302,6 +303,26 @@ class Event(SQLModel, table=True):
     position: int | None = None
 
 
+class DecisionActivation(SQLModel, table=True):
+    """A deferred decision's activation (:mod:`proplog.activation`): written with the decision,
+    it counts as shown only once ``activated_at`` is set, which must be before ``expires_at``.
+    A decision without a row here was shown when it was made."""
+
+    __tablename__ = "decision_activation"
+    __table_args__ = (
+        CheckConstraint(
+            "activated_at IS NULL OR activated_at < expires_at",
+            name="ck_decision_activation_before_expiry",
+        ),
+    )
+
+    decision_id: str = Field(
+        primary_key=True, foreign_key="decision.decision_id", max_length=UUID_LENGTH
+    )
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    activated_at: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
 class ModelVersion(SQLModel, table=True):
     """A trained model version (FM, ranker, ...) with its parameters and metrics."""
 
@@ -392,6 +413,7 @@ def log_tables() -> list[Table]:
         Decision,
         SlateItem,
         Event,
+        DecisionActivation,
         ModelVersion,
         Policy,
         OpeReport,

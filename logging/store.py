@@ -24,8 +24,22 @@ from typing import Any
 from sqlalchemy import Table, and_, insert, select
 from sqlmodel import Session
 
+from proplog.activation import (
+    ActivationConflictError,
+    checked_deferral,
+    checked_deferrals,
+    write_deferrals,
+)
 from proplog.errors import LogValidationError, UnknownDecisionError
-from proplog.schema import Decision, DecisionCreate, Event, EventCreate, SlateItem, SlateItemCreate
+from proplog.schema import (
+    Decision,
+    DecisionActivation,
+    DecisionCreate,
+    Event,
+    EventCreate,
+    SlateItem,
+    SlateItemCreate,
+)
 from proplog.validation import check_aware_utc, check_uuid
 from proplog.writes import WriteResult, chunks, coerce, coerce_all, run_write, split_replays
 from proplog.writes import insert_rows as _insert_rows  # a name of this module: tests replace it
@@ -38,6 +52,7 @@ EventInput = EventCreate | Mapping[str, Any]
 _DECISION: Table = Decision.__table__  # type: ignore[attr-defined]
 _SLATE_ITEM: Table = SlateItem.__table__  # type: ignore[attr-defined]
 _EVENT: Table = Event.__table__  # type: ignore[attr-defined]
+_ACTIVATION: Table = DecisionActivation.__table__  # type: ignore[attr-defined]
 
 
 def _columns_of(table: Table, columns: tuple[str, ...]) -> tuple[str, ...]:
@@ -88,7 +103,13 @@ def _load_decisions(session: Session, ids: Sequence[str]) -> dict[str, DecisionC
     return {key: DecisionCreate.model_validate(data) for key, data in rows.items()}
 
 
-def _write_decisions(session: Session, decisions: Sequence[DecisionCreate]) -> list[WriteResult]:
+def _write_decisions(
+    session: Session,
+    decisions: Sequence[DecisionCreate],
+    deferred_until: Sequence[datetime | None],
+) -> list[WriteResult]:
+    """Write the new ones of ``decisions``; ``deferred_until`` (aligned, checked) holds each one's
+    activation deadline, None for a decision shown when made (:mod:`proplog.activation`)."""
     new, results = split_replays(
         decisions, "decision_id", lambda ids: _load_decisions(session, ids)
     )
@@ -105,6 +126,7 @@ def _write_decisions(session: Session, decisions: Sequence[DecisionCreate]) -> l
         _insert_rows(conn, _DECISION, _DECISION_COLUMNS, decision_rows)
         _insert_rows(conn, _SLATE_ITEM, _SLATE_COLUMNS, slate_rows)
         logger.debug("recorded %d decisions with %d slate items", len(new), len(slate_rows))
+    write_deferrals(session.connection(), decisions, deferred_until, new, results)
     return results
 
 
@@ -118,14 +140,20 @@ def validated_event(event: EventInput) -> EventCreate:
     return coerce(EventCreate, event, "event")
 
 
-def record_decision(*, session: Session, decision: DecisionInput) -> WriteResult:
+def record_decision(
+    *, session: Session, decision: DecisionInput, deferred_until: datetime | None = None
+) -> WriteResult:
     """Record a decision and its whole slate in one transaction (idempotent on decision_id).
 
-    Raises ``LogValidationError`` for invalid input and ``ConflictError`` when the decision_id is
-    stored with different content.
+    ``deferred_until``: the decision is deferred, and counts as shown only once activated before
+    this deadline (:mod:`proplog.activation`); its activation row is written in the same
+    transaction. Raises ``LogValidationError`` for invalid input and ``ConflictError`` when the
+    decision_id is stored with different content, or deferred when this one is not (or the
+    other way round; the field ``deferred``).
     """
     d = coerce(DecisionCreate, decision, "decision")
-    return run_write(session, lambda: _write_decisions(session, [d]))[0]
+    until = [checked_deferral(d, deferred_until)]
+    return run_write(session, lambda: _write_decisions(session, [d], until))[0]
 
 
 def record_decisions(*, session: Session, decisions: Sequence[DecisionInput]) -> list[WriteResult]:
@@ -156,6 +184,7 @@ def get_decision(*, session: Session, decision_id: str) -> DecisionCreate | None
 class _DecisionRef:
     user_id: str
     slate: dict[int, int]  # position -> item_id
+    shown: bool = True  # False: deferred and not activated (proplog.activation)
 
 
 def _load_decision_refs(session: Session, ids: Sequence[str]) -> dict[str, _DecisionRef]:
@@ -168,16 +197,19 @@ def _load_decision_refs(session: Session, ids: Sequence[str]) -> dict[str, _Deci
                 _DECISION.c.user_id,
                 _SLATE_ITEM.c.position,
                 _SLATE_ITEM.c.item_id,
+                _ACTIVATION.c.decision_id.is_(None) | _ACTIVATION.c.activated_at.is_not(None),
             )
             .select_from(
                 _DECISION.outerjoin(
                     _SLATE_ITEM, _SLATE_ITEM.c.decision_id == _DECISION.c.decision_id
-                )
+                ).outerjoin(_ACTIVATION, _ACTIVATION.c.decision_id == _DECISION.c.decision_id)
             )
             .where(_DECISION.c.decision_id.in_(chunk))
         )
-        for decision_id, user_id, position, item_id in conn.execute(stmt):
-            ref = refs.setdefault(decision_id, _DecisionRef(user_id=user_id, slate={}))
+        for decision_id, user_id, position, item_id, shown in conn.execute(stmt):
+            ref = refs.setdefault(
+                decision_id, _DecisionRef(user_id=user_id, slate={}, shown=bool(shown))
+            )
             if position is not None:
                 ref.slate[position] = item_id
     return refs
@@ -193,10 +225,13 @@ def _load_events(session: Session, ids: Sequence[str]) -> dict[str, EventCreate]
 
 
 def _check_attribution(e: EventCreate, ref: _DecisionRef | None, prefix: str) -> None:
-    """An attributed event must point at a stored decision of the same user, and at its slate."""
+    """An attributed event must point at a stored decision of the same user, shown (not deferred,
+    or activated), and at its slate."""
     assert e.decision_id is not None
     if ref is None:
         raise UnknownDecisionError(e.decision_id, where=f"{prefix}decision_id")
+    if not ref.shown:
+        raise ActivationConflictError.not_activated(e.decision_id, where=f"{prefix}decision_id")
     if e.user_id != ref.user_id:
         raise LogValidationError(
             f"{prefix}user_id",
@@ -247,7 +282,9 @@ def _write_events(
 def record_event(*, session: Session, event: EventInput) -> WriteResult:
     """Record one event (idempotent on event_id).
 
-    Raises ``UnknownDecisionError`` when its decision_id is not stored, ``LogValidationError``
+    Raises ``UnknownDecisionError`` when its decision_id is not stored,
+    ``proplog.activation.ActivationConflictError`` when that decision is deferred and not
+    activated, ``LogValidationError``
     when its position is not in that decision's slate, its item differs from the slate's item at
     that position (or, without a position, is not in the slate at all), or its user differs from
     the decision's, and ``ConflictError`` when the
@@ -286,17 +323,22 @@ def record_validated_batch(
     session: Session,
     decisions: Sequence[DecisionCreate],
     events: Sequence[EventCreate],
+    deferred_until: Sequence[datetime | None] = (),
 ) -> tuple[list[WriteResult], list[WriteResult]]:
     """:func:`record_batch` for records that are already validated ``*Create`` models.
 
     For callers that validated each record when they accepted it (the batch writer), so that a
     batch is not validated twice. The models must not have been changed since.
+    ``deferred_until``, when given, holds one activation deadline (or None) per decision, as
+    :func:`record_decision` takes it: the deferred decisions' activation rows are written in the
+    same transaction.
     """
     if not decisions and not events:
         return [], []
+    until = checked_deferrals(decisions, deferred_until)
 
     def write() -> tuple[list[WriteResult], list[WriteResult]]:
-        written = _write_decisions(session, decisions) if decisions else []
+        written = _write_decisions(session, decisions, until) if decisions else []
         return written, _write_events(session, events, batch=True) if events else []
 
     return run_write(session, write)
