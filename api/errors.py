@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import logging
 import math
+import re
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.metrics import ServiceMetrics
 from loop.service import NoCandidatesError, UnknownCandidatesError
@@ -27,50 +31,99 @@ from proplog.errors import ConflictError, LogValidationError, UnknownDecisionErr
 
 logger = logging.getLogger(__name__)
 
-# Domain errors and how the API answers them: (status, the field to name when the error does not
-# carry its own ``field``).
-REFUSALS: dict[type[Exception], tuple[int, str | None]] = {
-    LogValidationError: (status.HTTP_422_UNPROCESSABLE_CONTENT, None),
-    UnknownCandidatesError: (status.HTTP_422_UNPROCESSABLE_CONTENT, "candidates"),
-    NoCandidatesError: (status.HTTP_422_UNPROCESSABLE_CONTENT, "candidates"),
-    UnknownDecisionError: (status.HTTP_404_NOT_FOUND, "decision_id"),
-    ConflictError: (status.HTTP_409_CONFLICT, None),
+# Domain errors and how the API answers them: (status, type, the field to name when the error
+# does not carry its own ``field``).
+REFUSALS: dict[type[Exception], tuple[int, str, str]] = {
+    LogValidationError: (status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid", "body"),
+    UnknownCandidatesError: (status.HTTP_422_UNPROCESSABLE_CONTENT, "unknown_items", "candidates"),
+    NoCandidatesError: (status.HTTP_422_UNPROCESSABLE_CONTENT, "no_candidates", "candidates"),
+    UnknownDecisionError: (status.HTTP_404_NOT_FOUND, "not_found", "decision_id"),
+    ConflictError: (status.HTTP_409_CONFLICT, "conflict", "body"),
 }
+
+_BATCH_PREFIX = re.compile(r"^(?:events|decisions)\[\d+\]\.")
+"""The log names a record's field inside its batch (``events[0].item_id``); the client sent
+one record, so the answer names the field alone."""
+
+
+def error_body(message: str, *, field: str, kind: str) -> dict[str, object]:
+    """The service's error body: ``{"message": ..., "detail": [{"field", "message", "type"}]}``."""
+    return {"message": message, "detail": [{"field": field, "message": message, "type": kind}]}
 
 
 def refusal(
-    metrics: ServiceMetrics, status_code: int, message: str, **extra: object
+    metrics: ServiceMetrics,
+    status_code: int,
+    message: str,
+    *,
+    field: str = "body",
+    kind: str = "invalid",
+    detail: list[dict[str, object]] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """The body ``{"message": ..., **extra}`` with ``status_code``, counted as a rejection."""
+    """:func:`error_body` with ``status_code`` (or ``detail`` as given), counted as a
+    rejection."""
     metrics.rejected.labels(str(status_code)).inc()
-    return JSONResponse(status_code=status_code, content={"message": message, **extra})
+    body = error_body(message, field=field, kind=kind)
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(status_code=status_code, content=body, headers=headers)
 
 
-def _location(loc: tuple[object, ...]) -> str:
-    parts = [str(p) for p in loc if p != "body"]
+def _location(error: Mapping[str, Any]) -> str:
+    """The client's field path of a validation error: ``candidates.3``, ``context.local_time``;
+    ``body`` for the body as a whole (including JSON that does not parse, which pydantic locates
+    at a character offset)."""
+    if error["type"] == "json_invalid":
+        return "body"
+    parts = [str(p) for p in error["loc"] if p != "body"]
     return ".".join(parts) or "body"
 
 
+def _reason(error: Mapping[str, Any]) -> str:
+    """pydantic's message, except where it speaks of Python rather than of the request."""
+    if error["type"] == "json_invalid":
+        return f"must be valid JSON ({error.get('ctx', {}).get('error', 'JSON decode error')})"
+    if error["type"] in ("model_attributes_type", "dict_type") and _location(error) == "body":
+        return "must be a JSON object (with Content-Type: application/json)"
+    if error["type"] == "missing" and _location(error) == "body":
+        return "must be a JSON object; the request has no body"
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
 async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    detail = [
-        {"field": _location(tuple(e["loc"])), "message": e["msg"], "type": e["type"]}
-        for e in errors
+    errors = exc.errors() or [{"loc": (), "msg": "invalid request", "type": "invalid"}]
+    detail: list[dict[str, object]] = [
+        {"field": _location(e), "message": _reason(e), "type": e["type"]} for e in errors
     ]
+    first = detail[0]
     return refusal(
         request.app.state.metrics,
         status.HTTP_422_UNPROCESSABLE_CONTENT,
-        f"{_location(tuple(first['loc']))}: {first['msg']}",
+        f"{first['field']}: {first['message']}",
         detail=detail,
     )
 
 
+def _client_field(exc: Exception, default: str) -> str:
+    named = getattr(exc, "field", None) or getattr(exc, "where", None) or default
+    return _BATCH_PREFIX.sub("", str(named))
+
+
+def _client_message(exc: Exception) -> str:
+    if isinstance(exc, LogValidationError):
+        return f"{_BATCH_PREFIX.sub('', exc.field)} must be {exc.expected}; got {exc.got!r}"
+    return _BATCH_PREFIX.sub("", str(exc))
+
+
 async def _refuse(request: Request, exc: Exception) -> JSONResponse:
-    status_code, field = next(v for t, v in REFUSALS.items() if isinstance(exc, t))
-    named = getattr(exc, "field", None) or field
+    status_code, kind, field = next(v for t, v in REFUSALS.items() if isinstance(exc, t))
     return refusal(
-        request.app.state.metrics, status_code, str(exc), **({"field": named} if named else {})
+        request.app.state.metrics,
+        status_code,
+        _client_message(exc),
+        field=_client_field(exc, field),
+        kind=kind,
     )
 
 
@@ -81,11 +134,6 @@ UNAVAILABLE: dict[type[Exception], str] = {
     sa_exc.TimeoutError: "database_unavailable",  # no pooled connection within the timeout
     sa_exc.DBAPIError: "database_error",  # any other error the driver raised
 }
-
-
-def error_body(message: str, *, field: str, kind: str) -> dict[str, object]:
-    """The service's error body: ``{"message": ..., "detail": [{"field", "message", "type"}]}``."""
-    return {"message": message, "detail": [{"field": field, "message": message, "type": kind}]}
 
 
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
@@ -120,7 +168,35 @@ async def _internal(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Starlette's own refusals (no such path 404, a method the path does not take 405) in the
+    service's error shape, with their headers (``Allow``); FastAPI's 400 for a body it could not
+    decode is the 422 of any other unparsable body."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == status.HTTP_400_BAD_REQUEST:  # a body FastAPI could not decode
+        return refusal(
+            request.app.state.metrics,
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "body: must be valid JSON in UTF-8 (the body could not be decoded)",
+            field="body",
+            kind="json_invalid",
+        )
+    field = "method" if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED else "path"
+    kind = "method_not_allowed" if field == "method" else "not_found"
+    message = f"{field}: {request.method if field == 'method' else request.url.path} "
+    message += f"({exc.detail})"
+    return refusal(
+        request.app.state.metrics,
+        exc.status_code,
+        message,
+        field=field,
+        kind=kind,
+        headers=exc.headers,
+    )
+
+
 def register_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)  # type: ignore[arg-type]
     for error_type in REFUSALS:
         app.add_exception_handler(error_type, _refuse)

@@ -66,7 +66,10 @@ def write_event(body: EventRequest, session: Session, writer: BatchWriter | None
     response_model=EventResponse,
     status_code=status.HTTP_201_CREATED,
     responses={
-        200: {"description": "event_id already stored with the same content: a no-op"},
+        200: {
+            "model": EventResponse,
+            "description": "event_id already stored with the same content: a no-op",
+        },
         404: {"description": "decision_id is not a stored decision"},
         409: {"description": "event_id already stored with different content"},
     },

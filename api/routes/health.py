@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import MetricsDep, ServiceDep, SettingsDep
@@ -42,6 +43,15 @@ def health(service: ServiceDep, settings: SettingsDep) -> dict[str, Any]:
     return {"status": "ok", **serving_info(service, settings)}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "Prometheus's text exposition format (version 0.0.4)",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def prometheus_metrics(metrics: MetricsDep) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
