@@ -32,6 +32,13 @@ class ServiceMetrics:
             ["status", "cause"],
             registry=self.registry,
         )
+        self.activations = Counter(
+            "loopbreak_activations",
+            "Activations of deferred decisions, by outcome (activated, replayed, expired, "
+            "not_deferred)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.decision_seconds = Histogram(
             "loopbreak_decision_seconds",
             "Time to decide and record a decision",

@@ -100,6 +100,12 @@ class DecisionRequest(_Body):
     decision_id: uuid.UUID | None = Field(
         default=None, description="Client idempotency key; the server makes one when absent"
     )
+    deferred: Annotated[bool, Field(strict=True)] = Field(
+        default=False,
+        description="The slate may not be shown (below the fold, a prefetch): it counts as "
+        "shown only once POST /v1/decisions/{decision_id}/activate is called before "
+        "activation_expires_at",
+    )
     candidates: Annotated[list[ItemId], Field(min_length=1, max_length=10_000)] | None = Field(
         default=None,
         description="Unique item ids of the catalog to rank; the whole catalog when absent",
@@ -160,6 +166,11 @@ class DecisionResponse(BaseModel):
     marginals_exact: bool
     slate: list[SlatePosition] = Field(description="Per position (0 = top), with its propensities")
     replayed: bool = Field(description="True when this decision_id was already stored")
+    deferred: bool = Field(description="True when the decision waits for its activation")
+    activation_expires_at: AwareDatetime | None = Field(
+        description="A deferred decision counts as shown only if activated before this time; "
+        "null when not deferred"
+    )
 
 
 class EventRequest(_Body):
@@ -194,3 +205,12 @@ class EventRequest(_Body):
 class EventResponse(BaseModel):
     event_id: str
     created: bool = Field(description="False when this event_id was already stored (a no-op)")
+
+
+class ActivationResponse(BaseModel):
+    """The answer to ``POST /v1/decisions/{decision_id}/activate``."""
+
+    decision_id: str
+    activated_at: AwareDatetime = Field(description="When the decision was (first) activated")
+    activated: bool = Field(description="Always true: the decision counts as shown")
+    replayed: bool = Field(description="True when the decision was already activated")

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     propensity_floor: float = Field(default=0.0, ge=0.0, lt=1.0)
     max_k: int = Field(default=50, ge=1, le=500)
     history_limit: int = Field(default=200, ge=0)
+    activation_seconds: float = Field(default=3600.0, gt=0.0)
+    """How long a deferred decision (``"deferred": true``) may wait for ``POST
+    /v1/decisions/{decision_id}/activate``; one not activated by then never counts as shown
+    (:mod:`proplog.activation`)."""
     group_commit: bool = True
     """Write decisions and events through one batch writer per worker, which commits what
     concurrent requests hand it in one durable transaction; a request still answers only once

@@ -1,7 +1,9 @@
 """Making a decision: history → scores → slate with exact propensities → durable record.
 
 The HTTP route, the demo and the benchmarks all decide through ``DecisionService``, so that what
-is measured offline is what runs in production.
+is measured offline is what runs in production. A deferred request (``DecisionInput.deferred``)
+is decided and recorded alike, with its activation row in the same write
+(:mod:`proplog.activation`): it counts as shown only once activated within the activation window.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlmodel import Session
@@ -18,6 +20,7 @@ from explore import Policy, rng_for_decision
 from fm_core import Scorer
 from loop.context import RequestContext, history_from_events
 from loop.experiment import LiveExperiment
+from proplog.activation import DEFAULT_ACTIVATION_SECONDS, Activation, get_activation
 from proplog.batch_writer import BatchWriter
 from proplog.errors import ConflictError
 from proplog.ids import time_ordered_uuid
@@ -43,18 +46,21 @@ class NoCandidatesError(ValueError):
 class DecisionInput:
     """What a product service asks for: a slate of ``k`` for the request ``context``, out of
     ``candidates`` (None: every title the catalog has available), under the idempotency key
-    ``decision_id`` (None: the service makes one)."""
+    ``decision_id`` (None: the service makes one). ``deferred``: the slate may not be shown; it
+    counts as shown only once activated (:func:`proplog.activation.activate`)."""
 
     context: RequestContext
     k: int
     decision_id: str | None = None
     candidates: tuple[int, ...] | None = None
+    deferred: bool = False
 
 
-def check_replay(stored: DecisionCreate, request: DecisionInput) -> None:
+def check_replay(stored: DecisionCreate, request: DecisionInput, *, deferred: bool = False) -> None:
     """Raise ``ConflictError`` when ``request`` is not the request ``stored`` answered: its
     context fields, its ``k`` (a stored slate shorter than k only when the candidates ran out),
-    and its candidate list when it gave one."""
+    its candidate list when it gave one, and whether it was deferred (``deferred``: the stored
+    decision was)."""
     decision_id = stored.decision_id
     for field, given in request.context.record_fields().items():
         if getattr(stored, field) != given:
@@ -74,12 +80,20 @@ def check_replay(stored: DecisionCreate, request: DecisionInput) -> None:
             key_name="decision_id", key=decision_id, field="candidates",
             stored=len(stored.candidate_ids), given=len(request.candidates),
         )  # fmt: skip
+    if request.deferred != deferred:
+        raise ConflictError(
+            key_name="decision_id", key=decision_id, field="deferred",
+            stored=deferred, given=request.deferred,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class DecisionOutput:
+    """The decision recorded (or stored, ``replayed``), and its activation row when deferred."""
+
     record: DecisionCreate
     replayed: bool
+    activation: Activation | None = None
 
 
 class DecisionService:
@@ -129,8 +143,25 @@ class DecisionService:
             raise NoCandidatesError("no candidate item is available for this request")
         return candidates
 
-    def decide(self, *, session: Session, request: DecisionInput, now: datetime) -> DecisionOutput:
-        """Decide for ``request`` at time ``now`` (aware UTC) and record it.
+    @staticmethod
+    def _replayed(
+        session: Session, stored: DecisionCreate, request: DecisionInput
+    ) -> DecisionOutput:
+        """The stored decision, when ``request`` replays it (else ``ConflictError``)."""
+        activation = get_activation(session=session, decision_id=stored.decision_id)
+        check_replay(stored, request, deferred=activation is not None)
+        return DecisionOutput(record=stored, replayed=True, activation=activation)
+
+    def decide(
+        self,
+        *,
+        session: Session,
+        request: DecisionInput,
+        now: datetime,
+        activation_window: timedelta = timedelta(seconds=DEFAULT_ACTIVATION_SECONDS),
+    ) -> DecisionOutput:
+        """Decide for ``request`` at time ``now`` (aware UTC) and record it; a deferred request
+        must be activated before ``now + activation_window`` to count as shown.
 
         A ``decision_id`` that is already stored returns the stored decision unchanged
         (``replayed=True``) when the request is the same: retries are safe, and nothing is
@@ -140,13 +171,16 @@ class DecisionService:
         """
         if self.experiment is not None:
             arm = self._arms[self.experiment.arm_for(request.context.user_id).settings.name]
-            return arm.decide(session=session, request=request, now=now)
+            return arm.decide(
+                session=session, request=request, now=now, activation_window=activation_window
+            )
+        if activation_window <= timedelta(0):
+            raise ValueError(f"activation_window must be positive; got {activation_window}")
         decision_id = str(uuid.UUID(request.decision_id)) if request.decision_id else None
         if decision_id is not None:
             stored = get_decision(session=session, decision_id=decision_id)
             if stored is not None:
-                check_replay(stored, request)
-                return DecisionOutput(record=stored, replayed=True)
+                return self._replayed(session, stored, request)
         decision_id = decision_id or time_ordered_uuid(now)
         candidates = self.candidates_for(request, now)
         events = user_history(
@@ -181,11 +215,15 @@ class DecisionService:
                 for k in range(len(slate))
             ],
         )
+        until = now + activation_window if request.deferred else None
         try:  # the constructor validated the record: it is written without a second validation
             if self.writer is not None:
-                created = self.writer.submit_validated(record).result().created
+                future = self.writer.submit_validated(record, deferred_until=until)
+                created = future.result().created
             else:
-                written, _ = record_validated_batch(session=session, decisions=[record], events=[])
+                written, _ = record_validated_batch(
+                    session=session, decisions=[record], events=[], deferred_until=[until]
+                )
                 created = written[0].created
         except ConflictError:
             created = False
@@ -193,6 +231,6 @@ class DecisionService:
             # A concurrent request with the same id won the race: answer with what is stored.
             stored = get_decision(session=session, decision_id=decision_id)
             assert stored is not None
-            check_replay(stored, request)
-            return DecisionOutput(record=stored, replayed=True)
-        return DecisionOutput(record=record, replayed=False)
+            return self._replayed(session, stored, request)
+        activation = None if until is None else Activation(decision_id, until, None)
+        return DecisionOutput(record=record, replayed=False, activation=activation)

@@ -1,5 +1,6 @@
-"""The routers, one per resource: decisions, events, and the service's health and metrics."""
+"""The routers, one per resource: decisions (and their activation), events, and the service's
+health and metrics."""
 
-from api.routes import decisions, events, health
+from api.routes import activation, decisions, events, health
 
-ROUTERS = (decisions.router, events.router, health.router)
+ROUTERS = (decisions.router, activation.router, events.router, health.router)

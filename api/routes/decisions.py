@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Response, status
 from fastapi.responses import JSONResponse
@@ -14,6 +14,7 @@ from api.errors import refusal
 from api.schemas import DecisionRequest, DecisionResponse, PolicyInfo, SlatePosition
 from loop.context import RequestContext
 from loop.service import DecisionInput
+from proplog.activation import Activation
 from proplog.schema import DecisionCreate
 
 router = APIRouter()
@@ -35,11 +36,14 @@ def to_input(body: DecisionRequest) -> DecisionInput:
         k=body.k,
         decision_id=str(body.decision_id) if body.decision_id else None,
         candidates=tuple(body.candidates) if body.candidates is not None else None,
+        deferred=body.deferred,
     )
 
 
-def to_response(record: DecisionCreate, *, replayed: bool) -> DecisionResponse:
-    """The HTTP answer from the stored decision record."""
+def to_response(
+    record: DecisionCreate, *, replayed: bool, activation: Activation | None = None
+) -> DecisionResponse:
+    """The HTTP answer from the stored decision record (and its activation row when deferred)."""
     return DecisionResponse(
         decision_id=record.decision_id,
         created_at=record.created_at,
@@ -52,6 +56,8 @@ def to_response(record: DecisionCreate, *, replayed: bool) -> DecisionResponse:
         marginals_exact=record.marginals_exact,
         slate=[SlatePosition.model_validate(p, from_attributes=True) for p in record.slate],
         replayed=replayed,
+        deferred=activation is not None,
+        activation_expires_at=activation.expires_at if activation is not None else None,
     )
 
 
@@ -77,9 +83,14 @@ def decide(
             field="k",
         )
     started = time.perf_counter()
-    out = service.decide(session=session, request=to_input(body), now=datetime.now(UTC))
+    out = service.decide(
+        session=session,
+        request=to_input(body),
+        now=datetime.now(UTC),
+        activation_window=timedelta(seconds=settings.activation_seconds),
+    )
     metrics.decision_seconds.observe(time.perf_counter() - started)
     metrics.decisions.labels(body.surface, str(out.replayed).lower()).inc()
     if out.replayed:
         response.status_code = status.HTTP_200_OK
-    return to_response(out.record, replayed=out.replayed)
+    return to_response(out.record, replayed=out.replayed, activation=out.activation)

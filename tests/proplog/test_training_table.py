@@ -8,18 +8,20 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 from store_inputs import T0, decision_payload
 
 from loop.windows import read_window, training_impressions
-from proplog.store import record_decisions, record_events
+from proplog.store import record_decision, record_decisions, record_events
 from proplog.training_table import TrainingTableConfig, read_training_table
 
 D1 = "00000000-0000-4000-8000-000000000001"
 D2 = "00000000-0000-4000-8000-000000000002"
 D3 = "00000000-0000-4000-8000-000000000003"
+D4 = "00000000-0000-4000-8000-000000000004"
 MARGINALS = (0.5, 0.4, 0.3)
 
 
@@ -126,6 +128,23 @@ def test_a_wider_window_attaches_the_late_search_play(logged: Engine) -> None:
     search = table.rows[table.rows["origin"] == "search"]
     assert sorted(search["decision_id"]) == [D1, D2]
     assert table.report.plays_without_context == 2
+
+
+def test_a_deferred_decision_never_activated_contributes_no_rows(logged: Engine) -> None:
+    """D4, deferred at 121 minutes and never activated, is not in the table: no slate rows, and
+    the direct play at 125 minutes keeps D2's context rather than taking D4's."""
+    _, before = read_training_table(session_or_engine=logged)
+    pending = decision_payload(decision_id=D4, items=(40, 10, 20))
+    pending["created_at"] = T0 + timedelta(minutes=121)
+    with Session(logged) as session:
+        until = T0 + timedelta(minutes=181)
+        record_decision(session=session, decision=pending, deferred_until=until)
+    decisions, table = read_training_table(session_or_engine=logged)
+    assert D4 not in set(decisions["decision_id"])
+    assert D4 not in set(table.rows["decision_id"])
+    pd.testing.assert_frame_equal(table.rows, before.rows)
+    assert table.report == before.report
+    assert len(read_window(logged).requests) == 3
 
 
 @pytest.mark.parametrize(
