@@ -4,7 +4,8 @@ itself answers.
 
 A database that cannot be reached, or that stays locked past ``Settings.db_timeout_seconds``
 (SQLAlchemy's ``OperationalError``, ``InterfaceError`` or pool ``TimeoutError``; any other
-``DBAPIError`` too) answers 503 with ``Retry-After`` and the JSON error body
+``DBAPIError`` too), or a batch writer that stopped (``WriterStoppedError``), answers 503 with
+``Retry-After`` and the JSON error body
 ``{"message": ..., "detail": [{"field": "database", ...}]}``, never the driver's text, the SQL or
 the URL; any other unexpected error answers 500 in the same shape. Both are counted in
 ``loopbreak_http_errors_total{status, cause}``. A decision is answered 201 only after its write
@@ -27,7 +28,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.metrics import ServiceMetrics
 from loop.service import NoCandidatesError, UnknownCandidatesError
-from proplog.errors import ConflictError, LogValidationError, UnknownDecisionError
+from proplog.errors import (
+    ConflictError,
+    LogValidationError,
+    UnknownDecisionError,
+    WriterStoppedError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +135,7 @@ async def _refuse(request: Request, exc: Exception) -> JSONResponse:
 
 # Errors of the database itself (not of the request): each answers 503, with its cause label.
 UNAVAILABLE: dict[type[Exception], str] = {
+    WriterStoppedError: "log_writer_stopped",  # the worker's batch writer no longer writes
     sa_exc.OperationalError: "database_unavailable",  # unreachable, locked past the timeout
     sa_exc.InterfaceError: "database_unavailable",  # connection closed under the driver
     sa_exc.TimeoutError: "database_unavailable",  # no pooled connection within the timeout
@@ -151,7 +158,7 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         content=error_body(
-            f"the database is unavailable; nothing was written, retry in {retry_after} s",
+            f"the log is unavailable ({cause}); nothing was written, retry in {retry_after} s",
             field="database",
             kind=cause,
         ),

@@ -45,6 +45,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from proplog.activation import checked_deferral
+from proplog.errors import WriterStoppedError
 from proplog.schema import DecisionCreate, EventCreate
 from proplog.store import (
     DecisionInput,
@@ -176,6 +177,11 @@ class BatchWriter:
         if not done.wait(timeout):
             raise TimeoutError(f"the batch writer did not flush within {timeout} s")
 
+    @property
+    def alive(self) -> bool:
+        """True while the writer accepts records (not closed, and its thread running)."""
+        return not self._closed and self._thread.is_alive()
+
     def close(self) -> None:
         """Write everything queued, then stop the writer thread. Further submits raise."""
         with self._close_lock:
@@ -200,8 +206,8 @@ class BatchWriter:
         return future
 
     def _put(self, item: Any) -> None:
-        if self._closed or not self._thread.is_alive():
-            raise RuntimeError("the batch writer is closed; no more records are accepted")
+        if not self.alive:
+            raise WriterStoppedError("the batch writer is closed; no more records are accepted")
         self._queue.put(item)
 
     # -- the writer thread -----------------------------------------------------------------------
@@ -228,7 +234,7 @@ class BatchWriter:
             raise
 
     def _fail_all(self, batch: list[_Pending], exc: BaseException) -> None:
-        error = RuntimeError(f"the batch writer stopped: {type(exc).__name__}: {exc}")
+        error = WriterStoppedError(f"the batch writer stopped: {type(exc).__name__}: {exc}")
         for pending in batch:
             if not pending.future.done():
                 pending.future.set_exception(error)

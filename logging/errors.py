@@ -6,6 +6,10 @@ Owns the three failure kinds a caller of the store has to tell apart:
   the field path (``slate[3].propensity``), what was expected, and what was given.
 - :class:`UnknownDecisionError`: an event points at a ``decision_id`` that is not stored.
 - :class:`ConflictError`: an idempotency key was replayed with different content.
+
+and one failure of the log itself: :class:`WriterStoppedError`, a batch writer that no longer
+writes (closed, or its thread stopped on an error), so that a service can answer "unavailable"
+rather than "internal error".
 """
 
 from __future__ import annotations
@@ -77,3 +81,8 @@ def _rebuild_conflict(
     key_name: str, key: str, field: str, stored: Any, given: Any
 ) -> ConflictError:
     return ConflictError(key_name=key_name, key=key, field=field, stored=stored, given=given)
+
+
+class WriterStoppedError(RuntimeError):
+    """The batch writer accepts no more records: it was closed, or its thread stopped on an
+    error (``cause``, in the message). Nothing of the record was written."""

@@ -1,15 +1,19 @@
 """``GET /healthz`` (what is served: model version, policy, database with the password masked,
-experiment arms) and ``GET /metrics`` (Prometheus)."""
+experiment arms; 503 once the worker's log writer has stopped) and ``GET /metrics``
+(Prometheus)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from fastapi import APIRouter, Response
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Response, status
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.deps import MetricsDep, ServiceDep, SettingsDep
+from api.deps import MetricsDep, ServiceDep, SettingsDep, WriterDep
+from api.errors import error_body
+from api.schemas import ErrorBody
 from api.settings import Settings
 from loop.service import DecisionService
 
@@ -38,8 +42,29 @@ def serving_info(service: DecisionService, settings: Settings) -> dict[str, Any]
     }
 
 
-@router.get("/healthz")
-def health(service: ServiceDep, settings: SettingsDep) -> dict[str, Any]:
+@router.get(
+    "/healthz",
+    response_model=dict[str, Any],
+    responses={
+        503: {
+            "model": ErrorBody,
+            "description": "the worker's log writer stopped: it can record nothing until it is "
+            "restarted",
+        }
+    },
+)
+def health(
+    service: ServiceDep, settings: SettingsDep, writer: WriterDep
+) -> dict[str, Any] | JSONResponse:
+    """What is served; 503 once the worker's batch writer has stopped, so that a supervisor
+    (a Kubernetes liveness probe, say) restarts a worker that can no longer log."""
+    if writer is not None and not writer.alive:
+        message = "the worker's log writer stopped; restart the worker"
+        return JSONResponse(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            content=error_body(message, field="database", kind="log_writer_stopped"),
+            headers={"Retry-After": str(max(1, math.ceil(settings.db_timeout_seconds)))},
+        )
     return {"status": "ok", **serving_info(service, settings)}
 
 
