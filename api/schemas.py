@@ -166,7 +166,10 @@ class DecisionResponse(BaseModel):
     marginals_exact: bool
     slate: list[SlatePosition] = Field(description="Per position (0 = top), with its propensities")
     replayed: bool = Field(description="True when this decision_id was already stored")
-    deferred: bool = Field(description="True when the decision waits for its activation")
+    deferred: bool = Field(
+        description="True when the decision was asked for deferred: it counts as shown only "
+        "once activated"
+    )
     activation_expires_at: AwareDatetime | None = Field(
         description="A deferred decision counts as shown only if activated before this time; "
         "null when not deferred"
