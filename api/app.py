@@ -30,6 +30,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from api.auth import include_routes, warn_at_start
 from api.body_limit import BodyLimitMiddleware
 from api.deps import StartingModel, starting_model
 from api.errors import register_error_handlers
@@ -95,6 +96,7 @@ def _lifespan(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = engine or make_engine(settings.database_url, timeout_s=settings.db_timeout_seconds)
         init_db(db)
+        warn_at_start(settings, db)
         experiment = load_experiment(settings.experiment) if settings.experiment else None
         start = _starting_model(settings, db, scorer, experiment)
         chosen = policy or settings.exploration_policy()
@@ -180,6 +182,5 @@ def create_app(
         on_refuse=lambda: metrics.rejected.labels("413").inc(),
     )
     register_error_handlers(app)
-    for router in ROUTERS:
-        app.include_router(router)
+    include_routes(app, ROUTERS, settings)  # each route behind its API key scope (api.auth)
     return app

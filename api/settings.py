@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     """How long a request waits for the database (SQLite's busy timeout behind another
     writer's lock; PostgreSQL's connect and pool timeouts) before it is answered 503 with
     ``Retry-After`` (:mod:`api.errors`)."""
+    auth: bool = True
+    """Refuse requests without an API key of the route's scope (:mod:`api.auth`); false serves
+    everyone without keys (only behind a private network), with a loud warning at start."""
+    key_cache_seconds: float = Field(default=5.0, ge=0.0, le=3600.0)
+    """How long a verified API key is trusted without reading the log again (so a revocation
+    takes effect within this time); 0 reads the log on every request."""
     experiment: ExperimentSettings | None = None
     """An A/B experiment (``LOOPBREAK_EXPERIMENT`` as JSON); None serves everyone alike."""
 

@@ -6,8 +6,9 @@ its own, on SQLite in a temporary folder (WAL, ``synchronous=FULL``), with the d
 policy (ε-greedy over a pool of 30) and a popularity-affinity scorer over a simulated catalog
 of ``items`` titles. The bench process is the client: ``concurrency`` HTTP/1.1 connections
 (httpx), each posting ``POST /v1/decisions`` for K = ``k`` items and waiting for the answer
-before its next request, until ``requests`` decisions are answered. A decision is answered
-only once its record is on disk, so the rate is of durable decisions.
+before its next request, until ``requests`` decisions are answered, each sending the API key
+(scope ``decide``) the bench makes in the fresh log before the server starts, as a client does.
+A decision is answered only once its record is on disk, so the rate is of durable decisions.
 
 Two servers, side by side, alternating ``repeats`` times, a fresh database each run:
 
@@ -91,14 +92,32 @@ async def _wait_until_up(base: str, server: multiprocessing.process.BaseProcess)
     raise RuntimeError("the API server did not answer /healthz within 30 s")
 
 
-async def _drive(base: str, *, requests: int, concurrency: int, k: int) -> dict[str, Any]:
+def _new_key(database_url: str) -> str:
+    """The token of a new ``decide`` key in the log at ``database_url`` (tables created)."""
+    from proplog.api_keys import create_key
+    from proplog.engine import init_db, make_engine
+
+    engine = make_engine(database_url)
+    try:
+        init_db(engine)
+        return create_key(engine, "bench api", ["decide"])[1]
+    finally:
+        engine.dispose()
+
+
+async def _drive(
+    base: str, *, token: str, requests: int, concurrency: int, k: int
+) -> dict[str, Any]:
     """``requests`` decisions over ``concurrency`` connections, after ``WARMUP`` untimed ones."""
     import httpx
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     latencies: list[float] = []
     failures: list[str] = []
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60.0) as client:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        base_url=base, limits=limits, timeout=60.0, headers=headers
+    ) as client:
 
         async def worker(first: int, count: int, timed: bool) -> None:
             for i in range(first, first + count):
@@ -153,6 +172,7 @@ def _check_stored(database_url: str, decisions: int, k: int) -> None:
 def _one_run(way: str, options: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="loopbreak-bench-api-") as folder:
         url = f"sqlite:///{Path(folder) / 'api.db'}"
+        token = _new_key(url)
         port = _free_port()
         context = multiprocessing.get_context("spawn")
         server = context.Process(
@@ -167,6 +187,7 @@ def _one_run(way: str, options: dict[str, Any]) -> dict[str, Any]:
             result = asyncio.run(
                 _drive(
                     base,
+                    token=token,
                     requests=options["requests"],
                     concurrency=options["concurrency"],
                     k=options["k"],

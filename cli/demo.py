@@ -1,12 +1,16 @@
 """``loopbreak demo``: the loop on the simulated world and SQLite, one table row a round.
 
 The options' defaults are ``DemoConfig``'s and ``WorldConfig``'s; the loop is ``loop.demo``.
+Afterwards it makes an API key (scopes decide, events) in the demo's log and writes its token to
+``<out>/api_key`` (mode 0600), so that ``loopbreak serve`` on that log can be called at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +21,10 @@ from sim.config import WorldConfig
 
 if TYPE_CHECKING:
     from loop.demo import RoundResult
+
+logger = logging.getLogger(__name__)
+
+DEMO_KEY_SCOPES = ("decide", "events")
 
 
 def add_parser(sub: Any) -> None:
@@ -60,6 +68,26 @@ def _row(r: RoundResult) -> str:
     )
 
 
+def _write_api_key(out: Path) -> Path:
+    """A new key with :data:`DEMO_KEY_SCOPES` in ``out/demo.db``; its token in ``out/api_key``,
+    readable by its owner only (a token left by an earlier run is replaced: its log is gone)."""
+    from proplog.api_keys import create_key
+    from proplog.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{out / 'demo.db'}")
+    try:
+        record, token = create_key(engine, "demo", DEMO_KEY_SCOPES)
+    finally:
+        engine.dispose()
+    path = out / "api_key"
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(token + "\n")
+    logger.info("API key %s (scopes %s): token in %s", record.key_id, ",".join(record.scopes), path)
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     from loop.demo import demo_json, run_demo
 
@@ -84,4 +112,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     (out / "demo.json").write_text(json.dumps(demo_json(results, config), indent=2))
     print(f"\nwrote {out / 'demo.json'}, {out / 'demo.db'} and {out / 'model.npz'}")
+    key = _write_api_key(out)
+    print(f"wrote {key}: the token of an API key (scopes {', '.join(DEMO_KEY_SCOPES)}), mode 0600")
+    print(
+        f"serve it:  loopbreak serve --db sqlite:///{out / 'demo.db'} --model {out / 'model.npz'}\n"
+        f'call it:   curl -H "Authorization: Bearer $(cat {key})" -H "Content-Type: '
+        'application/json" -d \'{"user_id": "u1", "surface": "home", "k": 5}\' '
+        "localhost:8000/v1/decisions"
+    )
     return 0

@@ -1,5 +1,5 @@
 """Fixtures of the HTTP service's tests: an app on a fresh SQLite log, serving the baseline scorer
-over the small world's catalog."""
+over the small world's catalog, and a client that sends an API key with every scope."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from api_keys import bearer, new_token
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -21,6 +22,9 @@ def api_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(api_settings: Settings, small_catalog: ItemCatalog) -> Iterator[TestClient]:
+    """A client of the app that sends a key with every scope (``client.headers``)."""
     scorer = PopularityAffinityScorer(small_catalog, model_version="test-model")
-    with TestClient(create_app(api_settings, scorer=scorer)) as test_client:
+    token = new_token(api_settings.database_url)
+    app = create_app(api_settings, scorer=scorer)
+    with TestClient(app, headers=bearer(token)) as test_client:
         yield test_client

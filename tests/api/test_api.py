@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from api_keys import authorize
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 from store_inputs import rows_at
@@ -160,6 +161,7 @@ def test_history_feeds_the_next_decision(
     scorer.coef_[FEATURES.index("seen")] = -3.0
     body = decision_body(user_id="u9", candidates=[2, 3], k=2)
     with TestClient(create_app(api_settings, scorer=scorer)) as client:
+        authorize(client)
         before = {
             p["item_id"]: p["score"]
             for p in client.post("/v1/decisions", json=body).json()["slate"]

@@ -9,6 +9,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from api_keys import authorize
 from fastapi.testclient import TestClient
 from store_inputs import rows_at
 
@@ -28,6 +29,7 @@ def test_concurrent_decisions_share_commits_and_each_is_stored_once(
     start = threading.Barrier(n)
 
     with TestClient(create_app(settings, scorer=scorer)) as client:
+        authorize(client)
 
         def decide(i: int) -> int:
             start.wait()
@@ -50,6 +52,7 @@ def test_refusals_through_the_writer_keep_their_codes_and_write_nothing(
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'gc.db'}")
     scorer = PopularityAffinityScorer(small_catalog, model_version="m")
     with TestClient(create_app(settings, scorer=scorer)) as client:
+        authorize(client)
         assert client.app.state.writer is not None  # type: ignore[attr-defined]
         decided = client.post("/v1/decisions", json=BODY | {"user_id": "u1"}).json()
         event = {"event_id": "e1", "user_id": "u1", "item_id": decided["slate"][0]["item_id"],
@@ -75,6 +78,7 @@ def test_without_group_commit_or_on_an_in_memory_database_there_is_no_writer(
         Settings(database_url="sqlite:///:memory:"),
     ):
         with TestClient(create_app(settings, scorer=scorer)) as client:
+            authorize(client)
             assert client.app.state.writer is None  # type: ignore[attr-defined]
             response = client.post("/v1/decisions", json=BODY | {"user_id": "u1"})
             assert response.status_code == 201, response.text

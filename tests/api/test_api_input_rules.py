@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from api_keys import authorize
 from fastapi.testclient import TestClient
 from store_inputs import rows_at
 
@@ -30,6 +31,7 @@ def settings(request: pytest.FixtureRequest, log_url: str) -> Settings:
 def app_client(settings: Settings, small_catalog: ItemCatalog) -> Iterator[TestClient]:
     scorer = PopularityAffinityScorer(small_catalog, model_version="test-model")
     with TestClient(create_app(settings, scorer=scorer)) as test_client:
+        authorize(test_client)
         yield test_client
 
 

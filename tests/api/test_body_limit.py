@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from api_keys import authorize
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -29,6 +30,7 @@ def limited(db_path: Path, small_catalog: ItemCatalog) -> Iterator[TestClient]:
     settings = Settings(database_url=f"sqlite:///{db_path}", max_k=20, max_body_bytes=LIMIT)
     scorer = PopularityAffinityScorer(small_catalog, model_version="test-model")
     with TestClient(create_app(settings, scorer=scorer)) as client:
+        authorize(client)
         yield client
 
 

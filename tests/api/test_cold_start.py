@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from api_keys import authorize
 from catalog_files import small_frame
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -43,6 +44,7 @@ def test_a_catalog_alone_starts_cold_and_a_promotion_ends_it(tmp_path: Path) -> 
         database_url=url, model_path=tmp_path / "none.npz", reload_seconds=0.05, max_k=20
     )
     with TestClient(create_app(settings)) as client:
+        authorize(client)
         health = client.get("/healthz").json()
         assert health["model_version"] == "cold-start"
         assert health["policy"]["params"]["epsilon"] == 1.0

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from api_keys import authorize
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -48,6 +49,7 @@ def test_a_held_sqlite_write_lock_answers_503_within_the_bound(
     settings = Settings(database_url=f"sqlite:///{path}", db_timeout_seconds=BOUND_S, max_k=20)
     scorer = PopularityAffinityScorer(small_catalog, model_version="test-model")
     with TestClient(create_app(settings, scorer=scorer)) as client:
+        authorize(client)
         assert client.post("/v1/decisions", json=decision_body()).status_code == 201
         holder = sqlite3.connect(path, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
@@ -76,6 +78,7 @@ def test_the_writer_free_path_answers_503_too(tmp_path: Path, small_catalog: Ite
     )
     scorer = PopularityAffinityScorer(small_catalog, model_version="test-model")
     with TestClient(create_app(settings, scorer=scorer)) as client:
+        authorize(client)
         holder = sqlite3.connect(path, isolation_level=None)
         holder.execute("BEGIN EXCLUSIVE")
         try:
@@ -109,6 +112,7 @@ def test_an_unreachable_postgresql_server_answers_503(
     )
     scorer = PopularityAffinityScorer(small_catalog, model_version="test-model")
     with TestClient(create_app(settings, scorer=scorer)) as client:
+        authorize(client)
         client.app.state.engine = down  # type: ignore[attr-defined]
         started = time.monotonic()
         response = client.post("/v1/decisions", json=decision_body())

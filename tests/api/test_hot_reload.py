@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+from api_keys import authorize
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlmodel import Session
@@ -55,6 +56,7 @@ def test_a_promotion_is_served_while_requests_run(
             answers.append((response.status_code, version, body["decision_id"]))
 
     with TestClient(create_app(settings)) as client:
+        authorize(client)
         assert client.get("/healthz").json()["model_version"] == "m1"  # from the log
         workers = [threading.Thread(target=keep_deciding, args=(client,)) for _ in range(3)]
         for worker in workers:

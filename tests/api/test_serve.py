@@ -1,5 +1,6 @@
 """``loopbreak serve`` for real: a uvicorn process on loopback, a decision, an event, and the
-decision found in the database named by LOOPBREAK_DATABASE_URL."""
+decision found in the database named by LOOPBREAK_DATABASE_URL; the requests send a key made
+with ``loopbreak keys create``, and a request without one is refused."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from api_keys import bearer
 from sqlalchemy import text
 
 from fm_core import ItemCatalog, PopularityAffinityScorer
@@ -34,6 +36,12 @@ def test_serve_answers_decisions_and_records_them(
     port = free_port()
     script = Path(sys.executable).with_name("loopbreak")
     env = {**os.environ, "LOOPBREAK_DATABASE_URL": database}
+    made = subprocess.run(
+        [str(script), "keys", "create", "--name", "serve test", "--scope", "decide", "--scope",
+         "events"], env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    token = made.stdout.strip()
+    headers = bearer(token)
     server = subprocess.Popen(
         [str(script), "serve", "--host", "127.0.0.1", "--port", str(port), "--model", str(model)],
         env=env,
@@ -53,21 +61,23 @@ def test_serve_answers_decisions_and_records_them(
             assert time.monotonic() < deadline, "server did not start within 30 s"
             time.sleep(0.2)
         decision_id = str(uuid.uuid4())
-        decided = httpx.post(
-            f"{base}/v1/decisions",
-            json={"user_id": "u1", "surface": "billboard", "k": 1, "decision_id": decision_id},
-        )
+        body = {"user_id": "u1", "surface": "billboard", "k": 1, "decision_id": decision_id}
+        assert httpx.post(f"{base}/v1/decisions", json=body).status_code == 401
+        decided = httpx.post(f"{base}/v1/decisions", json=body, headers=headers)
         assert decided.status_code == 201, decided.text
         item = decided.json()["slate"][0]["item_id"]
         played = httpx.post(
             f"{base}/v1/events",
             json={"event_id": "p1", "user_id": "u1", "item_id": item, "kind": "play",
                   "source": "rec", "decision_id": decision_id, "position": 0, "value": 60},
+            headers=headers,
         )  # fmt: skip
         assert played.status_code == 201, played.text
     finally:
         server.terminate()
         server.wait(timeout=10)
+    log = server.stdout.read().decode() if server.stdout else ""
+    assert token not in log and token not in made.stderr
     engine = make_engine(database)
     with engine.connect() as conn:
         stored = conn.execute(

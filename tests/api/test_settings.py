@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from api_keys import authorize
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -36,6 +37,7 @@ def test_the_service_logs_the_calibrated_exploration(
         base=EpsilonGreedySlate(pool=50), budget=ExplorationBudget(relative_cost=0.01)
     )
     with TestClient(create_app(settings, scorer=scorer, policy=policy)) as client:
+        authorize(client)
         body = {"user_id": "u1", "surface": "home", "k": 10}
         response = client.post("/v1/decisions", json=body)
     assert response.status_code == 201, response.text

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from api_keys import authorize
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -43,6 +44,7 @@ def test_serve_retrain_warm_gate_promote_and_the_service_reloads(
     settings = Settings(database_url=database, model_path=tmp_path / "none.npz",
                         reload_seconds=0.05, max_k=10)  # fmt: skip
     with TestClient(create_app(settings)) as client:
+        authorize(client)
         assert client.get("/healthz").json()["model_version"] == "v1"
         # the next version starts from v1 and keeps the latest 30% of the log out of training
         assert main([*retrain, "--out", str(tmp_path / "v2.npz"), "--version", "v2",
