@@ -259,7 +259,8 @@ def warn_at_start(settings: Settings, engine: Engine) -> None:
         )
     elif not has_live_key(engine):
         logger.warning(
-            "no live API key in the log: every request but /healthz will be refused with 401. "
-            "Run `loopbreak keys create --name NAME --scope decide --scope events` and send "
-            "its token as 'Authorization: Bearer <token>'"
+            "no live API key in the log (%s): every request but /healthz will be refused with "
+            "401. Run `loopbreak keys create --name NAME --scope decide --scope events --db "
+            "URL` on this log and send its token as 'Authorization: Bearer <token>'",
+            settings.safe_database_url,
         )
