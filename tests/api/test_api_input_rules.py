@@ -234,7 +234,16 @@ def test_nul_in_created_at_gets_422_naming_it(app_client: TestClient, settings: 
     assert rows_at(settings.database_url, "event") == 0
 
 
-NOT_STRINGS = {"k", "candidates", "context", "source_item", "item_id", "value", "position"}
+NOT_STRINGS = {
+    "k",
+    "candidates",
+    "context",
+    "source_item",
+    "item_id",
+    "value",
+    "position",
+    "deferred",
+}
 """Fields that a string never fills (numbers, lists, the context object)."""
 
 
