@@ -28,10 +28,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
 from api.auth import include_routes, warn_at_start
 from api.body_limit import BodyLimitMiddleware
+from api.contract import install_openapi
 from api.deps import StartingModel, starting_model
 from api.errors import register_error_handlers
 from api.metrics import ServiceMetrics
@@ -169,7 +171,7 @@ def create_app(
 ) -> FastAPI:
     """Build the app. ``scorer``, ``policy`` and ``engine`` default to what ``settings`` says."""
     settings = settings or Settings()
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc with their assets served here, not from a CDN
         title="loopbreak",
         version="0.1.0",
         lifespan=_lifespan(settings, scorer=scorer, policy=policy, engine=engine),
@@ -183,4 +185,5 @@ def create_app(
     )
     register_error_handlers(app)
     include_routes(app, ROUTERS, settings)  # each route behind its API key scope (api.auth)
+    install_openapi(app, settings)  # every status and error body declared (api.contract)
     return app

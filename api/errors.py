@@ -82,8 +82,10 @@ def _location(error: Mapping[str, Any]) -> str:
     at a character offset)."""
     if error["type"] == "json_invalid":
         return "body"
-    parts = [str(p) for p in error["loc"] if p != "body"]
-    return ".".join(parts) or "body"
+    loc = list(error["loc"])
+    if loc and loc[0] in ("body", "path", "query", "header", "cookie"):
+        loc = loc[1:]  # where FastAPI found it; the client knows its field by name
+    return ".".join(str(p) for p in loc) or "body"
 
 
 def _reason(error: Mapping[str, Any]) -> str:

@@ -69,6 +69,13 @@ class _Body(BaseModel):
         return value
 
 
+def _iso_text(value: Any) -> Any:
+    """A time must come as ISO 8601 text: a number (seconds? milliseconds?) is refused."""
+    if value is not None and not isinstance(value, str | datetime):
+        raise ValueError("must be an ISO 8601 time with its UTC offset, as text")
+    return value
+
+
 def _in_log_range(value: datetime | None) -> datetime | None:
     """An aware time inside the log's range (years 1970..2261, UTC), else ``ValueError``."""
     why = None if value is None else time_in_range_message(value)
@@ -90,6 +97,7 @@ class RequestContext(_Body):
     query: Annotated[str, Field(max_length=512)] | None = None
     source_item: ItemId | None = None
 
+    _local_time_as_text = field_validator("local_time", mode="before")(_iso_text)
     _local_time_in_range = field_validator("local_time")(_in_log_range)
 
 
@@ -195,6 +203,7 @@ class EventRequest(_Body):
         default=None, description="When it happened; the server's time when absent"
     )
 
+    _created_at_as_text = field_validator("created_at", mode="before")(_iso_text)
     _created_at_in_range = field_validator("created_at")(_in_log_range)
 
     @field_validator("value")

@@ -65,7 +65,16 @@ def to_response(
     "/v1/decisions",
     response_model=DecisionResponse,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"description": "decision_id already stored: the stored decision"}},
+    responses={
+        200: {
+            "model": DecisionResponse,
+            "description": "decision_id already stored for the same request: the stored decision",
+        },
+        409: {
+            "description": "decision_id already stored for another request; detail names "
+            "the first field that differs"
+        },
+    },
 )
 def decide(
     body: DecisionRequest,
@@ -81,6 +90,7 @@ def decide(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"k: must be <= {settings.max_k} (max_k); got {body.k}",
             field="k",
+            kind="less_than_equal",
         )
     started = time.perf_counter()
     out = service.decide(
