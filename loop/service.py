@@ -9,6 +9,7 @@ is decided and recorded alike, with its activation row in the same write
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -94,6 +95,8 @@ class DecisionOutput:
     record: DecisionCreate
     replayed: bool
     activation: Activation | None = None
+    write_seconds: float = 0.0
+    """How long the durable write took (0 for a replay, which writes nothing)."""
 
 
 class DecisionService:
@@ -216,6 +219,7 @@ class DecisionService:
             ],
         )
         until = now + activation_window if request.deferred else None
+        writing = time.perf_counter()
         try:  # the constructor validated the record: it is written without a second validation
             if self.writer is not None:
                 future = self.writer.submit_validated(record, deferred_until=until)
@@ -233,4 +237,9 @@ class DecisionService:
             assert stored is not None
             return self._replayed(session, stored, request)
         activation = None if until is None else Activation(decision_id, until, None)
-        return DecisionOutput(record=record, replayed=False, activation=activation)
+        return DecisionOutput(
+            record=record,
+            replayed=False,
+            activation=activation,
+            write_seconds=time.perf_counter() - writing,
+        )

@@ -101,6 +101,8 @@ def decide(
     )
     metrics.decision_seconds.observe(time.perf_counter() - started)
     metrics.decisions.labels(body.surface, str(out.replayed).lower()).inc()
+    if not out.replayed:
+        metrics.observe_decision(out.record, out.write_seconds)
     if out.replayed:
         response.status_code = status.HTTP_200_OK
     return to_response(out.record, replayed=out.replayed, activation=out.activation)

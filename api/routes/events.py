@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -81,7 +82,9 @@ def take_event(
     metrics: MetricsDep,
     response: Response,
 ) -> EventResponse:
+    started = time.perf_counter()
     result = write_event(body, session, writer)
+    metrics.write_seconds.labels("event").observe(time.perf_counter() - started)
     metrics.events.labels(body.kind, body.source, str(result.created).lower()).inc()
     if not result.created:
         response.status_code = status.HTTP_200_OK
