@@ -111,6 +111,25 @@ def test_racing_identical_events_without_created_at_are_replays_not_conflicts(
     assert rows_at(settings.database_url, "event") == ROUNDS
 
 
+def test_racing_identical_decision_retries_are_replays_not_conflicts(
+    app_client: TestClient, settings: Settings
+) -> None:
+    """A client that retries a decision (same decision_id, same request) from several threads
+    at once gets one 201 and replays of the same slate, never a 409; one decision is logged."""
+    for _ in range(ROUNDS):
+        body = decision_body(decision_id=str(uuid.uuid4()), deferred=True)
+        codes = post_at_once(app_client, "/v1/decisions", [body] * RACERS)
+        assert 409 not in codes, codes
+        assert sorted(codes) == [200] * (RACERS - 1) + [201], codes
+        answers = {
+            tuple(p["item_id"] for p in app_client.post("/v1/decisions", json=body).json()["slate"])
+            for _ in range(2)
+        }
+        assert len(answers) == 1
+    assert rows_at(settings.database_url, "decision") == ROUNDS
+    assert rows_at(settings.database_url, "decision_activation") == ROUNDS
+
+
 def test_racing_events_with_different_content_still_conflict(
     app_client: TestClient, settings: Settings
 ) -> None:
