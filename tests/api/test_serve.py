@@ -4,26 +4,17 @@ with ``loopbreak keys create``, and a request without one is refused."""
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 from api_keys import bearer
+from served import loopbreak_script, serve_env, start_serve
 from sqlalchemy import text
 
 from fm_core import ItemCatalog, PopularityAffinityScorer
 from proplog.engine import make_engine
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_serve_answers_decisions_and_records_them(
@@ -33,33 +24,17 @@ def test_serve_answers_decisions_and_records_them(
         tmp_path / "model.npz"
     )
     database = f"sqlite:///{tmp_path / 'served.db'}"
-    port = free_port()
-    script = Path(sys.executable).with_name("loopbreak")
-    env = {**os.environ, "LOOPBREAK_DATABASE_URL": database}
+    script = loopbreak_script()
+    env = serve_env(database)
     made = subprocess.run(
         [str(script), "keys", "create", "--name", "serve test", "--scope", "decide", "--scope",
          "events"], env=env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     token = made.stdout.strip()
     headers = bearer(token)
-    server = subprocess.Popen(
-        [str(script), "serve", "--host", "127.0.0.1", "--port", str(port), "--model", str(model)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    served = start_serve(model, env, tmp_path / "serve.log")
+    base = served.base
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None, server.stdout.read().decode() if server.stdout else ""
-            assert time.monotonic() < deadline, "server did not start within 30 s"
-            time.sleep(0.2)
         decision_id = str(uuid.uuid4())
         body = {"user_id": "u1", "surface": "billboard", "k": 1, "decision_id": decision_id}
         assert httpx.post(f"{base}/v1/decisions", json=body).status_code == 401
@@ -74,9 +49,8 @@ def test_serve_answers_decisions_and_records_them(
         )  # fmt: skip
         assert played.status_code == 201, played.text
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-    log = server.stdout.read().decode() if server.stdout else ""
+        served.stop()
+    log = served.output_text()
     assert token not in log and token not in made.stderr
     engine = make_engine(database)
     with engine.connect() as conn:
