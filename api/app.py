@@ -8,8 +8,10 @@ events go through one :class:`proplog.batch_writer.BatchWriter`, so that the req
 share a durable commit instead of one fsync each.
 
 What a request reads from ``app.state`` (settings, metrics, engine, writer, service) is named in
-:mod:`api.deps`; the routes are in :mod:`api.routes`, the refusals in :mod:`api.errors`, the
-request body limit in :mod:`api.body_limit`.
+:mod:`api.deps`; the routes are in :mod:`api.routes`, each behind the API key scope it needs
+(:mod:`api.auth`); the refusals are in :mod:`api.errors`, the request body limit in
+:mod:`api.body_limit`, the exact OpenAPI document in :mod:`api.contract`. ``/docs`` and
+``/redoc`` serve their assets from the app (fastapi-offline), so they work without a network.
 
 The model: the ``scorer`` given, else the experiment's control arm, else the settings' model
 file, else the log's production version, else the cold start (:func:`api.deps.starting_model`):

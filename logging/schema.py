@@ -10,7 +10,8 @@ Owns two families:
 - tables: ``decision``, ``slate_item``, ``event``, ``model_version``, ``policy``, ``ope_report``,
   ``model_promotion`` (one row per promotion or rollback of the production model),
   ``catalog_item`` (the titles loaded by ``loopbreak catalog load``, one row per item id),
-  ``decision_activation`` (a deferred decision's activation deadline and time).
+  ``decision_activation`` (a deferred decision's activation deadline and time), and ``api_key``
+  (:mod:`proplog.api_keys`: the service's keys, their scopes and the SHA-256 of their secrets).
 
 Storage conventions:
 

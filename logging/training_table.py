@@ -31,8 +31,9 @@ Negatives (unplayed slate positions), ``negatives``:
 - ``"none"``: played slate positions only.
 
 The builder works on the frames of :mod:`proplog.frames` (``decision_frame``, ``slate_frame``,
-``event_frame``) and returns frames and arrays; turning them into a model's input (requests with
-histories) is the caller's job.
+``event_frame``), which hold shown decisions only (a deferred decision counts once activated
+before its deadline: :mod:`proplog.activation`), and returns frames and arrays; turning them
+into a model's input (requests with histories) is the caller's job.
 """
 
 from __future__ import annotations

@@ -72,7 +72,10 @@ def write_event(body: EventRequest, session: Session, writer: BatchWriter | None
             "description": "event_id already stored with the same content: a no-op",
         },
         404: {"description": "decision_id is not a stored decision"},
-        409: {"description": "event_id already stored with different content"},
+        409: {
+            "description": "event_id already stored with different content, or decision_id "
+            "names a deferred decision that was not activated"
+        },
     },
 )
 def take_event(
