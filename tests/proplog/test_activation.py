@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
-from store_inputs import T0, decision_payload
+from store_inputs import T0, decision_payload, rec_play
 
 from proplog.activation import (
     ActivationConflictError,
@@ -43,20 +43,6 @@ def decision(minutes: float = 0, *, user_id: str = "u1") -> dict[str, Any]:
     payload = decision_payload(decision_id=str(uuid.uuid4()), user_id=user_id)
     payload["created_at"] = T0 + timedelta(minutes=minutes)
     return payload
-
-
-def rec_play(d: dict[str, Any], *, position: int = 0) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "created_at": d["created_at"] + timedelta(minutes=1),
-        "user_id": d["user_id"],
-        "item_id": d["slate"][position]["item_id"],
-        "kind": "play",
-        "value": 30.0,
-        "source": "rec",
-        "decision_id": d["decision_id"],
-        "position": position,
-    }
 
 
 def count_rows(engine: Engine, table: str) -> int:

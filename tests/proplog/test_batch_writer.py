@@ -3,18 +3,18 @@ alone, and many threads writing at once, on SQLite and PostgreSQL (the ``engine`
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
-from store_inputs import SLATE_REFUSALS, T0, Mutation, decision_payload
+from store_inputs import SLATE_REFUSALS, Mutation, decision_payload, rec_play
 
 from proplog.batch_writer import BatchWriter
 from proplog.engine import make_engine
@@ -30,20 +30,8 @@ def decision(*, user_id: str = "u1", items: tuple[int, ...] = (20, 30, 10)) -> d
     )
 
 
-def event_for(d: dict[str, Any], *, position: int = 1, **changes: Any) -> dict[str, Any]:
-    event = {
-        "event_id": str(uuid.uuid4()),
-        "created_at": T0 + timedelta(minutes=1),
-        "user_id": d["user_id"],
-        "item_id": d["slate"][position]["item_id"],
-        "kind": "play",
-        "value": 30.0,
-        "source": "rec",
-        "decision_id": d["decision_id"],
-        "position": position,
-    }
-    event.update(changes)
-    return event
+event_for = functools.partial(rec_play, position=1)
+"""A play of position 1 of a decision payload."""
 
 
 def count_rows(engine: Engine, table: str) -> int:

@@ -3,8 +3,9 @@ to three items out of four candidates, with every propensity."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -47,6 +48,23 @@ def decision_payload(
             for k, item in enumerate(items)
         ],
     }
+
+
+def rec_play(d: dict[str, Any], *, position: int = 0, **changes: Any) -> dict[str, Any]:
+    """A play of the item at ``position`` of decision payload ``d``, a minute after it."""
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "created_at": d["created_at"] + timedelta(minutes=1),
+        "user_id": d["user_id"],
+        "item_id": d["slate"][position]["item_id"],
+        "kind": "play",
+        "value": 30.0,
+        "source": "rec",
+        "decision_id": d["decision_id"],
+        "position": position,
+    }
+    event.update(changes)
+    return event
 
 
 Mutation = Callable[[dict[str, Any]], None]
