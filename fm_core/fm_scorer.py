@@ -46,6 +46,10 @@ _FRESHNESS_DAYS = 14.0
 class FMRankerScorer:
     """The FM + DCN-v2 ranker + calibrator behind the Scorer interface."""
 
+    embedding_neighbours = True
+    """Its item embeddings are learned: a title's nearest items by them are candidates worth
+    retrieving (the decision side's ``loop.retrieval``)."""
+
     def __init__(
         self,
         *,

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import re
 import time
 from dataclasses import dataclass, field, fields, replace
 
@@ -56,6 +55,7 @@ from tqdm.auto import tqdm
 
 from fm_core.device import autocast_context, select_device
 from fm_core.item_embedding import hash_token
+from fm_core.types import query_tokens  # torch-free, so that retrieval shares it
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +70,6 @@ PAIR_FEATURES: tuple[str, ...] = (
 N_PAIR_FEATURES = len(PAIR_FEATURES)
 CONTEXT_FIELDS: tuple[str, ...] = ("surface", "device", "daypart", "country")
 HISTORY_SIMILARITY_CAP = 50
-_QUERY_TOKEN = re.compile(r"[^\W_]+(?::[^\W_]+)?")
-
-
-def query_tokens(query: str | None) -> list[str]:
-    """The casefolded word tokens of a query ("genre:drama" style tokens stay whole)."""
-    return _QUERY_TOKEN.findall(query.casefold()) if query else []
 
 
 def query_buckets(query: str | None, *, n_buckets: int, max_tokens: int) -> np.ndarray:

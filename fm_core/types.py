@@ -6,13 +6,29 @@ non-negative ints; the catalog maps them to rows.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from vocab import N_DAYPARTS, daypart_of_hour
 
-__all__ = ["N_DAYPARTS", "History", "ItemCatalog", "ScoreRequest", "daypart_of"]
+__all__ = [
+    "N_DAYPARTS",
+    "History",
+    "ItemCatalog",
+    "ScoreRequest",
+    "daypart_of",
+    "query_tokens",
+]
+
+_QUERY_TOKEN = re.compile(r"[^\W_]+(?::[^\W_]+)?")
+
+
+def query_tokens(query: str | None) -> list[str]:
+    """The casefolded word tokens of a query ("genre:drama" style tokens stay whole): what the
+    ranker's query features and the decision side's lexical retrieval both read."""
+    return _QUERY_TOKEN.findall(query.casefold()) if query else []
 
 
 def daypart_of(local_hour: float | None) -> int:

@@ -18,9 +18,12 @@ import numpy as np
 from sqlmodel import Session
 
 from explore import Policy, rng_for_decision
-from fm_core import Scorer
+from fm_core import History, Scorer
 from loop.context import RequestContext, history_from_events
 from loop.experiment import LiveExperiment
+from loop.retrieval import NoCandidatesError as NoCandidatesError  # the candidates' errors,
+from loop.retrieval import UnknownCandidatesError as UnknownCandidatesError  # named here too
+from loop.retrieval import candidates_for_request
 from proplog.activation import DEFAULT_ACTIVATION_SECONDS, Activation, get_activation
 from proplog.batch_writer import BatchWriter
 from proplog.errors import ConflictError
@@ -29,18 +32,6 @@ from proplog.schema import DecisionCreate, SlateItemCreate
 from proplog.store import get_decision, record_validated_batch, user_history
 
 logger = logging.getLogger(__name__)
-
-
-class UnknownCandidatesError(ValueError):
-    """The request named candidate item ids the catalog does not know."""
-
-    def __init__(self, item_ids: list[int]) -> None:
-        self.item_ids = item_ids
-        super().__init__(f"candidates contains unknown item ids: {item_ids[:10]}")
-
-
-class NoCandidatesError(ValueError):
-    """No candidate is available for the request."""
 
 
 @dataclass(frozen=True)
@@ -133,18 +124,16 @@ class DecisionService:
             for name, live in (experiment.arms.items() if experiment else ())
         }
 
-    def candidates_for(self, request: DecisionInput, when: datetime) -> np.ndarray:
-        catalog = self.scorer.catalog
-        if request.candidates is None:
-            candidates = catalog.available(when.timestamp())
-        else:
-            candidates = np.asarray(request.candidates, dtype=np.int64)
-            unknown = candidates[~catalog.known(candidates)]
-            if unknown.size:
-                raise UnknownCandidatesError([int(i) for i in unknown])
-        if candidates.size == 0:
-            raise NoCandidatesError("no candidate item is available for this request")
-        return candidates
+    def candidates_for(
+        self, request: DecisionInput, when: datetime, history: History | None = None
+    ) -> np.ndarray:
+        """The candidates the decision scores (:mod:`loop.retrieval`): the client's when given;
+        for a search, lexical matches of the query and the scorer's top (personal when the
+        user's ``history`` is passed); for a title, its item-embedding neighbours; else every
+        available item."""
+        return candidates_for_request(
+            self.scorer, request.context, request.candidates, when, history=history
+        )
 
     @staticmethod
     def _replayed(
