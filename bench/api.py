@@ -1,56 +1,116 @@
-"""``loopbreak bench api``: durable decisions per second through the HTTP service, with group
-commit and without.
+"""``loopbreak bench api``: the service's latency at fixed request rates, open loop, beside a
+minimal reference endpoint: the highest rate it serves at p99 ≤ 15 ms.
 
-The service runs as it is deployed: ``uvicorn`` serving ``api.app.create_app`` in a process of
-its own, on SQLite in a temporary folder (WAL, ``synchronous=FULL``), with the default serving
-policy (ε-greedy over a pool of 30) and a popularity-affinity scorer over a simulated catalog
-of ``items`` titles. The bench process is the client: ``concurrency`` HTTP/1.1 connections
-(httpx), each posting ``POST /v1/decisions`` for K = ``k`` items and waiting for the answer
-before its next request, until ``requests`` decisions are answered, each sending the API key
-(scope ``decide``) the bench makes in the fresh log before the server starts, as a client does.
-A decision is answered only once its record is on disk, so the rate is of durable decisions.
+**The servers.** *Ours* is the service as deployed: ``loopbreak serve`` started as a process of
+its own (``--workers N`` passed on when that option exists; the table says which was used) on a
+fresh SQLite log in a temporary folder (WAL, ``synchronous=FULL``), with an API key of scope
+``decide`` made in the log before it starts and sent as ``Authorization: Bearer``, the default
+serving policy (ε-greedy), and a model file over a simulated catalog of ``items`` titles:
+``--model baseline`` a popularity-affinity scorer, ``--model fm`` the FM and ranker trained
+quickly by the project's own loop (:func:`loop.demo.run_demo`, two rounds, the second fitting the
+FM); that file is cached under ``out/bench-api/`` since training takes a minute or more on CPU.
+The *reference* is :mod:`bench.api_reference`: a minimal FastAPI app whose async endpoint
+validates a small body and inserts one row into SQLite with group commit, served by uvicorn with
+the same number of workers. Both receive the same request bytes: ``POST /v1/decisions`` for
+K = ``k`` items on the home surface, for 1,000 users in turn.
 
-Two servers, side by side, alternating ``repeats`` times, a fresh database each run:
+**The load.** An open-loop generator (:mod:`bench.loadgen`, in a process of its own, so it shares
+no interpreter with either server) sends requests at fixed times, Poisson arrivals at the rate
+(seeded; ``--arrival uniform`` for equal gaps), whether or not earlier ones were answered, and
+measures each latency from the request's *scheduled* time, so that a stalled server cannot hide
+its queue (coordinated omission corrected). Each rate of the ladder runs ``warmup`` seconds
+unmeasured and then ``seconds`` measured, for ours and then the reference, alternating rate by
+rate so that both see the same share of a shared machine's load. A server's ladder stops after
+the first rate whose p99 exceeds ``stop_p99_ms`` or that had an error (anything but a 2xx: a 503
+shed, another 5xx, a 4xx, a timeout after ``timeout`` seconds, a broken connection; a request
+that never answered counts at the timeout in the percentiles).
 
-- **group commit** (``Settings.group_commit``, the default): the requests in flight hand their
-  records to one batch writer per worker, which commits them together;
-- **one transaction per request** (``group_commit=False``): each request commits on its own.
+**The figures.** Per rate: offered and achieved rate, p50/p99/max latency, answers by class, the
+server's CPU (its processes' user + system time from ``/proc`` over the measured window, in cores
+and ms per request) and the generator's own CPU per request. The figure of merit is
+``max_rate_p99_15ms``: the highest rate whose p99 is at most ``p99_ms`` (15) with no error; and
+the ratio of ours to the reference's. After the ladder the bench checks that every decision our
+service acknowledged (201) is stored in the log exactly once with ``k`` slate items (a decision
+stored but never acknowledged, from a timed-out request, is counted, not an error), and that the
+reference stored exactly its acknowledged rows.
 
-The medians of the runs are reported (every run's figures are in the JSON), with the ratio of
-the two rates. Latency is each request's wall time at the client, p50 and p99. Afterwards the
-bench checks that the database holds exactly one decision per answer and ``k`` slate items for
-each. The client and the server share the machine's cores: on a 2-core machine the client's
-share (about a fifth) is taken from the server, so these are floors for a dedicated server.
+On the 2-core machine the generator's CPU (its ``generator_cpu_us_per_request`` × the rate) is
+taken from the servers, so the figures are floors for a dedicated host. The older closed-loop
+form (a fixed number of connections each waiting for its answer; group commit against one
+transaction per request) is ``--mode closed`` (:mod:`bench.api_closed`).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import logging
-import multiprocessing
+import math
+import os
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from bench.runs import median_run, require_at_least
+from bench.loadgen import ARRIVALS, Spec, run_generator
+from bench.runs import require_at_least
 
 logger = logging.getLogger(__name__)
 
-WAYS = ("group_commit", "per_request")
-WARMUP = 50  # requests before the clock starts: connections, caches, the first commits
+DEFAULT_RATES = (25, 50, 100, 200, 300, 400, 500, 600, 800)
+SERVERS = ("ours", "reference")
+FM_CACHE = Path("out/bench-api")
+USERS = 1000
+CONFIG_KEYS = ("rates", "seconds", "warmup", "arrival", "p99_ms", "stop_p99_ms", "timeout",
+               "workers", "model", "k", "items", "seed")  # fmt: skip
+
+
+def _rates(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x.strip()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--requests", type=int, default=3000, help="timed decisions per run")
-    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
+    parser.add_argument("--mode", choices=("open", "closed"), default="open",
+                        help="open: fixed rates, open loop (default); closed: the earlier form, "
+                        "N connections each waiting for its answer")  # fmt: skip
+    parser.add_argument(
+        "--rates",
+        type=_rates,
+        default=list(DEFAULT_RATES),
+        help="the ladder, requests per second, comma-separated (default "
+        + ",".join(str(r) for r in DEFAULT_RATES)
+        + ")",
+    )
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per rate")
+    parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per rate")
+    parser.add_argument("--arrival", choices=ARRIVALS, default="poisson")
+    parser.add_argument("--p99-ms", type=float, default=15.0, help="the bar for max_rate")
+    parser.add_argument(
+        "--stop-p99-ms",
+        type=float,
+        default=50.0,
+        help="stop a server's ladder after a rate whose p99 exceeds this",
+    )
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds before a timeout")
+    parser.add_argument("--workers", type=int, default=1, help="server processes (each server)")
+    parser.add_argument("--model", choices=("baseline", "fm"), default="baseline")
     parser.add_argument("--k", type=int, default=20, help="slate size")
     parser.add_argument("--items", type=int, default=1000, help="catalog size (candidates)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per way, alternating")
+    parser.add_argument("--seed", type=int, default=0, help="arrival times")
+    parser.add_argument("--requests", type=int, default=3000, help="closed mode: per run")
+    parser.add_argument("--concurrency", type=int, default=32, help="closed mode: in flight")
+    parser.add_argument("--repeats", type=int, default=3, help="closed mode: runs per way")
+
+
+# ---- the servers -----------------------------------------------------------------------------
 
 
 def _free_port() -> int:
@@ -59,37 +119,56 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve(database_url: str, group_commit: bool, port: int, items: int, k: int) -> None:
-    """The server process: the app on ``database_url``, until terminated."""
-    import uvicorn
-
-    from api.app import create_app
-    from api.settings import Settings
-    from fm_core import PopularityAffinityScorer
-    from loop.sim_bridge import catalog_from_world
-    from sim.config import WorldConfig
-    from sim.world import World
-
-    catalog = catalog_from_world(World(WorldConfig(n_items=items, seed=0)))
-    settings = Settings(database_url=database_url, group_commit=group_commit, max_k=k)
-    app = create_app(settings, scorer=PopularityAffinityScorer(catalog, model_version="bench"))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+def _cli() -> list[str]:
+    return [sys.executable, "-m", "cli.main"]
 
 
-async def _wait_until_up(base: str, server: multiprocessing.process.BaseProcess) -> None:
-    import httpx
+def serve_has_workers() -> bool:
+    """Whether ``loopbreak serve`` takes ``--workers`` (read from its ``--help``)."""
+    done = subprocess.run(
+        [*_cli(), "serve", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+    return "--workers" in done.stdout
 
-    async with httpx.AsyncClient(base_url=base) as client:
-        for _ in range(600):
-            if not server.is_alive():
-                raise RuntimeError(f"the API server exited with code {server.exitcode}")
+
+class Server:
+    """A server process started in a session of its own, its output in a file (an unread pipe
+    would stall it), stopped with SIGTERM and, after 15 s, SIGKILL to its process group."""
+
+    def __init__(self, name: str, argv: list[str], port: int, log: Path) -> None:
+        self.name, self.port, self.log = name, port, log
+        with open(log, "wb") as out:
+            self.process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    def wait_until_up(self, seconds: float = 180.0) -> None:
+        deadline = time.monotonic() + seconds
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"{self.name} server exited with code {self.process.returncode}: "
+                    f"{self.log.read_text(errors='replace')[-2000:]}"
+                )
             try:
-                if (await client.get("/healthz")).status_code == 200:
-                    return
-            except httpx.TransportError:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
                 pass
-            await asyncio.sleep(0.05)
-    raise RuntimeError("the API server did not answer /healthz within 30 s")
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} server did not answer /healthz within {seconds:.0f} s")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s server ignored SIGTERM for 15 s; killing it", self.name)
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
 
 
 def _new_key(database_url: str) -> str:
@@ -105,138 +184,319 @@ def _new_key(database_url: str) -> str:
         engine.dispose()
 
 
-async def _drive(
-    base: str, *, token: str, requests: int, concurrency: int, k: int
-) -> dict[str, Any]:
-    """``requests`` decisions over ``concurrency`` connections, after ``WARMUP`` untimed ones."""
-    import httpx
+def _baseline_model(path: Path, items: int) -> Path:
+    from fm_core import PopularityAffinityScorer
+    from loop.sim_bridge import catalog_from_world
+    from sim.config import WorldConfig
+    from sim.world import World
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    latencies: list[float] = []
-    failures: list[str] = []
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(
-        base_url=base, limits=limits, timeout=60.0, headers=headers
-    ) as client:
-
-        async def worker(first: int, count: int, timed: bool) -> None:
-            for i in range(first, first + count):
-                body = {"user_id": f"u{i % 1000}", "surface": "home", "k": k,
-                        "context": {"device": "tv", "country": "US"}}  # fmt: skip
-                start = time.perf_counter()
-                response = await client.post("/v1/decisions", json=body)
-                if response.status_code != 201:
-                    failures.append(f"{response.status_code}: {response.text[:200]}")
-                elif timed:
-                    latencies.append(time.perf_counter() - start)
-
-        async def wave(total: int, offset: int, timed: bool) -> float:
-            shares = [total // concurrency + (c < total % concurrency) for c in range(concurrency)]
-            starts = np.concatenate([[0], np.cumsum(shares)[:-1]]) + offset
-            began = time.perf_counter()
-            await asyncio.gather(
-                *(worker(int(s), n, timed) for s, n in zip(starts, shares, strict=True) if n)
-            )
-            return time.perf_counter() - began
-
-        await wave(WARMUP, 0, timed=False)
-        elapsed = await wave(requests, WARMUP, timed=True)
-    if failures:
-        raise RuntimeError(f"{len(failures)} decisions failed; the first: {failures[0]}")
-    ms = np.array(latencies) * 1000.0
-    return {
-        "decisions_per_s": requests / elapsed,
-        "p50_ms": float(np.median(ms)),
-        "p99_ms": float(np.quantile(ms, 0.99)),
-        "seconds": elapsed,
-    }
+    catalog = catalog_from_world(World(WorldConfig(n_items=items, seed=0)))
+    return Path(PopularityAffinityScorer(catalog, model_version="bench-baseline").save(path))
 
 
-def _check_stored(database_url: str, decisions: int, k: int) -> None:
-    from sqlalchemy import create_engine, text
+def fm_model(items: int, *, cache: Path = FM_CACHE) -> tuple[Path, str]:
+    """A small FM + ranker model file over ``items`` simulated titles, and how it was had: the
+    loop's own training (two demo rounds, the second fitting the FM), cached under ``cache``."""
+    path = cache / f"fm-items{items}.npz"
+    if path.exists():
+        return path, f"cached {path}"
+    from loop.demo import run_demo
+    from loop.demo_config import DemoConfig
+    from sim.config import WorldConfig
 
-    engine = create_engine(database_url)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="loopbreak-bench-fm-") as folder:
+        run_demo(folder, DemoConfig(model="fm", rounds=2, world=WorldConfig(n_items=items, seed=0)))
+        cache.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(folder) / "model.npz", path)
+    return path, f"trained in {time.perf_counter() - start:.0f} s, cached as {path}"
+
+
+def _start_ours(folder: Path, options: dict[str, Any], workers_flag: bool) -> tuple[Server, dict]:
+    url = f"sqlite:///{folder / 'ours.db'}"
+    token = _new_key(url)
+    if options["model"] == "fm":
+        model, model_note = fm_model(options["items"])
+    else:
+        model = _baseline_model(folder / "baseline.npz", options["items"])
+        model_note = "popularity-affinity, unfitted"
+    port = _free_port()
+    argv = [*_cli(), "serve", "--port", str(port), "--db", url, "--model", str(model)]
+    if workers_flag:
+        argv += ["--workers", str(options["workers"])]
+    server = Server("ours", argv, port, folder / "ours.log")
+    info = {"database": url, "token": token, "model_file": str(model), "model_note": model_note}
+    return server, info
+
+
+def _start_reference(folder: Path, options: dict[str, Any]) -> tuple[Server, dict]:
+    path = folder / "reference.db"
+    port = _free_port()
+    argv = [sys.executable, "-m", "bench.api_reference", "--db", str(path), "--port", str(port),
+            "--workers", str(options["workers"])]  # fmt: skip
+    return Server("reference", argv, port, folder / "reference.log"), {"database": str(path)}
+
+
+# ---- checks ----------------------------------------------------------------------------------
+
+
+def check_ours(database_url: str, acknowledged: list[str], k: int) -> dict[str, Any]:
+    """Every acknowledged decision stored exactly once with ``k`` slate items; raises otherwise."""
+    import sqlite3
+
+    path = database_url.removeprefix("sqlite:///")
+    connection = sqlite3.connect(path)
     try:
-        with engine.connect() as connection:
-            stored = connection.execute(text("SELECT COUNT(*) FROM decision")).scalar_one()
-            items = connection.execute(text("SELECT COUNT(*) FROM slate_item")).scalar_one()
+        stored = [str(r[0]) for r in connection.execute("SELECT decision_id FROM decision")]
+        slates = dict(
+            connection.execute("SELECT decision_id, COUNT(*) FROM slate_item GROUP BY decision_id")
+        )
     finally:
-        engine.dispose()
-    if stored != decisions or items != decisions * k:
-        raise RuntimeError(
-            f"the log holds {stored} decisions and {items} slate items; the service answered "
-            f"{decisions} decisions of {k} items"
-        )
+        connection.close()
+    stored_set = {_id_key(x) for x in stored}
+    slate_of = {_id_key(str(x)): n for x, n in slates.items()}
+    acked = Counter(_id_key(x) for x in acknowledged)
+    repeated = [x for x, n in acked.items() if n > 1]
+    missing = [x for x in acked if x not in stored_set]
+    wrong = [x for x in acked if slate_of.get(x) != k]
+    out = {
+        "acknowledged": len(acknowledged),
+        "stored": len(stored),
+        "stored_unacknowledged": len(stored_set - set(acked)),
+        "duplicate_ids": len(stored) - len(stored_set) + len(repeated),
+        "missing": len(missing),
+        "wrong_slates": len(wrong),
+    }
+    out["exactly_once"] = not (out["duplicate_ids"] or missing or wrong)
+    if not out["exactly_once"]:
+        raise RuntimeError(f"the log does not hold every acknowledged decision exactly once: {out}")
+    return out
 
 
-def _one_run(way: str, options: dict[str, Any]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="loopbreak-bench-api-") as folder:
-        url = f"sqlite:///{Path(folder) / 'api.db'}"
-        token = _new_key(url)
-        port = _free_port()
-        context = multiprocessing.get_context("spawn")
-        server = context.Process(
-            target=_serve,
-            args=(url, way == "group_commit", port, options["items"], options["k"]),
-            daemon=True,
+def _id_key(text: str) -> str:
+    return text.replace("-", "").lower()
+
+
+def check_reference(path: str, acknowledged: list[str]) -> dict[str, Any]:
+    from bench.api_reference import stored_decisions
+
+    stored = set(stored_decisions(path))
+    acked = set(acknowledged)
+    out = {
+        "acknowledged": len(acknowledged),
+        "stored": len(stored),
+        "missing": len(acked - stored),
+        "duplicate_ids": len(acknowledged) - len(acked),
+    }
+    out["exactly_once"] = not (out["missing"] or out["duplicate_ids"])
+    if not out["exactly_once"]:
+        raise RuntimeError(f"the reference lost or repeated acknowledged rows: {out}")
+    return out
+
+
+# ---- the ladder ------------------------------------------------------------------------------
+
+
+def request_bodies(k: int, users: int = USERS) -> list[str]:
+    """The JSON bodies both servers receive, in turn."""
+    return [
+        json.dumps({"user_id": f"u{i}", "surface": "home", "k": k,
+                    "context": {"device": "tv", "country": "US"}}, separators=(",", ":"))
+        for i in range(users)
+    ]  # fmt: skip
+
+
+def passes(step: dict[str, Any], p99_ms: float) -> bool:
+    """A rate passes with no error and p99 at most ``p99_ms``."""
+    return step["errors"] == 0 and step["p99_ms"] <= p99_ms
+
+
+def max_rate(steps: list[dict[str, Any]], p99_ms: float) -> float:
+    """The highest rate that passed (0 when none did)."""
+    return max((s["rate"] for s in steps if passes(s, p99_ms)), default=0.0)
+
+
+def _clean(value: Any) -> Any:
+    """NaN and infinities as None, so that the JSON is standard."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def _open_loop(options: dict[str, Any]) -> dict[str, Any]:
+    load_at_start = os.getloadavg()
+    workers_flag = options["workers"] > 1 and serve_has_workers()
+    if options["workers"] == 1:
+        workers_note = "1 process (no --workers passed)"
+    elif workers_flag:
+        workers_note = f"loopbreak serve --workers {options['workers']}"
+    else:
+        workers_note = (
+            f"1 process: loopbreak serve has no --workers yet (asked for {options['workers']})"
         )
-        server.start()
+    bodies = request_bodies(options["k"])
+    out: dict[str, Any] = {
+        "mode": "open",
+        "config": {key: options[key] for key in CONFIG_KEYS},
+        "host": {"cores": os.cpu_count(), "loadavg_start": list(load_at_start)},
+        "workers_used": workers_note,
+    }
+    with tempfile.TemporaryDirectory(prefix="loopbreak-bench-api-") as name:
+        folder = Path(name)
+        ours, ours_info = _start_ours(folder, options, workers_flag)
+        reference, reference_info = _start_reference(folder, options)
+        servers = {"ours": ours, "reference": reference}
         try:
-            base = f"http://127.0.0.1:{port}"
-            asyncio.run(_wait_until_up(base, server))
-            result = asyncio.run(
-                _drive(
-                    base,
-                    token=token,
-                    requests=options["requests"],
-                    concurrency=options["concurrency"],
-                    k=options["k"],
-                )
-            )
+            for server in servers.values():
+                server.wait_until_up()
+            headers = {"ours": {"Authorization": f"Bearer {ours_info['token']}"}, "reference": {}}
+            steps: dict[str, list[dict[str, Any]]] = {s: [] for s in SERVERS}
+            ids: dict[str, list[str]] = {s: [] for s in SERVERS}
+            running = set(SERVERS)
+            for rate in options["rates"]:
+                for which in SERVERS:
+                    if which not in running:
+                        continue
+                    spec = Spec(host="127.0.0.1", port=servers[which].port,
+                                path="/v1/decisions", bodies=bodies, rate=rate,
+                                seconds=options["seconds"], warmup_s=options["warmup"],
+                                arrival=options["arrival"], seed=options["seed"],
+                                headers=headers[which], timeout_s=options["timeout"],
+                                server_pid=servers[which].process.pid,
+                                id_field="decision_id")  # fmt: skip
+                    step = run_generator(spec)
+                    ids[which] += step.pop("ids")
+                    steps[which].append(step)
+                    logger.info("%s at %g/s: p99 %.1f ms, %d errors", which, rate,
+                                step["p99_ms"], step["errors"])  # fmt: skip
+                    if step["errors"] or not step["p99_ms"] <= options["stop_p99_ms"]:
+                        running.discard(which)
+                if not running:
+                    break
         finally:
-            server.terminate()
-            server.join(timeout=30)
-        _check_stored(url, WARMUP + options["requests"], options["k"])
-    logger.info("%s: %.0f decisions/s", way, result["decisions_per_s"])
-    return result
+            for server in servers.values():
+                server.stop()
+        checks = {
+            "ours": check_ours(ours_info["database"], ids["ours"], options["k"]),
+            "reference": check_reference(reference_info["database"], ids["reference"]),
+        }
+    out["model_note"] = ours_info["model_note"]
+    for which in SERVERS:
+        out[which] = {
+            "max_rate_p99_15ms": max_rate(steps[which], options["p99_ms"]),
+            "steps": steps[which],
+            "stored": checks[which],
+        }
+    reference_rate = out["reference"]["max_rate_p99_15ms"]
+    out["max_rate_p99_15ms"] = out["ours"]["max_rate_p99_15ms"]
+    out["ratio"] = out["max_rate_p99_15ms"] / reference_rate if reference_rate else None
+    generator = [s["generator_cpu_us_per_request"] for w in SERVERS for s in steps[w]]
+    out["generator_cpu_us_per_request"] = _median(generator)
+    out["verified_exactly_once"] = all(checks[w]["exactly_once"] for w in SERVERS)
+    return _clean(out)
+
+
+def _median(values: list[float]) -> float | None:
+    ordered = sorted(v for v in values if v is not None)
+    if not ordered:
+        return None
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def run(
     *,
-    requests: int = 3000,
-    concurrency: int = 32,
+    mode: str = "open",
+    rates: list[float] | tuple[float, ...] = DEFAULT_RATES,
+    seconds: float = 10.0,
+    warmup: float = 2.0,
+    arrival: str = "poisson",
+    p99_ms: float = 15.0,
+    stop_p99_ms: float = 50.0,
+    timeout: float = 5.0,
+    workers: int = 1,
+    model: str = "baseline",
     k: int = 20,
     items: int = 1000,
+    seed: int = 0,
+    requests: int = 3000,
+    concurrency: int = 32,
     repeats: int = 3,
 ) -> dict[str, Any]:
-    require_at_least((("requests", requests, 1), ("concurrency", concurrency, 1), ("k", k, 1),
-                      ("repeats", repeats, 1), ("items", items, k)))  # fmt: skip
-    options = {"requests": requests, "concurrency": concurrency, "k": k, "items": items}
-    runs: dict[str, list[dict[str, Any]]] = {way: [] for way in WAYS}
-    for _ in range(repeats):
-        for way in WAYS:
-            runs[way].append(_one_run(way, options))
-    out: dict[str, Any] = {**options, "repeats": repeats, "sqlite": {}}
-    for way in WAYS:
-        out["sqlite"][way] = {**median_run(runs[way]), "runs": runs[way]}
-    out["sqlite"]["ratio"] = (
-        out["sqlite"]["group_commit"]["decisions_per_s"]
-        / out["sqlite"]["per_request"]["decisions_per_s"]
-    )
-    return out
+    if mode == "closed":
+        from bench import api_closed
+
+        result = api_closed.run(
+            requests=requests, concurrency=concurrency, k=k, items=items, repeats=repeats
+        )
+        return {"mode": "closed", **result}
+    if mode != "open":
+        raise ValueError(f"mode must be open or closed; got {mode!r}")
+    require_at_least((("seconds", seconds, 0.1), ("warmup", warmup, 0.0), ("workers", workers, 1),
+                      ("k", k, 1), ("items", items, k), ("timeout", timeout, 0.1)))  # fmt: skip
+    if not rates or min(rates) <= 0:
+        raise ValueError(f"rates must be positive numbers; got {list(rates)}")
+    if arrival not in ARRIVALS:
+        raise ValueError(f"arrival must be one of {ARRIVALS}; got {arrival!r}")
+    if model not in ("baseline", "fm"):
+        raise ValueError(f"model must be baseline or fm; got {model!r}")
+    options = {"rates": sorted(float(r) for r in rates), "seconds": seconds, "warmup": warmup,
+               "arrival": arrival, "p99_ms": p99_ms, "stop_p99_ms": stop_p99_ms,
+               "timeout": timeout, "workers": workers, "model": model, "k": k, "items": items,
+               "seed": seed}  # fmt: skip
+    return _open_loop(options)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def table(result: dict[str, Any]) -> str:
+    if result.get("mode") == "closed":
+        from bench import api_closed
+
+        return api_closed.table(result)
+    c = result["config"]
+    host = result["host"]
     lines = [
-        f"POST /v1/decisions, K={result['k']} of {result['items']}, {result['concurrency']} in "
-        f"flight, {result['requests']} per run, median of {result['repeats']} (SQLite, durable)",
-        f"{'way':<28}{'decisions/s':>12}{'p50 ms':>9}{'p99 ms':>9}",
+        f"POST /v1/decisions, K={c['k']} of {c['items']} ({c['model']}: {result['model_note']}), "
+        f"{c['arrival']} arrivals, open loop, {c['seconds']:g} s per rate after "
+        f"{c['warmup']:g} s warm-up; {result['workers_used']}",
+        f"host: {host['cores']} cores, load average at start "
+        + ", ".join(f"{x:.2f}" for x in host["loadavg_start"]),
     ]
-    sqlite = result["sqlite"]
-    for way, label in zip(WAYS, ("group commit", "one transaction per request"), strict=True):
-        r = sqlite[way]
-        lines.append(
-            f"{label:<28}{r['decisions_per_s']:>12.0f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}"
-        )
-    lines.append(f"group commit / per request: {sqlite['ratio']:.2f}×")
+    header = (
+        f"{'rate/s':>7}{'achieved':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'2xx':>7}{'503':>5}"
+        f"{'5xx':>5}{'t/o':>5}{'other':>6}{'srv cores':>10}{'srv ms/req':>11}{'gen µs/req':>11}"
+    )
+    for which, label in (("ours", "ours (loopbreak serve)"), ("reference", "reference")):
+        r = result[which]
+        lines += ["", f"{label}: max rate at p99 ≤ {c['p99_ms']:g} ms: "
+                  f"{r['max_rate_p99_15ms']:g}/s", header]  # fmt: skip
+        for s in r["steps"]:
+            other = s["n_4xx"] + s["connection_errors"]
+            lines.append(
+                f"{s['rate']:>7g}{s['achieved_per_s']:>9.0f}{_fmt(s['p50_ms'], '.1f'):>8}"
+                f"{_fmt(s['p99_ms'], '.1f'):>8}{_fmt(s['max_ms'], '.0f'):>8}{s['n_2xx']:>7}"
+                f"{s['n_503']:>5}{s['n_5xx']:>5}{s['timeouts']:>5}{other:>6}"
+                f"{_fmt(s['server_cpu_cores'], '.2f'):>10}"
+                f"{_fmt(s['server_cpu_ms_per_request'], '.2f'):>11}"
+                f"{_fmt(s['generator_cpu_us_per_request'], '.0f'):>11}"
+            )
+    ratio = result["ratio"]
+    ours_stored = result["ours"]["stored"]
+    lines += [
+        "",
+        f"ours / reference, max rate at p99 ≤ {c['p99_ms']:g} ms: "
+        + ("-" if ratio is None else f"{ratio:.2f}×"),
+        f"generator CPU: {_fmt(result['generator_cpu_us_per_request'], '.0f')} µs per request "
+        "(median over the rates)",
+        f"stored exactly once: {ours_stored['acknowledged']} acknowledged decisions, each with "
+        f"{c['k']} slate items ({ours_stored['stored_unacknowledged']} stored unacknowledged); "
+        f"reference {result['reference']['stored']['acknowledged']} rows",
+    ]
     return "\n".join(lines)
