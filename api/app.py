@@ -47,6 +47,7 @@ from explore import EpsilonGreedySlate, Policy
 from fm_core import Scorer
 from loop.experiment import LiveExperiment, load_experiment
 from loop.models import production_model
+from loop.online_learning import start_online_learning
 from loop.service import DecisionService
 from proplog.batch_writer import BatchWriter
 from proplog.engine import init_db, make_engine, shares_one_connection
@@ -151,9 +152,11 @@ def _lifespan(
         )
         if follower is not None:
             follower.start()
+        app.state.learner = learner = start_online_learning(chosen, db, settings.online_learning())
         try:
             yield
         finally:
+            learner.stop()  # the VW policy's online learning (loop.online_learning), when on
             if follower is not None:
                 await follower.stop()
             if writer is not None:

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 
 from explore import Policy, make_policy
 from loop.experiment import ExperimentSettings
+from loop.online_learning import LearnerConfig
 from proplog.engine import DEFAULT_DATABASE_URL
 
 
@@ -24,9 +25,28 @@ class Settings(BaseSettings):
     model_path: Path = Path("out/model.npz")
     epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
     exploration_pool: int | None = Field(default=30, ge=1)
-    policy: Literal["epsilon_greedy", "random_insertion", "plackett_luce", "greedy"] = (
-        "epsilon_greedy"
-    )
+    policy: Literal[
+        "epsilon_greedy", "random_insertion", "plackett_luce", "greedy", "vowpal_wabbit"
+    ] = "epsilon_greedy"
+    """The serving policy; ``vowpal_wabbit``: VW ``cb_explore_adf`` (:mod:`explore.vw_policy`)
+    over the scores, with exact sequential propensities, learning online from the log
+    (:mod:`loop.online_learning`) with the ``vw_`` settings below and ``epsilon``."""
+    vw_exploration: Literal["squarecb", "epsilon", "bag", "cover"] = "squarecb"
+    """VW's exploration: SquareCB (``vw_gamma_scale``), ε-greedy (``epsilon``), bagging
+    (``vw_bag`` policies, ``epsilon``) or online cover (``vw_cover`` policies, ``epsilon``)."""
+    vw_gamma_scale: float = Field(default=10.0, gt=0.0)
+    vw_bag: int = Field(default=5, ge=1, le=64)
+    vw_cover: int = Field(default=5, ge=1, le=64)
+    vw_model_path: Path | None = None
+    """A saved VW model to start from; None starts a fresh model, which first learns the log's
+    earlier decisions of this policy."""
+    vw_learn: bool = True
+    """Learn from the decisions served and their plays; false serves the model as it is."""
+    vw_learn_seconds: float = Field(default=2.0, gt=0.0, le=3600.0)
+    """How often (seconds) the learner reads the log."""
+    vw_reward_wait_seconds: float = Field(default=30.0, ge=0.0, le=86_400.0)
+    """How long (seconds) after a decision its plays are awaited before it is learned (a play
+    that comes later is not learned)."""
     temperature: float = Field(default=0.05, gt=0.0)
     uniform_mix: float = Field(default=0.0, ge=0.0, le=1.0)
     exploration_budget: float | None = Field(default=None, ge=0.0)
@@ -79,7 +99,24 @@ class Settings(BaseSettings):
 
     def exploration_policy(self) -> Policy:
         """The serving policy. With ``exploration_budget`` (relative, e.g. 0.005) its exploration
-        is calibrated per request within the budget and ``propensity_floor``."""
+        is calibrated per request within the budget and ``propensity_floor`` (not for
+        ``vowpal_wabbit``, whose exploration is VW's own)."""
+        if self.policy == "vowpal_wabbit":
+            if self.exploration_budget is not None:
+                raise ValueError(
+                    "exploration_budget does not apply to the vowpal_wabbit policy: its "
+                    "exploration is set by vw_exploration and its parameters"
+                )
+            from explore.vw_policy import VowpalWabbitSlate
+
+            return VowpalWabbitSlate(
+                exploration=self.vw_exploration,
+                epsilon=self.epsilon,
+                gamma_scale=self.vw_gamma_scale,
+                bag=self.vw_bag,
+                cover=self.vw_cover,
+                model_path=self.vw_model_path,
+            )
         return make_policy(
             self.policy,
             epsilon=self.epsilon,
@@ -88,6 +125,14 @@ class Settings(BaseSettings):
             uniform_mix=self.uniform_mix,
             budget=self.exploration_budget,
             floor=self.propensity_floor,
+        )
+
+    def online_learning(self) -> LearnerConfig | None:
+        """How the served VW policy learns from the log; None when it does not learn."""
+        if self.policy != "vowpal_wabbit" or not self.vw_learn:
+            return None
+        return LearnerConfig(
+            poll_seconds=self.vw_learn_seconds, reward_wait_seconds=self.vw_reward_wait_seconds
         )
 
     @property
