@@ -2,7 +2,19 @@
 events.
 
 ``create_app(settings)`` builds an app; nothing connects to a database or loads a model at
-import time. A decision is recorded (committed, and with SQLite's synchronous=FULL, on disk)
+import time. ``create_app_from_env()`` builds one from ``LOOPBREAK_*`` environment variables: the
+factory each worker process of ``loopbreak serve --workers N`` calls, so that every worker has its
+own engine, batch writer, database threads, hot reload, API key cache and history cache (none of
+them is shared between workers; SQLite writers of several workers take turns through
+:mod:`proplog.writer_lock`).
+
+The request path (:mod:`api.deps`): ``async`` routes whose CPU work runs on the event loop, at
+most ``Settings.max_in_flight`` requests under ``/v1/`` at once (:mod:`api.admission`: the rest
+wait up to ``Settings.queue_timeout_ms``, then 503 ``overloaded``), the blocking reads in
+``Settings.db_threads`` threads, and the user's history from the worker's cache
+(:mod:`loop.history_cache`, trusted ``Settings.history_cache_seconds``).
+
+A decision is recorded (committed, and with SQLite's synchronous=FULL, on disk)
 before its answer is sent. By default (``Settings.group_commit``) each worker's decisions and
 events go through one :class:`proplog.batch_writer.BatchWriter`, so that the requests in flight
 share a durable commit instead of one fsync each.
@@ -33,10 +45,11 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy import Engine
 
+from api.admission import AdmissionLimiter, AdmissionMiddleware
 from api.auth import include_routes, warn_at_start
 from api.body_limit import BodyLimitMiddleware
 from api.contract import install_openapi
-from api.deps import StartingModel, starting_model
+from api.deps import BlockingPool, StartingModel, blocking_threads, starting_model
 from api.errors import register_error_handlers
 from api.metrics import ServiceMetrics
 from api.reload import ProductionFollower, ServiceFactory
@@ -46,6 +59,7 @@ from api.settings import Settings
 from explore import EpsilonGreedySlate, Policy
 from fm_core import Scorer
 from loop.experiment import LiveExperiment, load_experiment
+from loop.history_cache import HistoryCache
 from loop.models import production_model
 from loop.online_learning import start_online_learning
 from loop.service import DecisionService
@@ -122,6 +136,12 @@ def _lifespan(
 
         app.state.engine = db
         app.state.writer = writer
+        app.state.blocking = blocking = BlockingPool(blocking_threads(settings, db))
+        app.state.history_cache = HistoryCache(
+            limit=settings.history_limit,
+            ttl_s=settings.history_cache_seconds,
+            max_users=settings.history_cache_users,
+        )
         cold = EpsilonGreedySlate(epsilon=1.0) if start.cold_start and policy is None else None
         app.state.service = make_service(start.scorer, cold)
         if start.cold_start:
@@ -159,8 +179,9 @@ def _lifespan(
             learner.stop()  # the VW policy's online learning (loop.online_learning), when on
             if follower is not None:
                 await follower.stop()
+            blocking.close()
             if writer is not None:
-                writer.close()  # writes what is queued; every request was answered already
+                writer.close()  # writes what is queued: nothing was acknowledged before its commit
             if engine is None:
                 db.dispose()
 
@@ -188,7 +209,19 @@ def create_app(
         max_bytes=settings.max_body_bytes,
         on_refuse=lambda: metrics.rejected.labels("413").inc(),
     )
+    app.add_middleware(  # outermost: a shed request is answered before its body is read
+        AdmissionMiddleware,
+        limiter=AdmissionLimiter(settings.max_in_flight, settings.queue_timeout_ms / 1000.0),
+        on_shed=lambda: metrics.http_errors.labels("503", "overloaded").inc(),
+    )
     register_error_handlers(app)
     include_routes(app, ROUTERS, settings)  # each route behind its API key scope (api.auth)
     install_openapi(app, settings)  # every status and error body declared (api.contract)
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app of ``Settings()`` read from the ``LOOPBREAK_*`` environment: the factory that
+    ``loopbreak serve`` gives uvicorn (``api.app:create_app_from_env``), so that each worker
+    process builds its own app, engine and writer."""
+    return create_app(Settings())

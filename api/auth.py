@@ -43,7 +43,6 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
-from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
 from api.errors import error_body, refusal
@@ -183,7 +182,8 @@ def require(scope: str) -> Callable[..., ApiKeyRecord | None]:
     """The dependency of a route that needs ``scope``: the request's live key (None when
     ``Settings.auth`` is off), else :class:`AuthError`. Its two security parameters only put
     the schemes in the OpenAPI document; the headers are read here, strictly. A cached key is
-    checked on the event loop; only a lookup in the log goes to a worker thread."""
+    checked on the event loop; only a lookup in the log goes to one of the worker's bounded
+    database threads (:class:`api.deps.BlockingPool`)."""
 
     async def check(
         request: Request,
@@ -201,7 +201,7 @@ def require(scope: str) -> Callable[..., ApiKeyRecord | None]:
         now = time.monotonic()
         record = cache.get(digest, now)
         if record is None:
-            record = await run_in_threadpool(verify, request.app.state.engine, token)
+            record = await request.app.state.blocking.run(verify, request.app.state.engine, token)
             if record is None:
                 raise _invalid()
             cache.put(digest, record, now)

@@ -11,7 +11,8 @@ request:
   ``ValidationError`` schemas are removed);
 - an operation with a request body also declares 413 (:mod:`api.body_limit`) and 422;
 - an operation under ``/v1/`` (they read or write the log) declares 503 with its
-  ``Retry-After`` header (:mod:`api.errors`); every operation declares 500;
+  ``Retry-After`` header, for an overloaded worker (:mod:`api.admission`) or a database that is
+  unavailable (:mod:`api.errors`); every operation declares 500;
 - ``DecisionRequest.k`` has this service's ``max_k`` as its maximum.
 """
 
@@ -33,8 +34,9 @@ DESCRIPTIONS: dict[str, str] = {
     "413": "the request body is larger than the service reads (LOOPBREAK_MAX_BODY_BYTES)",
     "422": "the request breaks a rule; detail names each field and the expectation",
     "500": "an unexpected error; nothing was acknowledged",
-    "503": "the database is unavailable or busy past the service's bound; nothing was written, "
-    "retry after Retry-After seconds",
+    "503": "the service is overloaded (no request slot free within LOOPBREAK_QUEUE_TIMEOUT_MS: "
+    "type overloaded, field server), or the database is unavailable or busy past the service's "
+    "bound (field database); nothing was written, retry after Retry-After seconds",
 }
 
 RETRY_AFTER = {

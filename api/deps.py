@@ -8,17 +8,31 @@ serves with a uniform policy until a version is promoted.
 
 A route takes the decision service once, as a dependency, and uses that object from start to
 end: a hot reload (:mod:`api.reload`) replaces ``app.state.service`` with a new service and
-never changes one in place, so a request is never served by two models."""
+never changes one in place, so a request is never served by two models.
+
+**No request holds a database connection while it waits.** The routes are ``async``: their CPU
+work runs on the event loop, a durable write awaits the batch writer's future, and the blocking
+reads and writes left (:class:`BlockingPool`) each run as one function in one of the worker's
+``Settings.db_threads`` threads, which checks a pooled connection out, uses it and returns it
+before the function returns. A thread never waits on a request, and the threads (with the batch
+writer's one connection and the hot reload's one) never need more connections than the pool
+has (:func:`blocking_threads`), so a checkout never waits on another request either: the cycle
+of the old design (requests holding connections until a close step that needed a thread that
+waiting requests held) cannot form."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import functools
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, ParamSpec, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
+from sqlalchemy.pool import QueuePool
 from sqlmodel import Session
 
 from api.metrics import ServiceMetrics
@@ -26,6 +40,9 @@ from api.settings import Settings
 from fm_core import Scorer
 from loop.service import DecisionService
 from proplog.batch_writer import BatchWriter
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 COLD_START_VERSION = "cold-start"
 """The model version of the cold-start scorer (``/healthz`` and every decision it serves)."""
@@ -90,25 +107,71 @@ def starting_model(settings: Settings, engine: Engine) -> StartingModel:
     return StartingModel(scorer, cold_start=True)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_metrics(request: Request) -> ServiceMetrics:
+async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """One session per request on the app's engine."""
+    """One session on the app's engine (no route of the service uses it: a route's blocking
+    database work runs in :class:`BlockingPool`)."""
     with Session(request.app.state.engine) as session:
         yield session
 
 
-def get_service(request: Request) -> DecisionService:
+RESERVED_CONNECTIONS = 2
+"""Pooled connections left to others than :class:`BlockingPool`: the batch writer's and the hot
+reload's."""
+
+
+def blocking_threads(settings: Settings, engine: Engine) -> int:
+    """The number of :class:`BlockingPool` threads: ``settings.db_threads``, at most what the
+    engine's pool can give at once besides :data:`RESERVED_CONNECTIONS` (so that no thread ever
+    waits for a connection), and 1 on an in-memory SQLite database (one shared connection)."""
+    from proplog.engine import shares_one_connection
+
+    if shares_one_connection(engine):
+        return 1
+    pool = engine.pool
+    if isinstance(pool, QueuePool):
+        capacity = pool.size() + max(0, pool._max_overflow)
+        return max(1, min(settings.db_threads, capacity - RESERVED_CONNECTIONS))
+    return settings.db_threads
+
+
+class BlockingPool:
+    """The worker's bounded threads for blocking database work on the request path.
+
+    ``await pool.run(fn, *args)`` runs ``fn`` in one of ``threads`` threads and returns its result
+    (or raises its error) without holding the event loop. ``fn`` must open and close its own
+    session or connection: nothing of a request's stays checked out between two calls."""
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="loopbreak-db")
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        call = functools.partial(fn, *args, **kwargs) if kwargs else functools.partial(fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def close(self) -> None:
+        """Stop taking work; what runs finishes on its own (never waited for, so a stuck read
+        cannot hold up a shutdown)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def get_blocking(request: Request) -> BlockingPool:
+    return request.app.state.blocking
+
+
+async def get_service(request: Request) -> DecisionService:
     return request.app.state.service
 
 
-def get_writer(request: Request) -> BatchWriter | None:
+async def get_writer(request: Request) -> BatchWriter | None:
     """The worker's batch writer; None when each request commits on its own."""
     return request.app.state.writer
 
@@ -118,3 +181,4 @@ MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 SessionDep = Annotated[Session, Depends(get_session)]
 ServiceDep = Annotated[DecisionService, Depends(get_service)]
 WriterDep = Annotated[BatchWriter | None, Depends(get_writer)]
+BlockingDep = Annotated[BlockingPool, Depends(get_blocking)]

@@ -10,6 +10,8 @@ A database that cannot be reached, or that stays locked past ``Settings.db_timeo
 the URL; any other unexpected error answers 500 in the same shape. Both are counted in
 ``loopbreak_http_errors_total{status, cause}``. A decision is answered 201 only after its write
 committed, so a 503 means that it was not logged (a retry with the same ``decision_id`` is safe).
+An overloaded worker answers 503 too (field ``server``, type ``overloaded``, cause label
+``overloaded``; :mod:`api.admission`).
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ class ServiceMetrics:
         )
         self.http_errors = Counter(
             "loopbreak_http_errors",
-            "Requests answered 5xx, by status and cause (database_unavailable, internal)",
+            "Requests answered 5xx, by status and cause (overloaded, database_unavailable, "
+            "internal, ...)",
             ["status", "cause"],
             registry=self.registry,
         )

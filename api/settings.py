@@ -83,6 +83,26 @@ class Settings(BaseSettings):
     key_cache_seconds: float = Field(default=5.0, ge=0.0, le=3600.0)
     """How long a verified API key is trusted without reading the log again (so a revocation
     takes effect within this time); 0 reads the log on every request."""
+    max_in_flight: int = Field(default=64, ge=1, le=10_000)
+    """Requests under ``/v1/`` served at once by one worker (:mod:`api.admission`); a request that
+    finds every slot taken waits at most ``queue_timeout_ms`` for one, else it is answered 503
+    ``overloaded`` with ``Retry-After``. 64 is about 100 ms of decisions of 1,000 candidates on one
+    core: more in flight only lengthens every request's wait."""
+    queue_timeout_ms: float = Field(default=100.0, ge=0.0, le=60_000.0)
+    """How long (milliseconds) a request waits for a slot before it is shed with 503. 100 ms: long
+    enough to ride out a burst (the slots turn over about once in that time at full load), short
+    enough that a shed client learns it within a tenth of a second and its retry (or another
+    replica) is answered well inside a usual 1 s client timeout."""
+    history_cache_seconds: float = Field(default=2.0, ge=0.0, le=3600.0)
+    """How long a user's history, read from the log, is trusted by this worker
+    (:mod:`loop.history_cache`): events this worker writes are in it at once; events written by
+    another worker or process are seen within this bound. 0 reads the log on every decision."""
+    history_cache_users: int = Field(default=100_000, ge=1)
+    """Users whose recent history one worker keeps (least recently used first out)."""
+    db_threads: int = Field(default=8, ge=1, le=64)
+    """Threads for the blocking reads and writes left on the request path (the replay lookup of
+    a client's decision_id, a history cache miss, activation, API key checks, writes without the
+    batch writer); each holds one pooled connection only while its read or write runs."""
     experiment: ExperimentSettings | None = None
     """An A/B experiment (``LOOPBREAK_EXPERIMENT`` as JSON); None serves everyone alike."""
 

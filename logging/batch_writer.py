@@ -67,6 +67,7 @@ class _Pending:
     record: DecisionCreate | EventCreate
     future: Future[WriteResult]
     deferred_until: datetime | None = None  # a deferred decision's activation deadline
+    new_key: bool = False  # a decision id the caller just made: not looked up before the insert
 
 
 @dataclass(frozen=True)
@@ -140,21 +141,32 @@ class BatchWriter:
         return self._submit(validated_event(event))
 
     def submit_validated(
-        self, record: DecisionCreate | EventCreate, *, deferred_until: datetime | None = None
+        self,
+        record: DecisionCreate | EventCreate,
+        *,
+        deferred_until: datetime | None = None,
+        new_key: bool = False,
     ) -> Future[WriteResult]:
         """Queue a record that is already a validated ``*Create`` model (from ``validated_decision``
         or its constructor) and has not been changed since, without validating it again: for
         callers that built the model themselves, as the service does (``record_validated_batch``
-        holds the same contract). ``deferred_until`` (decisions only) is checked here."""
+        holds the same contract). ``deferred_until`` (decisions only) is checked here.
+
+        ``new_key`` (decisions only): the caller has just made the ``decision_id`` (a random
+        version-7 UUID), so no stored decision has it and the batch inserts it without first
+        looking it up. Should the insert still meet the key (it cannot, short of a broken random
+        source), the batch is written again with the lookup, so idempotency stays exact."""
         if not isinstance(record, DecisionCreate | EventCreate):
             raise TypeError(
                 f"record must be a DecisionCreate or an EventCreate; got {type(record).__name__}"
             )
+        if new_key and not isinstance(record, DecisionCreate):
+            raise TypeError("new_key is for decisions only")
         if deferred_until is None:
-            return self._submit(record)
+            return self._submit(record, new_key=new_key)
         if not isinstance(record, DecisionCreate):
             raise TypeError("deferred_until is for decisions only")
-        return self._submit(record, checked_deferral(record, deferred_until))
+        return self._submit(record, checked_deferral(record, deferred_until), new_key=new_key)
 
     def record_decision(
         self,
@@ -199,10 +211,14 @@ class BatchWriter:
         self.close()
 
     def _submit(
-        self, record: DecisionCreate | EventCreate, deferred_until: datetime | None = None
+        self,
+        record: DecisionCreate | EventCreate,
+        deferred_until: datetime | None = None,
+        *,
+        new_key: bool = False,
     ) -> Future[WriteResult]:
         future: Future[WriteResult] = Future()
-        self._put(_Pending(record, future, deferred_until))
+        self._put(_Pending(record, future, deferred_until, new_key))
         return future
 
     def _put(self, item: Any) -> None:
@@ -275,19 +291,28 @@ class BatchWriter:
                 except queue.Empty:
                     return batch, flushes, False
 
-    def _write(self, session: Session, batch: Sequence[_Pending]) -> None:
-        """Write ``batch`` in one transaction; if that fails, its halves, down to single records."""
+    def _write(
+        self, session: Session, batch: Sequence[_Pending], *, trust_new: bool = True
+    ) -> None:
+        """Write ``batch`` in one transaction; if that fails, its halves, down to single records.
+        ``trust_new``: decisions submitted with ``new_key`` are inserted without a lookup (a
+        failed batch that had any is first written again with the lookup)."""
         self.stats.batches += 1
         decisions = [p for p in batch if isinstance(p.record, DecisionCreate)]
         events = [p for p in batch if isinstance(p.record, EventCreate)]
+        new_keys = frozenset(p.record.decision_id for p in decisions if p.new_key and trust_new)  # type: ignore[union-attr]
         try:
             decision_results, event_results = record_validated_batch(
                 session=session,
                 decisions=[p.record for p in decisions],  # type: ignore[misc]
                 events=[p.record for p in events],  # type: ignore[misc]
                 deferred_until=[p.deferred_until for p in decisions],
+                new_keys=new_keys,
             )
         except Exception as exc:
+            if new_keys:
+                self._write(session, batch, trust_new=False)
+                return
             if len(batch) == 1:
                 self.stats.failed_records += 1
                 logger.info("record refused by the log: %s", exc)
@@ -301,8 +326,8 @@ class BatchWriter:
                 exc,
             )
             middle = len(batch) // 2
-            self._write(session, batch[:middle])
-            self._write(session, batch[middle:])
+            self._write(session, batch[:middle], trust_new=trust_new)
+            self._write(session, batch[middle:], trust_new=trust_new)
             return
         self.stats.commits += 1
         self.stats.records += len(batch)

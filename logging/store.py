@@ -107,12 +107,17 @@ def _write_decisions(
     session: Session,
     decisions: Sequence[DecisionCreate],
     deferred_until: Sequence[datetime | None],
+    new_keys: frozenset[str] = frozenset(),
 ) -> list[WriteResult]:
     """Write the new ones of ``decisions``; ``deferred_until`` (aligned, checked) holds each one's
-    activation deadline, None for a decision shown when made (:mod:`proplog.activation`)."""
-    new, results = split_replays(
-        decisions, "decision_id", lambda ids: _load_decisions(session, ids)
-    )
+    activation deadline, None for a decision shown when made (:mod:`proplog.activation`).
+    ``new_keys``: ids the caller just made, not looked up (an insert that meets one fails)."""
+
+    def load(ids: list[str]) -> dict[str, DecisionCreate]:
+        wanted = [key for key in ids if key not in new_keys] if new_keys else ids
+        return _load_decisions(session, wanted) if wanted else {}
+
+    new, results = split_replays(decisions, "decision_id", load)
     if new:
         conn = session.connection()
         decision_rows = []
@@ -324,6 +329,7 @@ def record_validated_batch(
     decisions: Sequence[DecisionCreate],
     events: Sequence[EventCreate],
     deferred_until: Sequence[datetime | None] = (),
+    new_keys: frozenset[str] = frozenset(),
 ) -> tuple[list[WriteResult], list[WriteResult]]:
     """:func:`record_batch` for records that are already validated ``*Create`` models.
 
@@ -331,14 +337,16 @@ def record_validated_batch(
     batch is not validated twice. The models must not have been changed since.
     ``deferred_until``, when given, holds one activation deadline (or None) per decision, as
     :func:`record_decision` takes it: the deferred decisions' activation rows are written in the
-    same transaction.
+    same transaction. ``new_keys``: decision ids the caller has just made (random, so never
+    stored), inserted without looking them up first; a key among them that is stored after all
+    fails the write (``IntegrityError``) rather than being answered as a replay.
     """
     if not decisions and not events:
         return [], []
     until = checked_deferrals(decisions, deferred_until)
 
     def write() -> tuple[list[WriteResult], list[WriteResult]]:
-        written = _write_decisions(session, decisions, until) if decisions else []
+        written = _write_decisions(session, decisions, until, new_keys) if decisions else []
         return written, _write_events(session, events, batch=True) if events else []
 
     return run_write(session, write)

@@ -4,23 +4,37 @@ The HTTP route, the demo and the benchmarks all decide through ``DecisionService
 is measured offline is what runs in production. A deferred request (``DecisionInput.deferred``)
 is decided and recorded alike, with its activation row in the same write
 (:mod:`proplog.activation`): it counts as shown only once activated within the activation window.
+
+Two ways in, one decision: :meth:`DecisionService.decide` (blocking, in the caller's session: the
+demo, the study, tuning, tests) and :meth:`DecisionService.decide_async` (the HTTP service: the
+CPU work, scoring, exploring and building the record, runs inline on the event loop; the log is
+read only by short blocking functions handed to the caller's ``run_blocking``, each with its own
+session, and a durable write awaits the batch writer's future, so no connection or thread is held
+across scoring or across the wait for the commit). Both build the record with
+:meth:`DecisionService.build_record` and take the user's history by the same rule, so they make
+the same decision for the same request, time and log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, TypeVar
 
 import numpy as np
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from explore import Policy, rng_for_decision
 from fm_core import History, Scorer
 from loop.context import RequestContext, history_from_events
 from loop.experiment import LiveExperiment
+from loop.history_cache import HistoryCache
 from loop.retrieval import NoCandidatesError as NoCandidatesError  # the candidates' errors,
 from loop.retrieval import UnknownCandidatesError as UnknownCandidatesError  # named here too
 from loop.retrieval import candidates_for_request
@@ -32,6 +46,11 @@ from proplog.schema import DecisionCreate, SlateItemCreate
 from proplog.store import get_decision, record_validated_batch, user_history
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+RunBlocking = Callable[..., Awaitable[Any]]
+"""``await run_blocking(fn, *args)``: ``fn(*args)`` in a thread, without holding the event loop
+(the API's :class:`api.deps.BlockingPool.run`)."""
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,18 @@ class DecisionService:
         )
 
     @staticmethod
+    def load_stored(
+        engine: Engine, decision_id: str
+    ) -> tuple[DecisionCreate, Activation | None] | None:
+        """The stored decision ``decision_id`` and its activation row, read in a session of its
+        own (blocking), or None when it is not stored."""
+        with Session(engine) as session:
+            stored = get_decision(session=session, decision_id=decision_id)
+            if stored is None:
+                return None
+            return stored, get_activation(session=session, decision_id=decision_id)
+
+    @staticmethod
     def _replayed(
         session: Session, stored: DecisionCreate, request: DecisionInput
     ) -> DecisionOutput:
@@ -143,6 +174,47 @@ class DecisionService:
         activation = get_activation(session=session, decision_id=stored.decision_id)
         check_replay(stored, request, deferred=activation is not None)
         return DecisionOutput(record=stored, replayed=True, activation=activation)
+
+    def build_record(
+        self,
+        request: DecisionInput,
+        decision_id: str,
+        now: datetime,
+        candidates: np.ndarray,
+        history: History,
+    ) -> DecisionCreate:
+        """Score ``candidates`` for ``request`` with the user's ``history``, sample the slate
+        (seeded by ``decision_id``) and build the decision record, validated once by its
+        constructor (the log's rules), so that it is written without another validation."""
+        context = request.context
+        scoring = context.score_request(when=now, history=history)
+        scores = self.scorer.score([scoring], [candidates])[0]
+        slate = self.policy.decide(scores, request.k, rng_for_decision(decision_id))
+        return DecisionCreate(
+            decision_id=decision_id,
+            created_at=now,
+            **context.record_fields(),
+            policy_name=self.policy.name,
+            policy_version=self.policy.version,
+            model_version=self.scorer.model_version,
+            exploration=slate.exploration or self.policy.params(),
+            marginals_exact=slate.marginals_exact,
+            arm=self.arm,
+            candidate_ids=candidates.tolist(),  # Python ints and floats, ten times faster
+            candidate_scores=np.asarray(scores, dtype=np.float64).tolist(),  # than a loop
+            slate=[
+                SlateItemCreate(
+                    position=k,
+                    item_id=int(candidates[slate.indices[k]]),
+                    score=float(slate.scores[k]),
+                    propensity=float(slate.propensity[k]) if slate.marginals_exact else None,
+                    cond_propensity=float(slate.cond_propensity[k]),
+                    prefix_propensity=float(slate.prefix_propensity[k]),
+                    explored=bool(slate.explored[k]),
+                )
+                for k in range(len(slate))
+            ],
+        )
 
     def decide(
         self,
@@ -178,34 +250,8 @@ class DecisionService:
         events = user_history(
             session=session, user_id=request.context.user_id, before=now, limit=self.history_limit
         )
-        context = request.context
-        scoring = context.score_request(when=now, history=history_from_events(events))
-        scores = self.scorer.score([scoring], [candidates])[0]
-        slate = self.policy.decide(scores, request.k, rng_for_decision(decision_id))
-        record = DecisionCreate(
-            decision_id=decision_id,
-            created_at=now,
-            **context.record_fields(),
-            policy_name=self.policy.name,
-            policy_version=self.policy.version,
-            model_version=self.scorer.model_version,
-            exploration=slate.exploration or self.policy.params(),
-            marginals_exact=slate.marginals_exact,
-            arm=self.arm,
-            candidate_ids=candidates.tolist(),  # Python ints and floats, ten times faster
-            candidate_scores=np.asarray(scores, dtype=np.float64).tolist(),  # than a loop
-            slate=[
-                SlateItemCreate(
-                    position=k,
-                    item_id=int(candidates[slate.indices[k]]),
-                    score=float(slate.scores[k]),
-                    propensity=float(slate.propensity[k]) if slate.marginals_exact else None,
-                    cond_propensity=float(slate.cond_propensity[k]),
-                    prefix_propensity=float(slate.prefix_propensity[k]),
-                    explored=bool(slate.explored[k]),
-                )
-                for k in range(len(slate))
-            ],
+        record = self.build_record(
+            request, decision_id, now, candidates, history_from_events(events)
         )
         until = now + activation_window if request.deferred else None
         writing = time.perf_counter()
@@ -232,3 +278,110 @@ class DecisionService:
             activation=activation,
             write_seconds=time.perf_counter() - writing,
         )
+
+    async def decide_async(
+        self,
+        *,
+        engine: Engine,
+        request: DecisionInput,
+        now: datetime,
+        run_blocking: RunBlocking,
+        history: HistoryCache | None = None,
+        activation_window: timedelta = timedelta(seconds=DEFAULT_ACTIVATION_SECONDS),
+    ) -> DecisionOutput:
+        """:meth:`decide` for an event loop: the same decision, record and answers.
+
+        The CPU work runs inline. The blocking reads (the replay lookup of a client's
+        ``decision_id``, the user's history on a miss of ``history``, the stored decision after
+        a lost race) and, without a batch writer, the write, go through ``run_blocking``, each
+        in a session of its own; with the batch writer, the write awaits its future
+        (``asyncio.wrap_future``). ``history``: the worker's cache of recent histories
+        (:mod:`loop.history_cache`); None reads the log each time."""
+        if self.experiment is not None:
+            arm = self._arms[self.experiment.arm_for(request.context.user_id).settings.name]
+            return await arm.decide_async(
+                engine=engine, request=request, now=now, run_blocking=run_blocking,
+                history=history, activation_window=activation_window,
+            )  # fmt: skip
+        if activation_window <= timedelta(0):
+            raise ValueError(f"activation_window must be positive; got {activation_window}")
+        decision_id = str(uuid.UUID(request.decision_id)) if request.decision_id else None
+        if decision_id is not None:
+            found = await run_blocking(self.load_stored, engine, decision_id)
+            if found is not None:
+                return self._replayed_found(found, request)
+        decision_id = decision_id or time_ordered_uuid(now)
+        candidates = self.candidates_for(request, now)
+        user_history_ = await self._history(engine, request.context.user_id, now, run_blocking,
+                                            history)  # fmt: skip
+        record = self.build_record(request, decision_id, now, candidates, user_history_)
+        until = now + activation_window if request.deferred else None
+        writing = time.perf_counter()
+        try:
+            if self.writer is not None:
+                future = self.writer.submit_validated(
+                    record, deferred_until=until, new_key=request.decision_id is None
+                )
+                created = (await asyncio.wrap_future(future)).created
+            else:
+                created = await run_blocking(_write_one, engine, record, until)
+        except ConflictError:
+            created = False
+        if not created:
+            # A concurrent request with the same id won the race: answer with what is stored.
+            found = await run_blocking(self.load_stored, engine, decision_id)
+            assert found is not None
+            return self._replayed_found(found, request)
+        activation = None if until is None else Activation(decision_id, until, None)
+        return DecisionOutput(
+            record=record,
+            replayed=False,
+            activation=activation,
+            write_seconds=time.perf_counter() - writing,
+        )
+
+    async def _history(
+        self,
+        engine: Engine,
+        user_id: str,
+        now: datetime,
+        run_blocking: RunBlocking,
+        cache: HistoryCache | None,
+    ) -> History:
+        if self.history_limit == 0:
+            return history_from_events(())
+        if cache is None or cache.limit != self.history_limit:
+            events = await run_blocking(_read_history, engine, user_id, now, self.history_limit)
+            return history_from_events(events)
+        cached = cache.get(user_id, now)
+        if cached is not None:
+            return cached
+        load = cache.begin_load(user_id)
+        try:
+            events = await run_blocking(cache.read, engine, user_id, now)
+        except BaseException:
+            cache.abandon(user_id, load)
+            raise
+        return cache.put(user_id, now, events, load)
+
+    @staticmethod
+    def _replayed_found(
+        found: tuple[DecisionCreate, Activation | None], request: DecisionInput
+    ) -> DecisionOutput:
+        stored, activation = found
+        check_replay(stored, request, deferred=activation is not None)
+        return DecisionOutput(record=stored, replayed=True, activation=activation)
+
+
+def _read_history(engine: Engine, user_id: str, before: datetime, limit: int) -> list[Any]:
+    with Session(engine) as session:
+        return user_history(session=session, user_id=user_id, before=before, limit=limit)
+
+
+def _write_one(engine: Engine, record: DecisionCreate, until: datetime | None) -> bool:
+    """Write one validated decision in a transaction of its own (blocking); True: created."""
+    with Session(engine) as session:
+        written, _ = record_validated_batch(
+            session=session, decisions=[record], events=[], deferred_until=[until]
+        )
+        return written[0].created

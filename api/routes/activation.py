@@ -14,14 +14,22 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Engine
+from sqlmodel import Session
 
-from api.deps import MetricsDep, SessionDep
+from api.deps import MetricsDep
 from api.schemas import ActivationResponse
-from proplog.activation import ActivationConflictError, activate
+from proplog.activation import ActivationConflictError, ActivationResult, activate
 
 router = APIRouter()
+
+
+def _activate(engine: Engine, decision_id: str, now: datetime) -> ActivationResult:
+    """The activation in a session of its own (blocking: run in the worker's database threads)."""
+    with Session(engine) as session:
+        return activate(session=session, decision_id=decision_id, now=now)
 
 
 class EmptyBody(BaseModel):
@@ -41,14 +49,16 @@ class EmptyBody(BaseModel):
         },
     },
 )
-def activate_decision(
+async def activate_decision(
     decision_id: uuid.UUID,
-    session: SessionDep,
+    request: Request,
     metrics: MetricsDep,
     body: Annotated[EmptyBody | None, Body()] = None,
 ) -> ActivationResponse:
     try:
-        result = activate(session=session, decision_id=str(decision_id), now=datetime.now(UTC))
+        result = await request.app.state.blocking.run(
+            _activate, request.app.state.engine, str(decision_id), datetime.now(UTC)
+        )
     except ActivationConflictError as exc:
         metrics.activations.labels(exc.reason).inc()
         raise

@@ -1,19 +1,25 @@
 """``POST /v1/decisions``: rank, explore and record a slate, or return the stored one for a
-``decision_id`` already seen."""
+``decision_id`` already seen.
+
+The handler is ``async``: validating the body, scoring, exploring and building the record run on
+the event loop, the durable write is awaited without a thread, and the few blocking reads go to
+the worker's bounded database threads (:meth:`loop.service.DecisionService.decide_async`)."""
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from api.deps import MetricsDep, ServiceDep, SessionDep, SettingsDep
+from api.deps import BlockingPool
 from api.errors import refusal
+from api.metrics import ServiceMetrics
 from api.schemas import DecisionRequest, DecisionResponse, PolicyInfo, SlatePosition
+from api.settings import Settings
 from loop.context import RequestContext
-from loop.service import DecisionInput
+from loop.service import DecisionInput, DecisionService
 from proplog.activation import Activation
 from proplog.schema import DecisionCreate
 
@@ -76,14 +82,14 @@ def to_response(
         },
     },
 )
-def decide(
-    body: DecisionRequest,
-    session: SessionDep,
-    service: ServiceDep,
-    settings: SettingsDep,
-    metrics: MetricsDep,
-    response: Response,
+async def decide(
+    body: DecisionRequest, request: Request, response: Response
 ) -> DecisionResponse | JSONResponse:
+    state = request.app.state
+    settings: Settings = state.settings
+    metrics: ServiceMetrics = state.metrics
+    service: DecisionService = state.service  # taken once: a hot reload swaps the whole service
+    blocking: BlockingPool = state.blocking
     if body.k > settings.max_k:
         return refusal(
             metrics,
@@ -93,10 +99,12 @@ def decide(
             kind="less_than_equal",
         )
     started = time.perf_counter()
-    out = service.decide(
-        session=session,
+    out = await service.decide_async(
+        engine=state.engine,
         request=to_input(body),
         now=datetime.now(UTC),
+        run_blocking=blocking.run,
+        history=state.history_cache,
         activation_window=timedelta(seconds=settings.activation_seconds),
     )
     metrics.decision_seconds.observe(time.perf_counter() - started)

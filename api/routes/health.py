@@ -53,7 +53,7 @@ def serving_info(service: DecisionService, settings: Settings) -> dict[str, Any]
         }
     },
 )
-def health(
+async def health(
     service: ServiceDep, settings: SettingsDep, writer: WriterDep
 ) -> dict[str, Any] | JSONResponse:
     """What is served; 503 once the worker's batch writer has stopped, so that a supervisor
@@ -78,5 +78,5 @@ def health(
         }
     },
 )
-def prometheus_metrics(metrics: MetricsDep) -> Response:
+async def prometheus_metrics(metrics: MetricsDep) -> Response:
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -63,13 +63,15 @@ def start_serve(
     *,
     port: int | None = None,
     timeout_s: float = 30.0,
+    extra_args: tuple[str, ...] = (),
 ) -> Served:
-    """Start ``loopbreak serve --model MODEL`` on 127.0.0.1 with ``env`` and wait until
-    ``/healthz`` answers 200; its output goes to ``output``. On any failure to come up the
-    process is killed and the assertion names the reason, with the server's output."""
+    """Start ``loopbreak serve --model MODEL`` (and ``extra_args``, e.g. ``--workers 2``) on
+    127.0.0.1 with ``env`` and wait until ``/healthz`` answers 200; its output goes to
+    ``output``. On any failure to come up the process is killed and the assertion names the
+    reason, with the server's output."""
     port = free_port() if port is None else port
     command = [str(loopbreak_script()), "serve", "--host", "127.0.0.1", "--port", str(port),
-               "--model", str(model)]  # fmt: skip
+               "--model", str(model), *extra_args]  # fmt: skip
     with output.open("wb") as sink:
         process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
     served = Served(process=process, base=f"http://127.0.0.1:{port}", output=output)
