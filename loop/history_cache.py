@@ -19,7 +19,7 @@ What keeps an entry current:
   process, an import) are not seen until the entry expires: an entry is trusted for ``ttl_s``
   seconds after its load (monotonic clock), then read again. **So a decision sees every event
   written by another process at least ``ttl_s`` seconds before it** (``Settings.
-  history_cache_seconds``, 2 s by default), and every event written through this worker at once.
+  history_cache_seconds``, 5 s by default), and every event written through this worker at once.
 
 A decision whose ``now`` is before its entry's ``loaded_before`` (a clock step back, or a request
 that took its time before a concurrent one loaded the entry) reads the log instead. ``ttl_s`` 0
