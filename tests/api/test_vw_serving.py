@@ -40,7 +40,7 @@ def vw_settings(tmp_path: Path, **changes: object) -> Settings:
 @pytest.fixture
 def vw_client(tmp_path: Path, small_catalog: ItemCatalog) -> Iterator[TestClient]:
     """The app serving the VW policy; its learner polls only when a test asks it to."""
-    settings = vw_settings(tmp_path, vw_learn_seconds=3600.0)
+    settings = vw_settings(tmp_path, vw_learn_seconds=3600.0, vw_learn_all_positions=True)
     scorer = PopularityAffinityScorer(small_catalog, model_version="test-model")
     app = create_app(settings, scorer=scorer)
     with TestClient(app, headers=bearer(new_token(settings.database_url))) as client:
@@ -118,7 +118,7 @@ def test_the_learner_runs_in_the_background_of_the_app(
         while app.state.learner.decisions_learned < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert app.state.learner.decisions_learned == 1
-        assert app.state.service.policy.updates_ == 2
+        assert app.state.service.policy.updates_ == 1  # position 0 only, by default
     assert app.state.learner._thread is None  # stopped with the app
 
 
@@ -137,6 +137,9 @@ def test_vw_settings_build_the_policy_and_refuse_a_budget(tmp_path: Path) -> Non
     assert isinstance(policy, VowpalWabbitSlate)
     assert policy.params()["exploration"] == "bag" and policy.params()["bag"] == 3
     assert vw_settings(tmp_path, vw_learn=False).online_learning() is None
+    config = vw_settings(tmp_path, vw_learn_share=0.25, vw_reward_wait_seconds=5).online_learning()
+    assert config is not None and config.learn_share == 0.25 and not config.all_positions
+    assert config.reward_wait_seconds == 5.0
     assert Settings().online_learning() is None
     with pytest.raises(ValueError, match="exploration_budget"):
         vw_settings(tmp_path, exploration_budget=0.01).exploration_policy()

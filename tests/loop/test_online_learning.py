@@ -15,7 +15,7 @@ from explore.vw_format import LoggedSlate
 from explore.vw_policy import VowpalWabbitSlate
 from fm_core import ItemCatalog, PopularityAffinityScorer
 from loop.context import RequestContext
-from loop.online_learning import LearnerConfig, OnlineLearner, start_online_learning
+from loop.online_learning import LearnerConfig, OnlineLearner, sampled, start_online_learning
 from loop.service import DecisionInput, DecisionService
 from proplog.engine import init_db, make_engine
 from proplog.schema import EventCreate
@@ -77,9 +77,8 @@ def logged(tmp_path: Path, small_catalog: ItemCatalog):
 def test_decisions_are_learned_once_their_reward_window_closed(logged) -> None:
     engine, policy, records = logged
     now = [T0 + timedelta(seconds=25)]
-    learner = OnlineLearner(
-        policy, engine, LearnerConfig(reward_wait_seconds=10.0), clock=lambda: now[0]
-    )
+    config = LearnerConfig(reward_wait_seconds=10.0, all_positions=True)
+    learner = OnlineLearner(policy, engine, config, clock=lambda: now[0])
     assert learner.poll_once() == 2  # made at T0 and T0 + 10 s; T0 + 20 s is still waiting
     assert [s.decision_id for s in policy.seen] == [r.decision_id for r in records[:2]]
     now[0] = T0 + timedelta(minutes=5)
@@ -91,8 +90,8 @@ def test_the_examples_carry_the_decisions_features_actions_costs_and_propensitie
     logged,
 ) -> None:
     engine, policy, records = logged
-    learner = OnlineLearner(policy, engine, LearnerConfig(reward_wait_seconds=0.0))
-    learner.poll_once()
+    config = LearnerConfig(reward_wait_seconds=0.0, all_positions=True)
+    OnlineLearner(policy, engine, config).poll_once()
     first, record = policy.seen[0], records[0]
     np.testing.assert_array_equal(first.actions.scores, record.candidate_scores)
     assert first.actions.item_ids is None and first.context.shared_line() == "shared |c"
@@ -115,3 +114,19 @@ def test_only_a_vw_policy_with_a_config_learns(logged) -> None:
     learner.stop()
     with pytest.raises(ValueError, match="poll_seconds"):
         LearnerConfig(poll_seconds=0.0)
+
+
+def test_a_share_of_decisions_is_learned_by_their_ids_and_the_rest_passed_over(logged) -> None:
+    engine, policy, records = logged
+    share = 0.5
+    chosen = [r.decision_id for r in records if sampled(r.decision_id, share)]
+    learner = OnlineLearner(
+        policy, engine, LearnerConfig(reward_wait_seconds=0.0, learn_share=share)
+    )
+    assert learner.poll_once() == len(chosen) and learner.poll_once() == 0
+    assert [s.decision_id for s in policy.seen] == chosen
+    assert policy.updates_ == len(chosen)  # position 0 only, by default
+    assert learner.watermark is not None and learner.watermark[1] == records[-1].decision_id
+    ids = [str(i) for i in range(2000)]
+    assert 0.45 < np.mean([sampled(i, share) for i in ids]) < 0.55
+    assert all(sampled(i, 1.0) for i in ids[:10])
