@@ -4,10 +4,10 @@ with which labels."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from explore import EpsilonGreedySlate
@@ -17,7 +17,7 @@ from fm_core import ItemCatalog, PopularityAffinityScorer
 from loop.context import RequestContext
 from loop.online_learning import LearnerConfig, OnlineLearner, sampled, start_online_learning
 from loop.service import DecisionInput, DecisionService
-from proplog.engine import init_db, make_engine
+from proplog.engine import make_engine
 from proplog.schema import EventCreate
 from proplog.store import record_events
 
@@ -38,9 +38,8 @@ class Spy(VowpalWabbitSlate):
 
 
 @pytest.fixture
-def logged(tmp_path: Path, small_catalog: ItemCatalog):
-    engine = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
-    init_db(engine)
+def logged(engine: Engine, small_catalog: ItemCatalog):
+    """Four VW decisions 10 s apart (one play) and another policy's, on SQLite and PostgreSQL."""
     policy = Spy()
     scorer = PopularityAffinityScorer(small_catalog, model_version="m")
     service = DecisionService(scorer=scorer, policy=policy)
@@ -70,8 +69,7 @@ def logged(tmp_path: Path, small_catalog: ItemCatalog):
                 )
             ],
         )  # fmt: skip
-    yield engine, policy, records
-    engine.dispose()
+    return engine, policy, records
 
 
 def test_decisions_are_learned_once_their_reward_window_closed(logged) -> None:
