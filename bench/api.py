@@ -69,8 +69,8 @@ DEFAULT_RATES = (25, 50, 100, 200, 300, 400, 500, 600, 800)
 SERVERS = ("ours", "reference")
 FM_CACHE = Path("out/bench-api")
 USERS = 1000
-CONFIG_KEYS = ("rates", "seconds", "warmup", "arrival", "p99_ms", "stop_p99_ms", "timeout",
-               "workers", "model", "k", "items", "seed")  # fmt: skip
+CONFIG_KEYS = ("rates", "seconds", "repeats", "warmup", "arrival", "p99_ms", "stop_p99_ms",
+               "timeout", "workers", "model", "k", "items", "seed")  # fmt: skip
 
 
 def _rates(text: str) -> list[float]:
@@ -90,6 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         + ")",
     )
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per rate")
+    parser.add_argument(
+        "--rate-repeats",
+        type=int,
+        default=1,
+        help="runs of each rate per server, alternating; medians reported",
+    )
     parser.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds per rate")
     parser.add_argument("--arrival", choices=ARRIVALS, default="poisson")
     parser.add_argument("--p99-ms", type=float, default=15.0, help="the bar for max_rate")
@@ -306,6 +312,26 @@ def request_bodies(k: int, users: int = USERS) -> list[str]:
     ]  # fmt: skip
 
 
+MEDIAN_KEYS = ("offered_per_s", "achieved_per_s", "p50_ms", "p99_ms", "ok_p50_ms", "ok_p99_ms",
+               "server_cpu_cores", "server_cpu_ms_per_request", "generator_cpu_us_per_request",
+               "send_lag_p99_ms")  # fmt: skip
+SUM_KEYS = ("sent", "measured", "n_2xx", "n_503", "n_5xx", "n_4xx", "timeouts",
+            "connection_errors", "errors")  # fmt: skip
+
+
+def merge_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One rate's repeated runs as one step: the medians of rates, latencies and CPU, the most
+    of max latency, the sums of counts, and every run's figures under ``runs``."""
+    step: dict[str, Any] = {"rate": runs[0]["rate"], "repeats": len(runs)}
+    for key in MEDIAN_KEYS:
+        step[key] = _median([r[key] for r in runs])
+    for key in SUM_KEYS:
+        step[key] = sum(r[key] for r in runs)
+    step["max_ms"] = max(r["max_ms"] for r in runs)
+    step["runs"] = runs if len(runs) > 1 else []
+    return step
+
+
 def passes(step: dict[str, Any], p99_ms: float) -> bool:
     """A rate passes with no error and p99 at most ``p99_ms``."""
     return step["errors"] == 0 and step["p99_ms"] <= p99_ms
@@ -358,18 +384,25 @@ def _open_loop(options: dict[str, Any]) -> dict[str, Any]:
             ids: dict[str, list[str]] = {s: [] for s in SERVERS}
             running = set(SERVERS)
             for rate in options["rates"]:
+                runs: dict[str, list[dict[str, Any]]] = {s: [] for s in SERVERS}
+                for repeat in range(options["repeats"]):
+                    for which in SERVERS:
+                        if which not in running:
+                            continue
+                        spec = Spec(host="127.0.0.1", port=servers[which].port,
+                                    path="/v1/decisions", bodies=bodies, rate=rate,
+                                    seconds=options["seconds"], warmup_s=options["warmup"],
+                                    arrival=options["arrival"], seed=options["seed"] + repeat,
+                                    headers=headers[which], timeout_s=options["timeout"],
+                                    server_pid=servers[which].process.pid,
+                                    id_field="decision_id")  # fmt: skip
+                        one = run_generator(spec)
+                        ids[which] += one.pop("ids")
+                        runs[which].append(one)
                 for which in SERVERS:
-                    if which not in running:
+                    if not runs[which]:
                         continue
-                    spec = Spec(host="127.0.0.1", port=servers[which].port,
-                                path="/v1/decisions", bodies=bodies, rate=rate,
-                                seconds=options["seconds"], warmup_s=options["warmup"],
-                                arrival=options["arrival"], seed=options["seed"],
-                                headers=headers[which], timeout_s=options["timeout"],
-                                server_pid=servers[which].process.pid,
-                                id_field="decision_id")  # fmt: skip
-                    step = run_generator(spec)
-                    ids[which] += step.pop("ids")
+                    step = merge_runs(runs[which])
                     steps[which].append(step)
                     logger.info("%s at %g/s: p99 %.1f ms, %d errors", which, rate,
                                 step["p99_ms"], step["errors"])  # fmt: skip
@@ -400,8 +433,8 @@ def _open_loop(options: dict[str, Any]) -> dict[str, Any]:
     return _clean(out)
 
 
-def _median(values: list[float]) -> float | None:
-    ordered = sorted(v for v in values if v is not None)
+def _median(values: list[float | None]) -> float | None:
+    ordered = sorted(v for v in values if v is not None and not math.isnan(v))
     if not ordered:
         return None
     middle = len(ordered) // 2
@@ -413,6 +446,7 @@ def run(
     mode: str = "open",
     rates: list[float] | tuple[float, ...] = DEFAULT_RATES,
     seconds: float = 10.0,
+    rate_repeats: int = 1,
     warmup: float = 2.0,
     arrival: str = "poisson",
     p99_ms: float = 15.0,
@@ -437,18 +471,25 @@ def run(
     if mode != "open":
         raise ValueError(f"mode must be open or closed; got {mode!r}")
     require_at_least((("seconds", seconds, 0.1), ("warmup", warmup, 0.0), ("workers", workers, 1),
-                      ("k", k, 1), ("items", items, k), ("timeout", timeout, 0.1)))  # fmt: skip
+                      ("rate_repeats", rate_repeats, 1), ("k", k, 1), ("items", items, k),
+                      ("timeout", timeout, 0.1)))  # fmt: skip
     if not rates or min(rates) <= 0:
         raise ValueError(f"rates must be positive numbers; got {list(rates)}")
     if arrival not in ARRIVALS:
         raise ValueError(f"arrival must be one of {ARRIVALS}; got {arrival!r}")
     if model not in ("baseline", "fm"):
         raise ValueError(f"model must be baseline or fm; got {model!r}")
-    options = {"rates": sorted(float(r) for r in rates), "seconds": seconds, "warmup": warmup,
+    options = {"rates": sorted(float(r) for r in rates), "seconds": seconds,
+               "repeats": rate_repeats, "warmup": warmup,
                "arrival": arrival, "p99_ms": p99_ms, "stop_p99_ms": stop_p99_ms,
                "timeout": timeout, "workers": workers, "model": model, "k": k, "items": items,
                "seed": seed}  # fmt: skip
     return _open_loop(options)
+
+
+def _worst_lag(result: dict[str, Any]) -> float | None:
+    lags = [s["send_lag_p99_ms"] for w in SERVERS for s in result[w]["steps"]]
+    return max((x for x in lags if x is not None), default=None)
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -465,13 +506,16 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         f"POST /v1/decisions, K={c['k']} of {c['items']} ({c['model']}: {result['model_note']}), "
         f"{c['arrival']} arrivals, open loop, {c['seconds']:g} s per rate after "
-        f"{c['warmup']:g} s warm-up; {result['workers_used']}",
+        f"{c['warmup']:g} s warm-up"
+        + (f", medians of {c['repeats']} runs per rate" if c["repeats"] > 1 else "")
+        + f"; {result['workers_used']}",
         f"host: {host['cores']} cores, load average at start "
         + ", ".join(f"{x:.2f}" for x in host["loadavg_start"]),
     ]
     header = (
         f"{'rate/s':>7}{'achieved':>9}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}{'2xx':>7}{'503':>5}"
         f"{'5xx':>5}{'t/o':>5}{'other':>6}{'srv cores':>10}{'srv ms/req':>11}{'gen µs/req':>11}"
+        "  pass"
     )
     for which, label in (("ours", "ours (loopbreak serve)"), ("reference", "reference")):
         r = result[which]
@@ -486,6 +530,7 @@ def table(result: dict[str, Any]) -> str:
                 f"{_fmt(s['server_cpu_cores'], '.2f'):>10}"
                 f"{_fmt(s['server_cpu_ms_per_request'], '.2f'):>11}"
                 f"{_fmt(s['generator_cpu_us_per_request'], '.0f'):>11}"
+                f"  {'yes' if passes(s, c['p99_ms']) else 'no'}"
             )
     ratio = result["ratio"]
     ours_stored = result["ours"]["stored"]
@@ -494,7 +539,8 @@ def table(result: dict[str, Any]) -> str:
         f"ours / reference, max rate at p99 ≤ {c['p99_ms']:g} ms: "
         + ("-" if ratio is None else f"{ratio:.2f}×"),
         f"generator CPU: {_fmt(result['generator_cpu_us_per_request'], '.0f')} µs per request "
-        "(median over the rates)",
+        "(median over the rates); its send lag behind the schedule, p99 at most "
+        f"{_fmt(_worst_lag(result), '.1f')} ms",
         f"stored exactly once: {ours_stored['acknowledged']} acknowledged decisions, each with "
         f"{c['k']} slate items ({ours_stored['stored_unacknowledged']} stored unacknowledged); "
         f"reference {result['reference']['stored']['acknowledged']} rows",

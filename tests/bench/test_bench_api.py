@@ -72,6 +72,7 @@ def test_the_closed_loop_form_still_serves_both_ways() -> None:
 @pytest.mark.parametrize(
     ("option", "value", "expected"),
     [("seconds", 0, "seconds must be >= 0.1"), ("workers", 0, "workers must be >= 1"),
+     ("rate_repeats", 0, "rate_repeats must be >= 1"),
      ("k", 0, "k must be >= 1"), ("items", 3, "items must be >= 20"),
      ("rates", [10, 0], "rates must be positive"), ("arrival", "bursty", "arrival must be one"),
      ("model", "vw", "model must be baseline or fm"), ("mode", "half", "mode must be open")],
