@@ -40,15 +40,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, and_, select
-from sqlmodel import Session
+from sqlalchemy import Engine, Table, bindparam, select
 
 from fm_core import History
 from loop.context import history_from_events
 from proplog.schema import Event, EventCreate
-from proplog.store import user_history
+from proplog.validation import check_aware_utc
 
-_EVENT = Event.__table__  # type: ignore[attr-defined]
+_EVENT: Table = Event.__table__  # type: ignore[attr-defined]
+_LATEST = (
+    select(_EVENT)
+    .where(_EVENT.c.user_id == bindparam("user_id"), _EVENT.c.created_at < bindparam("before"))
+    .order_by(_EVENT.c.created_at.desc(), _EVENT.c.event_id.desc())
+    .limit(bindparam("limit"))
+)
+"""The user's ``limit`` latest events before ``before``, newest first: the query of
+:func:`proplog.store.user_history`, built once (its compiled form is cached by the engine)."""
+_LATER = (
+    select(_EVENT)
+    .where(_EVENT.c.user_id == bindparam("user_id"), _EVENT.c.created_at >= bindparam("before"))
+    .order_by(_EVENT.c.created_at, _EVENT.c.event_id)
+)
+"""The user's events at or after ``before``, oldest first."""
 
 
 def _key(event: EventCreate) -> tuple[datetime, str]:
@@ -131,18 +144,14 @@ class HistoryCache:
     def read(self, engine: Engine, user_id: str, before: datetime) -> list[EventCreate]:
         """What an entry holds, read from the log (blocking: call it in a thread): the ``limit``
         latest events of the user before ``before``, then every one at or after it, in order."""
-        with Session(engine) as session:
-            events = user_history(session=session, user_id=user_id, before=before, limit=self.limit)
-            if not self.enabled:
-                return events
-            t = _EVENT
-            later = session.connection().execute(
-                select(t)
-                .where(and_(t.c.user_id == user_id, t.c.created_at >= before))
-                .order_by(t.c.created_at, t.c.event_id)
-            )
-            events.extend(EventCreate.model_validate(dict(row._mapping)) for row in later)
-        return events
+        before = check_aware_utc(before, "before")
+        params = {"user_id": user_id, "before": before, "limit": self.limit}
+        with engine.connect() as connection:  # one connection, no ORM session
+            rows = connection.execute(_LATEST, params).all()
+            rows.reverse()
+            if self.enabled:
+                rows.extend(connection.execute(_LATER, params).all())
+        return [EventCreate.model_validate(dict(row._mapping)) for row in rows]
 
     def begin_load(self, user_id: str) -> _Load:
         """Mark a read of ``user_id``'s history as started (on the event loop, before the read)."""
