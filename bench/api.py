@@ -6,9 +6,8 @@ its own (``--workers N`` passed on when that option exists; the table says which
 fresh SQLite log in a temporary folder (WAL, ``synchronous=FULL``), with an API key of scope
 ``decide`` made in the log before it starts and sent as ``Authorization: Bearer``, the default
 serving policy (ε-greedy), and a model file over a simulated catalog of ``items`` titles:
-``--model baseline`` a popularity-affinity scorer, ``--model fm`` the FM and ranker trained
-quickly by the project's own loop (:func:`loop.demo.run_demo`, two rounds, the second fitting the
-FM); that file is cached under ``out/bench-api/`` since training takes a minute or more on CPU.
+``--model baseline`` a popularity-affinity scorer, ``--model fm`` a small FM and ranker trained
+in seconds by the project's own training path (:func:`loop.small_model.small_fm_model`).
 The *reference* is :mod:`bench.api_reference`: a minimal FastAPI app whose async endpoint
 validates a small body and inserts one row into SQLite with group commit, served by uvicorn with
 the same number of workers. Both receive the same request bytes: ``POST /v1/decisions`` for
@@ -47,7 +46,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -67,7 +65,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_RATES = (25, 50, 100, 200, 300, 400, 500, 600, 800)
 SERVERS = ("ours", "reference")
-FM_CACHE = Path("out/bench-api")
 USERS = 1000
 CONFIG_KEYS = ("rates", "seconds", "repeats", "warmup", "arrival", "p99_ms", "stop_p99_ms",
                "timeout", "workers", "model", "k", "items", "seed")  # fmt: skip
@@ -200,29 +197,22 @@ def _baseline_model(path: Path, items: int) -> Path:
     return Path(PopularityAffinityScorer(catalog, model_version="bench-baseline").save(path))
 
 
-def fm_model(items: int, *, cache: Path = FM_CACHE) -> tuple[Path, str]:
-    """A small FM + ranker model file over ``items`` simulated titles, and how it was had: the
-    loop's own training (two demo rounds, the second fitting the FM), cached under ``cache``."""
-    path = cache / f"fm-items{items}.npz"
-    if path.exists():
-        return path, f"cached {path}"
-    from loop.demo import run_demo
-    from loop.demo_config import DemoConfig
-    from sim.config import WorldConfig
+def fm_model(path: Path, items: int) -> tuple[Path, str]:
+    """A small FM + ranker model file over ``items`` simulated titles at ``path``, made by the
+    project's own training path (:func:`loop.small_model.small_fm_model`: one round of uniform
+    slates, then the retraining fit, a few seconds on CPU), and a note of how it was made."""
+    from loop.small_model import small_fm_model
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="loopbreak-bench-fm-") as folder:
-        run_demo(folder, DemoConfig(model="fm", rounds=2, world=WorldConfig(n_items=items, seed=0)))
-        cache.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(folder) / "model.npz", path)
-    return path, f"trained in {time.perf_counter() - start:.0f} s, cached as {path}"
+    small_fm_model(path, n_items=items)
+    return path, f"loop.small_model.small_fm_model, trained in {time.perf_counter() - start:.0f} s"
 
 
 def _start_ours(folder: Path, options: dict[str, Any], workers_flag: bool) -> tuple[Server, dict]:
     url = f"sqlite:///{folder / 'ours.db'}"
     token = _new_key(url)
     if options["model"] == "fm":
-        model, model_note = fm_model(options["items"])
+        model, model_note = fm_model(folder / "fm.npz", options["items"])
     else:
         model = _baseline_model(folder / "baseline.npz", options["items"])
         model_note = "popularity-affinity, unfitted"
