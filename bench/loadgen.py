@@ -14,10 +14,14 @@ on this machine it takes it from the server it measures):
 - **latency from the scheduled time**: each request's latency runs from the time it was *due*,
   not from when it was written to a socket, so that a request held up by a busy connection pool,
   a slow generator or a stalled server counts the whole wait (the coordinated-omission correction);
-- **lean**: raw asyncio streams, keep-alive HTTP/1.1, the request bytes built before the clock
-  starts, and a pool of connections sized to the rate (opened before the run; more are opened, up
-  to ``max_connections``, only when all are busy; beyond that requests wait for one, the wait
-  counted in their latency).
+- **lean**: asyncio protocols (no task, stream or timeout object per request), keep-alive
+  HTTP/1.1, the request bytes built before the clock starts, and a pool of connections sized to
+  the rate (opened before the run and used in turn; more are opened, up to ``max_connections``,
+  only when all are busy; beyond that requests wait for one, the wait counted in their latency).
+  On this project's VM a timer wake-up alone costs about 60 µs of CPU, so the generator spends
+  roughly 130-350 µs per request, a fifth to a third of what the minimal reference server does.
+  A request that meets a keep-alive connection the server is closing, before any byte of an
+  answer, is sent again once on another connection (its latency still from its scheduled time).
 
 The first ``warmup_s`` seconds of the schedule are sent but not measured. Every answer is
 classified: 2xx, 503 (shed), other 5xx, 4xx, timed out (no answer within ``timeout_s`` of the
@@ -238,7 +242,8 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.current is not None:
             i, self.current = self.current, None
-            self.run.failed(i, "connection_error")
+            if self.buffer or not self.run.retry(i):
+                self.run.failed(i, "connection_error")
         self.run.lost(self)
 
 
@@ -257,7 +262,8 @@ class _Run:
         self.send_lag = [0.0] * n
         self.ids: list[str] = []
         self.marker = f'"{spec.id_field}":"'.encode() if spec.id_field else b""
-        self.idle: list[_Connection] = []
+        self.idle: deque[_Connection] = deque()  # oldest first, so none idles into a timeout
+        self.retried: set[int] = set()
         self.busy: dict[int, _Connection] = {}
         self.waiting: deque[int] = deque()
         self.open = 0  # open or opening
@@ -288,7 +294,7 @@ class _Run:
     def send(self, i: int) -> None:
         self.send_lag[i] = self.loop.time() - self.start - self.due[i]
         if self.idle:
-            connection = self.idle.pop()
+            connection = self.idle.popleft()
             self.busy[i] = connection
             connection.send(i)
             return
@@ -311,6 +317,22 @@ class _Run:
             self.idle.remove(connection)
         if self.waiting and self.open < self.cap:
             self.loop.create_task(self.connect())
+
+    def retry(self, i: int) -> bool:
+        """Send request ``i`` again, first in line, if it has not been retried: the server may
+        close a keep-alive connection (its idle timeout) just as a request goes out on it, before
+        reading it. Its latency still counts from its scheduled time."""
+        if i in self.retried or self.outcome[i]:
+            return False
+        self.retried.add(i)
+        self.busy.pop(i, None)
+        if self.idle:
+            connection = self.idle.popleft()
+            self.busy[i] = connection
+            connection.send(i)
+        else:
+            self.waiting.appendleft(i)
+        return True
 
     def _done(self, i: int, outcome: str) -> None:
         self.outcome[i] = outcome

@@ -15,10 +15,15 @@ from bench.loadgen import Spec, quantile, run_generator, schedule
 
 
 class TinyServer:
-    """A keep-alive HTTP/1.1 server in a thread of its own. Paths: ``/ok`` answers at once,
-    ``/stall`` holds the 10th request it receives for 0.4 s and every request waits for the one
-    before it, ``/mixed`` answers the n-th request 503 when n % 5 == 0, else 500 when n % 7 == 0,
-    else 404 when n % 11 == 0, else 201 with a decision id; ``/hang`` never answers every 4th."""
+    """A keep-alive HTTP/1.1 server in a thread of its own. Paths:
+
+    - ``/ok`` answers at once;
+    - ``/stall`` holds the 10th request it receives for 0.4 s, each request waiting for the last;
+    - ``/mixed`` answers the n-th request 503 when n % 5 == 0, else 500 when n % 7 == 0, else 404
+      when n % 11 == 0, else 201 with a decision id;
+    - ``/hang`` never answers every 4th request;
+    - ``/once`` closes each connection when its second request arrives, unanswered.
+    """
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
@@ -39,10 +44,15 @@ class TinyServer:
         server.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served = 0
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 path = head.split(b" ")[1].decode()
+                served += 1
+                if path == "/once" and served == 2:  # as a keep-alive timeout racing a request
+                    writer.close()
+                    return
                 length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
                               if line.lower().startswith(b"content-length"))  # fmt: skip
                 await reader.readexactly(length)
@@ -156,3 +166,13 @@ def test_errors_and_timeouts_are_counted(server: TinyServer) -> None:
     hung = run_generator(_spec(server, "/hang", arrival="uniform", rate=40.0, timeout_s=0.3))
     assert hung["timeouts"] == 10 and hung["n_2xx"] == 30 and hung["errors"] == 10
     assert hung["max_ms"] == pytest.approx(300.0)  # a request never answered counts at the timeout
+
+
+def test_a_request_caught_by_a_closing_keep_alive_connection_is_sent_again(
+    server: TinyServer,
+) -> None:
+    result = run_generator(
+        _spec(server, "/once", arrival="uniform", rate=20.0, connections=1, max_connections=1)
+    )
+    assert result["n_2xx"] == 20 and result["errors"] == 0
+    assert result["connections_opened"] == 20
