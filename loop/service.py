@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Engine
@@ -47,7 +47,6 @@ from proplog.store import get_decision, record_validated_batch, user_history
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 RunBlocking = Callable[..., Awaitable[Any]]
 """``await run_blocking(fn, *args)``: ``fn(*args)`` in a thread, without holding the event loop
 (the API's :class:`api.deps.BlockingPool.run`)."""
