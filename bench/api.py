@@ -47,7 +47,6 @@ import logging
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import ARRIVALS, Spec, run_generator
-from bench.runs import require_at_least
+from bench.runs import free_port, require_at_least
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +113,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # ---- the servers -----------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _cli() -> list[str]:
@@ -216,7 +209,7 @@ def _start_ours(folder: Path, options: dict[str, Any], workers_flag: bool) -> tu
     else:
         model = _baseline_model(folder / "baseline.npz", options["items"])
         model_note = "popularity-affinity, unfitted"
-    port = _free_port()
+    port = free_port()
     argv = [*_cli(), "serve", "--port", str(port), "--db", url, "--model", str(model)]
     if workers_flag:
         argv += ["--workers", str(options["workers"])]
@@ -227,7 +220,7 @@ def _start_ours(folder: Path, options: dict[str, Any], workers_flag: bool) -> tu
 
 def _start_reference(folder: Path, options: dict[str, Any]) -> tuple[Server, dict]:
     path = folder / "reference.db"
-    port = _free_port()
+    port = free_port()
     argv = [sys.executable, "-m", "bench.api_reference", "--db", str(path), "--port", str(port),
             "--workers", str(options["workers"])]  # fmt: skip
     return Server("reference", argv, port, folder / "reference.log"), {"database": str(path)}

@@ -26,11 +26,9 @@ share (about a fifth) is taken from the server, so these are floors for a dedica
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import multiprocessing
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -38,26 +36,12 @@ from typing import Any
 
 import numpy as np
 
-from bench.runs import median_run, require_at_least
+from bench.runs import free_port, median_run, require_at_least
 
 logger = logging.getLogger(__name__)
 
 WAYS = ("group_commit", "per_request")
 WARMUP = 50  # requests before the clock starts: connections, caches, the first commits
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--requests", type=int, default=3000, help="timed decisions per run")
-    parser.add_argument("--concurrency", type=int, default=32, help="requests in flight")
-    parser.add_argument("--k", type=int, default=20, help="slate size")
-    parser.add_argument("--items", type=int, default=1000, help="catalog size (candidates)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per way, alternating")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _serve(database_url: str, group_commit: bool, port: int, items: int, k: int) -> None:
@@ -174,7 +158,7 @@ def _one_run(way: str, options: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="loopbreak-bench-api-") as folder:
         url = f"sqlite:///{Path(folder) / 'api.db'}"
         token = _new_key(url)
-        port = _free_port()
+        port = free_port()
         context = multiprocessing.get_context("spawn")
         server = context.Process(
             target=_serve,

@@ -1,8 +1,9 @@
 """What the throughput benchmarks share about their runs: refusing options below their minimum,
-and picking the median of repeated runs."""
+picking the median of repeated runs, and a free port for a server they start."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,3 +20,10 @@ def median_run(runs: list[dict[str, Any]], key: str = "decisions_per_s") -> dict
     """A copy of the run of median ``key`` (the lower middle one for an even count)."""
     ordered = sorted(runs, key=lambda r: r[key])
     return dict(ordered[(len(ordered) - 1) // 2])
+
+
+def free_port() -> int:
+    """A TCP port on the loopback interface that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

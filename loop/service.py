@@ -108,6 +108,18 @@ class DecisionOutput:
     """How long the durable write took (0 for a replay, which writes nothing)."""
 
 
+def _made(record: DecisionCreate, until: datetime | None, writing: float) -> DecisionOutput:
+    """The answer for ``record``, newly written (deferred until ``until``), whose write began at
+    ``writing`` (``time.perf_counter``)."""
+    activation = None if until is None else Activation(record.decision_id, until, None)
+    return DecisionOutput(
+        record=record,
+        replayed=False,
+        activation=activation,
+        write_seconds=time.perf_counter() - writing,
+    )
+
+
 class DecisionService:
     """Decides with exploration and records the decision before returning it."""
 
@@ -270,13 +282,7 @@ class DecisionService:
             stored = get_decision(session=session, decision_id=decision_id)
             assert stored is not None
             return self._replayed(session, stored, request)
-        activation = None if until is None else Activation(decision_id, until, None)
-        return DecisionOutput(
-            record=record,
-            replayed=False,
-            activation=activation,
-            write_seconds=time.perf_counter() - writing,
-        )
+        return _made(record, until, writing)
 
     async def decide_async(
         self,
@@ -331,13 +337,7 @@ class DecisionService:
             found = await run_blocking(self.load_stored, engine, decision_id)
             assert found is not None
             return self._replayed_found(found, request)
-        activation = None if until is None else Activation(decision_id, until, None)
-        return DecisionOutput(
-            record=record,
-            replayed=False,
-            activation=activation,
-            write_seconds=time.perf_counter() - writing,
-        )
+        return _made(record, until, writing)
 
     async def _history(
         self,
