@@ -257,13 +257,13 @@ class DecisionService:
             if stored is not None:
                 return self._replayed(session, stored, request)
         decision_id = decision_id or time_ordered_uuid(now)
-        candidates = self.candidates_for(request, now)
         events = user_history(
             session=session, user_id=request.context.user_id, before=now, limit=self.history_limit
         )
-        record = self.build_record(
-            request, decision_id, now, candidates, history_from_events(events)
-        )
+        user_history_ = history_from_events(events)
+        # the history first: the scorer's share of a search's candidates is the user's own
+        candidates = self.candidates_for(request, now, user_history_)
+        record = self.build_record(request, decision_id, now, candidates, user_history_)
         until = now + activation_window if request.deferred else None
         writing = time.perf_counter()
         try:  # the constructor validated the record: it is written without a second validation
@@ -316,9 +316,9 @@ class DecisionService:
             if found is not None:
                 return self._replayed_found(found, request)
         decision_id = decision_id or time_ordered_uuid(now)
-        candidates = self.candidates_for(request, now)
         user_history_ = await self._history(engine, request.context.user_id, now, run_blocking,
                                             history)  # fmt: skip
+        candidates = self.candidates_for(request, now, user_history_)
         record = self.build_record(request, decision_id, now, candidates, user_history_)
         until = now + activation_window if request.deferred else None
         writing = time.perf_counter()

@@ -166,3 +166,43 @@ def test_a_read_that_raced_an_event_of_its_user_is_not_kept() -> None:
     cached = cache.get("u1", START + timedelta(seconds=1))
     assert cached is not None and list(cached.item_ids) == [4]
     assert cache.get("u1", START - timedelta(seconds=1)) is None  # before its load: the log
+
+
+def test_a_search_retrieves_with_the_users_history_on_both_paths(
+    tmp_path: Path, small_catalog: ItemCatalog, monkeypatch: Any
+) -> None:
+    """The service reads the user's history before it retrieves, so the scorer's share of a
+    search's candidates is the user's own (``loop.retrieval``), on the blocking and the async
+    path alike."""
+    import loop.service as service_module
+
+    engine = new_engine(tmp_path / "log.db")
+    item = int(small_catalog.item_ids[3])
+    played = EventCreate(
+        event_id="p1", created_at=START, user_id="u1", item_id=item, kind="play",
+        value=60.0, source="search",
+    )  # fmt: skip
+    write_event(engine, played, None)
+    seen: list[Any] = []
+    real = service_module.candidates_for_request
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs.get("history"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(service_module, "candidates_for_request", spy)
+    service = DecisionService(
+        scorer=seen_aware(small_catalog), policy=EpsilonGreedySlate(epsilon=0.1, pool=10)
+    )
+    request = DecisionInput(
+        context=RequestContext(user_id="u1", surface="search", query="space"), k=3
+    )
+    later = START + timedelta(minutes=1)
+    with Session(engine) as session:
+        service.decide(session=session, request=request, now=later)
+    asyncio.run(
+        service.decide_async(engine=engine, request=request, now=later, run_blocking=in_thread)
+    )
+    assert len(seen) == 2
+    for history in seen:
+        assert history is not None and item in history.plays().tolist()
