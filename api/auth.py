@@ -45,7 +45,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy import Engine
 from starlette.routing import BaseRoute
 
-from api.errors import error_body, refusal
+from api.errors import refusal
 from api.schemas import ErrorBody
 from api.settings import Settings
 from proplog.api_keys import ADMIN_SCOPE, ApiKeyRecord, has_live_key, parse_token, verify
@@ -221,11 +221,14 @@ def require(scope: str) -> Callable[..., ApiKeyRecord | None]:
 
 async def _refuse(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthError)
-    body = error_body(exc.message, field=FIELD, kind=exc.kind)
     response = refusal(
-        request.app.state.metrics, exc.status_code, exc.message, detail=body["detail"]
+        request.app.state.metrics,
+        exc.status_code,
+        exc.message,
+        field=FIELD,
+        kind=exc.kind,
+        headers={"WWW-Authenticate": exc.challenge},
     )
-    response.headers["WWW-Authenticate"] = exc.challenge
     logger.info(
         "%s %s refused %d: %s", request.method, request.url.path, exc.status_code, exc.message
     )

@@ -1,5 +1,6 @@
-"""What a route depends on, read from ``request.app.state``: the settings, the metrics, a
-database session, the decision service and the batch writer; and ``starting_model``, the model
+"""What a route depends on, read from ``request.app.state``: the settings, the metrics, the
+decision service and the batch writer; the worker's threads for blocking database work
+(:class:`BlockingPool`); and ``starting_model``, the model
 the app starts with: the settings' model file, else the log's production version
 (``load_scorer``), else, when the log has neither a production version nor a model file but has
 a catalog (``loopbreak catalog load``), the cold start: an unfitted
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,6 @@ from typing import Annotated, ParamSpec, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
-from sqlmodel import Session
 
 from api.metrics import ServiceMetrics
 from api.settings import Settings
@@ -115,13 +115,6 @@ async def get_metrics(request: Request) -> ServiceMetrics:
     return request.app.state.metrics
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    """One session on the app's engine (no route of the service uses it: a route's blocking
-    database work runs in :class:`BlockingPool`)."""
-    with Session(request.app.state.engine) as session:
-        yield session
-
-
 RESERVED_CONNECTIONS = 2
 """Pooled connections left to others than :class:`BlockingPool`: the batch writer's and the hot
 reload's."""
@@ -163,10 +156,6 @@ class BlockingPool:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-async def get_blocking(request: Request) -> BlockingPool:
-    return request.app.state.blocking
-
-
 async def get_service(request: Request) -> DecisionService:
     return request.app.state.service
 
@@ -178,7 +167,5 @@ async def get_writer(request: Request) -> BatchWriter | None:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
-SessionDep = Annotated[Session, Depends(get_session)]
 ServiceDep = Annotated[DecisionService, Depends(get_service)]
 WriterDep = Annotated[BatchWriter | None, Depends(get_writer)]
-BlockingDep = Annotated[BlockingPool, Depends(get_blocking)]

@@ -147,6 +147,12 @@ UNAVAILABLE: dict[type[Exception], str] = {
 }
 
 
+def retry_after_s(db_timeout_seconds: float) -> int:
+    """What a 503 for the log tells a client to wait (``Retry-After``, whole seconds): the
+    service's bound on a wait for the database, at least 1."""
+    return max(1, math.ceil(db_timeout_seconds))
+
+
 async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     cause = next(c for t, c in UNAVAILABLE.items() if isinstance(exc, t))
     orig = getattr(exc, "orig", None) or exc
@@ -157,7 +163,7 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         cause,
         f"{type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}",
     )
-    retry_after = max(1, math.ceil(request.app.state.settings.db_timeout_seconds))
+    retry_after = retry_after_s(request.app.state.settings.db_timeout_seconds)
     request.app.state.metrics.http_errors.labels("503", cause).inc()
     return JSONResponse(
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.loadgen import ARRIVALS, Spec, run_generator
-from bench.runs import free_port, require_at_least
+from bench.runs import free_port, new_api_key, require_at_least
 
 logger = logging.getLogger(__name__)
 
@@ -167,19 +167,6 @@ class Server:
                 self.process.wait(timeout=15)
 
 
-def _new_key(database_url: str) -> str:
-    """The token of a new ``decide`` key in the log at ``database_url`` (tables created)."""
-    from proplog.api_keys import create_key
-    from proplog.engine import init_db, make_engine
-
-    engine = make_engine(database_url)
-    try:
-        init_db(engine)
-        return create_key(engine, "bench api", ["decide"])[1]
-    finally:
-        engine.dispose()
-
-
 def _baseline_model(path: Path, items: int) -> Path:
     from fm_core import PopularityAffinityScorer
     from loop.sim_bridge import catalog_from_world
@@ -203,7 +190,7 @@ def fm_model(path: Path, items: int) -> tuple[Path, str]:
 
 def _start_ours(folder: Path, options: dict[str, Any], workers_flag: bool) -> tuple[Server, dict]:
     url = f"sqlite:///{folder / 'ours.db'}"
-    token = _new_key(url)
+    token = new_api_key(url)
     if options["model"] == "fm":
         model, model_note = fm_model(folder / "fm.npz", options["items"])
     else:

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.runs import free_port, median_run, require_at_least
+from bench.runs import free_port, median_run, new_api_key, require_at_least
 
 logger = logging.getLogger(__name__)
 
@@ -75,19 +75,6 @@ async def _wait_until_up(base: str, server: multiprocessing.process.BaseProcess)
                 pass
             await asyncio.sleep(0.05)
     raise RuntimeError("the API server did not answer /healthz within 30 s")
-
-
-def _new_key(database_url: str) -> str:
-    """The token of a new ``decide`` key in the log at ``database_url`` (tables created)."""
-    from proplog.api_keys import create_key
-    from proplog.engine import init_db, make_engine
-
-    engine = make_engine(database_url)
-    try:
-        init_db(engine)
-        return create_key(engine, "bench api", ["decide"])[1]
-    finally:
-        engine.dispose()
 
 
 async def _drive(
@@ -157,7 +144,7 @@ def _check_stored(database_url: str, decisions: int, k: int) -> None:
 def _one_run(way: str, options: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="loopbreak-bench-api-") as folder:
         url = f"sqlite:///{Path(folder) / 'api.db'}"
-        token = _new_key(url)
+        token = new_api_key(url)
         port = free_port()
         context = multiprocessing.get_context("spawn")
         server = context.Process(

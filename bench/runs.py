@@ -1,10 +1,10 @@
 """What the throughput benchmarks share about their runs: refusing options below their minimum,
-picking the median of repeated runs, and a free port for a server they start."""
+picking the median of repeated runs, and, for a server they start, a free port and an API key."""
 
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 
@@ -27,3 +27,17 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def new_api_key(database_url: str, scopes: Sequence[str] = ("decide",)) -> str:
+    """The token of a new key with ``scopes`` in the log at ``database_url`` (its tables
+    created), made before the server under test starts, as an operator would."""
+    from proplog.api_keys import create_key
+    from proplog.engine import init_db, make_engine
+
+    engine = make_engine(database_url)
+    try:
+        init_db(engine)
+        return create_key(engine, "bench api", scopes)[1]
+    finally:
+        engine.dispose()

@@ -21,7 +21,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Table, and_, insert, select
+from sqlalchemy import Engine, Table, and_, bindparam, insert, select
 from sqlmodel import Session
 
 from proplog.activation import (
@@ -357,6 +357,26 @@ def get_event(*, session: Session, event_id: str) -> EventCreate | None:
     return _load_events(session, [event_id]).get(event_id)
 
 
+_USER_EVENTS_BEFORE = (
+    select(_EVENT)
+    .where(_EVENT.c.user_id == bindparam("user_id"), _EVENT.c.created_at < bindparam("before"))
+    .order_by(_EVENT.c.created_at.desc(), _EVENT.c.event_id.desc())
+    .limit(bindparam("limit"))
+)
+"""A user's ``limit`` latest events before ``before``, newest first (built once: the hot path of
+a decision reads it, and the engine caches its compiled form)."""
+_USER_EVENTS_FROM = (
+    select(_EVENT)
+    .where(_EVENT.c.user_id == bindparam("user_id"), _EVENT.c.created_at >= bindparam("before"))
+    .order_by(_EVENT.c.created_at, _EVENT.c.event_id)
+)
+"""A user's events at or after ``before``, oldest first."""
+
+
+def _events_of(rows: Any) -> list[EventCreate]:
+    return [EventCreate.model_validate(dict(row._mapping)) for row in rows]
+
+
 def user_history(
     *, session: Session, user_id: str, before: datetime, limit: int | None = None
 ) -> list[EventCreate]:
@@ -368,18 +388,30 @@ def user_history(
     before = check_aware_utc(before, "before")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise LogValidationError("limit", "None or an integer >= 0", limit)
+    conn = session.connection()
+    if limit is not None:
+        params = {"user_id": user_id, "before": before, "limit": limit}
+        return _events_of(reversed(conn.execute(_USER_EVENTS_BEFORE, params).all()))
     t = _EVENT
     stmt = select(t).where(and_(t.c.user_id == user_id, t.c.created_at < before))
-    if limit is None:
-        stmt = stmt.order_by(t.c.created_at, t.c.event_id)
-    else:
-        stmt = stmt.order_by(t.c.created_at.desc(), t.c.event_id.desc()).limit(limit)
-    events = [
-        EventCreate.model_validate(dict(row._mapping)) for row in session.connection().execute(stmt)
-    ]
-    if limit is not None:
-        events.reverse()
-    return events
+    return _events_of(conn.execute(stmt.order_by(t.c.created_at, t.c.event_id)))
+
+
+def user_history_and_later(
+    engine: Engine, *, user_id: str, before: datetime, limit: int, later: bool = True
+) -> list[EventCreate]:
+    """:func:`user_history` with ``limit`` (the user's ``limit`` latest events before
+    ``before``), followed, with ``later``, by every event of the user at or after ``before``, in
+    order; read on one connection of ``engine`` without an ORM session (a serving worker's
+    history cache keeps this, :mod:`loop.history_cache`)."""
+    before = check_aware_utc(before, "before")
+    params = {"user_id": user_id, "before": before, "limit": limit}
+    with engine.connect() as conn:
+        rows = conn.execute(_USER_EVENTS_BEFORE, params).all()
+        rows.reverse()
+        if later:
+            rows.extend(conn.execute(_USER_EVENTS_FROM, params).all())
+    return _events_of(rows)
 
 
 __all__ = [
@@ -392,6 +424,7 @@ __all__ = [
     "record_events",
     "record_validated_batch",
     "user_history",
+    "user_history_and_later",
     "validated_decision",
     "validated_event",
 ]

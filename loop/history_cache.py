@@ -40,28 +40,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Engine, Table, bindparam, select
+from sqlalchemy import Engine
 
 from fm_core import History
 from loop.context import history_from_events
-from proplog.schema import Event, EventCreate
-from proplog.validation import check_aware_utc
-
-_EVENT: Table = Event.__table__  # type: ignore[attr-defined]
-_LATEST = (
-    select(_EVENT)
-    .where(_EVENT.c.user_id == bindparam("user_id"), _EVENT.c.created_at < bindparam("before"))
-    .order_by(_EVENT.c.created_at.desc(), _EVENT.c.event_id.desc())
-    .limit(bindparam("limit"))
-)
-"""The user's ``limit`` latest events before ``before``, newest first: the query of
-:func:`proplog.store.user_history`, built once (its compiled form is cached by the engine)."""
-_LATER = (
-    select(_EVENT)
-    .where(_EVENT.c.user_id == bindparam("user_id"), _EVENT.c.created_at >= bindparam("before"))
-    .order_by(_EVENT.c.created_at, _EVENT.c.event_id)
-)
-"""The user's events at or after ``before``, oldest first."""
+from proplog.schema import EventCreate
+from proplog.store import user_history_and_later
 
 
 def _key(event: EventCreate) -> tuple[datetime, str]:
@@ -144,14 +128,9 @@ class HistoryCache:
     def read(self, engine: Engine, user_id: str, before: datetime) -> list[EventCreate]:
         """What an entry holds, read from the log (blocking: call it in a thread): the ``limit``
         latest events of the user before ``before``, then every one at or after it, in order."""
-        before = check_aware_utc(before, "before")
-        params = {"user_id": user_id, "before": before, "limit": self.limit}
-        with engine.connect() as connection:  # one connection, no ORM session
-            rows = connection.execute(_LATEST, params).all()
-            rows.reverse()
-            if self.enabled:
-                rows.extend(connection.execute(_LATER, params).all())
-        return [EventCreate.model_validate(dict(row._mapping)) for row in rows]
+        return user_history_and_later(
+            engine, user_id=user_id, before=before, limit=self.limit, later=self.enabled
+        )
 
     def begin_load(self, user_id: str) -> _Load:
         """Mark a read of ``user_id``'s history as started (on the event loop, before the read)."""

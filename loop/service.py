@@ -177,14 +177,13 @@ class DecisionService:
                 return None
             return stored, get_activation(session=session, decision_id=decision_id)
 
-    @staticmethod
+    @classmethod
     def _replayed(
-        session: Session, stored: DecisionCreate, request: DecisionInput
+        cls, session: Session, stored: DecisionCreate, request: DecisionInput
     ) -> DecisionOutput:
         """The stored decision, when ``request`` replays it (else ``ConflictError``)."""
         activation = get_activation(session=session, decision_id=stored.decision_id)
-        check_replay(stored, request, deferred=activation is not None)
-        return DecisionOutput(record=stored, replayed=True, activation=activation)
+        return cls._replayed_found((stored, activation), request)
 
     def build_record(
         self,
@@ -367,6 +366,8 @@ class DecisionService:
     def _replayed_found(
         found: tuple[DecisionCreate, Activation | None], request: DecisionInput
     ) -> DecisionOutput:
+        """The stored decision and its activation row, when ``request`` replays it (else
+        ``ConflictError``)."""
         stored, activation = found
         check_replay(stored, request, deferred=activation is not None)
         return DecisionOutput(record=stored, replayed=True, activation=activation)

@@ -4,7 +4,6 @@ experiment arms; 503 once the worker's log writer has stopped) and ``GET /metric
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from fastapi import APIRouter, Response, status
@@ -12,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import MetricsDep, ServiceDep, SettingsDep, WriterDep
-from api.errors import error_body
+from api.errors import error_body, retry_after_s
 from api.schemas import ErrorBody
 from api.settings import Settings
 from loop.service import DecisionService
@@ -63,7 +62,7 @@ async def health(
         return JSONResponse(
             status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
             content=error_body(message, field="database", kind="log_writer_stopped"),
-            headers={"Retry-After": str(max(1, math.ceil(settings.db_timeout_seconds)))},
+            headers={"Retry-After": str(retry_after_s(settings.db_timeout_seconds))},
         )
     return {"status": "ok", **serving_info(service, settings)}
 
