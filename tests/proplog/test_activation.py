@@ -11,9 +11,9 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session
-from store_inputs import T0, decision_payload, rec_play
+from store_inputs import T0, count_rows, decision_payload, rec_play
 
 from proplog.activation import (
     ActivationConflictError,
@@ -43,11 +43,6 @@ def decision(minutes: float = 0, *, user_id: str = "u1") -> dict[str, Any]:
     payload = decision_payload(decision_id=str(uuid.uuid4()), user_id=user_id)
     payload["created_at"] = T0 + timedelta(minutes=minutes)
     return payload
-
-
-def count_rows(engine: Engine, table: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 def decision_ids(frame: pd.DataFrame) -> list[str]:

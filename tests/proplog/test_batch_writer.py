@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
-from store_inputs import SLATE_REFUSALS, Mutation, decision_payload, rec_play
+from store_inputs import SLATE_REFUSALS, Mutation, count_rows, decision_payload, rec_play
 
 from proplog.batch_writer import BatchWriter
 from proplog.engine import make_engine
@@ -32,11 +32,6 @@ def decision(*, user_id: str = "u1", items: tuple[int, ...] = (20, 30, 10)) -> d
 
 event_for = functools.partial(rec_play, position=1)
 """A play of position 1 of a decision payload."""
-
-
-def count_rows(engine: Engine, table: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 def results(futures: list[Future[WriteResult]]) -> list[bool]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
+from store_inputs import count_rows
 
 import proplog.store
 from proplog.engine import default_database_url, init_db, make_engine
@@ -95,11 +96,6 @@ def make_event(**overrides: Any) -> dict[str, Any]:
     }
     event.update(overrides)
     return event
-
-
-def count_rows(engine: Engine, table: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 @pytest.fixture

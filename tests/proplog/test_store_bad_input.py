@@ -11,9 +11,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlmodel import Session
-from store_inputs import SLATE_REFUSALS, T0, Mutation, decision_payload, slate_set
+from store_inputs import SLATE_REFUSALS, T0, Mutation, count_rows, decision_payload, slate_set
 
 from proplog.errors import LogValidationError, UnknownDecisionError
 from proplog.store import (
@@ -43,11 +43,6 @@ def good_event() -> dict[str, Any]:
         "decision_id": DECISION_ID,
         "position": 1,
     }
-
-
-def count_rows(engine: Engine, table: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 def set_(key: str, value: Any) -> Mutation:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 from sqlmodel import Session
-from store_inputs import T0, decision_payload
+from store_inputs import T0, count_rows, decision_payload
 
 from proplog.errors import LogValidationError
 from proplog.store import record_batch, record_decision, record_event
@@ -40,11 +40,6 @@ def good_event() -> dict[str, Any]:
         "value": 120.0,
         "source": "direct",
     }
-
-
-def count_rows(engine: Engine, table: str) -> int:
-    with engine.connect() as conn:
-        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
 
 
 PLUS_ONE = timezone(timedelta(hours=1))

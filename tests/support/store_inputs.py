@@ -92,16 +92,21 @@ SLATE_REFUSALS = [
 in the slate), each with the field its error must name."""
 
 
+def count_rows(engine: Any, table: str) -> int:
+    """Rows in ``table`` of the log behind ``engine``."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
 def rows_at(url: str, table: str) -> int:
     """Rows in ``table`` of the log at ``url``, read through a new engine (a new connection sees
     only what was committed)."""
-    from sqlalchemy import text
-
     from proplog.engine import make_engine
 
     engine = make_engine(url)
     try:
-        with engine.connect() as conn:
-            return int(conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar_one())
+        return count_rows(engine, table)
     finally:
         engine.dispose()
