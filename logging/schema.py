@@ -10,8 +10,10 @@ Owns two families:
 - tables: ``decision``, ``slate_item``, ``event``, ``model_version``, ``policy``, ``ope_report``,
   ``model_promotion`` (one row per promotion or rollback of the production model),
   ``catalog_item`` (the titles loaded by ``loopbreak catalog load``, one row per item id),
-  ``decision_activation`` (a deferred decision's activation deadline and time), and ``api_key``
-  (:mod:`proplog.api_keys`: the service's keys, their scopes and the SHA-256 of their secrets).
+  ``decision_activation`` (a deferred decision's activation deadline and time), ``api_key``
+  (:mod:`proplog.api_keys`: the service's keys, their scopes and the SHA-256 of their secrets),
+  and ``ab_plan`` and ``ab_analysis`` (:mod:`proplog.ab_records`: A/B tests' plans, and their
+  analyses beside the gate's predictions).
 
 Storage conventions:
 
@@ -406,6 +408,66 @@ class CatalogItem(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
+class AbPlan(SQLModel, table=True):
+    """An A/B test's plan, stored before it starts (``proplog.ab_records``): the configured
+    shares the sample-ratio check compares with, the levels, the MDE and users, and the
+    confidence sequence's mixture variance ``tau2``, fixed before the first look."""
+
+    __tablename__ = "ab_plan"
+    __table_args__ = (Index("ix_ab_plan_experiment", "experiment"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    experiment: str = Field(max_length=64)
+    reward: str = Field(max_length=32)
+    shares: dict[str, Any] = Field(sa_type=JSON, nullable=False)
+    alpha: float = Field(sa_type=Double, nullable=False)
+    power: float = Field(sa_type=Double, nullable=False)
+    srm_alpha: float = Field(sa_type=Double, nullable=False)
+    mde: float = Field(sa_type=Double, nullable=False)
+    users: int
+    sigma: float = Field(sa_type=Double, nullable=False)
+    tau2: float = Field(sa_type=Double, nullable=False)
+    payload: dict[str, Any] = Field(sa_type=JSON, nullable=False)
+
+
+class AbAnalysis(SQLModel, table=True):
+    """One analysis of one treatment arm of an A/B test (append-only): the A/B lift with its
+    fixed-horizon, always-valid and CUPED intervals, the sample-ratio check, and the gate's
+    predicted lift with its interval (None when the candidate was never gated), so that the
+    offline-online agreement can be tracked across experiments."""
+
+    __tablename__ = "ab_analysis"
+    __table_args__ = (Index("ix_ab_analysis_experiment", "experiment", "arm"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
+    experiment: str = Field(max_length=64)
+    arm: str = Field(max_length=64)
+    control: str = Field(max_length=64)
+    candidate: str
+    baseline: str
+    reward: str = Field(max_length=32)
+    until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    decisions: int
+    users: int
+    observed: float = Field(sa_type=Double, nullable=False)
+    observed_lo: float = Field(sa_type=Double, nullable=False)
+    observed_hi: float = Field(sa_type=Double, nullable=False)
+    sequential_lo: float = Field(sa_type=Double, nullable=False)
+    sequential_hi: float = Field(sa_type=Double, nullable=False)
+    cuped: float | None = Field(default=None, sa_type=Double, nullable=True)
+    cuped_lo: float | None = Field(default=None, sa_type=Double, nullable=True)
+    cuped_hi: float | None = Field(default=None, sa_type=Double, nullable=True)
+    predicted: float | None = Field(default=None, sa_type=Double, nullable=True)
+    predicted_lo: float | None = Field(default=None, sa_type=Double, nullable=True)
+    predicted_hi: float | None = Field(default=None, sa_type=Double, nullable=True)
+    prediction_report_id: int | None = Field(default=None, foreign_key="ope_report.id")
+    srm_pvalue: float = Field(sa_type=Double, nullable=False)
+    srm_flagged: bool
+    payload: dict[str, Any] = Field(sa_type=JSON, nullable=False)
+
+
 def log_tables() -> list[Table]:
     """The tables of the propensity log, in dependency order."""
     from proplog.api_keys import ApiKey  # the service's keys (its module imports no schema)
@@ -421,5 +483,7 @@ def log_tables() -> list[Table]:
         ModelPromotion,
         CatalogItem,
         ApiKey,
+        AbPlan,
+        AbAnalysis,
     ]
     return [model.__table__ for model in models]
