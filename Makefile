@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean install postgres-server
+.PHONY: demo test lint clean install postgres-server java-runtime
 
 install: $(STAMP)
 
@@ -39,7 +39,21 @@ postgres-server:
 	  echo "WARNING: the PostgreSQL store tests will be SKIPPED (apt-get install postgresql)"; \
 	fi
 
-test: $(STAMP) postgres-server
+# The Spark tests (ope/spark_*, the Spark training table) run pyspark in local mode, which needs a
+# Java runtime (17 or later). Debian's `openjdk-17-jre-headless` provides it: as root with apt-get
+# it is installed when java is missing; otherwise the Spark tests are skipped with a loud message.
+java-runtime:
+	@if [ -n "$$JAVA_HOME" ] && [ -x "$$JAVA_HOME/bin/java" ] || command -v java >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing Debian's openjdk-17-jre-headless package for the Spark tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless >/dev/null; \
+	else \
+	  echo "WARNING: no Java runtime and no way to install it here:"; \
+	  echo "WARNING: the Spark tests will be SKIPPED (apt-get install openjdk-17-jre-headless)"; \
+	fi
+
+test: $(STAMP) postgres-server java-runtime
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 

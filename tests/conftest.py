@@ -8,6 +8,10 @@ database on one throwaway server per test session, emptied before each test; see
 engine on that URL. Without a PostgreSQL server binary the ``postgres`` cases are skipped with a
 reason, a warning, and a banner in the terminal summary; with ``LOOPBREAK_REQUIRE_POSTGRES=1``
 (CI sets it) they fail instead.
+
+``spark``: one local Spark session (``local[2]``, UI off, few shuffle partitions) for the test
+session. Without a Java runtime its tests are skipped the same loud way; with
+``LOOPBREAK_REQUIRE_SPARK=1`` (CI sets it) they fail instead.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -98,8 +103,47 @@ def engine(log_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+# ---------------------------------------------------------------------------------------------
+# Spark in local mode
+# ---------------------------------------------------------------------------------------------
+
+REQUIRE_SPARK_ENV = "LOOPBREAK_REQUIRE_SPARK"
+_spark_skipped: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local Spark session for the test session (its JVM takes a few seconds to start)."""
+    from ope.spark_session import SparkUnavailableError, spark_session
+
+    try:
+        session = spark_session("local[2]", app_name="loopbreak-tests")
+    except SparkUnavailableError as exc:
+        if os.environ.get(REQUIRE_SPARK_ENV):
+            raise
+        reason = f"Spark engine NOT TESTED: {exc}"
+        if not _spark_skipped:
+            warnings.warn(reason, pytest.PytestWarning, stacklevel=1)
+        _spark_skipped.append(reason)
+        pytest.skip(reason)
+    yield session
+    session.stop()
+
+
+def _banner(reporter: pytest.TerminalReporter, skipped: list[str], what: str, fix: str) -> None:
+    count = sum(what in str(report.longrepr) for report in reporter.stats.get("skipped", []))
+    reporter.section(what, sep="!", red=True, bold=True)
+    reporter.write_line(skipped[0], red=True, bold=True)
+    reporter.write_line(f"{count} test(s) skipped. {fix}", red=True, bold=True)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """A banner that cannot be missed when the PostgreSQL cases were skipped."""
+    """A banner that cannot be missed when the PostgreSQL or the Spark cases were skipped."""
+    if _spark_skipped:
+        _banner(
+            terminalreporter, _spark_skipped, "Spark engine NOT TESTED",
+            "Install Debian's `openjdk-17-jre-headless` package (`make test` does so as root).",
+        )  # fmt: skip
     if not _postgres_skipped:
         return
     skipped = sum(
