@@ -1,5 +1,10 @@
-"""A/B experiments: their arms (a model file and exploration parameters each, with a traffic
-share), and the assignment of users to arms.
+"""A/B experiments: their arms (a model file and any exploration policy of ``explore`` each,
+with a traffic share), and the assignment of users to arms.
+
+An arm names its policy family (``explore.registry``: ``greedy``, ``epsilon_greedy``,
+``random_insertion``, ``plackett_luce``) with that family's parameters, and
+optionally a relative exploration ``budget`` (the family is then calibrated per request); its
+decisions log the policy's name and parameters as every decision does, and its arm.
 
 A user's arm is a pure function of (experiment name, user id): the first 8 bytes of
 BLAKE2b("<experiment>\\x1f<user id>") as a big-endian integer, modulo 10,000, is the user's
@@ -19,7 +24,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from explore import EpsilonGreedySlate
+from explore import Policy, make_policy
+from explore.registry import FAMILIES
 from fm_core import Scorer
 
 BUCKETS = 10_000
@@ -28,13 +34,43 @@ _NAME_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 
 class ArmSettings(BaseModel):
-    """One arm: who serves it (a model file and ε-greedy parameters) and its traffic share."""
+    """One arm: who serves it (a model file and an exploration policy with its parameters) and
+    its traffic share. Parameters a family does not have are ignored by it."""
 
     name: str = Field(pattern=_NAME_PATTERN)
     share: float = Field(gt=0.0, le=1.0)
     model_path: Path
+    policy: str = "epsilon_greedy"
     epsilon: float = Field(default=0.1, ge=0.0, le=1.0)
     pool: int | None = Field(default=30, ge=1)
+    temperature: float = Field(default=0.05, gt=0.0)
+    uniform_mix: float = Field(default=0.0, ge=0.0, le=1.0)
+    positions: tuple[int, ...] | None = None
+    budget: float | None = Field(default=None, gt=0.0, lt=1.0)
+    floor: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @field_validator("policy")
+    @classmethod
+    def _known_policy(cls, policy: str) -> str:
+        if policy not in FAMILIES:
+            raise ValueError(f"policy must be one of {', '.join(sorted(FAMILIES))}; got {policy!r}")
+        return policy
+
+    @model_validator(mode="after")
+    def _policy_builds(self) -> ArmSettings:
+        try:
+            self.make_policy()
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"arm {self.name}: policy {self.policy}: {exc}") from None
+        return self
+
+    def make_policy(self) -> Policy:
+        """The arm's policy, built by ``explore.make_policy``."""
+        return make_policy(
+            self.policy, epsilon=self.epsilon, pool=self.pool, positions=self.positions,
+            temperature=self.temperature, uniform_mix=self.uniform_mix, budget=self.budget,
+            floor=self.floor,
+        )  # fmt: skip
 
 
 class ExperimentSettings(BaseModel):
@@ -70,6 +106,11 @@ class ExperimentSettings(BaseModel):
     @property
     def control(self) -> ArmSettings:
         return next((arm for arm in self.arms if arm.name == "control"), self.arms[0])
+
+    @property
+    def shares(self) -> dict[str, float]:
+        """Each arm's configured traffic share, by name (what the sample-ratio check expects)."""
+        return {arm.name: arm.share for arm in self.arms}
 
 
 def bucket_bounds(experiment: ExperimentSettings) -> list[int]:
@@ -109,7 +150,7 @@ class LiveArm:
     settings: ArmSettings
     label: str
     scorer: Scorer
-    policy: EpsilonGreedySlate
+    policy: Policy
 
 
 @dataclass(frozen=True)
@@ -148,6 +189,6 @@ def load_experiment(
             settings=arm,
             label=arm_label(settings.name, arm.name),
             scorer=scorer,
-            policy=EpsilonGreedySlate(epsilon=arm.epsilon, pool=arm.pool),
+            policy=arm.make_policy(),
         )
     return LiveExperiment(settings=settings, arms=arms)

@@ -126,6 +126,8 @@ def ab_world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
             {"name": "fitted", "share": 0.5, "model_path": fitted, "pool": 20},
         ],
     )
+    plan = ["ab", "plan", "--experiment", "ranker-test", "--database", url, "--days", "5"]
+    assert main([*plan, "--shares", "control=0.5,fitted=0.5"]) == 0
     experiment = load_experiment(settings)
     control = experiment.control
     service = DecisionService(scorer=control.scorer, policy=control.policy, experiment=experiment)

@@ -1,0 +1,114 @@
+"""Serving the simulated world through the real decision service for the A/B simulations:
+requests decided by ``loop.service.DecisionService`` (an experiment's arms or one policy),
+recorded in the log with the world's plays as events, and, for an experiment, the world's true
+value of every arm on each request (the A/B's truth: the mean of V_treatment − V_control over
+the experiment's requests). Also the candidate models the simulated experiments compare.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from explore import EpsilonGreedySlate, Policy
+from fm_core import PopularityAffinityScorer, Scorer
+from loop.context import RequestContext, history_from_events
+from loop.experiment import LiveExperiment
+from loop.service import DecisionService
+from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
+from proplog.schema import DecisionCreate
+from proplog.store import record_events, user_history
+from sim import Request, World
+from sim.clock import to_datetime
+
+
+@dataclass
+class ArmTruth:
+    """Per request of an experiment, each arm's true expected reward under the world."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, arm: str, value: float) -> None:
+        self.values.setdefault(arm, []).append(value)
+
+    def difference(self, treatment: str, control: str) -> float:
+        return float(np.mean(self.values[treatment]) - np.mean(self.values[control]))
+
+
+def policy_value(
+    world: World, request: Request, candidates: np.ndarray, scores: np.ndarray, policy: Policy,
+    k: int, rng: np.random.Generator,
+) -> float:  # fmt: skip
+    """The policy's true expected reward on the request: exact from its marginals, or, for a
+    policy without exact marginals, the expected reward of one slate it samples (unbiased)."""
+    try:
+        return world.policy_value(request, candidates, policy.marginals(scores, k))
+    except (NotImplementedError, ValueError):
+        slate = policy.decide(scores, k, rng)
+        return world.expected_reward(request, candidates[np.asarray(slate.indices)])
+
+
+def _arm_truth(
+    world: World, experiment: LiveExperiment, session: Session, request: Request,
+    record: DecisionCreate, truth: ArmTruth, rng: np.random.Generator,
+) -> None:  # fmt: skip
+    history = history_from_events(
+        user_history(session=session, user_id=record.user_id, before=record.created_at)
+    )
+    scoring = RequestContext.of_logged(record).score_request(
+        when=record.created_at, history=history
+    )
+    candidates = np.asarray(record.candidate_ids, dtype=np.int64)
+    for name, arm in experiment.arms.items():
+        scores = arm.scorer.score([scoring], [candidates])[0]
+        value = policy_value(world, request, candidates, scores, arm.policy, len(record.slate), rng)
+        truth.add(name, value)
+
+
+def serve_world(
+    world: World, service: DecisionService, engine: Engine, *, n: int, k: int, start: float,
+    end: float, rng: np.random.Generator, truth: ArmTruth | None = None,
+) -> None:  # fmt: skip
+    """``n`` world requests in [start, end) days decided by ``service`` (its experiment's arms
+    when it has one), recorded with the world's plays; with ``truth``, every arm's true value
+    of each request is added to it."""
+    requests = world.sample_requests(n, start=start, end=end, rng=rng)
+    with Session(engine) as session:
+        for request in requests:
+            decision_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
+            record = service.decide(
+                session=session,
+                request=decision_input(request, k=k, decision_id=decision_id),
+                now=to_datetime(request.t),
+            ).record
+            if truth is not None and service.experiment is not None:
+                _arm_truth(world, service.experiment, session, request, record, truth, rng)
+            slate = np.array([item.item_id for item in record.slate], dtype=np.int64)
+            outcome = world.respond(request, slate, rng)
+            events = events_from_outcome(outcome, decision_id=decision_id)
+            if events:
+                record_events(session=session, events=events)
+            world.record(outcome)
+
+
+def uniform_service(world: World) -> DecisionService:
+    """Uniform-random logging (ε = 1 over every candidate): the pre-period the gate reads."""
+    scorer = PopularityAffinityScorer(catalog_from_world(world), model_version="uniform")
+    return DecisionService(
+        scorer=scorer, policy=EpsilonGreedySlate(epsilon=1.0, pool=None, name="uniform")
+    )
+
+
+def variant(base: PopularityAffinityScorer, *, scale: float, noise: float, version: str,
+            rng: np.random.Generator) -> Scorer:  # fmt: skip
+    """A candidate model: ``base``'s coefficients × ``scale`` plus Gaussian noise of ``noise``
+    times their mean magnitude (scale 1 and noise 0 is ``base`` itself)."""
+    model = PopularityAffinityScorer(base.catalog, model_version=version)
+    spread = float(np.abs(base.coef_).mean())
+    model.coef_ = base.coef_ * scale + rng.normal(0.0, noise * spread, size=base.coef_.shape)
+    model.play_counts_ = base.play_counts_.copy()
+    return model
