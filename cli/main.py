@@ -1,5 +1,5 @@
 """The ``loopbreak`` command: the top-level parser built from the command groups (one module each:
-demo, study, serve, keys, retrain, ope, ab, models, catalog, tune, bench), logging, and the
+demo, study, serve, keys, retrain, export, ope, ab, models, catalog, tune, bench), logging, and the
 dispatch to the chosen command.
 
 A command module imports its heavy libraries only when its command runs, so that
@@ -13,9 +13,22 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from cli import ab, bench, catalog, demo, keys, models, ope, retrain, serve, study, tune
+from cli import (
+    ab,
+    bench,
+    catalog,
+    demo,
+    export,
+    keys,
+    models,
+    ope,
+    retrain,
+    serve,
+    study,
+    tune,
+)
 
-GROUPS = (demo, study, serve, keys, retrain, ope, ab, models, catalog, tune, bench)
+GROUPS = (demo, study, serve, keys, retrain, export, ope, ab, models, catalog, tune, bench)
 """The command groups, in the order ``loopbreak --help`` lists them; each has ``add_parser``."""
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from cli import ope_coverage, ope_report
 from cli.common import add_alpha, add_json, fail
+from cli.engine import add_engine, check_engine_options, engine_session
 
 
 def add_parser(sub: Any) -> None:
@@ -31,17 +32,20 @@ def _add_estimate(ope_sub: Any) -> None:
     from ope.suite import DROS_LAMBDA, SWITCH_TAU
 
     estimate = ope_sub.add_parser(
-        "estimate", help="estimate a policy's value from a Parquet/CSV file of logged rows"
+        "estimate",
+        help="estimate a policy's value from logged rows: a Parquet/CSV file, or a folder or "
+        "glob of Parquet partitions",
     )
     estimate.add_argument(
         "--input",
         required=True,
-        help="columns reward, pscore, target_pscore [, decision_id, slot, q_hat, v_hat, "
-        "pscore_slate, target_pscore_slate, pscore_cascade, target_pscore_cascade, "
-        "target_pscore_item]; q_hat is the reward model at the logged action, v_hat the reward "
-        "model averaged over the target policy; the slate columns are whole-slate and prefix "
-        "probabilities, and the target's probability of the row's item at any position (the "
-        "pseudo-inverse estimator pi, for uniform logging)",
+        help="a .parquet or .csv file, or a folder or glob of .parquet partitions (e.g. `loopbreak "
+        "export`'s days), with columns reward, pscore, target_pscore [, decision_id, slot, "
+        "q_hat, v_hat, pscore_slate, target_pscore_slate, pscore_cascade, "
+        "target_pscore_cascade, target_pscore_item]; q_hat is the reward model at the logged "
+        "action, v_hat the reward model averaged over the target policy; the slate columns are "
+        "whole-slate and prefix probabilities, and the target's probability of the row's item "
+        "at any position (the pseudo-inverse estimator pi, for uniform logging)",
     )
     add_alpha(estimate)
     estimate.add_argument(
@@ -87,6 +91,7 @@ def _add_estimate(ope_sub: Any) -> None:
     )
     estimate.add_argument("--bootstrap", type=int, default=N_BOOTSTRAP, help="replicates")
     estimate.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    add_engine(estimate)
     estimate.add_argument(
         "--chunk-rows",
         type=int,
@@ -97,15 +102,44 @@ def _add_estimate(ope_sub: Any) -> None:
     estimate.set_defaults(func=run_estimate)
 
 
-def run_estimate(args: argparse.Namespace) -> int:
-    """``loopbreak ope estimate``: one row an estimator, with its interval and weights."""
-    from ope import Bounds, OpeInputError, estimators, read_batches
-    from ope.streaming import finish_all, stream_partials
+def _partials(
+    args: argparse.Namespace, chosen: list[Any], n_bootstrap: int
+) -> tuple[dict[str, Any], int]:
+    """Merged partials of the input on the chosen engine: a file streamed in chunks, a folder or
+    glob of Parquet partitions file by file, or any of them on Spark."""
+    from ope import read_batches
+    from ope.streaming import stream_partials
 
     path = Path(args.input)
-    if not path.exists():
-        return fail(f"--input {path} does not exist")
+    if args.engine == "in-process" and path.is_file():
+        return stream_partials(
+            read_batches(path, chunk_rows=args.chunk_rows), chosen,
+            n_bootstrap=n_bootstrap, seed=args.seed,
+        )  # fmt: skip
+    from ope.spark_dataset import dataset_batches, open_dataset
+
+    dataset = open_dataset(args.input)
+    if args.engine == "in-process":
+        return stream_partials(
+            dataset_batches(dataset, chunk_rows=args.chunk_rows), chosen,
+            n_bootstrap=n_bootstrap, seed=args.seed,
+        )  # fmt: skip
+    from ope.spark_estimate import spark_partials
+
+    return spark_partials(
+        engine_session(args), dataset, chosen, n_bootstrap=n_bootstrap, seed=args.seed
+    )
+
+
+def run_estimate(args: argparse.Namespace) -> int:
+    """``loopbreak ope estimate``: one row an estimator, with its interval and weights."""
+    from ope import Bounds, OpeInputError, estimators
+    from ope.spark_session import MasterError, SparkUnavailableError
+    from ope.streaming import finish_all
+
+    path = args.input
     try:
+        check_engine_options(args)
         chosen = estimators(
             dros_lambda=args.dros_lambda, switch_tau=args.switch_tau, clip=args.clip
         )
@@ -114,15 +148,16 @@ def run_estimate(args: argparse.Namespace) -> int:
             weight_max=args.weight_max,
         )  # fmt: skip
         n_bootstrap = args.bootstrap if args.interval == "bootstrap" else 0
-        partials, n_rows = stream_partials(
-            read_batches(path, chunk_rows=args.chunk_rows), chosen,
-            n_bootstrap=n_bootstrap, seed=args.seed,
-        )  # fmt: skip
+        partials, n_rows = _partials(args, chosen, n_bootstrap)
         estimates = finish_all(
             partials, chosen, alpha=args.alpha, interval=args.interval, bounds=bounds
         )
+    except FileNotFoundError as exc:
+        return fail(str(exc) if "--input" in str(exc) else f"--input {path} does not exist")
     except OpeInputError as exc:
-        return fail(f"{path}: {exc}")
+        return fail(f"{path}: {exc}" if Path(path).is_file() else str(exc))  # files named
+    except (MasterError, SparkUnavailableError) as exc:
+        return fail(str(exc))
     except ValueError as exc:  # a bad option: --alpha, --dros-lambda, --interval, bounds, ...
         return fail(str(exc))
     n_decisions = estimates["ipw"].n_decisions
