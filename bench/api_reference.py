@@ -9,11 +9,11 @@ one transaction and commits, then resolves the waiting requests' futures on the 
 request awaits its future, so no request holds a thread. With several uvicorn workers each has
 its own writer and connection, and the writers take turns on an OS file lock held across each
 transaction, as the log's writers do (:mod:`proplog.writer_lock`): a waiting writer wakes as
-soon as the lock is free, where SQLite's busy handler would sleep through the gaps. Each
-connection has TCP_NODELAY (:class:`NoDelayH11Protocol`), which uvicorn's worker processes
-otherwise lack.
+soon as the lock is free, where SQLite's busy handler would sleep through the gaps.
 
-It is served by uvicorn the way ``loopbreak serve`` serves the service:
+It is served by uvicorn the way ``loopbreak serve`` serves the service, with the same protocol
+and event loop (:func:`api.protocol.server_stack`: httptools, uvloop, TCP_NODELAY on each
+connection):
 ``python -m bench.api_reference --db FILE --port PORT [--workers N]``. ``GET /healthz`` answers
 200 once the app has started.
 """
@@ -26,7 +26,6 @@ import fcntl
 import logging
 import os
 import queue
-import socket
 import sqlite3
 import threading
 import time
@@ -37,7 +36,8 @@ from typing import Literal
 
 from fastapi import FastAPI
 from pydantic import BaseModel, Field
-from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from api.protocol import server_stack
 
 logger = logging.getLogger(__name__)
 
@@ -176,22 +176,6 @@ def stored_decisions(path: str) -> list[str]:
         connection.close()
 
 
-class NoDelayH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with TCP_NODELAY set on each connection.
-
-    With ``workers`` > 1, uvicorn 0.54 binds the listening socket itself with protocol number 0,
-    and asyncio sets TCP_NODELAY only on sockets whose protocol is IPPROTO_TCP, so every accepted
-    connection keeps Nagle's algorithm: a response written in two parts (head, then body) waits
-    for the client's delayed ACK, about 40 ms (measured with two workers at 50/s: p50 45 ms,
-    against 3 ms with one). Setting the option again is harmless where it is already set."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().connection_made(transport)  # type: ignore[arg-type]
-
-
 def main() -> int:
     import uvicorn
 
@@ -210,13 +194,13 @@ def main() -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
-            http=NoDelayH11Protocol,
+            **server_stack(),
             log_level="warning",
             access_log=False,
         )
     else:
         uvicorn.run(
-            create_app(args.db), host=args.host, port=args.port, http=NoDelayH11Protocol,
+            create_app(args.db), host=args.host, port=args.port, **server_stack(),
             log_level="warning", access_log=False,
         )  # fmt: skip
     return 0

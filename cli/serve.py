@@ -77,7 +77,7 @@ def settings_environment(args: argparse.Namespace) -> dict[str, str]:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from api.protocol import NoDelayH11Protocol
+    from api.protocol import server_stack
     from api.settings import Settings
 
     if args.workers < 1:
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        http=NoDelayH11Protocol,
+        **server_stack(),
         log_level="info",
         access_log=args.access_log,
         timeout_graceful_shutdown=max(0, args.graceful_timeout),

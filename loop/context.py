@@ -7,7 +7,7 @@ into a ``ScoreRequest``, so that serving, training and replay see the same featu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -103,8 +103,17 @@ class RequestContext:
         )
 
     def record_fields(self) -> dict[str, Any]:
-        """The decision record's context columns."""
-        return asdict(self)
+        """The decision record's context columns (every field is an immutable scalar, so a
+        shallow dict; ``dataclasses.asdict`` would deep-copy each, on every decision)."""
+        return {
+            "user_id": self.user_id,
+            "surface": self.surface,
+            "device": self.device,
+            "country": self.country,
+            "local_time": self.local_time,
+            "query": self.query,
+            "source_item": self.source_item,
+        }
 
     def score_request(self, *, when: datetime, history: History) -> ScoreRequest:
         """The scorer's view of this request at ``when`` with the user's ``history``."""

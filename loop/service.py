@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,7 @@ from proplog.errors import ConflictError
 from proplog.ids import time_ordered_uuid
 from proplog.schema import DecisionCreate, SlateItemCreate
 from proplog.store import get_decision, record_validated_batch, user_history
+from proplog.validation import validate_decision
 
 logger = logging.getLogger(__name__)
 
@@ -194,13 +196,29 @@ class DecisionService:
         history: History,
     ) -> DecisionCreate:
         """Score ``candidates`` for ``request`` with the user's ``history``, sample the slate
-        (seeded by ``decision_id``) and build the decision record, validated once by its
-        constructor (the log's rules), so that it is written without another validation."""
+        (seeded by ``decision_id``) and build the decision record, held once to the log's rules
+        (:func:`proplog.validation.validate_decision`, which raises ``LogValidationError``
+        naming the field), so that it is written without another validation."""
         context = request.context
         scoring = context.score_request(when=now, history=history)
         scores = self.scorer.score([scoring], [candidates])[0]
         slate = self.policy.decide(scores, request.k, rng_for_decision(decision_id))
-        return DecisionCreate(
+        exact = slate.marginals_exact
+        # Each column once as Python values (``tolist``: ints, floats and bools, as the log
+        # stores them), rather than one numpy scalar conversion per value.
+        columns = zip(
+            candidates[slate.indices].tolist(),
+            np.asarray(slate.scores, dtype=np.float64).tolist(),
+            np.asarray(slate.propensity, dtype=np.float64).tolist() if exact else repeat(None),
+            np.asarray(slate.cond_propensity, dtype=np.float64).tolist(),
+            np.asarray(slate.prefix_propensity, dtype=np.float64).tolist(),
+            np.asarray(slate.explored, dtype=bool).tolist(),
+            strict=False,
+        )
+        # The record without pydantic's pass over its thousands of candidate values (every
+        # value above already has its type; each slate position is still validated), then held
+        # to the log's rules by the same check as the constructor's validator.
+        record = DecisionCreate.model_construct(
             decision_id=decision_id,
             created_at=now,
             **context.record_fields(),
@@ -208,23 +226,25 @@ class DecisionService:
             policy_version=self.policy.version,
             model_version=self.scorer.model_version,
             exploration=slate.exploration or self.policy.params(),
-            marginals_exact=slate.marginals_exact,
+            marginals_exact=exact,
             arm=self.arm,
-            candidate_ids=candidates.tolist(),  # Python ints and floats, ten times faster
-            candidate_scores=np.asarray(scores, dtype=np.float64).tolist(),  # than a loop
+            candidate_ids=candidates.tolist(),
+            candidate_scores=np.asarray(scores, dtype=np.float64).tolist(),
             slate=[
                 SlateItemCreate(
                     position=k,
-                    item_id=int(candidates[slate.indices[k]]),
-                    score=float(slate.scores[k]),
-                    propensity=float(slate.propensity[k]) if slate.marginals_exact else None,
-                    cond_propensity=float(slate.cond_propensity[k]),
-                    prefix_propensity=float(slate.prefix_propensity[k]),
-                    explored=bool(slate.explored[k]),
+                    item_id=item,
+                    score=score,
+                    propensity=propensity,
+                    cond_propensity=cond,
+                    prefix_propensity=prefix,
+                    explored=explored,
                 )
-                for k in range(len(slate))
+                for k, (item, score, propensity, cond, prefix, explored) in enumerate(columns)
             ],
         )
+        validate_decision(record)
+        return record
 
     def decide(
         self,

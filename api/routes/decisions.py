@@ -11,12 +11,12 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request, Response, status
-from fastapi.responses import JSONResponse
+from pydantic_core import to_json
 
 from api.deps import BlockingPool
 from api.errors import refusal
 from api.metrics import ServiceMetrics
-from api.schemas import DecisionRequest, DecisionResponse, PolicyInfo, SlatePosition
+from api.schemas import DecisionRequest, DecisionResponse
 from api.settings import Settings
 from loop.context import RequestContext
 from loop.service import DecisionInput, DecisionService
@@ -46,24 +46,46 @@ def to_input(body: DecisionRequest) -> DecisionInput:
     )
 
 
-def to_response(
+def response_body(
     record: DecisionCreate, *, replayed: bool, activation: Activation | None = None
-) -> DecisionResponse:
-    """The HTTP answer from the stored decision record (and its activation row when deferred)."""
-    return DecisionResponse(
-        decision_id=record.decision_id,
-        created_at=record.created_at,
-        user_id=record.user_id,
-        surface=record.surface,
-        policy=PolicyInfo(
-            name=record.policy_name, version=record.policy_version, params=record.exploration
-        ),
-        model_version=record.model_version,
-        marginals_exact=record.marginals_exact,
-        slate=[SlatePosition.model_validate(p, from_attributes=True) for p in record.slate],
-        replayed=replayed,
-        deferred=activation is not None,
-        activation_expires_at=activation.expires_at if activation is not None else None,
+) -> bytes:
+    """The HTTP answer from the stored decision record (and its activation row when deferred),
+    as the JSON bytes of :class:`api.schemas.DecisionResponse`, fields in its order.
+
+    Built straight from the record, which the log's rules validated when it was made or read,
+    and serialized once by pydantic's own encoder (the same text as
+    ``DecisionResponse(...).model_dump_json()``, which the tests check), rather than validated
+    again into the response model and then serialized: the route returns these bytes as its
+    response, so FastAPI does neither."""
+    return to_json(
+        {
+            "decision_id": record.decision_id,
+            "created_at": record.created_at,
+            "user_id": record.user_id,
+            "surface": record.surface,
+            "policy": {
+                "name": record.policy_name,
+                "version": record.policy_version,
+                "params": record.exploration,
+            },
+            "model_version": record.model_version,
+            "marginals_exact": record.marginals_exact,
+            "slate": [
+                {
+                    "position": p.position,
+                    "item_id": p.item_id,
+                    "score": p.score,
+                    "propensity": p.propensity,
+                    "cond_propensity": p.cond_propensity,
+                    "prefix_propensity": p.prefix_propensity,
+                    "explored": p.explored,
+                }
+                for p in record.slate
+            ],
+            "replayed": replayed,
+            "deferred": activation is not None,
+            "activation_expires_at": activation.expires_at if activation is not None else None,
+        }
     )
 
 
@@ -82,9 +104,7 @@ def to_response(
         },
     },
 )
-async def decide(
-    body: DecisionRequest, request: Request, response: Response
-) -> DecisionResponse | JSONResponse:
+async def decide(body: DecisionRequest, request: Request) -> Response:
     state = request.app.state
     settings: Settings = state.settings
     metrics: ServiceMetrics = state.metrics
@@ -111,6 +131,8 @@ async def decide(
     metrics.decisions.labels(body.surface, str(out.replayed).lower()).inc()
     if not out.replayed:
         metrics.observe_decision(out.record, out.write_seconds)
-    if out.replayed:
-        response.status_code = status.HTTP_200_OK
-    return to_response(out.record, replayed=out.replayed, activation=out.activation)
+    return Response(
+        content=response_body(out.record, replayed=out.replayed, activation=out.activation),
+        status_code=status.HTTP_200_OK if out.replayed else status.HTTP_201_CREATED,
+        media_type="application/json",
+    )
