@@ -13,7 +13,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """σ(z), computed as (1 + tanh(z / 2)) / 2, which never overflows."""
     return 0.5 * (1.0 + np.tanh(0.5 * z))
 
 
@@ -45,7 +46,7 @@ def fit_logistic(
     p_mean = np.clip(np.average(y, weights=w), 1e-6, 1 - 1e-6)
     beta[0] = np.log(p_mean / (1 - p_mean))
     for iteration in range(max_iter):
-        p = _sigmoid(X @ beta)
+        p = sigmoid(X @ beta)
         grad = X.T @ (w * (p - y)) + penalty * beta
         hess = (X * (w * p * (1 - p))[:, None]).T @ X + np.diag(penalty + 1e-9)
         step = np.linalg.solve(hess, grad)
@@ -58,4 +59,4 @@ def fit_logistic(
 
 def predict_logistic(X: np.ndarray, beta: np.ndarray) -> np.ndarray:
     """σ(X β)."""
-    return _sigmoid(X @ beta)
+    return sigmoid(X @ beta)

@@ -60,6 +60,10 @@ class ItemCatalog:
             raise ValueError("item_ids must be a 1-D array of sorted, unique ids")
         if self.genres.shape[0] != ids.size or self.release_time.shape[0] != ids.size:
             raise ValueError("genres and release_time must have one row per item id")
+        # Sorted and unique, so the ids are one run first..first+n-1 exactly when the last is
+        # first+n-1; then an id's row is its offset from the first (no search on each request).
+        dense = ids.size > 0 and int(ids[-1]) - int(ids[0]) == ids.size - 1
+        object.__setattr__(self, "_first_of_run", int(ids[0]) if dense else None)
 
     @property
     def n_items(self) -> int:
@@ -68,6 +72,11 @@ class ItemCatalog:
     def rows(self, items: np.ndarray) -> np.ndarray:
         """Row index of each item id; raises KeyError naming the first unknown id."""
         items = np.asarray(items, dtype=np.int64)
+        first: int | None = self._first_of_run  # type: ignore[attr-defined]
+        if first is not None and items.size:
+            rows = items - first
+            if rows.min() >= 0 and rows.max() < self.n_items:
+                return rows
         rows = np.searchsorted(self.item_ids, items)
         rows = np.clip(rows, 0, self.n_items - 1)
         unknown = np.flatnonzero(self.item_ids[rows] != items)

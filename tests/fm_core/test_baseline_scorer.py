@@ -240,6 +240,21 @@ def test_catalog_rows_raise_naming_an_unknown_id() -> None:
     np.testing.assert_array_equal(catalog.known(np.array([2, 4, 12, 11])), [1, 0, 0, 1])
 
 
+@pytest.mark.parametrize("first", [0, 7])
+def test_catalog_rows_of_a_run_of_ids(first: int) -> None:
+    """Ids first..first+4 are looked up by offset; anything outside still raises by name."""
+    catalog = ItemCatalog(
+        item_ids=np.arange(first, first + 5),
+        genres=np.zeros((5, 4), dtype=bool),
+        release_time=np.zeros(5),
+    )
+    np.testing.assert_array_equal(catalog.rows(np.array([first + 4, first, first + 2])), [4, 0, 2])
+    assert catalog.rows(np.array([], dtype=np.int64)).size == 0
+    for unknown in (first - 1, first + 5, -1):
+        with pytest.raises(KeyError, match=f"unknown item id {unknown}"):
+            catalog.rows(np.array([first, unknown]))
+
+
 @pytest.mark.parametrize("ids", [[3, 1, 2], [1, 2, 2], [[1, 2], [3, 4]]])
 def test_catalog_rejects_unsorted_or_duplicate_ids(ids: list) -> None:
     ids = np.array(ids)
