@@ -182,7 +182,7 @@ def to_json_value(value: Any, field: str) -> Any:
         ) from None
 
 
-def _candidates_look_valid(d: DecisionCreate) -> bool:
+def _candidates_look_valid(d: DecisionCreate, distinct: set[int]) -> bool:
     """The common case in a few C-level passes; ``False`` sends the record to the detailed checks.
 
     Sound, not complete: ``True`` only when every rule of :func:`_explain_candidates` holds.
@@ -195,14 +195,14 @@ def _candidates_look_valid(d: DecisionCreate) -> bool:
         bool(ids)
         and min(ids) >= 0
         and max(ids) <= MAX_ITEM_ID
-        and len(set(ids)) == len(ids)
+        and len(distinct) == len(ids)
         and len(scores) == len(ids)
         and math.isfinite(sum(scores))
     )
 
 
-def _check_candidates(d: DecisionCreate) -> None:
-    if not _candidates_look_valid(d):
+def _check_candidates(d: DecisionCreate, distinct: set[int]) -> None:
+    if not _candidates_look_valid(d, distinct):
         _explain_candidates(d)
 
 
@@ -232,7 +232,7 @@ def _explain_candidates(d: DecisionCreate) -> None:
         check_finite(score, f"candidate_scores[{i}]")
 
 
-def _slate_looks_valid(d: DecisionCreate) -> bool:
+def _slate_looks_valid(d: DecisionCreate, candidates: set[int]) -> bool:
     """Every rule of :func:`_explain_slate` as one quick pass that builds no messages.
 
     Sound, not complete: ``True`` only when the slate is valid; ``False`` sends the record to
@@ -243,7 +243,6 @@ def _slate_looks_valid(d: DecisionCreate) -> bool:
     """
     if not d.slate:
         return False
-    candidates = set(d.candidate_ids)
     seen: set[int] = set()
     exact = d.marginals_exact
     previous = 1.0
@@ -281,8 +280,8 @@ def _slate_looks_valid(d: DecisionCreate) -> bool:
     return True
 
 
-def _check_slate(d: DecisionCreate) -> None:
-    if not _slate_looks_valid(d):
+def _check_slate(d: DecisionCreate, candidates: set[int]) -> None:
+    if not _slate_looks_valid(d, candidates):
         _explain_slate(d)
 
 
@@ -359,8 +358,9 @@ def validate_decision(d: DecisionCreate) -> None:
     if not isinstance(d.exploration, dict):
         raise LogValidationError("exploration", "a JSON object (dict)", d.exploration)
     d.exploration = to_json_value(d.exploration, "exploration")
-    _check_candidates(d)
-    _check_slate(d)
+    candidates = set(d.candidate_ids)  # one set for both checks: built once per record
+    _check_candidates(d, candidates)
+    _check_slate(d, candidates)
 
 
 def validate_event(e: EventCreate) -> None:
