@@ -1,5 +1,6 @@
 """``loopbreak bench ope``: our estimators against obp 0.4.1 on the same million decisions, and a
-log ten times larger streamed from Parquet in bounded memory.
+log ten times larger streamed from Parquet in bounded memory; with ``--engine spark``, Spark
+beside the in-process streaming path on the same Parquet files (``bench.ope_spark``).
 
 The problem: n decisions over 10 actions, softmax logging and target policies, binary rewards
 and a noisy reward model q̂. obp takes the dense (n, actions, 1) arrays; ours takes the per-row
@@ -27,7 +28,8 @@ from typing import Any
 
 import numpy as np
 
-N_ACTIONS = 10
+from bench.ope_problem import make_problem
+from bench.ope_spark import DEFAULT_SIZES, run_spark, table_spark
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,34 +42,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--bootstrap", type=int, default=100, help="resamples in both bootstraps")
     parser.add_argument("--seed", type=int, default=0)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def make_problem(n: int, seed: int) -> dict[str, np.ndarray]:
-    """Dense and per-row views of one synthetic logged problem."""
-    rng = np.random.default_rng(seed)
-    logging_policy = _softmax(rng.normal(size=(n, N_ACTIONS)))
-    target = _softmax(rng.normal(scale=1.5, size=(n, N_ACTIONS)))
-    expected = rng.uniform(0.05, 0.4, size=(n, N_ACTIONS))
-    u = rng.random(n)[:, None]
-    action = np.minimum((logging_policy.cumsum(axis=1) < u).sum(axis=1), N_ACTIONS - 1)
-    rows = np.arange(n)
-    reward = (rng.random(n) < expected[rows, action]).astype(np.float64)
-    q = np.clip(expected + rng.normal(scale=0.05, size=(n, N_ACTIONS)), 0.0, 1.0)
-    return {
-        "action": action,
-        "reward": reward,
-        "pscore": logging_policy[rows, action],
-        "target_pscore": target[rows, action],
-        "q_hat": q[rows, action],
-        "v_hat": (target * q).sum(axis=1),
-        "action_dist": target[:, :, None],
-        "q_dense": q[:, :, None],
-    }
+    parser.add_argument(
+        "--engine",
+        choices=("in-process", "spark"),
+        default="in-process",
+        help="in-process: ours against obp (default); spark: Spark beside the in-process "
+        "streaming path on the same Parquet files, at each of --sizes (bench.ope_spark)",
+    )
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: tuple(int(float(x)) for x in text.split(",")),
+        default=DEFAULT_SIZES,
+        help="--engine spark: dataset sizes in rows, comma-separated (default "
+        f"{','.join(str(s) for s in DEFAULT_SIZES)}; e.g. 1e6,3e6,1e7)",
+    )
+    parser.add_argument("--master", help="--engine spark: Spark master URL (default local[2])")
 
 
 def _ours(problem: dict[str, np.ndarray]) -> tuple[float, dict[str, float]]:
@@ -173,8 +162,17 @@ def _streamed(rows: int, seed: int) -> dict[str, float]:
 
 
 def run(
-    *, rows: int = 1_000_000, streamed_rows: int = 10_000_000, bootstrap: int = 100, seed: int = 0
+    *,
+    rows: int = 1_000_000,
+    streamed_rows: int = 10_000_000,
+    bootstrap: int = 100,
+    seed: int = 0,
+    engine: str = "in-process",
+    sizes: tuple[int, ...] = DEFAULT_SIZES,
+    master: str | None = None,
 ) -> dict[str, Any]:
+    if engine == "spark":
+        return run_spark(sizes=sizes, master=master, seed=seed)
     problem = make_problem(rows, seed)
     _ours(make_problem(1000, seed + 99))  # warm imports on both sides
     _obp(make_problem(1000, seed + 99))
@@ -197,6 +195,8 @@ def run(
 
 
 def table(result: dict[str, Any]) -> str:
+    if result.get("kind") == "ope_spark":
+        return table_spark(result)
     lines = [
         f"{result['rows']:,} decisions, 7 estimators (obp names: dr-os = dros)",
         f"{'estimator':<12}{'ours':>12}{'obp 0.4.1':>12}{'rel diff':>11}",

@@ -10,7 +10,7 @@ import importlib
 import json
 from typing import Any
 
-from cli.common import add_json
+from cli.common import add_json, fail
 
 _GENERIC = frozenset({"command", "func", "verbose", "name", "json"})
 """The options that are the command's, not the benchmark's: the rest go to its ``run``."""
@@ -34,7 +34,10 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"bench.{args.name}")
     options = {k: v for k, v in vars(args).items() if k not in _GENERIC}
-    result = module.run(**options)
+    try:
+        result = module.run(**options)
+    except ValueError as exc:  # a bad option the benchmark refuses (its message names it)
+        return fail(str(exc))
     print(module.table(result))
     if args.json:
         print(json.dumps(result))
