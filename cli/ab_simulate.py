@@ -22,9 +22,10 @@ def add_simulate(commands: Any) -> None:
     sim.add_argument("--days", type=int, default=7, help="days per experiment (one look a day)")
     sim.add_argument("--users", type=int, default=300, help="members of the sequence's world")
     sim.add_argument("--srm-users", type=int, default=3000, help="members of the guards' world")
-    sim.add_argument("--srm-decisions", type=int, default=3000, help="decisions per guard test")
-    sim.add_argument("--runs", type=int, default=400, help="repeated assignments per rate")
+    sim.add_argument("--srm-decisions", type=int, default=6000, help="decisions per guard test")
+    sim.add_argument("--runs", type=int, default=1000, help="repeated assignments per rate")
     sim.add_argument("--skip-guards", action="store_true", help="only the sequence")
+    sim.add_argument("--skip-sequence", action="store_true", help="only the guards")
     sim.add_argument("--out", default="out/ab_simulate", help="folder (its logs are replaced)")
     add_json(sim)
     sim.set_defaults(func=run_simulate)
@@ -126,6 +127,7 @@ def _guards(args: argparse.Namespace, out: Path) -> dict[str, Any]:
           f"{served.broken.sentence()}")  # fmt: skip
     print(f"  over {config.runs} assignments: false alarms {served.false_alarms} at alpha "
           f"{config.srm_alpha:g}; 55/45 detected {served.detections}")  # fmt: skip
+    print(f"  false alarms at alpha 0.05: {served.false_alarms_at_05}")
     result, tau2 = peeking(_fresh_engine(out / "aa.db"), config)
     print(f"A/A under daily peeking ({result.looks} looks, {config.runs} assignments, "
           f"tau2 {tau2:.3g}, alpha {config.alpha:g}):")  # fmt: skip
@@ -148,14 +150,17 @@ def run_simulate(args: argparse.Namespace) -> int:
             return fail(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    document: dict[str, Any] = {"sequence": _sequence(args, out)}
+    document: dict[str, Any] = {}
+    if not args.skip_sequence:
+        document["sequence"] = _sequence(args, out)
     if not args.skip_guards:
         document["guards"] = _guards(args, out)
     from ope.report import finite_or_none
 
     document = finite_or_none(document)
     (out / "simulate.json").write_text(json.dumps(document, indent=2, allow_nan=False))
-    print(f"wrote {out / 'simulate.json'} and {out / 'agreement.html'}")
+    print(f"wrote {out / 'simulate.json'}" + ("" if args.skip_sequence else
+          f" and {out / 'agreement.html'}"))  # fmt: skip
     if args.json:
         print(json.dumps(document, allow_nan=False))
     return 0

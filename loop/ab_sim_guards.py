@@ -48,9 +48,9 @@ class GuardConfig:
     pool: int = 20
     pre_decisions: int = 600
     pre_days: float = 7.0
-    decisions: int = 3000
+    decisions: int = 6000
     days: int = 7
-    runs: int = 400
+    runs: int = 1000
     srm_alpha: float = 0.001
     broken_shares: tuple[float, float] = (0.55, 0.45)
     alpha: float = 0.05
@@ -78,12 +78,13 @@ class SrmServed:
     false_alarms: Rate
     detections: Rate
     users: int
+    false_alarms_at_05: Rate
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "correct": self.correct.as_dict(), "broken": self.broken.as_dict(),
             "false_alarms": self.false_alarms.as_dict(), "detections": self.detections.as_dict(),
-            "users": self.users,
+            "users": self.users, "false_alarms_at_05": self.false_alarms_at_05.as_dict(),
         }  # fmt: skip
 
 
@@ -122,6 +123,8 @@ def srm_served(engine: Engine, config: GuardConfig, work: Any) -> SrmServed:
                             served=dict(zip(planned, config.broken_shares, strict=True)),
                             runs=config.runs, alpha=config.srm_alpha),
         users=len(users),
+        false_alarms_at_05=srm_rate(users, planned=planned, served=planned, runs=config.runs,
+                                    alpha=0.05, prefix="srm05"),
     )  # fmt: skip
 
 

@@ -72,7 +72,7 @@ HEADER = ["experiment", "arm", "predicted lift [interval]", "A/B lift [interval]
 
 
 def summary_lines(summary: Agreement) -> list[str]:
-    level = round(100 * (1 - summary.alpha)) if summary.alpha == summary.alpha else 95
+    level = round(100 * (1 - summary.alpha))
     return [
         f"experiments {summary.experiments}, with a gate prediction {summary.with_prediction}",
         f"intervals overlap in {summary.overlap_share:.0%}",

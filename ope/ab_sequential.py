@@ -122,10 +122,10 @@ def confidence_sequence(
     for before_lo, before_hi in earlier:
         running_lo, running_hi = max(running_lo, before_lo), min(running_hi, before_hi)
         looks += 1
-    statistic = (
-        msprt_statistic(estimate, variance, tau2=tau2) if variance > 0.0 and math.isfinite(variance)
-        else (1.0 if not math.isfinite(variance) else math.inf)
-    )  # fmt: skip
+    if 0.0 < variance < math.inf:
+        statistic = msprt_statistic(estimate, variance, tau2=tau2)
+    else:  # no information yet (∞), or none left to doubt (0)
+        statistic = 0.0 if variance == math.inf else math.inf
     return SequentialInterval(
         value=estimate, lo=lo, hi=hi, running_lo=running_lo, running_hi=running_hi,
         variance=variance, tau2=tau2, alpha=alpha, statistic=statistic, looks=looks,

@@ -126,17 +126,15 @@ def test_confidence_sequence_keeps_its_level_under_daily_peeking() -> None:
 
 @pytest.mark.slow
 def test_guards_at_the_reported_size(tmp_path: Path) -> None:
-    config = GuardConfig(seed=0, n_users=3000, decisions=3000, runs=400)
+    config = GuardConfig(seed=0, n_users=3000, decisions=6000, runs=1000)
     engine = make_engine(f"sqlite:///{tmp_path / 'srm.db'}")
     init_db(engine)
     served = srm_served(engine, config, tmp_path)
     assert served.broken.flagged and not served.correct.flagged
-    assert served.false_alarms.rate < 0.01 and served.detections.rate > 0.9
-    alarms = srm_rate(np.array([f"m{i}" for i in range(3000)]), runs=1000, alpha=0.05,
-                      planned={"a": 0.5, "b": 0.5}, served={"a": 0.5, "b": 0.5})  # fmt: skip
-    assert alarms.lo <= 0.05 <= alarms.hi
+    assert served.false_alarms.rate < 0.005 and served.detections.rate > 0.9
+    assert served.false_alarms_at_05.lo <= 0.05 <= served.false_alarms_at_05.hi
     engine = make_engine(f"sqlite:///{tmp_path / 'aa.db'}")
     init_db(engine)
     result, _ = peeking(engine, config)
-    assert result.sequential_any.lo <= 0.05
-    assert result.sequential_any.rate <= result.fixed_any.rate
+    assert result.sequential_any.hi <= 0.05 or result.sequential_any.rate <= 0.05
+    assert result.fixed_any.lo > 0.05  # what the confidence sequence protects against
