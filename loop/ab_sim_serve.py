@@ -105,10 +105,15 @@ def uniform_service(world: World) -> DecisionService:
 
 def variant(base: PopularityAffinityScorer, *, scale: float, noise: float, version: str,
             rng: np.random.Generator) -> Scorer:  # fmt: skip
-    """A candidate model: ``base``'s coefficients × ``scale`` plus Gaussian noise of ``noise``
-    times their mean magnitude (scale 1 and noise 0 is ``base`` itself)."""
+    """A candidate model: ``base`` with its coefficients × ``scale`` plus Gaussian noise of
+    ``noise`` times their mean magnitude, and its fitted counts, genre prior and context lifts
+    (scale 1 and noise 0 scores as ``base`` does)."""
     model = PopularityAffinityScorer(base.catalog, model_version=version)
     spread = float(np.abs(base.coef_).mean())
     model.coef_ = base.coef_ * scale + rng.normal(0.0, noise * spread, size=base.coef_.shape)
     model.play_counts_ = base.play_counts_.copy()
+    model.genre_prior_ = base.genre_prior_.copy()
+    model.daypart_lift_ = base.daypart_lift_.copy()
+    model.devices_ = base.devices_
+    model.device_lift_ = base.device_lift_.copy()
     return model

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from fm_core import PopularityAffinityScorer
-from loop.ab_sim_serve import serve_world
+from loop.ab_sim_serve import serve_world, variant
 from loop.experiment import ExperimentSettings, assign_arm, load_experiment
 from loop.service import DecisionService
 from loop.sim_bridge import catalog_from_world
@@ -79,3 +79,20 @@ def test_bad_arm_policies_are_refused(arm: dict, message: str) -> None:
             arms=[{"name": "a", "share": 0.5, "model_path": "m"},
                   {"name": "b", "share": 0.5, "model_path": "m"} | arm],
         )  # fmt: skip
+
+
+def test_a_variant_at_scale_one_without_noise_is_its_base() -> None:
+    world = World(WorldConfig(seed=1, n_items=60, n_users=80))
+    catalog = catalog_from_world(world)
+    base = PopularityAffinityScorer(catalog, model_version="base")
+    base.coef_ = np.linspace(-1.0, 1.0, base.coef_.size)
+    base.play_counts_ = np.arange(catalog.n_items, dtype=np.float64)
+    base.daypart_lift_ = base.daypart_lift_ + 0.3
+    same = variant(base, scale=1.0, noise=0.0, version="same", rng=np.random.default_rng(0))
+    other = variant(base, scale=-1.0, noise=0.5, version="other", rng=np.random.default_rng(0))
+    assert isinstance(same, PopularityAffinityScorer)
+    assert isinstance(other, PopularityAffinityScorer)
+    for name in ("coef_", "play_counts_", "genre_prior_", "daypart_lift_", "device_lift_"):
+        assert np.array_equal(getattr(same, name), getattr(base, name)), name
+    assert same.model_version == "same"
+    assert not np.allclose(other.coef_, base.coef_)
