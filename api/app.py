@@ -59,6 +59,7 @@ from api.routes.health import serving_info
 from api.settings import Settings
 from explore import EpsilonGreedySlate, Policy
 from fm_core import Scorer
+from fm_core.serving_threads import limit_torch_threads
 from loop.experiment import LiveExperiment, load_experiment
 from loop.history_cache import HistoryCache
 from loop.models import production_model
@@ -137,6 +138,7 @@ def _lifespan(
         )
 
         def make_service(served: Scorer, serving: Policy | None = None) -> DecisionService:
+            limit_torch_threads(settings.torch_threads)  # a (re)loaded FM has imported torch
             return DecisionService(
                 scorer=served,
                 policy=serving or chosen,

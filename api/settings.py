@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     """Threads for the blocking reads and writes left on the request path (the replay lookup of
     a client's decision_id, a history cache miss, activation, API key checks, writes without the
     batch writer); each holds one pooled connection only while its read or write runs."""
+    torch_threads: int = Field(default=1, ge=0, le=256)
+    """CPU threads of a served foundation model's torch operations, per worker
+    (:mod:`fm_core.serving_threads`); 0 keeps torch's default (one per core), which on a busy
+    worker costs more CPU per decision than it saves in time."""
     experiment: ExperimentSettings | None = None
     """An A/B experiment (``LOOPBREAK_EXPERIMENT`` as JSON); None serves everyone alike."""
 
