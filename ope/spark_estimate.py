@@ -19,9 +19,8 @@ import logging
 import pickle
 import re
 from collections.abc import Iterator, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
@@ -42,12 +41,6 @@ ROW = "_row"
 RESULT_SCHEMA = "kind string, file long, row long, payload binary"
 ARROW_BATCH_ROWS = 200_000
 _AT_ROW = re.compile(r"at row (\d+)")
-
-
-def local_path(uri: str) -> str:
-    """The file path of a ``file:`` URI as Spark writes it (``file:/a/b``) or Python does."""
-    parsed = urlparse(uri)
-    return str(Path(unquote(parsed.path)).resolve()) if parsed.scheme == "file" else uri
 
 
 def read_dataset(spark: SparkSession, dataset: ParquetDataset, columns: Sequence[str]) -> DataFrame:
@@ -76,10 +69,29 @@ def _error(part: pd.DataFrame, message: str) -> pd.DataFrame:
                          "payload": [text.encode()]})  # fmt: skip
 
 
-def _partials_row(partials: dict[str, Partial], part: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"kind": ["partials"], "file": [int(part[FILE].iloc[0])],
+Scope = tuple[str, str]
+"""("", "") for the whole dataset, (column, value) for a segment of it."""
+WHOLE: Scope = ("", "")
+Scoped = dict[Scope, dict[str, Partial]]
+MISSING_SEGMENT = "(missing)"
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """What every task reduces with: the estimators, each file's first row in the dataset (the
+    keys of rows without ``decision_id``), the bootstrap, and the segment columns."""
+
+    chosen: tuple[Estimator, ...]
+    offsets: tuple[int, ...]
+    n_bootstrap: int = 0
+    seed: int = 0
+    segments: tuple[str, ...] = ()
+
+
+def _payload_row(kind: str, payload: object, part: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"kind": [kind], "file": [int(part[FILE].iloc[0])],
                          "row": [int(part[ROW].iloc[0])],
-                         "payload": [pickle.dumps(partials)]})  # fmt: skip
+                         "payload": [pickle.dumps(payload)]})  # fmt: skip
 
 
 def batch_partials(
@@ -91,6 +103,29 @@ def batch_partials(
         for e in chosen
         if e.supports(batch)
     }
+
+
+def segment_values(column: pd.Series) -> pd.Series:
+    """A segment column's values, missing ones named as the in-process report names them."""
+    return column.astype(object).where(column.notna(), MISSING_SEGMENT)
+
+
+def frame_partials(
+    frame: pd.DataFrame, reduction: Reduction, keys: np.ndarray | None = None
+) -> Scoped:
+    """The partials of whole decisions in ``frame``, for the whole and for each segment value
+    (segments without the bootstrap: the report gives them normal intervals)."""
+    batch = OpeBatch.from_frame(frame)
+    if keys is not None:
+        batch = dataclasses.replace(batch, keys=keys)
+    chosen = reduction.chosen
+    out: Scoped = {WHOLE: batch_partials(batch, chosen, reduction.n_bootstrap, reduction.seed)}
+    for column in reduction.segments:
+        groups = frame.groupby(segment_values(frame[column]), sort=False).indices
+        for value, rows in groups.items():
+            sub = OpeBatch.from_frame(frame.iloc[rows].reset_index(drop=True))
+            out[(column, str(value))] = batch_partials(sub, chosen, 0, 0)
+    return out
 
 
 def _edges(ids: np.ndarray) -> np.ndarray:
@@ -105,25 +140,17 @@ def _edges(ids: np.ndarray) -> np.ndarray:
     return edge
 
 
-def reduce_piece(
-    part: pd.DataFrame,
-    *,
-    chosen: Sequence[Estimator],
-    offsets: Sequence[int],
-    n_bootstrap: int,
-    seed: int,
-) -> Iterator[pd.DataFrame]:
+def reduce_piece(part: pd.DataFrame, reduction: Reduction) -> Iterator[pd.DataFrame]:
     """One file's rows in one partition, in file order, to partials (and edge rows)."""
-    contract = [c for c in part.columns if c not in (FILE, ROW)]
+    data = part.drop(columns=[FILE, ROW])
     if "decision_id" not in part.columns:
+        offset = np.uint64(reduction.offsets[int(part[FILE].iloc[0])])
         try:
-            batch = OpeBatch.from_frame(part[contract])
+            scoped = frame_partials(data, reduction, part[ROW].to_numpy(dtype=np.uint64) + offset)
         except OpeInputError as exc:
             yield _error(part, str(exc))
             return
-        offset = np.uint64(offsets[int(part[FILE].iloc[0])])
-        batch = dataclasses.replace(batch, keys=part[ROW].to_numpy(dtype=np.uint64) + offset)
-        yield _partials_row(batch_partials(batch, chosen, n_bootstrap, seed), part)
+        yield _payload_row("partials", scoped, part)
         return
     ids = part["decision_id"].to_numpy()
     try:
@@ -132,39 +159,33 @@ def reduce_piece(
         yield _error(part, str(exc))
         return
     edge = _edges(ids)
-    yield pd.DataFrame({"kind": ["edges"], "file": [int(part[FILE].iloc[0])],
-                        "row": [int(part[ROW].iloc[0])],
-                        "payload": [pickle.dumps(part[edge])]})  # fmt: skip
+    yield _payload_row("edges", part[edge], part)
     inner = part[~edge].reset_index(drop=True)
     if not len(inner):
         return
     try:
-        batch = OpeBatch.from_frame(inner[contract])
+        scoped = frame_partials(inner.drop(columns=[FILE, ROW]), reduction)
     except OpeInputError as exc:
         yield _error(inner, str(exc))
         return
-    yield _partials_row(batch_partials(batch, chosen, n_bootstrap, seed), inner)
+    yield _payload_row("partials", scoped, inner)
 
 
 def reduce_partition(
-    frames: Iterator[pd.DataFrame],
-    *,
-    chosen: Sequence[Estimator],
-    offsets: Sequence[int],
-    n_bootstrap: int,
-    seed: int,
+    frames: Iterator[pd.DataFrame], reduction: Reduction
 ) -> Iterator[pd.DataFrame]:
     """A Spark partition (``mapInPandas``) to partials, piece by file piece."""
     batches = [f for f in frames if len(f)]
     if not batches:
         return
     frame = pd.concat(batches, ignore_index=True)
-    starts = np.flatnonzero(np.r_[True, frame[FILE].to_numpy()[1:] != frame[FILE].to_numpy()[:-1]])
+    files = frame[FILE].to_numpy()
+    starts = np.flatnonzero(np.r_[True, files[1:] != files[:-1]])
     for start, stop in zip(starts, np.r_[starts[1:], len(frame)], strict=True):
-        part = frame.iloc[start:stop].sort_values(ROW, kind="stable").reset_index(drop=True)
-        yield from reduce_piece(
-            part, chosen=chosen, offsets=offsets, n_bootstrap=n_bootstrap, seed=seed
-        )
+        part = frame.iloc[start:stop]
+        if not part[ROW].is_monotonic_increasing:
+            part = part.sort_values(ROW, kind="stable")
+        yield from reduce_piece(part.reset_index(drop=True), reduction)
 
 
 def _raise_first_error(rows: list[Any], dataset: ParquetDataset) -> None:
@@ -175,12 +196,8 @@ def _raise_first_error(rows: list[Any], dataset: ParquetDataset) -> None:
 
 
 def _edge_partials(
-    pieces: list[pd.DataFrame],
-    dataset: ParquetDataset,
-    chosen: Sequence[Estimator],
-    n_bootstrap: int,
-    seed: int,
-) -> dict[str, Partial]:
+    pieces: list[pd.DataFrame], dataset: ParquetDataset, reduction: Reduction
+) -> Scoped:
     """The decisions at the pieces' edges, put back together in file order and reduced."""
     if not pieces:
         return {}
@@ -193,17 +210,53 @@ def _edge_partials(
             f"decision_id {decision!r} continues from {dataset.files[spans[0]]} into "
             f"{dataset.files[spans[1]]}; rows of one decision must be in one file"
         )
-    contract = [c for c in edges.columns if c not in (FILE, ROW)]
     edges = edges.reset_index(drop=True)
     try:
         _check_contiguous(edges["decision_id"].to_numpy(), 0)
-        batch = OpeBatch.from_frame(edges[contract])
+        return frame_partials(edges.drop(columns=[FILE, ROW]), reduction)
     except OpeInputError as exc:
         found = _AT_ROW.search(str(exc))
         at = int(found[1]) if found else 0
         text = _AT_ROW.sub(f"at row {int(edges[ROW].iloc[at])}", str(exc))
         raise OpeInputError(f"{dataset.files[int(edges[FILE].iloc[at])]}: {text}") from None
-    return batch_partials(batch, chosen, n_bootstrap, seed)
+
+
+def merge_scoped(parts: Sequence[Scoped]) -> Scoped:
+    merged: Scoped = {}
+    for part in parts:
+        for scope, partials in part.items():
+            into = merged.setdefault(scope, {})
+            for name, partial in partials.items():
+                into[name] = partial if name not in into else into[name].merge(partial)
+    return merged
+
+
+def spark_scoped_partials(
+    spark: SparkSession, dataset: ParquetDataset, reduction: Reduction
+) -> Scoped:
+    """Merged partials of the whole dataset and of each segment value: one Spark job."""
+    n_bootstrap = reduction.n_bootstrap
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
+        raise ValueError(f"n_bootstrap must be a non-negative int; got {n_bootstrap!r}")
+    missing = [c for c in reduction.segments if c not in dataset.columns]
+    if missing:
+        raise OpeInputError(f"segment column(s) {', '.join(missing)} not in the input")
+
+    def reduce(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        return reduce_partition(frames, reduction)
+
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
+    columns = [*dataset.contract_columns, *reduction.segments]
+    frame = read_dataset(spark, dataset, list(dict.fromkeys(columns)))
+    with quiet_pandas_warning():
+        rows = frame.mapInPandas(reduce, RESULT_SCHEMA).collect()
+    _raise_first_error(rows, dataset)
+    ordered = sorted(rows, key=lambda r: (r.file, r.row))
+    pieces = [pickle.loads(r.payload) for r in ordered if r.kind == "edges"]
+    parts = [pickle.loads(r.payload) for r in ordered if r.kind == "partials"]
+    parts.append(_edge_partials(pieces, dataset, reduction))
+    logger.info("Spark reduced %d rows in %d pieces", dataset.n_rows, len(ordered))
+    return merge_scoped(parts)
 
 
 def spark_partials(
@@ -216,31 +269,8 @@ def spark_partials(
 ) -> tuple[dict[str, Partial], int]:
     """Merged partials of every estimator in ``chosen`` that the dataset's columns allow, and
     the rows read: one Spark job over the dataset's partitions."""
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or n_bootstrap < 0:
-        raise ValueError(f"n_bootstrap must be a non-negative int; got {n_bootstrap!r}")
-    chosen = list(chosen)
-    offsets = list(dataset.offsets)
-
-    def reduce(frames: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        return reduce_partition(
-            frames, chosen=chosen, offsets=offsets, n_bootstrap=n_bootstrap, seed=seed
-        )
-
-    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
-    frame = read_dataset(spark, dataset, dataset.contract_columns)
-    with quiet_pandas_warning():
-        rows = frame.mapInPandas(reduce, RESULT_SCHEMA).collect()
-    _raise_first_error(rows, dataset)
-    ordered = sorted(rows, key=lambda r: (r.file, r.row))
-    pieces = [pickle.loads(r.payload) for r in ordered if r.kind == "edges"]
-    parts = [pickle.loads(r.payload) for r in ordered if r.kind == "partials"]
-    parts.append(_edge_partials(pieces, dataset, chosen, n_bootstrap, seed))
-    merged: dict[str, Partial] = {}
-    for part in parts:
-        for name, partial in part.items():
-            merged[name] = partial if name not in merged else merged[name].merge(partial)
-    logger.info("Spark reduced %d rows in %d pieces", dataset.n_rows, len(ordered))
-    return merged, dataset.n_rows
+    reduction = Reduction(tuple(chosen), dataset.offsets, n_bootstrap, seed)
+    return spark_scoped_partials(spark, dataset, reduction).get(WHOLE, {}), dataset.n_rows
 
 
 def spark_estimates(

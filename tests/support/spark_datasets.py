@@ -1,6 +1,7 @@
 """Parquet datasets of OPE rows for the Spark engine's tests: slates of 1 to 3 positions with
-every column of the input contract (each slate estimator runs), written as day partitions with
-small row groups, so that Spark splits files, and decisions, between its partitions."""
+every column of the input contract (each slate estimator runs) and a surface per decision,
+written as day partitions with small row groups, so that Spark splits files, and decisions,
+between its partitions."""
 
 from __future__ import annotations
 
@@ -52,7 +53,7 @@ def slate_rows(n_decisions: int, seed: int, *, prefix: str = "d") -> pd.DataFram
             .to_numpy(),
             "target_pscore_item": np.minimum(1.5 * target, 1.0),
             "v_hat_cascade": rng.uniform(0.0, 1.0, n),
-            "surface": rng.choice(["home", "search", "title"], n),
+            "surface": rng.choice(["home", "search", "title"], n_decisions)[decision],
         }
     )
 
