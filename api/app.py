@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -62,6 +63,7 @@ from fm_core import Scorer
 from fm_core.serving_threads import limit_torch_threads
 from loop.experiment import LiveExperiment, load_experiment
 from loop.history_cache import HistoryCache
+from loop.loop_reads import LoopReader
 from loop.models import production_model
 from loop.online_learning import start_online_learning
 from loop.service import DecisionService
@@ -150,10 +152,11 @@ def _lifespan(
         app.state.engine = db
         app.state.writer = writer
         app.state.blocking = blocking = BlockingPool(blocking_threads(settings, db))
-        app.state.history_cache = HistoryCache(
+        app.state.history_cache = history = HistoryCache(
             limit=settings.history_limit,
             ttl_s=settings.history_cache_seconds,
             max_users=settings.history_cache_users,
+            reader=LoopReader.for_engine(db),  # a miss read on the loop itself (SQLite files)
         )
         cold = EpsilonGreedySlate(epsilon=1.0) if start.cold_start and policy is None else None
         app.state.service = make_service(start.scorer, cold)
@@ -186,6 +189,8 @@ def _lifespan(
         if follower is not None:
             follower.start()
         app.state.learner = learner = start_online_learning(chosen, db, settings.online_learning())
+        if settings.switch_interval_ms is not None:
+            sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
         freeze_startup_objects()
         try:
             yield
@@ -194,6 +199,8 @@ def _lifespan(
             if follower is not None:
                 await follower.stop()
             blocking.close()
+            if history.reader is not None:
+                history.reader.close()
             if writer is not None:
                 writer.close()  # writes what is queued: nothing was acknowledged before its commit
             if engine is None:

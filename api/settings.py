@@ -109,6 +109,11 @@ class Settings(BaseSettings):
     """Threads for the blocking reads and writes left on the request path (the replay lookup of
     a client's decision_id, a history cache miss, activation, API key checks, writes without the
     batch writer); each holds one pooled connection only while its read or write runs."""
+    switch_interval_ms: float | None = Field(default=None, gt=0.0, le=100.0)
+    """How long (milliseconds) a worker's thread may hold Python's interpreter lock while another
+    waits for it (``sys.setswitchinterval``; None keeps Python's 5 ms). The batch writer's and
+    the database threads' results reach the event loop only once they get the lock back, so
+    under load each handover can add up to this much to a request's latency."""
     torch_threads: int = Field(default=1, ge=0, le=256)
     """CPU threads of a served foundation model's torch operations, per worker
     (:mod:`fm_core.serving_threads`); 0 keeps torch's default (one per core), which on a busy

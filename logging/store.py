@@ -21,7 +21,7 @@ from datetime import datetime
 from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, bindparam, insert, select
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, insert, select
 from sqlmodel import Session
 
 from proplog.activation import (
@@ -404,13 +404,26 @@ def user_history_and_later(
     ``before``), followed, with ``later``, by every event of the user at or after ``before``, in
     order; read on one connection of ``engine`` without an ORM session (a serving worker's
     history cache keeps this, :mod:`loop.history_cache`)."""
+    with engine.connect() as conn:
+        return user_history_and_later_on(
+            conn, user_id=user_id, before=before, limit=limit, later=later
+        )
+
+
+def user_history_and_later_on(
+    conn: Connection, *, user_id: str, before: datetime, limit: int, later: bool = True
+) -> list[EventCreate]:
+    """:func:`user_history_and_later` on the caller's connection, whose transaction it ends
+    (a read left open would keep reading the log as of its start)."""
     before = check_aware_utc(before, "before")
     params = {"user_id": user_id, "before": before, "limit": limit}
-    with engine.connect() as conn:
+    try:
         rows = conn.execute(_USER_EVENTS_BEFORE, params).all()
         rows.reverse()
         if later:
             rows.extend(conn.execute(_USER_EVENTS_FROM, params).all())
+    finally:
+        conn.rollback()
     return _events_of(rows)
 
 
@@ -425,6 +438,7 @@ __all__ = [
     "record_validated_batch",
     "user_history",
     "user_history_and_later",
+    "user_history_and_later_on",
     "validated_decision",
     "validated_event",
 ]

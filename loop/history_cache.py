@@ -44,6 +44,7 @@ from sqlalchemy import Engine
 
 from fm_core import History
 from loop.context import history_from_events
+from loop.loop_reads import LoopReader
 from proplog.schema import EventCreate
 from proplog.store import user_history_and_later
 
@@ -89,13 +90,17 @@ class HistoryCache:
         ttl_s: float,
         max_users: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
+        reader: LoopReader | None = None,
     ) -> None:
+        """``reader``: read a miss on the event loop itself (:mod:`loop.loop_reads`, SQLite
+        files); None: the caller reads it in a thread (:meth:`read`)."""
         if limit < 0:
             raise ValueError(f"limit must be >= 0; got {limit}")
         self.limit = limit
         self.ttl_s = ttl_s
         self.max_users = max_users
         self.clock = clock
+        self.reader = reader
         self.stats = HistoryCacheStats()
         self._entries: collections.OrderedDict[str, _Entry] = collections.OrderedDict()
         self._loads: dict[str, list[_Load]] = {}
@@ -130,6 +135,15 @@ class HistoryCache:
         latest events of the user before ``before``, then every one at or after it, in order."""
         return user_history_and_later(
             engine, user_id=user_id, before=before, limit=self.limit, later=self.enabled
+        )
+
+    def read_here(self, user_id: str, before: datetime) -> list[EventCreate] | None:
+        """:meth:`read` on the event loop through the cache's reader; None when it has none, or
+        when the log stayed locked past the reader's bound (then :meth:`read` in a thread)."""
+        if self.reader is None:
+            return None
+        return self.reader.history(
+            user_id=user_id, before=before, limit=self.limit, later=self.enabled
         )
 
     def begin_load(self, user_id: str) -> _Load:

@@ -376,7 +376,9 @@ class DecisionService:
             return cached
         load = cache.begin_load(user_id)
         try:
-            events = await run_blocking(cache.read, engine, user_id, now)
+            events = cache.read_here(user_id, now)  # on the loop, where that costs less
+            if events is None:
+                events = await run_blocking(cache.read, engine, user_id, now)
         except BaseException:
             cache.abandon(user_id, load)
             raise

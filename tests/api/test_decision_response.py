@@ -47,7 +47,9 @@ def _model(record: DecisionCreate, replayed: bool, activation: Activation | None
 @pytest.mark.parametrize("exact", [True, False])
 @pytest.mark.parametrize("replayed", [True, False])
 @pytest.mark.parametrize("deferred", [True, False])
-def test_the_answer_is_the_response_models_json(exact: bool, replayed: bool, deferred: bool) -> None:
+def test_the_answer_is_the_response_models_json(
+    exact: bool, replayed: bool, deferred: bool
+) -> None:
     record = _record(exact=exact)
     activation = (
         Activation(record.decision_id, T0 + timedelta(seconds=30), None) if deferred else None

@@ -20,6 +20,7 @@ from fm_core import ItemCatalog, PopularityAffinityScorer
 from fm_core.baseline import FEATURES
 from loop.context import RequestContext
 from loop.history_cache import HistoryCache
+from loop.loop_reads import LoopReader
 from loop.service import DecisionInput, DecisionService
 from proplog.engine import init_db, make_engine
 from proplog.schema import DecisionCreate, EventCreate
@@ -96,20 +97,31 @@ def comparable(record: DecisionCreate) -> dict[str, Any]:
 def test_the_cache_changes_no_decision(tmp_path: Path, small_catalog: ItemCatalog) -> None:
     outcomes = {}
     caches = {}
-    for way in ("cached", "uncached", "blocking"):
+    readers = []
+    for way in ("cached", "cached_on_loop", "read_on_loop", "uncached", "blocking"):
         engine = new_engine(tmp_path / f"{way}.db")
         service = DecisionService(
             scorer=seen_aware(small_catalog),
             policy=EpsilonGreedySlate(epsilon=0.3, pool=10),
             history_limit=5,
         )
-        cache = HistoryCache(limit=5, ttl_s=3600.0) if way == "cached" else None
+        reader = LoopReader.for_engine(engine) if way.endswith("on_loop") else None
+        readers.append(reader)
+        cache = (
+            HistoryCache(limit=5, ttl_s=0.0 if way == "read_on_loop" else 3600.0, reader=reader)
+            if way.startswith(("cached", "read"))
+            else None
+        )
         caches[way] = cache
         outcomes[way] = run_sequence(engine, service, cache, blocking=way == "blocking")
+        if reader is not None:
+            reader.close()
         engine.dispose()
     cached = caches["cached"]
     assert cached is not None and cached.stats.hits >= 30  # the cache was used
-    for name in ("uncached", "blocking"):
+    read_on_loop = caches["read_on_loop"]
+    assert read_on_loop is not None and read_on_loop.stats.misses == 40  # every read on the loop
+    for name in ("cached_on_loop", "read_on_loop", "uncached", "blocking"):
         assert [comparable(r) for r in outcomes["cached"]] == [
             comparable(r) for r in outcomes[name]
         ], name
@@ -206,3 +218,49 @@ def test_a_search_retrieves_with_the_users_history_on_both_paths(
     assert len(seen) == 2
     for history in seen:
         assert history is not None and item in history.plays().tolist()
+
+
+def test_a_loop_read_that_meets_a_locked_log_is_left_to_a_thread(
+    tmp_path: Path, small_catalog: ItemCatalog
+) -> None:
+    """Another process holds the file exclusively: the loop's read gives up within its bound
+    (it never waits the engine's busy timeout on the loop), and the decision reads in a thread,
+    which waits its turn and decides as usual once the lock is gone. (A WAL file cannot be
+    locked against readers by an ordinary writer, so this file keeps SQLite's rollback journal,
+    where ``BEGIN EXCLUSIVE`` locks readers out.)"""
+    import sqlite3
+    import threading
+    import time
+
+    from sqlalchemy import create_engine
+
+    path = tmp_path / "log.db"
+    engine = create_engine(f"sqlite:///{path}")  # rollback journal, sqlite3's 5 s busy timeout
+    init_db(engine)
+    reader = LoopReader.for_engine(engine, busy_ms=20)
+    assert reader is not None
+    cache = HistoryCache(limit=5, ttl_s=60.0, reader=reader)
+    service = DecisionService(
+        scorer=seen_aware(small_catalog), policy=EpsilonGreedySlate(epsilon=0.0), history_limit=5
+    )
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN EXCLUSIVE")
+    started = time.perf_counter()
+    assert reader.history(user_id="u1", before=START, limit=5, later=True) is None
+    assert time.perf_counter() - started < 1.0 and reader.gave_up == 1
+    threading.Timer(0.3, lambda: holder.execute("COMMIT")).start()
+    request = DecisionInput(context=RequestContext(user_id="u1", surface="home"), k=3)
+    out = asyncio.run(
+        service.decide_async(
+            engine=engine, request=request, now=START, run_blocking=in_thread, history=cache
+        )
+    )
+    assert len(out.record.slate) == 3 and reader.gave_up == 2
+    assert reader.history(user_id="u1", before=START, limit=5, later=True) == []
+    holder.close()
+    reader.close()
+    engine.dispose()
+
+
+def test_no_loop_reader_off_sqlite_files() -> None:
+    assert LoopReader.for_engine(make_engine("sqlite://")) is None
