@@ -177,10 +177,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         print(f"  fixed horizon, clustered by user  {_interval(fixed.value, fixed.lo, fixed.hi)}")
         welch = _interval(fixed.value, one.welch.lo, one.welch.hi)
         print(f"  by decision (Welch)               {welch}")
-        print(
-            f"  always valid (look {seq.looks})            "
-            f"{_interval(seq.value, seq.running_lo, seq.running_hi)}"
-        )
+        label = f"always valid (look {seq.looks})"
+        print(f"  {label:<34}{_interval(seq.value, seq.running_lo, seq.running_hi)}")
         if one.cuped is not None:
             narrower = 1 - (one.cuped.hi - one.cuped.lo) / (fixed.hi - fixed.lo)
             print(

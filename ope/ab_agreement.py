@@ -5,7 +5,9 @@ experiments), their mean absolute error, and how often they had the A/B result's
 
 Input: one row per experiment and treatment arm (``proplog.ab_records``'s latest analysis of
 each), with columns ``predicted``, ``predicted_lo``, ``predicted_hi``, ``observed``,
-``observed_lo`` and ``observed_hi``; a row without a prediction is counted but not compared.
+``observed_lo`` and ``observed_hi``; a row without a prediction is counted but not compared,
+and so is one whose sample-ratio check flagged it (``srm_flagged``): its A/B lift is not to be
+trusted, so it is not evidence about the gate.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Agreement:
 
     experiments: int
     with_prediction: int
+    srm_flagged: int
     overlap_share: float
     bias: float
     bias_lo: float
@@ -56,11 +59,18 @@ def agreement_summary(frame: pd.DataFrame, *, alpha: float = 0.05) -> Agreement:
         raise ValueError(f"the agreement rows lack column(s) {', '.join(missing)}")
     if frame.empty:
         raise ValueError("no stored A/B analysis to summarize; run `loopbreak ab analyze` first")
-    rows = frame.dropna(subset=list(COLUMNS))
+    flagged = (
+        frame["srm_flagged"].fillna(False).astype(bool)
+        if "srm_flagged" in frame.columns
+        else pd.Series(False, index=frame.index)
+    )
+    rows = frame[~flagged].dropna(subset=list(COLUMNS))
     n = len(rows)
     if n == 0:
         nan = math.nan
-        return Agreement(len(frame), 0, nan, nan, nan, nan, nan, nan, nan, nan, alpha)
+        return Agreement(
+            len(frame), 0, int(flagged.sum()), nan, nan, nan, nan, nan, nan, nan, nan, alpha
+        )
     error = (rows["predicted"] - rows["observed"]).to_numpy(np.float64)
     bias = float(error.mean())
     if n > 1:
@@ -70,6 +80,7 @@ def agreement_summary(frame: pd.DataFrame, *, alpha: float = 0.05) -> Agreement:
     return Agreement(
         experiments=len(frame),
         with_prediction=n,
+        srm_flagged=int(flagged.sum()),
         overlap_share=float(overlaps(rows).mean()),
         bias=bias,
         bias_lo=bias - half,

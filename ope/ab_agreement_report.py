@@ -74,7 +74,8 @@ HEADER = ["experiment", "arm", "predicted lift [interval]", "A/B lift [interval]
 def summary_lines(summary: Agreement) -> list[str]:
     level = round(100 * (1 - summary.alpha))
     return [
-        f"experiments {summary.experiments}, with a gate prediction {summary.with_prediction}",
+        f"experiments {summary.experiments}; compared (a gate prediction, no SRM flag) "
+        f"{summary.with_prediction}; left out for SRM {summary.srm_flagged}",
         f"intervals overlap in {summary.overlap_share:.0%}",
         f"bias (predicted - A/B) {summary.bias:+.4f} [{summary.bias_lo:+.4f}, "
         f"{summary.bias_hi:+.4f}] ({level}%)",

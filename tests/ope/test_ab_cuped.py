@@ -95,13 +95,16 @@ def test_agreement_summary_counts_overlaps_and_bias() -> None:
     frame = agreement_rows()
     frame.loc[2, ["observed", "observed_lo", "observed_hi"]] = [0.0, -0.1, 0.1]
     frame.loc[2, ["predicted", "predicted_lo", "predicted_hi"]] = [None, None, None]
-    summary = agreement_summary(frame)
+    summary = agreement_summary(frame.assign(srm_flagged=False))
     assert summary.experiments == 3 and summary.with_prediction == 2
     assert summary.overlap_share == 0.5  # e1 overlaps, e2 does not
     assert summary.bias == pytest.approx(((0.10 - 0.12) + (-0.20 - 0.05)) / 2)
     assert summary.same_sign_share == 0.5
     assert summary.observed_in_predicted_share == 0.5
-    html = render_agreement_html(frame, summary)
+    guarded = agreement_summary(frame)  # e2's sample ratio was flagged: left out
+    assert guarded.with_prediction == 1 and guarded.srm_flagged == 1
+    assert guarded.overlap_share == 1.0 and guarded.bias == pytest.approx(0.10 - 0.12)
+    html = render_agreement_html(frame, guarded)
     assert "<img" in html and "e2" in html and "FLAGGED" in html
 
 
