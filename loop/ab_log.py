@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from loop.experiment import ARM_SEPARATOR
 from ope.gate import NOT_READY, READY
-from proplog.frames import decision_frame, event_frame, slate_frame
+from proplog.frames import decision_frame, event_frame
 from proplog.schema import OpeReport
 
 REWARDS = ("plays", "play_value")
@@ -25,14 +25,25 @@ REWARDS = ("plays", "play_value")
 def _rewards(
     engine: Engine, decisions: pd.DataFrame, reward: str, until: datetime | None
 ) -> np.ndarray:
-    """Each decision's reward, in the order of ``decisions``."""
+    """Each decision's reward, in the order of ``decisions``, from the events before ``until``
+    (None: all), so that a past look sees only the plays made by then: ``plays``, the slate
+    positions with a rec play (as ``proplog.frames.slate_frame``'s ``played``); ``play_value``,
+    the summed value of those plays."""
     if reward not in REWARDS:
         raise ValueError(f"reward must be one of {', '.join(REWARDS)}; got {reward!r}")
-    slates = slate_frame(session_or_engine=engine, until=until)
-    slates = slates[slates["decision_id"].isin(decisions["decision_id"])]
-    column = "played" if reward == "plays" else "play_value"
-    per_decision = slates.groupby("decision_id")[column].sum()
-    return per_decision.reindex(decisions["decision_id"]).fillna(0.0).to_numpy()
+    events = event_frame(session_or_engine=engine, until=until)
+    plays = events[
+        (events["kind"] == "play")
+        & (events["source"] == "rec")
+        & events["decision_id"].isin(decisions["decision_id"])
+        & events["position"].notna()
+    ]
+    if reward == "plays":
+        per_decision = plays.drop_duplicates(["decision_id", "position"]).groupby("decision_id")
+        totals = per_decision.size().astype(np.float64)
+    else:
+        totals = plays.groupby("decision_id")["value"].sum()
+    return totals.reindex(decisions["decision_id"]).fillna(0.0).to_numpy(np.float64)
 
 
 def experiment_rows(
