@@ -30,6 +30,8 @@ from proplog.store import (
     record_event,
     record_events,
     user_history,
+    user_history_and_later,
+    user_history_and_later_on,
 )
 from proplog.writes import WriteResult
 
@@ -268,6 +270,30 @@ def test_user_history_limit_keeps_the_latest_events(session: Session) -> None:
     latest = user_history(session=session, user_id="u1", before=times[4], limit=2)
     assert [e.event_id for e in latest] == ["e2", "e3"]
     assert user_history(session=session, user_id="u1", before=times[4], limit=0) == []
+
+
+@pytest.mark.parametrize("later", [True, False])
+def test_user_history_and_later_is_the_history_then_every_later_event(
+    engine: Engine, session: Session, later: bool
+) -> None:
+    """What a serving worker's history cache holds: the ``limit`` latest events before, then (with
+    ``later``) every event at or after, oldest first, ties by event id; read on a pooled
+    connection and on one the caller holds, whose transaction it ends."""
+    seconds = (0, 10, 10, 20, 30, 30, 40)
+    events = [make_event(event_id=f"e{i}", created_at=T0 + timedelta(seconds=s))
+              for i, s in enumerate(seconds)]  # fmt: skip
+    events.append(make_event(event_id="other-user", user_id="u2", created_at=T0))
+    record_events(session=session, events=list(reversed(events)))
+    before = T0 + timedelta(seconds=20)
+    want = ["e1", "e2"] + (["e3", "e4", "e5", "e6"] if later else [])
+    got = user_history_and_later(engine, user_id="u1", before=before, limit=2, later=later)
+    assert [e.event_id for e in got] == want
+    with engine.connect() as conn:
+        held = user_history_and_later_on(conn, user_id="u1", before=before, limit=2, later=later)
+        assert not conn.in_transaction()
+    assert [e.event_id for e in held] == want
+    none = user_history_and_later(engine, user_id="u1", before=before, limit=0, later=later)
+    assert [e.event_id for e in none] == want[2:]
 
 
 def test_user_history_refuses_naive_before(session: Session) -> None:
