@@ -12,7 +12,8 @@ The request path (:mod:`api.deps`): ``async`` routes whose CPU work runs on the 
 most ``Settings.max_in_flight`` requests under ``/v1/`` at once (:mod:`api.admission`: the rest
 wait up to ``Settings.queue_timeout_ms``, then 503 ``overloaded``), the blocking reads in
 ``Settings.db_threads`` threads, and the user's history from the worker's cache
-(:mod:`loop.history_cache`, trusted ``Settings.history_cache_seconds``).
+(:mod:`loop.history_cache`, trusted ``Settings.history_cache_seconds``), a miss read on the
+event loop itself when the log is a SQLite file (:mod:`loop.loop_reads`).
 
 A decision is recorded (committed, and with SQLite's synchronous=FULL, on disk)
 before its answer is sent. By default (``Settings.group_commit``) each worker's decisions and
