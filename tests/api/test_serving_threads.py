@@ -1,5 +1,6 @@
-"""The app applies ``Settings.torch_threads`` (:mod:`fm_core.serving_threads`) when it builds its
-decision service, on the thread where it scores."""
+"""A serving worker caps torch's CPU threads (:mod:`fm_core.serving_threads`) once torch is
+loaded, and leaves torch alone when asked for 0; the app applies ``Settings.torch_threads`` when
+it builds its decision service, on the thread where it scores."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import Settings
 from fm_core import PopularityAffinityScorer
+from fm_core.serving_threads import limit_torch_threads
 from fm_core.types import ItemCatalog
 
 
@@ -25,6 +27,12 @@ def restored_threads() -> Iterator[int]:
         yield before
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(("asked", "expected"), [(1, 1), (2, 2), (0, 3)])
+def test_limit_torch_threads(restored_threads: int, asked: int, expected: int) -> None:
+    limit_torch_threads(asked)
+    assert torch.get_num_threads() == expected
 
 
 def test_the_app_limits_torch_threads_when_it_starts(restored_threads: int, tmp_path: Path) -> None:
