@@ -24,6 +24,7 @@ from cli.common import (
     log_engine,
     parse_when,
 )
+from cli.engine import add_engine, check_engine_options, engine_session
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -143,11 +144,16 @@ def run_report(args: argparse.Namespace) -> int:
     from ope.batch import OpeBatch, OpeInputError
     from ope.report import build_report, check_segments, report_table
     from ope.report_html import render_html
+    from ope.spark_session import MasterError, SparkUnavailableError
     from ope.verdict import VerdictLimits, primary_estimate
 
     try:
+        check_engine_options(args)
         if (args.input is None) == (args.candidate is None):
             raise CommandInputError("give either --input FILE or --candidate MODEL (log replay)")
+        if args.engine == "spark":
+            report = _spark_report(args)
+            return _write_report(args, report, render_html, report_table)
         limits = VerdictLimits(
             min_ess=args.min_ess, max_unsupported=args.max_unsupported,
             min_expected_rows=args.min_expected_rows,
@@ -185,10 +191,40 @@ def run_report(args: argparse.Namespace) -> int:
         report["decision"] = decision
         report["primary"] = primary if decision is None else decision["candidate"]["primary"]
     except OpeInputError as exc:
-        where = f"{args.input}: " if args.input else ""
+        where = f"{args.input}: " if args.input and Path(args.input).is_file() else ""
         return fail(f"{where}{exc}")
     except (CommandInputError, ValueError, FileNotFoundError) as exc:
         return fail(str(exc))
+    except (MasterError, SparkUnavailableError) as exc:
+        return fail(str(exc))
+    return _write_report(args, report, render_html, report_table)
+
+
+def _spark_report(args: argparse.Namespace) -> dict[str, Any]:
+    """The report of a Parquet dataset (``--input``: a folder, file or glob of partitions) on
+    Spark (``ope.spark_report``): the in-process report's numbers. The primary estimate's
+    ladder (``ope.verdict.primary_estimate``) runs in-process only, so it is left out."""
+    from ope.spark_dataset import open_dataset
+    from ope.spark_report import spark_report
+
+    if args.candidate is not None:
+        raise CommandInputError("--engine spark reports on --input rows, not a log replay")
+    dataset = open_dataset(args.input)
+    segments = args.segment or [c for c in ("surface", "device") if c in dataset.columns]
+    missing = [c for c in segments if c not in dataset.columns]
+    if missing:
+        raise CommandInputError(f"segment column(s) {', '.join(missing)} not in the input")
+    report = spark_report(
+        engine_session(args), dataset, segments=segments, alpha=args.alpha, source=args.input
+    )
+    report["decision"] = None
+    report["primary"] = None
+    return report
+
+
+def _write_report(
+    args: argparse.Namespace, report: dict[str, Any], render_html: Any, report_table: Any
+) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _write_json(out / "report.json", report)
@@ -292,6 +328,7 @@ def add_parser(ope_sub: Any) -> None:
         "--baseline", help="model file or version to compare with (default: production as logged)"
     )
     report.add_argument("--out", default="ope_report", help="output directory")
+    add_engine(report)
     report.add_argument(
         "--segment", action="append", help="segment column (repeat; default surface, device)"
     )

@@ -56,3 +56,50 @@ def test_a_missing_column_is_refused_naming_it(spark: Any, tmp_path: Path) -> No
     frame.to_parquet(next(tmp_path.glob("day=*/*.parquet")), index=False)
     with pytest.raises(OpeInputError, match=r"lacks the required column\(s\) target_pscore"):
         spark_report(spark, open_dataset(tmp_path))
+
+
+def test_the_report_command_on_spark_writes_the_in_process_numbers(
+    spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``loopbreak ope report --engine spark`` over the day partitions writes the report of the
+    same rows as one file gives in-process (without the primary estimate, in-process only)."""
+    import json
+
+    from cli.main import main
+
+    frames = write_days(tmp_path / "days", days=2, n_decisions=300)
+    single = tmp_path / "rows.parquet"
+    pd.concat(frames, ignore_index=True).to_parquet(single, index=False)
+    reports = {}
+    for engine, source in (("in-process", single), ("spark", tmp_path / "days")):
+        out = tmp_path / engine
+        code = main(["ope", "report", "--input", str(source), "--engine", engine,
+                     "--out", str(out), "--alpha", "0.1"])  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        reports[engine] = json.loads((out / "report.json").read_text())
+        assert (out / "report.html").stat().st_size > 0
+    local, distributed = reports["in-process"], reports["spark"]
+    assert distributed["primary"] is None and distributed["source"] == str(tmp_path / "days")
+    for key in ("estimates", "diagnostics", "weights", "calibration", "segments", "rows"):
+        assert_same(distributed[key], local[key], key)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--candidate", "m.npz"], "not a log replay"),
+        (["--input", "{tmp}", "--segment", "country"], "segment column(s) country not in"),
+        (["--input", "{tmp}", "--master", "local[0]"], "--master must be local, local[N]"),
+    ],
+)
+def test_the_report_command_on_spark_refuses_bad_options(
+    spark: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    from cli.main import main
+
+    write_days(tmp_path, days=1, n_decisions=20)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code = main(["ope", "report", "--engine", "spark", "--out", str(tmp_path / "out"), *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out" / "report.json").exists()
