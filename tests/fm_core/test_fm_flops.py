@@ -20,8 +20,9 @@ def _batch_and_model(**overrides: object) -> tuple[FoundationModel, object]:
             "attention": "reference"}  # fmt: skip
     cfg = FMConfig(**(base | overrides)).with_catalog(catalog)  # type: ignore[arg-type]
     histories = cycle_histories(catalog, n_users=5, length=9, seed=1)
-    histories[0] = histories[0].__class__(*(getattr(histories[0], f)[:4] for f in
-                                            ("item_ids", "times", "kinds", "values", "sources")))  # fmt: skip
+    first = histories[0]
+    histories[0] = type(first)(first.item_ids[:4], first.times[:4], first.kinds[:4],
+                               first.values[:4], first.sources[:4])  # fmt: skip
     tokens = tokenize_histories(histories, catalog, config=cfg.tokenizer())
     windows = training_windows(tokens, max_len=cfg.max_len, stride=cfg.max_len)
     torch.manual_seed(0)
