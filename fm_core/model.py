@@ -275,6 +275,7 @@ class FoundationModel(nn.Module):
         *,
         weight_sums: torch.Tensor | None = None,
         return_logits: bool = True,
+        has_targets: bool | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Next-item logits (B, T, N), unreleased items at -inf, and the loss (None when the
         batch has no targets).
@@ -282,14 +283,17 @@ class FoundationModel(nn.Module):
         Logits are None in sampled-softmax training, which never scores the whole catalog, and
         when ``return_logits`` is False (training then scores the valid targets only, which
         saves the padding's share of the (B, T, N) product). ``weight_sums`` (n_objectives,)
-        replaces each objective's own Σw as its normalizer (see ``target_weight_sums``)."""
+        replaces each objective's own Σw as its normalizer (see ``target_weight_sums``).
+        ``has_targets`` given by a caller that knows it (the trainer, from its host-side counts)
+        saves asking the device, which would wait for it."""
         table = self.items()  # (N, D)
         h = self.encode(batch, table)  # (B, T, D)
         sampled = self.training and self.cfg.n_sampled > 0
         raw = (
             None if sampled or not return_logits else self.item_logits(h, table, time=batch.time)
         )  # (B, T, N)
-        has_targets = bool((batch.target >= 0).any())
+        if has_targets is None:
+            has_targets = bool((batch.target >= 0).any())
         loss = self.loss(h, table, batch, raw, weight_sums=weight_sums) if has_targets else None
         if raw is None or not self.cfg.mask_unreleased:
             return raw, loss

@@ -43,27 +43,29 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import BatchSampler, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 from fm_core.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from fm_core.device import autocast_context, select_device
+from fm_core.flops import StepShape, training_flops
 from fm_core.model import FMConfig, FoundationModel
-from fm_core.objectives import top1_hits
 from fm_core.tokenize import (
     EventContext,
     SequenceTokens,
+    TokenBatch,
     collate,
     tokenize_histories,
     training_windows,
 )
 from fm_core.types import History, ItemCatalog
+from fm_core.window_store import WindowStore, window_target_counts
 
 __all__ = [
     "DistEnv", "EpochMetrics", "TrainConfig", "TrainResult", "dist_env", "load_checkpoint",
@@ -94,6 +96,11 @@ class TrainConfig:
     length_buckets: bool = False  # batch windows of similar length (less padding; see below)
     # sampled softmax: negatives drawn ∝ (target count + 1)^proposal_power; 0 draws uniformly
     proposal_power: float = 0.75
+    # windows held on the device and batched by index (fm_core.window_store); None: on CUDA
+    # only (on the CPU collating each batch is as fast and holds no second copy)
+    resident_data: bool | None = None
+    compile: bool = False  # torch.compile the transformer blocks (CUDA only; off on the CPU)
+    log_every: int = 50  # steps between progress-bar loss updates (each one reads the device)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
@@ -145,6 +152,10 @@ class EpochMetrics:
     n_targets: int
     windows_per_s: float
     valid: float = math.nan  # the validate callback's score, NaN without one
+    steps: int = 0  # optimizer steps over all ranks
+    seconds: float = 0.0  # the epoch's training time, validation excluded
+    flops: float = 0.0  # model FLOPs of the epoch's steps over all ranks (fm_core.flops)
+    step_losses: tuple[float, ...] = ()  # this rank's loss at every step, read once an epoch
 
 
 def lr_factor(step: int, *, total_steps: int, train: TrainConfig) -> float:
@@ -218,26 +229,58 @@ class LengthBucketBatches(Sampler[list[int]]):
         return iter([b.tolist() for b in batches])
 
 
-def _loader(windows: list[SequenceTokens], train: TrainConfig, env: DistEnv) -> DataLoader:
-    """Batches of windows for this rank: DistributedSampler shards, or length buckets."""
+def _batches(windows: list[SequenceTokens], train: TrainConfig, env: DistEnv) -> Sampler:
+    """Batches of window indices for this rank: DistributedSampler shards, or length buckets."""
     if train.length_buckets:
-        batches = LengthBucketBatches(
+        return LengthBucketBatches(
             [len(w) for w in windows], batch_size=train.batch_size, seed=train.seed,
             rank=env.rank, world_size=env.world_size,
         )  # fmt: skip
-        return DataLoader(windows, batch_sampler=batches, collate_fn=collate)  # type: ignore[arg-type]
     # One sampler for every world size: rank r takes every world_size-th window of the same
     # shuffle, so the union of the ranks' batches of b is the one-process batch of world_size·b.
     sampler = DistributedSampler(
         windows,  # type: ignore[arg-type]  # a list is a map-style dataset
         num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=train.seed,
     )  # fmt: skip
-    return DataLoader(
-        windows,  # type: ignore[arg-type]  # a list is a map-style dataset
-        batch_size=train.batch_size,
-        sampler=sampler,
-        collate_fn=collate,
-    )
+    return BatchSampler(sampler, batch_size=train.batch_size, drop_last=False)
+
+
+class _Batcher:
+    """This rank's batches of one epoch as TokenBatches on the device: gathered from a
+    ``WindowStore`` (resident) or collated on the host and copied. Both give the same batches;
+    the host-side target counts come with each one, so the step never asks the device."""
+
+    def __init__(
+        self, windows: list[SequenceTokens], sampler: Sampler, device: torch.device, *,
+        resident: bool, max_shift: int,
+    ) -> None:  # fmt: skip
+        self.windows, self.sampler, self.device = windows, sampler, device
+        self.store = WindowStore(windows, device, max_shift=max_shift) if resident else None
+        self.counts = (
+            self.store.target_counts if self.store else window_target_counts(windows, max_shift)
+        )
+        self.lengths = np.array([len(w) for w in windows], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.sampler)  # type: ignore[arg-type]
+
+    def set_epoch(self, epoch: int) -> None:
+        inner = getattr(self.sampler, "sampler", self.sampler)
+        if isinstance(inner, DistributedSampler | LengthBucketBatches):
+            inner.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[tuple[TokenBatch, StepShape]]:
+        for indices in self.sampler:
+            rows = np.asarray(indices, dtype=np.int64)
+            shape = StepShape(
+                batch=int(rows.size),
+                tokens=max(int(self.lengths[rows].max()), 1),
+                targets=self.counts[rows].sum(axis=0).tolist(),
+            )
+            if self.store is not None:
+                yield self.store.batch(rows), shape
+            else:
+                yield collate([self.windows[i] for i in rows]).to(self.device), shape
 
 
 def _optimizer(model: FoundationModel, train: TrainConfig) -> torch.optim.AdamW:
@@ -296,8 +339,18 @@ def train_fm(
     if env.distributed:
         ids = [device.index] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
+    if train.compile:
+        if device.type == "cuda":
+            for block in model.blocks:
+                block.compile(dynamic=True)
+        else:
+            logger.info("compile is for CUDA; the CPU trains uncompiled")
     torch.manual_seed(train.seed + env.rank)
-    loader = _loader(windows, train, env)
+    resident = device.type == "cuda" if train.resident_data is None else train.resident_data
+    loader = _Batcher(
+        windows, _batches(windows, train, env), device, resident=resident,
+        max_shift=cfg.n_future,
+    )  # fmt: skip
     fixed_sums = (
         _mean_weight_sums(model, windows, train).to(device) if train.length_buckets else None
     )
@@ -308,8 +361,9 @@ def train_fm(
     )
     if env.is_main:
         logger.info(
-            "training FM: %d windows, %d items, world size %d, device %s",
+            "training FM: %d windows, %d items, world size %d, device %s, windows %s",
             len(windows), cfg.n_items, env.world_size, device,
+            "resident on the device" if resident else "collated per batch",
         )  # fmt: skip
     metrics: list[EpochMetrics] = []
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
@@ -374,7 +428,7 @@ def _validation_score(
 
 def _run_epoch(
     net: torch.nn.Module,
-    loader: DataLoader[SequenceTokens],
+    loader: _Batcher,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     epoch: int,
@@ -386,19 +440,31 @@ def _run_epoch(
     """One pass over this rank's windows; the metrics are summed over ranks. ``fixed_sums``
     (n_objectives,) replace the batches' own weight sums as the normalizers.
 
+    The step never waits for the device: the losses and top-1 hits stay on the device and are
+    read once at the end of the epoch (and every ``log_every`` steps for the progress bar);
+    the batch's target counts and FLOPs come from the host (``_Batcher``).
+
     The epoch's loss is the mean over steps of the global batch's loss: with the global
     normalizers the global loss is the sum of the ranks' losses divided by the world size."""
-    for sampler in (loader.sampler, loader.batch_sampler):
-        if isinstance(sampler, DistributedSampler | LengthBucketBatches):
-            sampler.set_epoch(epoch)
+    loader.set_epoch(epoch)
+    # Two draws from the global generator per epoch, as a DataLoader's iterator makes (its
+    # workers' base seed): a seed gives the same dropout and negatives as trainers that batched
+    # through one.
+    torch.empty(2, dtype=torch.int64).random_()
     model = unwrap(net)
     net.train()
-    # loss / world size, steps / world size, targets, top-1 hits, scored targets, windows
-    totals = torch.zeros(6, dtype=torch.float64)
+    sampled = model.cfg.n_sampled > 0
+    return_logits = train.train_top1 and not sampled
+    losses: list[torch.Tensor] = []
+    hits = torch.zeros((), dtype=torch.float64, device=device)
+    # steps / world size, targets, scored targets, windows, FLOPs
+    counts = np.zeros(5, dtype=np.float64)
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}", disable=not (env.is_main and train.progress))
-    for cpu_batch in bar:
-        batch = cpu_batch.to(device)
+    for batch, shape in bar:
+        n = shape.targets[0]
+        if n == 0:
+            continue
         if fixed_sums is not None:
             weight_sums = fixed_sums
         else:
@@ -407,34 +473,49 @@ def _run_epoch(
                 dist.all_reduce(weight_sums)
                 weight_sums /= env.world_size
         with autocast_context(device):
-            logits, loss = net(batch, weight_sums=weight_sums, return_logits=train.train_top1)
-        if loss is None:
-            continue
+            logits, loss = net(
+                batch, weight_sums=weight_sums, return_logits=return_logits, has_targets=True
+            )
+        assert loss is not None  # the batch has targets
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
         optimizer.step()
         scheduler.step()
-        valid = batch.target >= 0
-        n = int(valid.sum())
-        hits, scored = (
-            (0, 0) if logits is None else top1_hits(logits.detach()[valid], batch.target[valid])
-        )
-        value = float(loss.detach())
-        share = 1.0 / env.world_size
-        totals += torch.tensor([value * share, share, n, hits, scored, batch.mask.shape[0]])
-        bar.set_postfix(loss=f"{value:.3f}")
+        losses.append(loss.detach())
+        if logits is not None:
+            valid = batch.target >= 0
+            hits += ((logits.detach().argmax(dim=-1) == batch.target) & valid).sum()
+        step = replace(shape, score_all_tokens=return_logits)
+        scored = n if logits is not None else 0
+        counts += (1.0 / env.world_size, n, scored, shape.batch, training_flops(model.cfg, step))
+        if len(losses) % max(train.log_every, 1) == 0 and not bar.disable:
+            bar.set_postfix(loss=f"{float(losses[-1]):.3f}")
+    step_losses = (
+        torch.stack(losses).double()
+        if losses
+        else torch.zeros(0, dtype=torch.float64, device=device)
+    )
+    totals = torch.cat(
+        [step_losses.sum()[None] / env.world_size, hits[None].to(step_losses.dtype)]
+    ).to(device, torch.float64)
     if env.distributed:
-        summed = totals.to(device)  # NCCL reduces device tensors only
+        dist.all_reduce(totals)  # NCCL reduces device tensors only
+        summed = torch.as_tensor(counts, device=device)
         dist.all_reduce(summed)
-        totals = summed.cpu()
+        counts = summed.cpu().numpy()
+    loss_sum, hit_sum = totals.tolist()  # the epoch's one wait for the device
     elapsed = max(time.perf_counter() - start, 1e-9)
-    loss_sum, steps, n, hits, scored, n_windows = totals.tolist()
+    steps, n_targets, scored, n_windows, flops = counts.tolist()
     return EpochMetrics(
         epoch=epoch,
         loss=loss_sum / max(steps, 1e-9),
-        top1=hits / scored if scored else float("nan"),
-        n_targets=int(n),
+        top1=hit_sum / scored if scored else float("nan"),
+        n_targets=int(n_targets),
         windows_per_s=n_windows / elapsed,
+        steps=round(steps * env.world_size),
+        seconds=elapsed,
+        flops=flops,
+        step_losses=tuple(step_losses.tolist()),
     )

@@ -1,0 +1,123 @@
+"""The training step: the same losses as the trainer that batched through a DataLoader, the
+same steps from windows resident on the device as from windows collated per batch, no reads of
+the device per step, and the FLOPs it counts. CPU, tiny sizes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from fm_core.flops import StepShape, training_flops
+from fm_core.tokenize import collate, tokenize_histories, training_windows
+from fm_core.train_fm import TrainConfig, train_fm
+from fm_core.types import History
+from fm_core.window_store import WindowStore
+from tests.fm_core.test_fm_model import cycle_histories, make_catalog, tiny_config
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# Per-step losses of two epochs of these configs (seed 5), recorded from the trainer as it was
+# when it batched windows through a torch DataLoader and read every step's loss on the host.
+RECORDED = {
+    "sampled_buckets": [2.475531816482544, 1.5960218906402588, 3.116445541381836,
+                        2.3755900859832764, 1.500096082687378, 2.933730125427246],
+    "full_top1": [4.621674537658691, 4.560212135314941, 4.536374568939209, 4.48151159286499,
+                  4.511030197143555, 4.51791524887085],
+}  # fmt: skip
+RECORDED_TOP1 = [0.06329113924050633, 0.0759493670886076]
+CASES = {
+    "sampled_buckets": ({"n_sampled": 8, "dropout": 0.1}, {"length_buckets": True}),
+    "full_top1": ({"n_future": 2, "dropout": 0.1}, {"train_top1": True}),
+}
+
+
+def _data(n_users: int = 12) -> tuple[Any, list[History]]:
+    catalog = make_catalog(n_items=20)
+    histories = cycle_histories(catalog, n_users=n_users, length=10, seed=3)
+    cut = [4 + i % 7 for i in range(n_users)]  # windows of several lengths
+    return catalog, [
+        History(h.item_ids[:c], h.times[:c], h.kinds[:c], h.values[:c], h.sources[:c])
+        for h, c in zip(histories, cut, strict=True)
+    ]
+
+
+def _train(case: str, **train: Any) -> Any:
+    catalog, histories = _data()
+    model_overrides, train_overrides = CASES[case]
+    cfg = tiny_config(catalog, **model_overrides)
+    base = {"epochs": 2, "batch_size": 4, "lr": 3e-3, "progress": False, "seed": 5}
+    config = TrainConfig(**(base | train_overrides | train))
+    return train_fm([(h, None) for h in histories], catalog, cfg, config)
+
+
+def _steps(result: Any) -> list[float]:
+    return [loss for m in result.metrics for loss in m.step_losses]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("resident", [False, True])
+def test_step_losses_equal_the_recorded_ones_from_host_and_from_device_windows(
+    case: str, resident: bool
+) -> None:
+    result = _train(case, resident_data=resident)
+    np.testing.assert_allclose(_steps(result), RECORDED[case], rtol=0, atol=1e-6)
+    epochs = [float(np.mean(RECORDED[case][i * 3 : i * 3 + 3])) for i in range(2)]
+    np.testing.assert_allclose([m.loss for m in result.metrics], epochs, atol=1e-6)
+    if case == "full_top1":
+        np.testing.assert_allclose([m.top1 for m in result.metrics], RECORDED_TOP1, atol=1e-12)
+
+
+def test_a_stored_batch_is_the_collated_batch() -> None:
+    catalog, histories = _data()
+    cfg = tiny_config(catalog)
+    tokens = tokenize_histories(histories, catalog, config=cfg.tokenizer())
+    windows = training_windows(tokens, max_len=6, stride=3)
+    store = WindowStore(windows, torch.device("cpu"), max_shift=2)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        rows = rng.choice(len(windows), size=4, replace=False)
+        got, want = store.batch(rows), collate([windows[i] for i in rows])
+        for name in vars(want):
+            torch.testing.assert_close(getattr(got, name), getattr(want, name), rtol=0, atol=0)
+        counts = [sum(int((windows[i].target[k:] >= 0).sum()) for i in rows) for k in (0, 1)]
+        assert store.batch_targets(rows).tolist() == counts
+
+
+def _reads_of_the_device(monkeypatch: pytest.MonkeyPatch, batch_size: int) -> int:
+    calls = [0]
+    for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *args: Any, _original: Any = original) -> Any:
+            calls[0] += 1
+            return _original(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    _train("full_top1", batch_size=batch_size, epochs=1, log_every=10**6)
+    monkeypatch.undo()
+    return calls[0]
+
+
+def test_the_step_never_reads_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    # four times the steps, the same number of reads: they happen per epoch, not per step
+    few, many = _reads_of_the_device(monkeypatch, 8), _reads_of_the_device(monkeypatch, 2)
+    assert few == many
+
+
+def test_epoch_flops_are_the_sum_of_the_batches_counted_from_their_shapes() -> None:
+    catalog, histories = _data()
+    cfg = tiny_config(catalog, n_sampled=8)
+    windows = training_windows(
+        tokenize_histories(histories, catalog, config=cfg.tokenizer()), max_len=16, stride=8
+    )
+    config = TrainConfig(epochs=1, batch_size=len(windows), progress=False, train_top1=False)
+    result = train_fm([(h, None) for h in histories], catalog, cfg, config)
+    batch = collate(windows)
+    shape = StepShape(batch=len(windows), tokens=batch.target.shape[1],
+                      targets=[int((batch.target >= 0).sum())])  # fmt: skip
+    (epoch,) = result.metrics
+    assert epoch.steps == 1 and epoch.seconds > 0
+    assert epoch.flops == training_flops(result.model.cfg, shape)
