@@ -79,11 +79,13 @@ def run(args: argparse.Namespace) -> int:
 
     from api.protocol import server_stack
     from api.settings import Settings
+    from fm_core.serving_threads import torch_thread_environment
 
     if args.workers < 1:
         raise SystemExit("--workers must be at least 1")
     os.environ.update(settings_environment(args))
-    Settings()  # refuse bad settings here, once, rather than in every worker
+    settings = Settings()  # refuse bad settings here, once, rather than in every worker
+    os.environ.update(torch_thread_environment(settings.torch_threads))
     uvicorn.run(
         FACTORY,
         factory=True,

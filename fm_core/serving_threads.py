@@ -17,19 +17,22 @@ logger = logging.getLogger(__name__)
 
 
 def limit_torch_threads(threads: int) -> None:
-    """Cap torch's intra-op threads at ``threads`` in this process; 0 leaves torch's default.
-
-    Never imports torch itself, so a worker serving the baseline scorer does not pay for it.
-    When torch is not loaded yet, ``OMP_NUM_THREADS`` (unless set) carries the cap to the import
-    that a model loaded later makes, in whichever thread; once it is loaded, the cap is set in
-    the calling thread, since OpenMP keeps it per thread: call this where the model runs (the
-    app calls it on its event loop, and again for each model it swaps in)."""
-    if threads <= 0:
-        return
+    """Cap torch's intra-op threads at ``threads`` in the calling thread when torch is loaded (a
+    foundation model is served); 0 leaves torch's default. Never imports torch itself, so a
+    worker serving the baseline scorer does not pay for it. OpenMP keeps the cap per thread:
+    call this where the model runs (the app calls it on its event loop, and again for each
+    model it swaps in)."""
     torch = sys.modules.get("torch")
-    if torch is None:
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    if torch is None or threads <= 0 or torch.get_num_threads() == threads:
         return
-    if torch.get_num_threads() != threads:
-        torch.set_num_threads(threads)
-        logger.info("torch operations limited to %d thread(s) per serving worker", threads)
+    torch.set_num_threads(threads)
+    logger.info("torch operations limited to %d thread(s) per serving worker", threads)
+
+
+def torch_thread_environment(threads: int) -> dict[str, str]:
+    """The environment that carries the cap to a serving process's later ``import torch`` in any
+    thread (``OMP_NUM_THREADS``, unless the operator set it): what ``loopbreak serve`` gives its
+    workers, so that a model loaded by a hot reload in a background thread is capped too."""
+    if threads <= 0 or "OMP_NUM_THREADS" in os.environ:
+        return {}
+    return {"OMP_NUM_THREADS": str(threads)}

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import Settings
 from fm_core import PopularityAffinityScorer
-from fm_core.serving_threads import limit_torch_threads
+from fm_core.serving_threads import limit_torch_threads, torch_thread_environment
 from fm_core.types import ItemCatalog
 
 
@@ -33,6 +33,16 @@ def restored_threads() -> Iterator[int]:
 def test_limit_torch_threads(restored_threads: int, asked: int, expected: int) -> None:
     limit_torch_threads(asked)
     assert torch.get_num_threads() == expected
+
+
+def test_serve_carries_the_cap_to_its_workers_unless_the_operator_set_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert torch_thread_environment(1) == {"OMP_NUM_THREADS": "1"}
+    assert torch_thread_environment(0) == {}
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert torch_thread_environment(1) == {}
 
 
 def test_the_app_limits_torch_threads_when_it_starts(restored_threads: int, tmp_path: Path) -> None:
