@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.fm_data import DATASETS, LeaveOneOut, Queries, SequenceData, leave_one_out, load_dataset
+from bench.fm_queries import QueryTokens
 from bench.timing import sample_microseconds, summary
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 K = 10
 LATENCY_EVENTS = 200
 LATENCY_CANDIDATES = 1000
+SERVING_BATCH = 64  # requests scored in one forward pass for the batch throughput
+BATCH_REPEATS = 30
 EASE_LAMBDAS = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 # The sim benchmark world: one where time of day and device matter, i.e. the world's genre ×
 # daypart and genre × device effects at twice their default strength (kids' titles +2.4 logits
@@ -56,6 +59,8 @@ EASE_LAMBDAS = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 # users for a deep model to learn item embeddings.
 SIM_USERS = 5000
 EVAL_USERS = 10_000  # validation users sampled for model selection (all of them when fewer)
+EVAL_CHUNK_CPU = 512  # queries scored and ranked at once on the CPU
+EVAL_CHUNK_GPU = 4096  # ... and on a GPU: (4096, N) scores of beauty's 54,542 items, 0.9 GB
 SIM_CONTEXT_STRENGTH = 2.0
 
 
@@ -139,6 +144,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs without a validation gain before the FM stops "
                         "(default per dataset)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--compile", action="store_true", dest="compile_blocks",
+                        help="torch.compile the FM's transformer blocks (CUDA only)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -150,25 +157,30 @@ ScoreFn = Callable[[Queries], "torch.Tensor"]  # (Q, N) scores of a chunk of que
 def evaluate(
     score: ScoreFn, queries: Queries, release_time: np.ndarray, *, chunk: int = 512
 ) -> dict[str, float]:
-    """Mean HR@K and NDCG@K of ``score`` over ``queries`` (see the module docstring)."""
+    """Mean HR@K and NDCG@K of ``score`` over ``queries`` (see the module docstring), ranked
+    on the device the scores come from (the model's, for the FM)."""
     import torch
 
     from fm_core.fm_eval import ranking_metrics
 
-    release = torch.as_tensor(release_time, dtype=torch.float64)
+    latest_release = float(np.max(release_time)) if len(release_time) else -math.inf
     hits, gains = [], []
     for start in range(0, len(queries), chunk):
         part = queries.subset(np.arange(start, min(start + chunk, len(queries))))
-        scores = score(part).float().cpu().clone()  # (q, N)
-        if float(release.max()) > float(part.time.min()):  # some items are not yet released
-            later = release[None, :] > torch.as_tensor(part.time)[:, None]  # (q, N)
-            scores.masked_fill_(later, float("-inf"))
+        scores = score(part).float().clone()  # (q, N)
+        device = scores.device
+        if latest_release > float(part.time.min()):  # some items are not yet released
+            release = torch.as_tensor(release_time, dtype=torch.float64, device=device)
+            times = torch.as_tensor(part.time, dtype=torch.float64, device=device)
+            scores.masked_fill_(release[None, :] > times[:, None], float("-inf"))  # (q, N)
         # Seen items leave the ranking: a NaN score is never above nor tied with the target.
-        rows = np.repeat(np.arange(len(part)), [s.size for s in part.seen])
-        target = torch.as_tensor(part.target)
-        target_scores = scores[torch.arange(len(part)), target]
-        scores[torch.as_tensor(rows), torch.as_tensor(np.concatenate(part.seen))] = float("nan")
-        scores[torch.arange(len(part)), target] = target_scores  # the target is never removed
+        rows = torch.as_tensor(np.repeat(np.arange(len(part)), [s.size for s in part.seen]))
+        seen = torch.as_tensor(np.concatenate(part.seen))
+        target = torch.as_tensor(part.target).to(device)
+        every = torch.arange(len(part), device=device)
+        target_scores = scores[every, target]
+        scores[rows.to(device), seen.to(device)] = float("nan")
+        scores[every, target] = target_scores  # the target is never removed
         hr, ndcg = ranking_metrics(scores, target, K)
         hits.append(hr)
         gains.append(ndcg)
@@ -192,8 +204,15 @@ def ease_scores(model: Any) -> ScoreFn:
     return lambda part: torch.from_numpy(model.scores(part.seen))
 
 
-def fm_scores(model: FoundationModel, data: SequenceData, *, batch_size: int = 256) -> ScoreFn:
-    """Next-item scores of the FM at each query's request token."""
+def fm_scores(
+    model: FoundationModel,
+    data: SequenceData,
+    *,
+    batch_size: int = 256,
+    tokens: QueryTokens | None = None,
+) -> ScoreFn:
+    """Next-item scores of the FM at each query's request token, on the model's device; the
+    queries held in ``tokens`` are gathered there instead of tokenized again."""
     import torch
 
     from fm_core.tokenize import tokenize_requests
@@ -201,14 +220,18 @@ def fm_scores(model: FoundationModel, data: SequenceData, *, batch_size: int = 2
     device = next(model.parameters()).device
 
     def score(part: Queries) -> torch.Tensor:
+        rows = None if tokens is None else tokens.rows(part)
         out = []
         for start in range(0, len(part), batch_size):
             stop = start + batch_size
-            batch = tokenize_requests(
-                part.requests[start:stop], data.catalog, max_len=model.cfg.max_len,
-                contexts=part.contexts[start:stop], config=model.cfg.tokenizer(),
-            )  # fmt: skip
-            out.append(model.next_item_scores(batch.to(device)).float().cpu())
+            if rows is not None:
+                batch = tokens.batch(rows[start:stop])  # type: ignore[union-attr]
+            else:
+                batch = tokenize_requests(
+                    part.requests[start:stop], data.catalog, max_len=model.cfg.max_len,
+                    contexts=part.contexts[start:stop], config=model.cfg.tokenizer(),
+                ).to(device)  # fmt: skip
+            out.append(model.next_item_scores(batch).float())
         return torch.cat(out)
 
     return score
@@ -281,39 +304,60 @@ def run_fm(
     use_time: bool,
     valid: Queries,
     seed: int,
+    compile_blocks: bool = False,
 ) -> tuple[dict[str, float], FoundationModel, dict[str, Any]]:
     """Train the FM, keeping the epoch of best NDCG@10 on the ``valid`` targets; its test
     metrics and the model."""
+    from fm_core.device import select_device
     from fm_core.train_fm import train_fm
 
     cfg = fm_config(data, preset, use_time=use_time)
+    device = select_device()
+    # On a GPU, validation scores and ranks chunks this large on the device.
+    chunk = EVAL_CHUNK_GPU if device.type == "cuda" else EVAL_CHUNK_CPU
+
+    def tokens(queries: Queries) -> QueryTokens:
+        return QueryTokens(queries, data.catalog, max_len=cfg.max_len, config=cfg.tokenizer(),
+                           device=device)  # fmt: skip
+
+    valid_tokens = tokens(valid)
 
     def validate(model: FoundationModel) -> float:
-        return evaluate(fm_scores(model, data), valid, data.catalog.release_time)[f"ndcg@{K}"]
+        scores = fm_scores(model, data, batch_size=chunk, tokens=valid_tokens)
+        return evaluate(scores, valid, data.catalog.release_time, chunk=chunk)[f"ndcg@{K}"]
 
-    train = _train_config(preset, seed)
+    train = _train_config(preset, seed, compile_blocks=compile_blocks)
     start = time.perf_counter()
     result = train_fm(
         [(h, None) for h in split.train], data.catalog, cfg, train,
         contexts=split.train_contexts if data.contexts is not None else None, validate=validate,
     )  # fmt: skip
     seconds = time.perf_counter() - start
-    test = evaluate(fm_scores(result.model, data), split.test, data.catalog.release_time)
+    test_scores = fm_scores(result.model, data, batch_size=chunk, tokens=tokens(split.test))
+    test = evaluate(test_scores, split.test, data.catalog.release_time, chunk=chunk)
+    steps = sum(m.steps for m in result.metrics)
+    flops = sum(m.flops for m in result.metrics)
+    train_time = sum(m.seconds for m in result.metrics)
     info = {
         "epochs_run": len(result.metrics),
         "best_epoch": result.best_epoch,
         "valid_ndcg_by_epoch": [round(m.valid, 5) for m in result.metrics],
         "train_seq_per_s": float(np.mean([m.windows_per_s for m in result.metrics])),
         "train_seconds": seconds,
+        "train_step_seconds": train_time,
+        "train_steps": steps,
+        "train_flops_per_step": flops / steps if steps else None,
+        "train_flops_per_s": flops / train_time if train_time > 0 else None,
         "valid_users": len(valid),
     }
     return test, result.model, info
 
 
-def _train_config(preset: Preset, seed: int) -> TrainConfig:
+def _train_config(preset: Preset, seed: int, *, compile_blocks: bool = False) -> TrainConfig:
     from fm_core.train_fm import TrainConfig
 
     return TrainConfig(
+        compile=compile_blocks,
         epochs=preset.epochs,
         batch_size=preset.batch_size,
         lr=preset.lr,
@@ -331,45 +375,56 @@ def _train_config(preset: Preset, seed: int) -> TrainConfig:
 def serving_latency(
     model: FoundationModel, data: SequenceData, split: LeaveOneOut, seed: int
 ) -> dict[str, Any]:
-    """p50/p99 ms of one request: encode up to LATENCY_EVENTS events, score the candidates."""
+    """p50/p99 ms of one request (encode up to LATENCY_EVENTS events, score the candidates),
+    and the requests per second of a batch of SERVING_BATCH such requests scored in one
+    forward pass (``fm_core.candidate_scores``)."""
     import torch
 
+    from fm_core.candidate_scores import candidate_scores
     from fm_core.tokenize import tokenize_requests
 
-    longest = int(np.argmax([len(r.history) for r in split.test.requests]))
-    request = split.test.requests[longest]
-    events = min(len(request.history), LATENCY_EVENTS)
-    request = replace(request, history=_tail(request.history, events))
-    context = split.test.contexts[longest]
-    if context is not None:
-        context = _tail_context(context, events)
+    lengths = np.array([len(r.history) for r in split.test.requests])
+    picked = np.argsort(-lengths, kind="stable")[:SERVING_BATCH]  # the longest histories
+    requests, contexts = [], []
+    for index in picked:
+        request = split.test.requests[index]
+        events = min(len(request.history), LATENCY_EVENTS)
+        requests.append(replace(request, history=_tail(request.history, events)))
+        context = split.test.contexts[index]
+        contexts.append(None if context is None else _tail_context(context, events))
     rng = np.random.default_rng(seed)
     n = data.catalog.n_items
-    candidates = torch.as_tensor(rng.choice(n, size=min(LATENCY_CANDIDATES, n), replace=False))
+    size = min(LATENCY_CANDIDATES, n)
     device = next(model.parameters()).device
-    candidates = candidates.to(device)
+    candidates = torch.as_tensor(
+        np.stack([rng.choice(n, size=size, replace=False) for _ in requests])
+    ).to(device)  # (R, C)
     table = model.item_embeddings()  # cached by a service between model versions
     cap = model.cfg.max_len
 
-    def one_request() -> None:
-        with torch.inference_mode():
-            batch = tokenize_requests(
-                [request], data.catalog, max_len=cap, contexts=[context],
-                config=model.cfg.tokenizer(),
-            ).to(device)  # fmt: skip
-            h = model.encode(batch, table)[0, -1]  # (D,)
-            scores = table[candidates] @ h + model.item_bias[candidates]  # (C,)
-            scores.cpu()
+    def score(count: int) -> None:
+        batch = tokenize_requests(
+            requests[:count], data.catalog, max_len=cap, contexts=contexts[:count],
+            config=model.cfg.tokenizer(),
+        ).to(device)  # fmt: skip
+        candidate_scores(model, batch, candidates[:count], table=table).cpu()
 
-    samples = sample_microseconds(one_request, repeats=200, warmup=10) / 1000.0
-    stats = summary(samples)
+    one = summary(sample_microseconds(lambda: score(1), repeats=200, warmup=10) / 1000.0)
+    many = summary(
+        sample_microseconds(lambda: score(len(requests)), repeats=BATCH_REPEATS, warmup=3) / 1000.0
+    )
+    events = len(requests[0].history)
     return {
-        "score_ms_p50": stats["p50_us"],
-        "score_ms_p99": stats["p99_us"],
+        "score_ms_p50": one["p50_us"],
+        "score_ms_p99": one["p99_us"],
         "events": events,
         "tokens": min(events + 1, cap),
         "context_cap": cap,
-        "candidates": int(candidates.numel()),
+        "candidates": size,
+        "batch_requests": len(requests),
+        "batch_ms_p50": many["p50_us"],
+        "batch_ms_p99": many["p99_us"],
+        "batch_requests_per_s": len(requests) / (many["p50_us"] / 1000.0),
     }
 
 
@@ -411,6 +466,7 @@ def run(
     patience: int | None = None,
     threads: int = 2,
     seed: int = 0,
+    compile_blocks: bool = False,
 ) -> dict[str, Any]:
     import torch
 
@@ -445,21 +501,32 @@ def run(
 
     torch.manual_seed(seed)
     models["fm"], fm_model, fm_info = run_fm(
-        split, dataset, preset, use_time=True, valid=valid, seed=seed
-    )
+        split, dataset, preset, use_time=True, valid=valid, seed=seed,
+        compile_blocks=compile_blocks,
+    )  # fmt: skip
     ablation: dict[str, Any] = {}
     if data == "sim":
         models["fm_no_time"], _, ablation = run_fm(
             split, dataset, preset, use_time=False, valid=valid, seed=seed
         )
     latency = serving_latency(fm_model, dataset, split, seed)
+    hardware = device_peak(device)
+    achieved = fm_info["train_flops_per_s"]
+    peak = hardware["peak_flops_per_s"]
     return {
         "data": data,
         "models": models,
         "train_seq_per_s": fm_info["train_seq_per_s"],
+        "train_flops_per_step": fm_info["train_flops_per_step"],
+        "train_flops_per_s": achieved,
+        "peak_flops_per_s": peak,
+        "fraction_of_peak": achieved / peak if peak and achieved is not None else None,
+        "fraction_of_peak_note": hardware["note"],
         "score_ms_p50": latency["score_ms_p50"],
         "score_ms_p99": latency["score_ms_p99"],
+        "batch_requests_per_s": latency["batch_requests_per_s"],
         "device": str(device),
+        "device_name": hardware["name"],
         "dataset": {
             "users": len(split.test),
             "items": dataset.catalog.n_items,
@@ -492,6 +559,26 @@ def run(
     }
 
 
+def device_peak(device: torch.device) -> dict[str, Any]:
+    """The device's name and dense bf16 peak FLOP/s (``fm_core.flops``), or why there is none."""
+    import torch
+
+    from fm_core.flops import peak_flops
+
+    if device.type != "cuda":
+        return {"name": device.type, "peak_flops_per_s": None,
+                "note": f"no published peak for the {device.type}: fraction of peak not "
+                "reported"}  # fmt: skip
+    name = torch.cuda.get_device_name(device)
+    peak = peak_flops(name)
+    note = (
+        "dense bf16 tensor-core peak from NVIDIA's data sheet"
+        if peak
+        else f"no published peak for {name} in fm_core.flops: fraction of peak not reported"
+    )
+    return {"name": name, "peak_flops_per_s": peak, "note": note}
+
+
 def table(result: dict[str, Any]) -> str:
     d, fm, ease, lat = result["dataset"], result["fm"], result["ease"], result["latency"]
     rows = [
@@ -519,8 +606,28 @@ def table(result: dict[str, Any]) -> str:
         f"data: {d['source']}",
         f"training: {result['train_seq_per_s']:.1f} sequences/s on {result['device']}, "
         f"{fm['train_seconds']:.0f} s",
+        _flops_row(result),
         f"serving one request ({lat['events']} events, {cap_note}; {lat['candidates']} "
         f"candidates): p50 {lat['score_ms_p50']:.2f} ms, p99 {lat['score_ms_p99']:.2f} ms",
+        f"serving a batch of {lat['batch_requests']} such requests in one forward pass: "
+        f"p50 {lat['batch_ms_p50']:.1f} ms, {lat['batch_requests_per_s']:.0f} requests/s",
         f"whole command: {result['total_seconds']:.0f} s",
     ]
     return "\n".join(rows)
+
+
+def _flops_row(result: dict[str, Any]) -> str:
+    per_step, achieved = result["train_flops_per_step"], result["train_flops_per_s"]
+    if per_step is None or achieved is None:
+        return "model FLOPs: no training steps"
+    fraction = result["fraction_of_peak"]
+    share = (
+        f"{fraction:.2%} of the {result['device_name']}'s {result['peak_flops_per_s'] / 1e12:.0f}"
+        " TFLOP/s bf16 peak"
+        if fraction is not None
+        else result["fraction_of_peak_note"]
+    )
+    return (
+        f"model FLOPs: {per_step / 1e9:.2f} GFLOP per training step (forward + backward), "
+        f"{achieved / 1e9:.1f} GFLOP/s achieved; {share}"
+    )

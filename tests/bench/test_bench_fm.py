@@ -225,6 +225,19 @@ def test_bench_fm_command_prints_the_table_and_the_json_keys(
         assert 0.0 <= metrics["ndcg@10"] <= metrics["hr@10"] <= 1.0
     assert result["score_ms_p99"] >= result["score_ms_p50"] > 0
     assert "popularity" in "\n".join(lines[:-1]) and "NDCG@10" in lines[1]
+    # model FLOPs against the device's peak: none is published for the CPU, so no fraction
+    fm = result["fm"]
+    assert result["train_flops_per_step"] == pytest.approx(
+        fm["train_flops_per_s"] * fm["train_step_seconds"] / fm["train_steps"]
+    )
+    assert result["train_flops_per_step"] > 0 and result["train_flops_per_s"] > 0
+    assert result["device"] == "cpu" and result["fraction_of_peak"] is None
+    assert result["peak_flops_per_s"] is None
+    assert "no published peak for the cpu" in result["fraction_of_peak_note"]
+    assert "GFLOP per training step" in "\n".join(lines[:-1])
+    # a batch of requests (the 24 users, fewer than 64) in one forward pass
+    assert result["latency"]["batch_requests"] == 24
+    assert result["batch_requests_per_s"] > 0
 
 
 def test_bench_fm_on_sim_adds_the_ablation_without_time(
