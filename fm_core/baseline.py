@@ -46,9 +46,11 @@ _FRESHNESS = FEATURES.index("freshness")
 class _ServingTable:
     """The terms of a fitted model's logit that depend on the item alone, per catalog row, or on
     the item and one request field: what serving looks up instead of recomputing. Built from
-    the model's arrays (kept, to tell when ``fit`` or ``load`` replaced one)."""
+    the model's arrays, which it keeps to tell when ``fit`` or ``load`` replaced one, and a copy
+    of the coefficients, to tell when they were changed in place."""
 
     sources: tuple[np.ndarray, ...]
+    coef: np.ndarray
     fixed: np.ndarray
     """(N,) bias + log-popularity terms (the position term is 0 at the top, where scores are
     served)."""
@@ -65,7 +67,9 @@ class _ServingTable:
                 model.genre_prior_, model._share)  # fmt: skip
 
     def made_from(self, model: PopularityAffinityScorer) -> bool:
-        return all(a is b for a, b in zip(self.sources, self._sources(model), strict=True))
+        return all(
+            a is b for a, b in zip(self.sources, self._sources(model), strict=True)
+        ) and np.array_equal(self.coef, model.coef_)
 
     @classmethod
     def of(cls, model: PopularityAffinityScorer) -> _ServingTable:
@@ -74,6 +78,7 @@ class _ServingTable:
         log_popularity = np.log((counts + 1.0) / (counts.sum() + model.catalog.n_items))
         return cls(
             sources=cls._sources(model),
+            coef=coef.copy(),
             fixed=coef[FEATURES.index("bias")]
             + coef[FEATURES.index("log_popularity")] * log_popularity,
             daypart=coef[FEATURES.index("daypart_lift")] * (share @ model.daypart_lift_),

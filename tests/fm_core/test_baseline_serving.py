@@ -12,6 +12,7 @@ import pytest
 from sim_logs import UniformLogging, impressions
 
 from fm_core import PopularityAffinityScorer, ScoreRequest
+from fm_core.baseline import FEATURES
 from fm_core.logistic import predict_logistic
 from loop.sim_bridge import catalog_from_world
 from sim import World, WorldConfig
@@ -60,3 +61,7 @@ def test_served_scores_follow_a_refit_and_a_reload(fitted, tmp_path: Path) -> No
     assert not np.allclose(after, before)
     loaded = PopularityAffinityScorer.load(scorer.save(tmp_path / "model.npz"))
     np.testing.assert_allclose(loaded.score([request], [items])[0], before, rtol=1e-12)
+    loaded.coef_[FEATURES.index("log_popularity")] *= -1.0  # changed in place, after serving
+    np.testing.assert_allclose(
+        loaded.score([request], [items])[0], _definition(loaded, request, items), rtol=1e-12
+    )
