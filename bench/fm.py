@@ -144,6 +144,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs without a validation gain before the FM stops "
                         "(default per dataset)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    parser.add_argument("--windows", choices=("auto", "resident", "collated"), default="auto",
+                        help="training windows resident on the device and gathered by index, "
+                        "or collated per batch on the host (default auto: resident on "
+                        "CUDA)")  # fmt: skip
     parser.add_argument("--compile", action="store_true", dest="compile_blocks",
                         help="torch.compile the FM's transformer blocks (CUDA only)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
@@ -305,6 +309,7 @@ def run_fm(
     valid: Queries,
     seed: int,
     compile_blocks: bool = False,
+    windows: str = "auto",
 ) -> tuple[dict[str, float], FoundationModel, dict[str, Any]]:
     """Train the FM, keeping the epoch of best NDCG@10 on the ``valid`` targets; its test
     metrics and the model."""
@@ -326,7 +331,7 @@ def run_fm(
         scores = fm_scores(model, data, batch_size=chunk, tokens=valid_tokens)
         return evaluate(scores, valid, data.catalog.release_time, chunk=chunk)[f"ndcg@{K}"]
 
-    train = _train_config(preset, seed, compile_blocks=compile_blocks)
+    train = _train_config(preset, seed, compile_blocks=compile_blocks, windows=windows)
     start = time.perf_counter()
     result = train_fm(
         [(h, None) for h in split.train], data.catalog, cfg, train,
@@ -353,11 +358,14 @@ def run_fm(
     return test, result.model, info
 
 
-def _train_config(preset: Preset, seed: int, *, compile_blocks: bool = False) -> TrainConfig:
+def _train_config(
+    preset: Preset, seed: int, *, compile_blocks: bool = False, windows: str = "auto"
+) -> TrainConfig:
     from fm_core.train_fm import TrainConfig
 
     return TrainConfig(
         compile=compile_blocks,
+        resident_data=None if windows == "auto" else windows == "resident",
         epochs=preset.epochs,
         batch_size=preset.batch_size,
         lr=preset.lr,
@@ -467,6 +475,7 @@ def run(
     threads: int = 2,
     seed: int = 0,
     compile_blocks: bool = False,
+    windows: str = "auto",
 ) -> dict[str, Any]:
     import torch
 
@@ -502,7 +511,7 @@ def run(
     torch.manual_seed(seed)
     models["fm"], fm_model, fm_info = run_fm(
         split, dataset, preset, use_time=True, valid=valid, seed=seed,
-        compile_blocks=compile_blocks,
+        compile_blocks=compile_blocks, windows=windows,
     )  # fmt: skip
     ablation: dict[str, Any] = {}
     if data == "sim":
@@ -517,6 +526,7 @@ def run(
         "data": data,
         "models": models,
         "train_seq_per_s": fm_info["train_seq_per_s"],
+        "train_windows": windows,
         "train_flops_per_step": fm_info["train_flops_per_step"],
         "train_flops_per_s": achieved,
         "peak_flops_per_s": peak,

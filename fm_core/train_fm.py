@@ -319,6 +319,9 @@ def train_fm(
     env = dist_env()
     device = select_device(env.local_rank)
     owns_group = env.distributed and not dist.is_initialized()
+    if device.type == "cuda":
+        # NCCL's collectives and barrier run on the current device: make it this rank's GPU
+        torch.cuda.set_device(device)
     if owns_group:
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
     stride = train.stride or max(cfg.max_len // 2, 1)
