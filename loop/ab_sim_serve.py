@@ -8,6 +8,7 @@ the experiment's requests). Also the candidate models the simulated experiments 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -69,13 +70,20 @@ def _arm_truth(
         truth.add(name, value)
 
 
+OnDecision = Callable[[Session, Request, DecisionCreate], None]
+"""Sees each recorded decision (with its session and the world's request) before the world's
+state moves on."""
+
+
 def serve_world(
     world: World, service: DecisionService, engine: Engine, *, n: int, k: int, start: float,
     end: float, rng: np.random.Generator, truth: ArmTruth | None = None,
+    on_decision: OnDecision | None = None,
 ) -> None:  # fmt: skip
     """``n`` world requests in [start, end) days decided by ``service`` (its experiment's arms
     when it has one), recorded with the world's plays; with ``truth``, every arm's true value
-    of each request is added to it."""
+    of each request is added to it; ``on_decision`` sees each recorded decision."""
+    experiment = service.experiment
     requests = world.sample_requests(n, start=start, end=end, rng=rng)
     with Session(engine) as session:
         for request in requests:
@@ -85,8 +93,10 @@ def serve_world(
                 request=decision_input(request, k=k, decision_id=decision_id),
                 now=to_datetime(request.t),
             ).record
-            if truth is not None and service.experiment is not None:
-                _arm_truth(world, service.experiment, session, request, record, truth, rng)
+            if truth is not None and experiment is not None:
+                _arm_truth(world, experiment, session, request, record, truth, rng)
+            if on_decision is not None:
+                on_decision(session, request, record)
             slate = np.array([item.item_id for item in record.slate], dtype=np.int64)
             outcome = world.respond(request, slate, rng)
             events = events_from_outcome(outcome, decision_id=decision_id)

@@ -5,59 +5,19 @@ coefficients negated (a clearly worse one)."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from explore import EpsilonGreedySlate
 from fm_core import PopularityAffinityScorer
+from loop.ab_sim_serve import serve_world as serve  # the tests' name for it
 from loop.retrain import fit_model
 from loop.service import DecisionService
-from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
+from loop.sim_bridge import catalog_from_world
 from loop.windows import read_window, training_impressions
-from proplog.schema import DecisionCreate
-from proplog.store import record_events
-from sim import Request, World
-from sim.clock import to_datetime
-
-OnDecision = Callable[[Session, Request, DecisionCreate], None]
-
-
-def serve(
-    world: World,
-    service: DecisionService,
-    engine: Engine,
-    *,
-    n: int,
-    k: int,
-    start: float,
-    end: float,
-    rng: np.random.Generator,
-    on_decision: OnDecision | None = None,
-) -> None:
-    """``n`` world requests in [start, end) days decided by ``service`` and answered by the
-    world; ``on_decision`` sees each recorded decision before the world's state moves on."""
-    requests = world.sample_requests(n, start=start, end=end, rng=rng)
-    with Session(engine) as session:
-        for request in requests:
-            decision_id = str(uuid.UUID(bytes=rng.bytes(16), version=4))
-            record = service.decide(
-                session=session,
-                request=decision_input(request, k=k, decision_id=decision_id),
-                now=to_datetime(request.t),
-            ).record
-            if on_decision is not None:
-                on_decision(session, request, record)
-            slate = np.array([item.item_id for item in record.slate], dtype=np.int64)
-            outcome = world.respond(request, slate, rng)
-            events = events_from_outcome(outcome, decision_id=decision_id)
-            if events:
-                record_events(session=session, events=events)
-            world.record(outcome)
+from sim import World
 
 
 def uniform_log(world: World, engine: Engine, *, n: int, k: int, seed: int) -> None:
