@@ -14,11 +14,14 @@ M valid targets, N catalog items, S sampled negatives, G genres, F = n_future:
                        skip about half, which the count does not credit)
     input            2·n·N_DENSE·d (the dense-feature projection)
     item table       with metadata: 2·N·G·d (genres) + 2·N·d (the age gate)
-    next-item head   sampled: 2·M·S·d (the shared negatives; the positives are a dot product
-                     per target, elementwise); full softmax: 2·M·N·d, or 2·n·N·d when the
-                     forward scores every token (``score_all_tokens``)
-    future heads     for k = 1..F-1: 4·n_k·d² (the head's MLP, with ``future_heads``) and
-                     the head's output as the next-item head's with its M_k targets
+    next-item head   sampled: 2·n·S·d (the shared negatives against every query position,
+                     padding included at weight 0, which spares the host a wait for the
+                     number of valid targets; the positives are a dot product per position,
+                     elementwise); full softmax: 2·M·N·d, or 2·n·N·d when the forward scores
+                     every token (``score_all_tokens``)
+    future heads     for k = 1..F-1, over n_k = B·(T-k) positions: 4·n_k·d² (the head's MLP,
+                     with ``future_heads``) and the head's output as the next-item head's
+                     (sampled: 2·n_k·S·d; full softmax: 2·M_k·N·d)
     genre head       2·M·d·G
 
 ``peak_flops`` returns the dense bf16 tensor-core peak of a known accelerator by its name, or
@@ -74,17 +77,17 @@ def forward_flops(cfg: FMConfig, step: StepShape) -> int:
     sampled = cfg.n_sampled > 0
     m0 = step.targets[0] if step.targets else 0
 
-    def output(m: int, queries: int) -> int:
-        if sampled:
-            return 2 * m * cfg.n_sampled * d
-        return 2 * queries * N * d
+    def output(positions: int, targets: int, *, all_tokens: bool = False) -> int:
+        if sampled:  # every query position, at weight 0 where it has no target
+            return 2 * positions * cfg.n_sampled * d
+        return 2 * (positions if all_tokens else targets) * N * d
 
-    total += output(m0, n if step.score_all_tokens and not sampled else m0)
+    total += output(n, m0, all_tokens=step.score_all_tokens)
     for k in range(1, min(cfg.n_future, T)):
         m_k = step.targets[k] if k < len(step.targets) else 0
         if cfg.future_heads:
             total += 4 * B * (T - k) * d * d
-        total += output(m_k, m_k)
+        total += output(B * (T - k), m_k)
     if cfg.genre_weight > 0:
         total += 2 * m0 * d * cfg.n_genres
     return total

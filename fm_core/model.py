@@ -362,8 +362,12 @@ class FoundationModel(nn.Module):
             if shift >= T:
                 sums.append(torch.zeros((), dtype=torch.float64, device=batch.target.device))
                 continue
-            valid = batch.target[:, shift:] >= 0
-            sums.append(self._target_weight(batch, valid, shift=shift).double().sum())
+            # every position, at weight 0 without a target: no boolean gather to wait for
+            weight = (
+                engagement_weight(batch.target_kind[:, shift:], batch.target_minutes[:, shift:])
+                * batch.sample_weight[:, shift:]
+            )
+            sums.append((weight * (batch.target[:, shift:] >= 0)).double().sum())
         if self.genre_head is not None:
             sums.append(sums[0])
         return torch.stack(sums)
@@ -424,20 +428,12 @@ class FoundationModel(nn.Module):
         ``seen`` (B, T, N) are the items each query knows (left out of its softmax)."""
         target = batch.target[:, shift:]  # (B, T - shift)
         valid = target >= 0
+        release = self.items.release_time
+        if self.training and self.cfg.n_sampled > 0:
+            return self._sampled_loss(h, table, batch, shift=shift, weight_sum=weight_sum)
         weight = self._target_weight(batch, valid, shift=shift)  # (M,)
         time = batch.time[:, shift:][valid]  # (M,) the targets' times
         asked = batch.time[:, : batch.time.shape[1] - shift][valid]  # (M,) the queries' times
-        release = self.items.release_time
-        if self.training and self.cfg.n_sampled > 0:
-            return sampled_softmax_loss(
-                h[valid], table, self.item_bias, target[valid], weight,
-                log_q=self.item_log_q, n_sampled=self.cfg.n_sampled,
-                release_time=release if self.cfg.mask_unreleased else None, time=time,
-                total=weight_sum,
-                bonus=None if self.freshness is None
-                else lambda rows: self.freshness_bonus(asked.view(-1, *[1] * (rows.dim() - 1)),
-                                                       release[rows]),
-            )  # fmt: skip
         # (M, N): scores of the valid targets only
         scores = (
             logits[valid]
@@ -449,6 +445,40 @@ class FoundationModel(nn.Module):
             known = seen[:, : seen.shape[1] - shift][valid]  # (M, N) items the query has seen
             blocked = known if blocked is None else blocked | known
         return full_softmax_loss(scores, target[valid], weight, blocked, total=weight_sum)
+
+    def _sampled_loss(
+        self,
+        h: torch.Tensor,
+        table: torch.Tensor,
+        batch: TokenBatch,
+        *,
+        shift: int,
+        weight_sum: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Sampled-softmax loss of queries h (B, T - shift, D) at every position: padding and
+        steps without a target take part at weight 0. A boolean gather of the valid targets
+        would size its output from the data, and the host would wait for the device to learn
+        it; at weight 0 a position adds nothing to Σ w·ℓ nor to Σ w, so the loss is the same."""
+        B, Tq, D = h.shape
+        target = batch.target[:, shift:]  # (B, Tq)
+        valid = target >= 0
+        weight = (
+            engagement_weight(batch.target_kind[:, shift:], batch.target_minutes[:, shift:])
+            * batch.sample_weight[:, shift:]
+            * valid
+        ).reshape(-1)  # (B·Tq,)
+        time = batch.time[:, shift:].reshape(-1)  # the targets' times
+        asked = batch.time[:, :Tq].reshape(-1)  # the queries' times
+        release = self.items.release_time
+        return sampled_softmax_loss(
+            h.reshape(B * Tq, D), table, self.item_bias, target.clamp(min=0).reshape(-1), weight,
+            log_q=self.item_log_q, n_sampled=self.cfg.n_sampled,
+            release_time=release if self.cfg.mask_unreleased else None, time=time,
+            total=weight_sum,
+            bonus=None if self.freshness is None
+            else lambda rows: self.freshness_bonus(asked.view(-1, *[1] * (rows.dim() - 1)),
+                                                   release[rows]),
+        )  # fmt: skip
 
     def seen_items(self, batch: TokenBatch) -> torch.Tensor:
         """(B, T, N) True where item n is the previous item of a token at or before t: the

@@ -72,11 +72,11 @@ def test_hand_count_of_one_layer_without_heads() -> None:
     cfg = FMConfig(n_items=10, n_genres=1, d_model=4, n_heads=1, n_layers=1, max_len=3,
                    mlp_ratio=1, n_sampled=5, genre_weight=0.0, item_metadata=False)  # fmt: skip
     # B=2, T=3: n=6 tokens; qkv 6·6·16, out 2·6·16, MLP 4·6·16, attention 4·2·9·4,
-    # dense input 2·6·N_DENSE·4, negatives 2·4 targets·5·4
+    # dense input 2·6·N_DENSE·4, negatives 2·6 positions·5·4 (4 of them with a target)
     from fm_core.tokenize import N_DENSE
 
     hand = (
-        6 * 6 * 16 + 2 * 6 * 16 + 4 * 6 * 16 + 4 * 2 * 9 * 4 + 2 * 6 * N_DENSE * 4 + 2 * 4 * 5 * 4
+        6 * 6 * 16 + 2 * 6 * 16 + 4 * 6 * 16 + 4 * 2 * 9 * 4 + 2 * 6 * N_DENSE * 4 + 2 * 6 * 5 * 4
     )
     assert forward_flops(cfg, StepShape(batch=2, tokens=3, targets=[4])) == hand
 
