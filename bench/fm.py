@@ -144,10 +144,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="epochs without a validation gain before the FM stops "
                         "(default per dataset)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    parser.add_argument("--windows", choices=("auto", "resident", "collated"), default="auto",
-                        help="training windows resident on the device and gathered by index, "
-                        "or collated per batch on the host (default auto: resident on "
-                        "CUDA)")  # fmt: skip
+    parser.add_argument("--windows", choices=("resident", "collated"), default="resident",
+                        help="training windows resident on the device and gathered by index "
+                        "(default), or collated per batch on the host")  # fmt: skip
     parser.add_argument("--compile", action="store_true", dest="compile_blocks",
                         help="torch.compile the FM's transformer blocks (CUDA only)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
@@ -309,7 +308,7 @@ def run_fm(
     valid: Queries,
     seed: int,
     compile_blocks: bool = False,
-    windows: str = "auto",
+    windows: str = "resident",
 ) -> tuple[dict[str, float], FoundationModel, dict[str, Any]]:
     """Train the FM, keeping the epoch of best NDCG@10 on the ``valid`` targets; its test
     metrics and the model."""
@@ -359,13 +358,13 @@ def run_fm(
 
 
 def _train_config(
-    preset: Preset, seed: int, *, compile_blocks: bool = False, windows: str = "auto"
+    preset: Preset, seed: int, *, compile_blocks: bool = False, windows: str = "resident"
 ) -> TrainConfig:
     from fm_core.train_fm import TrainConfig
 
     return TrainConfig(
         compile=compile_blocks,
-        resident_data=None if windows == "auto" else windows == "resident",
+        resident_data=windows == "resident",
         epochs=preset.epochs,
         batch_size=preset.batch_size,
         lr=preset.lr,
@@ -475,7 +474,7 @@ def run(
     threads: int = 2,
     seed: int = 0,
     compile_blocks: bool = False,
-    windows: str = "auto",
+    windows: str = "resident",
 ) -> dict[str, Any]:
     import torch
 

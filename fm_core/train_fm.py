@@ -28,6 +28,13 @@ each batch's own Σw would weigh a target by the batch it lands in; bucketed tra
 divides every batch by the mean Σw per batch over all windows, a constant, and each target
 weighs the same, as in randomly drawn batches.
 
+**The step never waits for the device.** The windows are collated once into padded tensors
+on the device (``fm_core.window_store``; ``resident_data=False`` collates each batch on the
+host instead) and a batch is a gather by index; its target counts and FLOPs come from the host.
+The losses and top-1 hits stay on the device and are read once an epoch (the progress bar
+reads the last loss every ``log_every`` steps). ``compile`` compiles the transformer blocks
+with ``torch.compile`` on CUDA (off on the CPU).
+
 **Schedule and model selection.** The learning rate warms up linearly over ``warmup_steps``
 and then stays (``schedule="constant"``) or follows a cosine to ``min_lr_ratio`` × lr
 (``"cosine"``). With a ``validate`` callback (higher is better, e.g. validation NDCG@10), rank 0
@@ -96,9 +103,9 @@ class TrainConfig:
     length_buckets: bool = False  # batch windows of similar length (less padding; see below)
     # sampled softmax: negatives drawn ∝ (target count + 1)^proposal_power; 0 draws uniformly
     proposal_power: float = 0.75
-    # windows held on the device and batched by index (fm_core.window_store); None: on CUDA
-    # only (on the CPU collating each batch is as fast and holds no second copy)
-    resident_data: bool | None = None
+    # True: the windows are held as padded tensors on the device and batched by index
+    # (fm_core.window_store); False: each batch is collated on the host and copied
+    resident_data: bool = True
     compile: bool = False  # torch.compile the transformer blocks (CUDA only; off on the CPU)
     log_every: int = 50  # steps between progress-bar loss updates (each one reads the device)
 
@@ -349,7 +356,7 @@ def train_fm(
         else:
             logger.info("compile is for CUDA; the CPU trains uncompiled")
     torch.manual_seed(train.seed + env.rank)
-    resident = device.type == "cuda" if train.resident_data is None else train.resident_data
+    resident = train.resident_data
     loader = _Batcher(
         windows, _batches(windows, train, env), device, resident=resident,
         max_shift=cfg.n_future,
