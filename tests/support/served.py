@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -50,9 +51,10 @@ class Served:
         self.kill()
 
     def kill(self) -> None:
-        """SIGKILL the server if it still runs, and reap it."""
-        if self.process.poll() is None:
-            self.process.kill()
+        """SIGKILL the server and every process of its session (the workers of ``--workers N``,
+        which would outlive a parent killed alone), and reap it."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
 
@@ -73,7 +75,9 @@ def start_serve(
     command = [str(loopbreak_script()), "serve", "--host", "127.0.0.1", "--port", str(port),
                "--model", str(model), *extra_args]  # fmt: skip
     with output.open("wb") as sink:
-        process = subprocess.Popen(command, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(  # a session of its own: kill() reaches its workers too
+            command, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
     served = Served(process=process, base=f"http://127.0.0.1:{port}", output=output)
     try:
         deadline = time.monotonic() + timeout_s
