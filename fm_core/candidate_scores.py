@@ -40,9 +40,7 @@ def candidate_scores(
             f"{tuple(candidates.shape)}"
         )
     table = model.item_embeddings() if table is None else table
-    h = model.encode(batch, table)  # (R, T, D)
-    rows = torch.arange(h.shape[0], device=h.device)
-    user = h[rows, batch.lengths - 1]  # (R, D)
+    user = model.user_embeddings(batch, table)  # (R, D)
     items = table[candidates]  # (R, C, D)
     scores = torch.bmm(items, user[:, :, None].to(items.dtype))[..., 0]  # (R, C)
     return scores + model.item_bias[candidates]

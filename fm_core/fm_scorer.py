@@ -128,11 +128,8 @@ class FMRankerScorer:
                 chunk, self.catalog, max_len=cfg.max_len, config=cfg.tokenizer()
             )
             batch = batch.to(self.device)
-            # encode with the cached item table (FoundationModel.user_embeddings would rebuild
-            # it on every call); the user is the hidden state at the request token
-            h = self.fm.encode(batch, self._items.table)  # (b, T, D)
-            last = batch.lengths - 1
-            out.append(h[torch.arange(h.shape[0], device=h.device), last].float())
+            # the user is the hidden state at the request token, encoded with the cached table
+            out.append(self.fm.user_embeddings(batch, self._items.table).float())
         if not out:
             return torch.empty(0, cfg.d_model, device=self.device)
         return torch.cat(out)

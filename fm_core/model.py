@@ -502,9 +502,11 @@ class FoundationModel(nn.Module):
         return table
 
     @torch.no_grad()
-    def user_embeddings(self, batch: TokenBatch) -> torch.Tensor:
-        """(B, D) hidden state at each row's last real token (the request token at serving)."""
-        h = self.encode(batch, self.item_embeddings())  # (B, T, D)
+    def user_embeddings(self, batch: TokenBatch, table: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D) hidden state at each row's last real token (the request token at serving);
+        ``table``: the (N, D) item table a server keeps between model versions (default:
+        computed here)."""
+        h = self.encode(batch, self.item_embeddings() if table is None else table)  # (B, T, D)
         return h[torch.arange(h.shape[0], device=h.device), batch.lengths - 1]
 
     @torch.no_grad()
