@@ -57,13 +57,16 @@ def decision_input(request: Request, *, k: int, decision_id: str) -> DecisionInp
 
 
 def request_context(request: Request) -> RequestContext:
-    """The context a product service would send with a world request."""
+    """The context a product service would send with a world request: on search its query, on
+    a title page the opened title (never the search's intent, which only the world knows)."""
     return RequestContext(
         user_id=request.user_id,
         surface=request.surface,
         device=request.device_name,
         country=request.country_code,
         local_time=request.local_time,
+        query=request.query,
+        source_item=request.source_item,
     )
 
 

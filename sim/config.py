@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from vocab import DAYPARTS
 
 __all__ = [
@@ -83,6 +85,20 @@ class WorldConfig:
     search_results: int = 10
     query_noise: float = 0.2
 
+    # the search and title surfaces as surfaces of their own (``World.surface_request``)
+    query_kinds: tuple[float, float, float] = (0.4, 0.3, 0.3)
+    """Shares of exact, partial and misspelled queries (``sim.queries.QUERY_KINDS``) typed on
+    the search surface."""
+    search_similarity: float = 1.0
+    """On the search surface, a result other than the member's intent gains this logit per unit
+    of latent cosine to the intent (titles like the one searched for)."""
+    search_focus: float = 2.0
+    """On the search surface, a result other than the member's intent loses this logit: who
+    searched for one title rarely settles for an unrelated one."""
+    title_similarity: float = 2.5
+    """On a title's "more like this" row, a title gains this logit per unit of latent cosine
+    to the title the member opened."""
+
     def __post_init__(self) -> None:
         positive = ("n_items", "n_users", "latent_dim", "vocab_per_genre", "search_results")
         for name in positive:
@@ -100,6 +116,17 @@ class WorldConfig:
             raise ValueError(
                 f"WorldConfig.popularity_feedback must be in [0, 5]; got {self.popularity_feedback}"
             )
+        kinds = tuple(float(x) for x in self.query_kinds)
+        if len(kinds) != 3 or min(kinds) < 0.0 or not np.isclose(sum(kinds), 1.0):
+            raise ValueError(
+                "WorldConfig.query_kinds must be three non-negative shares summing to 1 "
+                f"(exact, partial, misspelled); got {self.query_kinds}"
+            )
+        for name in ("search_similarity", "search_focus", "title_similarity"):
+            if not 0.0 <= getattr(self, name) <= 10.0:
+                raise ValueError(
+                    f"WorldConfig.{name} must be in [0, 10]; got {getattr(self, name)}"
+                )
         if self.horizon_days <= 0:
             raise ValueError(f"WorldConfig.horizon_days must be > 0; got {self.horizon_days}")
         if self.examination not in ("log", "inverse"):

@@ -24,11 +24,17 @@ with q the intent distribution, p̃_i the intent play probability, and E[reward 
 top K items by r (θ is decreasing), and any policy with per-position marginals M (K × n) has value
 Σ_k θ_k Σ_i M_ki r(x, i). All of these are as of the world's current state: call them before
 ``record`` applies the outcome of the same request.
+
+Search and title pages are surfaces of their own (``surface_request``): a member types a query
+made from an intent title's words (exact, partial or misspelled, ``sim.queries``), or opens a
+title and sees its "more like this" row; ``item_rewards``, ``respond`` and the oracle then follow
+``sim.surfaces``. A home request (or one without a query's intent or a source title) behaves as
+above, unchanged.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -43,7 +49,9 @@ from sim.config import (
     WorldConfig,
 )
 from sim.effects import ContextEffects, make_effects
+from sim.queries import QUERY_KINDS, make_query
 from sim.search import LexicalSearch
+from sim.surfaces import SURFACES_WITH_ANCHOR, anchored_play_probability
 from sim.users import Users, make_users
 from vocab import DAYPARTS, N_DAYPARTS, daypart_hours, daypart_of_hour
 
@@ -65,6 +73,21 @@ class Request:
     device: int
     country: int
     surface: str = "home"
+    query: str | None = None
+    query_kind: str | None = None
+    intent: int | None = None
+    """The title a search was typed for: ground truth, never sent to the recommender."""
+    source_item: int | None = None
+    """The title whose page the member opened (surface "title")."""
+
+    @property
+    def anchor(self) -> int | None:
+        """The title a search or title request is anchored on (``sim.surfaces``), else None."""
+        if self.surface == "search":
+            return self.intent
+        if self.surface == "title":
+            return self.source_item
+        return None
 
     @property
     def user_id(self) -> str:
@@ -202,6 +225,33 @@ class World:
             for j, i in enumerate(order)
         ]
 
+    def surface_request(self, request: Request, surface: str, rng: np.random.Generator) -> Request:
+        """``request`` made on ``surface``: on "search" the member types a query for an intent
+        title drawn from their intent distribution (its kind by ``query_kinds``); on "title"
+        they open a title drawn from the same distribution. Other surfaces: the request with
+        only its surface changed. Draws from ``rng`` only for search and title."""
+        if surface not in SURFACES_WITH_ANCHOR:
+            return replace(request, surface=surface)
+        items, q = self.intent_distribution(request)
+        anchor = int(items[rng.choice(len(items), p=q)])
+        if surface == "title":
+            return replace(request, surface="title", source_item=anchor)
+        kind = QUERY_KINDS[int(rng.choice(len(QUERY_KINDS), p=np.asarray(self.config.query_kinds)))]
+        words = [self.catalog.vocab[j] for j in self.catalog.title_tokens[anchor]]
+        query = make_query(words, kind, rng)
+        return replace(request, surface="search", query=query, query_kind=kind, intent=anchor)
+
+    def sample_surface_requests(
+        self, n: int, *, start: float, end: float, rng: np.random.Generator, surface: str
+    ) -> list[Request]:
+        """``n`` requests on ``surface`` (``sample_requests``, then ``surface_request``)."""
+        requests = self.sample_requests(n, start=start, end=end, rng=rng)
+        return [self.surface_request(r, surface, rng) for r in requests]
+
+    def title_words(self, item: int) -> list[str]:
+        """The words of ``item``'s title, in order."""
+        return [self.catalog.vocab[j] for j in self.catalog.title_tokens[item]]
+
     def available(self, t: float) -> np.ndarray:
         """Item ids released at or before ``t``."""
         return self.catalog.available(t)
@@ -282,6 +332,10 @@ class World:
     def item_rewards(self, request: Request, items: np.ndarray) -> np.ndarray:
         """r(x, i): expected reward of item i when examined, for each of ``items``."""
         items = np.asarray(items, dtype=np.int64)
+        if request.anchor is not None:
+            return self._anchored_play(request, items) * self._expected_value_of_play(
+                request, items
+            )
         rho = self.config.intent_rate
         p = self.play_probability(request, items)
         p_intent = self.config.intent_play * self._reconsumption(request, items)
@@ -293,6 +347,25 @@ class World:
         q[found] = q_all[position[found]]
         play = (1.0 - rho * q) * p + rho * q * p_intent
         return play * self._expected_value_of_play(request, items)
+
+    def _anchored_play(self, request: Request, items: np.ndarray) -> np.ndarray:
+        """P(play | examined) on a search or title request (``sim.surfaces``)."""
+        c = self.config
+        anchor = request.anchor
+        assert anchor is not None
+        return anchored_play_probability(
+            surface=request.surface,
+            anchor=anchor,
+            items=items,
+            affinity=self.affinity(request, items),
+            reconsumption=self._reconsumption(request, items),
+            latent=self.catalog.latent,
+            similarity_weight=(
+                c.search_similarity if request.surface == "search" else c.title_similarity
+            ),
+            intent_play=c.intent_play,
+            search_focus=c.search_focus,
+        )
 
     def expected_reward(self, request: Request, slate: np.ndarray) -> float:
         """V(x, s): expected reward of showing ``slate`` (item ids, top first) for ``request``."""
@@ -324,6 +397,8 @@ class World:
         c = self.config
         slate = np.asarray(slate, dtype=np.int64)
         k = len(slate)
+        if request.anchor is not None:
+            return self._respond_anchored(request, slate, rng)
         intent: int | None = None
         if rng.random() < c.intent_rate:
             items, q = self.intent_distribution(request)
@@ -363,6 +438,31 @@ class World:
             intent=intent,
             query=query,
             search_results=results,
+        )
+
+    def _respond_anchored(
+        self, request: Request, slate: np.ndarray, rng: np.random.Generator
+    ) -> Outcome:
+        """What the member does with a search or title slate: each position examined with θ_k,
+        an examined title played with its ``_anchored_play`` probability."""
+        k = len(slate)
+        examined = rng.random(k) < self.examination(k)
+        played = examined & (rng.random(k) < self._anchored_play(request, slate))
+        reward = np.zeros(k)
+        plays: list[Play] = []
+        for position in np.flatnonzero(played):
+            play = self._play(request, int(slate[position]), rng, "rec", int(position))
+            plays.append(play)
+            reward[position] = 1.0 if self.config.reward == "play" else play.completion
+        return Outcome(
+            request=request,
+            slate=slate,
+            examined=examined,
+            played=played,
+            reward=reward,
+            plays=tuple(plays),
+            intent=request.intent,
+            query=request.query,
         )
 
     def _play(
