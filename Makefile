@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean install postgres-server java-runtime
+.PHONY: demo test lint clean install postgres-server java-runtime mutation
 
 install: $(STAMP)
 
@@ -56,6 +56,12 @@ java-runtime:
 test: $(STAMP) postgres-server java-runtime
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# Mutation testing of the library modules (mutation/targets.py), each against its own tests, one
+# worker, at low priority; slow (see README, "Testing"), so not part of `make test`. It works in
+# copies under mutation/work/ and never changes the working tree.
+mutation: $(STAMP)
+	nice -n 15 $(BIN)/python mutation/run.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
