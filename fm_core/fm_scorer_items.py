@@ -3,7 +3,9 @@
 The FM's item embeddings and biases (on its device and as numpy), their norms and unit vectors,
 the items' release times, genre shares and title words, and an index from token to catalog rows;
 with them, the pair features that compare a candidate with the user's plays (genre affinity,
-history cosine) or with the request's query (the lexical features).
+history cosine) or with the request's query (the lexical features). A query word matches a
+title word exactly (1) or nearly (a prefix or one typing error away, ``fm_core.term_match``,
+0.75), so that partial and misspelled queries read as near matches of their title.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from fm_core.model import FoundationModel
 from fm_core.ranker import HISTORY_SIMILARITY_CAP, query_tokens
+from fm_core.term_match import TermMatcher
 from fm_core.types import ItemCatalog
 
 
@@ -44,6 +47,7 @@ class ItemSide:
         self.title_rows_of = {
             t: rows for t, rows in self.rows_of.items() if ":" not in t
         }  # title words only
+        self.terms = TermMatcher(self.title_rows_of)
         genres = np.asarray(catalog.genres, dtype=np.float64)
         self.genre_share = genres / np.maximum(genres.sum(axis=1, keepdims=True), 1.0)  # (N, G)
         prior = self.genre_share.sum(axis=0) + 1.0
@@ -68,21 +72,31 @@ class ItemSide:
         return (self.unit[rows] @ self.unit[recent].T).mean(axis=1)
 
     def lexical(self, query: str | None, rows: np.ndarray) -> np.ndarray:
-        """(n, 5) LEXICAL_FEATURES of ``rows`` against ``query``: has_query, query_share,
-        title_share, all_query_tokens, exact_title."""
+        """(n, 5) LEXICAL_FEATURES of ``rows`` against ``query``: has_query, query_share (the
+        mean match strength of the query's words), title_share (their summed strength on title
+        words over the title's length), all_query_tokens (every word matched, exactly or
+        nearly), exact_title (the title's words are exactly the query's)."""
         out = np.zeros((rows.size, 5))
         words = list(dict.fromkeys(query_tokens(query)))
         if not words:
             return out
         found = np.zeros(rows.size)
         title_found = np.zeros(rows.size)
+        matched = np.zeros(rows.size)
+        none = np.empty(0, np.int64)
         for word in words:
-            found += np.isin(rows, self.rows_of.get(word, np.empty(0, np.int64)))
-            title_found += np.isin(rows, self.title_rows_of.get(word, np.empty(0, np.int64)))
+            exact = np.isin(rows, self.rows_of.get(word, none)).astype(np.float64)
+            title = np.isin(rows, self.title_rows_of.get(word, none)).astype(np.float64)
+            for near, strength in self.terms.near(word).items():
+                title = np.maximum(title, strength * np.isin(rows, self.title_rows_of[near]))
+            strength = np.maximum(exact, title)
+            found += strength
+            title_found += title
+            matched += strength > 0
         query_set = frozenset(words)
         out[:, 0] = 1.0
         out[:, 1] = found / len(words)
         out[:, 2] = title_found / self.n_tokens[rows]
-        out[:, 3] = found == len(words)
+        out[:, 3] = matched == len(words)
         out[:, 4] = [self.titles[r] == query_set for r in rows]
         return out

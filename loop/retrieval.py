@@ -6,7 +6,10 @@
 - **client candidates win**: a request that names its candidates gets exactly those (unknown ids
   raise :class:`UnknownCandidatesError`), on every surface;
 - **search** with a query: the union of a lexical match of the query against the catalog's
-  item tokens (BM25, Lucene's variant, from ``bm25s``, the sparse-matrix BM25 library) and the
+  item tokens (BM25, Lucene's variant, from ``bm25s``, the sparse-matrix BM25 library; a query
+  word no title has counts through the title words it nearly matches, a prefix of them or one
+  typing error away, at ``fm_core.term_match.NEAR_STRENGTH`` of a whole word's score, so that a
+  partial or misspelled query still finds its title) and the
   scorer's own top items for the request (``Scorer.retrieve``: for the FM, user state · item
   embedding + bias), at most ``RetrievalConfig.search_cap`` in all. The lexical side takes
   ``lexical_share`` of the cap first (best BM25 first), the scorer's top fills the rest;
@@ -31,9 +34,8 @@ retrieval can evaluate (it needs an A/B test or logs with wider candidates).
 The per-scorer indexes (the BM25 index of the catalog, the unit item embeddings) are built once
 per scorer object on first use and kept while the scorer lives (a hot-reloaded model gets its own
 on its first search or title request); building them for a 1,000-item catalog takes a few
-milliseconds. The lexical analyzer (:func:`item_terms`, :func:`query_terms`) and the merge are
-separate functions so that a later index (typo-tolerant character n-grams, for instance) can be
-added beside BM25's words.
+milliseconds. The lexical analyzer (:func:`item_terms`, :func:`query_terms`,
+``fm_core.term_match``) and the merge are separate functions.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from fm_core import History, ItemCatalog, Scorer
+from fm_core.term_match import NEAR_STRENGTH, TermMatcher
 from fm_core.types import query_tokens
 from loop.context import RequestContext
 
@@ -106,7 +109,8 @@ def item_terms(tokens: Sequence[str]) -> list[str]:
 
 
 class LexicalIndex:
-    """BM25 over the catalog's item tokens (``bm25s``, Lucene's BM25, k1 1.5, b 0.75)."""
+    """BM25 over the catalog's item tokens (``bm25s``, Lucene's BM25, k1 1.5, b 0.75); a query
+    word no item has scores through its near title words (``fm_core.term_match``)."""
 
     def __init__(self, catalog: ItemCatalog) -> None:
         import bm25s  # about 0.5 s to import: only when a search needs it
@@ -114,16 +118,27 @@ class LexicalIndex:
         tokens = catalog.tokens or tuple(() for _ in range(catalog.n_items))
         self._bm25 = bm25s.BM25()
         self._bm25.index([item_terms(t) for t in tokens], show_progress=False)
+        self._terms = TermMatcher(term for t in tokens for term in item_terms(t) if ":" not in term)
+        self._known = frozenset(term for t in tokens for term in item_terms(t))
         self._release_time = np.asarray(catalog.release_time, dtype=np.float64)
         self._item_ids = np.asarray(catalog.item_ids, dtype=np.int64)
 
     def search(self, query: str | None, *, time: float, limit: int) -> np.ndarray:
-        """Item ids matching ``query`` (BM25 > 0) released at ``time``, best first (ties by
-        id), at most ``limit``."""
+        """Item ids matching ``query`` (BM25 > 0, near words included) released at ``time``,
+        best first (ties by id), at most ``limit``."""
         terms = list(dict.fromkeys(query_terms(query)))
         if not terms or limit < 1:
             return np.empty(0, dtype=np.int64)
-        scores = np.asarray(self._bm25.get_scores(terms), dtype=np.float64)
+        known = [t for t in terms if t in self._known]
+        scores = np.zeros(len(self._item_ids))
+        if known:
+            scores += np.asarray(self._bm25.get_scores(known), dtype=np.float64)
+        for term in terms:
+            if term not in self._known:
+                near = list(self._terms.near(term))
+                if near:  # the best of the near words, as one word of the query
+                    each = [np.asarray(self._bm25.get_scores([w]), np.float64) for w in near]
+                    scores += NEAR_STRENGTH * np.max(each, axis=0)
         rows = np.flatnonzero((scores > 0) & (self._release_time <= time))
         if rows.size > limit:
             rows = rows[np.argpartition(-scores[rows], limit - 1)[:limit]]
