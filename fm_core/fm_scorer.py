@@ -8,8 +8,11 @@ top N available items by the FM's next-item logits (user embedding · item embed
 Its fit is ``fm_core.fm_scorer_fit``, its per-item tables ``fm_core.fm_scorer_items``. Its file
 (``save``/``load``) is a model file of kind ``fm_ranker`` (``fm_core.model_archive``): the
 configs, the calibrator and the play counts in ``meta``, the FM's and ranker's weights as
-``fm/...`` and ``ranker/...`` entries. ``fm_core.model_file.load_scorer_file`` opens either kind
-of model file (this one or the baseline's).
+``fm/...`` and ``ranker/...`` entries. Probabilities come from the calibrator of the request's
+surface where the fit gave that surface one (``surface_calibrators``,
+``fm_core.surface_calibration``), else from the pooled ``calibrator``.
+``fm_core.model_file.load_scorer_file`` opens either kind of model file (this one or the
+baseline's).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from fm_core.ranker import (
     query_buckets,
     ranker_logits,
 )
+from fm_core.surface_calibration import calibrate, calibrators_from_dict, calibrators_to_dict
 from fm_core.tokenize import DEVICE_VOCAB, SURFACE_VOCAB, tokenize_requests
 from fm_core.types import ItemCatalog, ScoreRequest
 
@@ -60,6 +64,7 @@ class FMRankerScorer:
         model_version: str = "fm-untrained",
         request_batch: int = 256,
         play_counts: np.ndarray | None = None,
+        surface_calibrators: dict[str, Calibrator] | None = None,
     ) -> None:
         if fm.cfg.n_items != catalog.n_items:
             raise ValueError(
@@ -74,6 +79,7 @@ class FMRankerScorer:
         self.fm = fm.eval()
         self.ranker = ranker.to(self.device).eval()
         self.calibrator = calibrator
+        self.surface_calibrators: dict[str, Calibrator] = dict(surface_calibrators or {})
         self.play_counts = (
             np.zeros(catalog.n_items)
             if play_counts is None
@@ -258,7 +264,13 @@ class FMRankerScorer:
             sizes = [r.size for r in chunk_rows]
             index = np.repeat(np.arange(len(chunk)), sizes)
             inputs = self.inputs(chunk, index, np.concatenate(chunk_rows))
-            probabilities = self.calibrator.predict(ranker_logits(self.ranker, inputs))
+            surfaces = np.repeat(np.array([r.surface or "" for r in chunk], dtype=object), sizes)
+            probabilities = calibrate(
+                ranker_logits(self.ranker, inputs),
+                surfaces,
+                self.calibrator,
+                self.surface_calibrators,
+            )
             out.extend(np.split(probabilities, np.cumsum(sizes)[:-1]))
         return out
 
@@ -300,6 +312,7 @@ class FMRankerScorer:
             "fm_config": asdict(self.fm.cfg),
             "ranker_config": asdict(self.ranker.cfg),
             "calibrator": self.calibrator.to_dict(),
+            "surface_calibrators": calibrators_to_dict(self.surface_calibrators),
             "play_counts": self.play_counts.tolist(),
         }
         arrays = {
@@ -333,4 +346,5 @@ class FMRankerScorer:
             model_version=meta["model_version"],
             request_batch=int(meta["request_batch"]),
             play_counts=np.asarray(meta["play_counts"], dtype=np.float64),
+            surface_calibrators=calibrators_from_dict(meta.get("surface_calibrators", {})),
         )

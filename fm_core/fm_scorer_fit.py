@@ -9,9 +9,13 @@
    decisions measure the whole model out of time);
 3. the ranker trains on the impressions before the cut, keeping the epoch with the lowest
    held-out loss;
-4. the calibrator is fitted on the held-out impressions' logits (at their logged positions), and
-   the reported ECE and reliability table come from two-fold cross-fitting on those rows, so they
-   are out of sample.
+4. the calibrator is fitted on the held-out impressions' logits (at their logged positions),
+   pooled and per surface (``fm_core.surface_calibration``: a surface with enough held-out plays
+   gets its own), and the reported ECE and reliability table come from two-fold cross-fitting on
+   those rows, so they are out of sample.
+
+Steps 1–2 are ``prepare_ranker_stage`` and steps 3–4 ``fit_ranker``, so that several rankers (the
+unified one and per-surface specialists, ``fm_core.ranker_surfaces``) train on one FM.
 """
 
 from __future__ import annotations
@@ -35,7 +39,16 @@ from fm_core.calibration import (
 from fm_core.fm_scorer import FMRankerScorer
 from fm_core.impressions import TrainingImpressions, plays_before, user_sequences
 from fm_core.model import FMConfig, FoundationModel
-from fm_core.ranker import Ranker, RankerConfig, RankerTrainConfig, ranker_logits, train_ranker
+from fm_core.ranker import (
+    Ranker,
+    RankerConfig,
+    RankerInputs,
+    RankerTrainConfig,
+    RankerTrainResult,
+    ranker_logits,
+    train_ranker,
+)
+from fm_core.surface_calibration import fit_surface_calibrators
 from fm_core.train_fm import TrainConfig, train_fm
 from fm_core.types import ItemCatalog
 from fm_core.warm_start import warm_start_from
@@ -92,6 +105,9 @@ class FitReport:
     ece: float
     reliability: list[dict[str, float]]
     seconds: float
+    by_surface: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per surface of the held-out rows: pairs, plays, whether it has its own calibrator, and
+    the cross-fitted ECE with its calibrator (``ece``) and with the pooled one."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as plain JSON values; a non-finite number (e.g. top-1 accuracy under
@@ -116,19 +132,33 @@ def _holdout_cut(data: TrainingImpressions, share: float) -> float:
     return float(times[min(int(np.floor((1.0 - share) * times.size)), times.size - 1)])
 
 
-def fit_fm_scorer(
+@dataclass
+class RankerStage:
+    """What a ranker trains on once the FM is trained: the scorer (its FM and item side), the
+    ranker inputs of every impression, their labels, weights, surfaces and held-out mask."""
+
+    scorer: FMRankerScorer
+    inputs: RankerInputs
+    labels: np.ndarray
+    weights: np.ndarray | None
+    surfaces: np.ndarray
+    held: np.ndarray
+    cut: float
+    fm_sequences: int
+    fm_epochs: list[dict[str, float]]
+    started: float
+
+
+def prepare_ranker_stage(
     data: TrainingImpressions,
     catalog: ItemCatalog,
-    config: FMScorerConfig | None = None,
+    config: FMScorerConfig,
     *,
     model_version: str = "fm",
     previous: FoundationModel | None = None,
-) -> tuple[FMRankerScorer, FitReport]:
-    """Train the FM on the users' histories and the ranker on the impressions, calibrate on
-    the held-out decisions, and return the scorer with its training report. ``previous``: the
-    last version's FM to warm-start from (``fm_core.warm_start``: its weights carried onto
-    ``catalog``, new items initialized from metadata neighbours); its architecture is kept."""
-    config = config or FMScorerConfig()
+) -> RankerStage:
+    """Steps 1 and 2 of the module docstring: hold out the latest decisions, train the FM, and
+    build the ranker inputs of every impression (the scorer's ranker is still untrained)."""
     started = time.perf_counter()
     labels = np.asarray(data.labels, dtype=np.float64)
     if labels.size == 0:
@@ -180,45 +210,143 @@ def fit_fm_scorer(
             play_rows, play_times, item_rows, request_times[data.request_index]
         ),
     )
-    train_rows = torch.from_numpy(np.flatnonzero(~held))
-    held_rows = torch.from_numpy(np.flatnonzero(held))
-    held_weights = None if weights is None else weights[held]
-    ranker_result = train_ranker(
-        ranker,
-        all_inputs.pairs(train_rows),
-        labels[~held],
-        None if weights is None else weights[~held],
-        valid=(all_inputs.pairs(held_rows), labels[held], held_weights),
-        config=config.ranker_train,
-    )
-    scorer.ranker = ranker_result.ranker.to(scorer.device).eval()
-    logits = ranker_logits(scorer.ranker, all_inputs.pairs(held_rows))
-    y = labels[held]
-    scorer.calibrator = fit_calibrator(logits, y, held_weights, method=config.calibration)
-    method = scorer.calibrator.method
-    raw = np.clip(1.0 / (1.0 + np.exp(-logits)), 1e-6, 1 - 1e-6)
-    calibrated = cross_fitted(logits, y, held_weights, method=method)
-    report = FitReport(
-        cut_time=cut,
-        train_pairs=int((~held).sum()),
-        holdout_pairs=int(held.sum()),
-        holdout_plays=int(y.sum()),
+    request_surfaces = np.array([r.surface or "" for r in data.requests], dtype=object)
+    return RankerStage(
+        scorer=scorer,
+        inputs=all_inputs,
+        labels=labels,
+        weights=weights,
+        surfaces=request_surfaces[data.request_index],
+        held=held,
+        cut=cut,
         fm_sequences=len(sequences),
         fm_epochs=[asdict(m) for m in fm_result.metrics],
-        ranker_epochs=[asdict(e) for e in ranker_result.epochs],
-        ranker_best_epoch=ranker_result.best_epoch,
-        calibration=method,
-        log_loss_raw=log_loss(raw, y, held_weights),
-        log_loss=log_loss(calibrated, y, held_weights),
-        ece_raw=expected_calibration_error(raw, y, held_weights),
-        ece=expected_calibration_error(calibrated, y, held_weights),
-        reliability=[asdict(b) for b in reliability_table(calibrated, y, held_weights)],
-        seconds=time.perf_counter() - started,
+        started=started,
     )
+
+
+@dataclass
+class RankerFit:
+    """A ranker trained on some of a stage's impressions, with its calibrators and the held-out
+    rows it was calibrated on (``logits``, ``rows``)."""
+
+    ranker: Ranker
+    calibrator: Calibrator
+    surface_calibrators: dict[str, Calibrator]
+    result: RankerTrainResult
+    rows: np.ndarray
+    logits: np.ndarray
+
+
+def fit_ranker(
+    stage: RankerStage,
+    ranker: Ranker,
+    config: FMScorerConfig,
+    *,
+    keep: np.ndarray | None = None,
+) -> RankerFit:
+    """Steps 3 and 4: train ``ranker`` on the stage's training impressions (those of ``keep``,
+    a mask over impressions; None: all), keep its best epoch on the held-out ones of ``keep``,
+    and calibrate it on those, pooled and per surface."""
+    keep = np.ones(stage.labels.size, dtype=bool) if keep is None else np.asarray(keep, bool)
+    if keep.shape != stage.labels.shape:
+        raise ValueError(f"keep must be one flag per impression ({stage.labels.size})")
+    train = np.flatnonzero(~stage.held & keep)
+    held = np.flatnonzero(stage.held & keep)
+    labels, weights = stage.labels, stage.weights
+    if labels[train].sum() <= 0 or labels[held].sum() <= 0:
+        raise ValueError("the chosen impressions hold no play to train or calibrate on")
+    held_weights = None if weights is None else weights[held]
+    result = train_ranker(
+        ranker,
+        stage.inputs.pairs(torch.from_numpy(train)),
+        labels[train],
+        None if weights is None else weights[train],
+        valid=(stage.inputs.pairs(torch.from_numpy(held)), labels[held], held_weights),
+        config=config.ranker_train,
+    )
+    trained = result.ranker.to(stage.scorer.device).eval()
+    logits = ranker_logits(trained, stage.inputs.pairs(torch.from_numpy(held)))
+    y = labels[held]
+    calibrator = fit_calibrator(logits, y, held_weights, method=config.calibration)
+    by_surface = fit_surface_calibrators(
+        logits, y, held_weights, stage.surfaces[held], method=calibrator.method
+    )
+    return RankerFit(trained, calibrator, by_surface, result, held, logits)
+
+
+def fit_fm_scorer(
+    data: TrainingImpressions,
+    catalog: ItemCatalog,
+    config: FMScorerConfig | None = None,
+    *,
+    model_version: str = "fm",
+    previous: FoundationModel | None = None,
+) -> tuple[FMRankerScorer, FitReport]:
+    """Train the FM on the users' histories and the ranker on the impressions, calibrate on
+    the held-out decisions, and return the scorer with its training report. ``previous``: the
+    last version's FM to warm-start from (``fm_core.warm_start``: its weights carried onto
+    ``catalog``, new items initialized from metadata neighbours); its architecture is kept."""
+    config = config or FMScorerConfig()
+    stage = prepare_ranker_stage(
+        data, catalog, config, model_version=model_version, previous=previous
+    )
+    scorer = stage.scorer
+    fit = fit_ranker(stage, scorer.ranker, config)
+    scorer.ranker = fit.ranker
+    scorer.calibrator = fit.calibrator
+    scorer.surface_calibrators = fit.surface_calibrators
+    report = fit_report(stage, fit)
     logger.info(
         "fitted %s: %d training and %d held-out pairs, calibration %s, ECE %.4f (raw %.4f), "
         "%.1f s",
-        model_version, report.train_pairs, report.holdout_pairs, method, report.ece,
+        model_version, report.train_pairs, report.holdout_pairs, report.calibration, report.ece,
         report.ece_raw, report.seconds,
     )  # fmt: skip
     return scorer, report
+
+
+def fit_report(stage: RankerStage, fit: RankerFit) -> FitReport:
+    """The report of a ranker fit: held-out loss and calibration (two-fold cross-fitted, per
+    surface too, so out of sample)."""
+    y = stage.labels[fit.rows]
+    w = None if stage.weights is None else stage.weights[fit.rows]
+    method = fit.calibrator.method
+    raw = np.clip(1.0 / (1.0 + np.exp(-fit.logits)), 1e-6, 1 - 1e-6)
+    calibrated = cross_fitted(fit.logits, y, w, method=method)
+    surfaces = stage.surfaces[fit.rows]
+    by_surface: dict[str, dict[str, float]] = {}
+    for surface in sorted({str(s) for s in surfaces}):
+        rows = surfaces == surface
+        own = fit.surface_calibrators.get(surface)
+        ws = None if w is None else w[rows]
+        probabilities = (
+            cross_fitted(fit.logits[rows], y[rows], ws, method=own.method)
+            if own is not None
+            else calibrated[rows]
+        )
+        by_surface[surface] = {
+            "pairs": int(rows.sum()),
+            "plays": int(y[rows].sum()),
+            "own_calibrator": own is not None,
+            "ece": expected_calibration_error(probabilities, y[rows], ws),
+            "ece_pooled": expected_calibration_error(calibrated[rows], y[rows], ws),
+        }
+    return FitReport(
+        cut_time=stage.cut,
+        train_pairs=int((~stage.held).sum()),
+        holdout_pairs=int(stage.held.sum()),
+        holdout_plays=int(y.sum()),
+        fm_sequences=stage.fm_sequences,
+        fm_epochs=stage.fm_epochs,
+        ranker_epochs=[asdict(e) for e in fit.result.epochs],
+        ranker_best_epoch=fit.result.best_epoch,
+        calibration=method,
+        log_loss_raw=log_loss(raw, y, w),
+        log_loss=log_loss(calibrated, y, w),
+        ece_raw=expected_calibration_error(raw, y, w),
+        ece=expected_calibration_error(calibrated, y, w),
+        reliability=[asdict(b) for b in reliability_table(calibrated, y, w)],
+        seconds=time.perf_counter() - stage.started,
+        by_surface=by_surface,
+    )
