@@ -90,15 +90,17 @@ class RequestContext:
     @classmethod
     def of_logged(cls, row: Any) -> RequestContext:
         """The context of a logged decision: a ``proplog.frames.decision_frame`` row or a
-        ``DecisionCreate``. A frame holds a missing ``source_item`` as NaN; it becomes None."""
+        ``DecisionCreate``. A frame holds a missing ``source_item`` (and, when some decisions
+        have one, a missing ``query``) as NaN; it becomes None."""
         item = row.source_item
+        query = row.query
         return cls(
             user_id=row.user_id,
             surface=row.surface,
             device=row.device,
             country=row.country,
             local_time=row.local_time,
-            query=row.query,
+            query=query if isinstance(query, str) else None,
             source_item=None if item is None or pd.isna(item) else int(item),
         )
 
