@@ -20,8 +20,10 @@ that no test can kill, one per line with its reason; they are left out of the sc
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -103,7 +105,27 @@ def statuses(folder: Path, target: Target) -> dict[str, str]:
     from mutmut.stats import status_by_exit_code
 
     meta = json.loads((folder / "mutants" / f"{target.source}.meta").read_text())
-    return {name: status_by_exit_code[code] for name, code in meta["exit_code_by_key"].items()}
+    return {
+        name: status_by_exit_code[code]
+        for name, code in meta["exit_code_by_key"].items()
+        if not target.patterns or any(fnmatch.fnmatch(name, p) for p in target.patterns)
+    }
+
+
+def write_survivors(folder: Path, target: Target, survivors: dict[str, str]) -> None:
+    """Each survivor's diff into ``survivors.txt``, for the next person to read."""
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    here = Path.cwd()
+    os.chdir(folder)  # mutmut reads its mutants/ folder relative to the working directory
+    try:
+        diffs = [
+            f"## {name} ({status})\n{get_diff_for_mutant(name, path=target.source)}\n"
+            for name, status in survivors.items()
+        ]
+    finally:
+        os.chdir(here)
+    (folder / "survivors.txt").write_text("\n".join(diffs))
 
 
 def run_target(target: Target, mutmut: Path, equivalent: dict[str, str]) -> Row:
@@ -113,7 +135,10 @@ def run_target(target: Target, mutmut: Path, equivalent: dict[str, str]) -> Row:
     start = time.monotonic()
     with open(folder / "mutmut.log", "w") as out:
         done = subprocess.run(
-            [str(mutmut), "run", "--max-children", "1"], cwd=folder, stdout=out, stderr=out
+            [str(mutmut), "run", "--max-children", "1", *target.patterns],
+            cwd=folder,
+            stdout=out,
+            stderr=out,
         )
     if done.returncode != 0:
         raise RuntimeError(f"mutmut failed on {target.name}; see {folder / 'mutmut.log'}")
@@ -122,12 +147,7 @@ def run_target(target: Target, mutmut: Path, equivalent: dict[str, str]) -> Row:
     killed = sum(s in ("killed", "timeout") for s in status.values())
     survivors = sorted(n for n, s in status.items() if s not in ("killed", "timeout"))
     real = [n for n in survivors if n not in equivalent]
-    with open(folder / "survivors.txt", "w") as out:
-        for name in real:
-            shown = subprocess.run(
-                [str(mutmut), "show", name], cwd=folder, capture_output=True, text=True
-            )
-            out.write(f"## {name} ({status[name]})\n{shown.stdout}\n")
+    write_survivors(folder, target, {name: status[name] for name in real})
     if real:
         log.info("%s: %d survivors, diffs in %s", target.name, len(real), folder / "survivors.txt")
     return Row(
