@@ -236,6 +236,7 @@ class RankerFit:
     result: RankerTrainResult
     rows: np.ndarray
     logits: np.ndarray
+    train_pairs: int
 
 
 def fit_ranker(
@@ -272,7 +273,7 @@ def fit_ranker(
     by_surface = fit_surface_calibrators(
         logits, y, held_weights, stage.surfaces[held], method=calibrator.method
     )
-    return RankerFit(trained, calibrator, by_surface, result, held, logits)
+    return RankerFit(trained, calibrator, by_surface, result, held, logits, int(train.size))
 
 
 def fit_fm_scorer(
@@ -334,8 +335,8 @@ def fit_report(stage: RankerStage, fit: RankerFit) -> FitReport:
         }
     return FitReport(
         cut_time=stage.cut,
-        train_pairs=int((~stage.held).sum()),
-        holdout_pairs=int(stage.held.sum()),
+        train_pairs=fit.train_pairs,
+        holdout_pairs=int(fit.rows.size),
         holdout_plays=int(y.sum()),
         fm_sequences=stage.fm_sequences,
         fm_epochs=stage.fm_epochs,
