@@ -23,7 +23,9 @@ Storage conventions:
   so a propensity reads back bit for bit as it was written.
 - a decision's candidate ids and scores are packed arrays (:class:`PackedInt64s`,
   :class:`PackedFloat64s`): little-endian int64 / IEEE double, 8 bytes per value, in a ``BLOB``
-  (SQLite) or ``bytea`` (PostgreSQL) column, read back as Python lists, bit for bit. JSON text
+  (SQLite) or ``bytea`` (PostgreSQL) column, read back as Python lists, bit for bit. Ids that
+  are mostly consecutive (every available title) are stored as runs instead
+  (:func:`pack_id_runs`), which reads back as the same list. JSON text
   would be exact too, but writing 100 scores as JSON costs about 60 µs per decision on this
   project's CPU machine against about 3 µs packed, which alone caps the log below 5,000 decisions
   per second. (Values written as JSON by earlier versions are still read.)
@@ -46,6 +48,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
 from sqlalchemy import (
     JSON,
@@ -95,10 +98,63 @@ class PackedFloat64s(TypeDecorator[list[float]]):
 
 
 class PackedInt64s(PackedFloat64s):
-    """A list of ints in [-2**63, 2**63) stored as packed little-endian int64 (8 bytes each)."""
+    """A list of ints in [-2**63, 2**63) stored as packed little-endian int64 (8 bytes each), or,
+    when that is shorter, as runs of consecutive ids (:func:`pack_id_runs`): a decision over
+    every available title lists a thousand ids that are nearly all consecutive."""
 
     cache_ok = True
     typecode = "q"
+
+    def process_bind_param(self, value: Sequence[Any] | None, dialect: Dialect) -> bytes | None:
+        packed = super().process_bind_param(value, dialect)
+        if packed is None:
+            return None
+        runs = pack_id_runs(packed)
+        return packed if runs is None else runs
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> list[Any] | None:
+        if isinstance(value, bytes | bytearray | memoryview) and len(value) % 8 == 1:
+            return unpack_id_runs(bytes(value))
+        return super().process_result_value(value, dialect)
+
+
+RUNS_TAG = b"\x01"
+"""The first byte of a run-encoded id column; its length is then 1 + 16 × runs, so never a
+multiple of 8 as a plain packed column's is: the two read back without any other marker."""
+
+
+def pack_id_runs(packed: bytes) -> bytes | None:
+    """``packed`` (little-endian int64s) as runs of consecutive ids: :data:`RUNS_TAG`, then
+    (first id, length) as little-endian int64 pairs; None when that would not be shorter.
+
+    1,000 candidates that are every available title but a few form a handful of runs: about
+    100 bytes instead of 8,000. On SQLite that halves a decision's row (its scores stay 8 bytes
+    each) and with it the write-ahead log's bytes, fsyncs and checkpoints per decision."""
+    ids = np.frombuffer(packed, dtype="<i8")
+    if ids.size < 3:
+        return None
+    step = ids[1:] - ids[:-1]
+    breaks = np.flatnonzero((step != 1) | (ids[1:] < ids[:-1]))  # no int64 wrap-around run
+    if 1 + 16 * (breaks.size + 1) >= len(packed):
+        return None
+    starts = ids[np.concatenate(([0], breaks + 1))]
+    ends = ids[np.concatenate((breaks, [ids.size - 1]))]
+    pairs = np.column_stack((starts, ends - starts + 1)).astype("<i8")
+    return RUNS_TAG + pairs.tobytes()
+
+
+def unpack_id_runs(value: bytes) -> list[int]:
+    """The ids of a run-encoded column (:func:`pack_id_runs`), in their order."""
+    if value[:1] != RUNS_TAG:
+        raise ValueError(
+            f"a packed id column must hold 8 bytes per id, or be run-encoded (first byte "
+            f"{RUNS_TAG!r}); got {len(value)} bytes beginning {value[:1]!r}"
+        )
+    pairs = np.frombuffer(value, dtype="<i8", offset=1).reshape(-1, 2).tolist()
+    out: list[int] = []
+    for first, length in pairs:
+        out.extend(range(first, first + length))
+    return out
 
 
 class UTCDateTime(TypeDecorator[datetime]):
