@@ -54,6 +54,7 @@ from api.body_limit import BodyLimitMiddleware
 from api.contract import install_openapi
 from api.deps import BlockingPool, StartingModel, blocking_threads, starting_model
 from api.errors import register_error_handlers
+from api.lean_decisions import install_lean_decisions
 from api.metrics import ServiceMetrics
 from api.reload import ProductionFollower, ServiceFactory
 from api.routes import ROUTERS
@@ -239,6 +240,7 @@ def create_app(
     register_error_handlers(app)
     include_routes(app, ROUTERS, settings)  # each route behind its API key scope (api.auth)
     install_openapi(app, settings)  # every status and error body declared (api.contract)
+    install_lean_decisions(app)  # the common decision request without FastAPI's machinery
     return app
 
 

@@ -219,6 +219,32 @@ def require(scope: str) -> Callable[..., ApiKeyRecord | None]:
     return check
 
 
+def passes_from_cache(
+    state: Any, authorization: str | None, api_key: str | None, scope: str
+) -> tuple[bool, str | None]:
+    """Whether a request with these headers passes :func:`require`'s check of ``scope`` without
+    reading the log, and its key id: keys off, or a well-formed token whose key is in the cache
+    and has the scope. ``(False, None)`` says only that the full check must decide (a missing,
+    malformed, unknown, uncached or under-scoped key), never that the request is refused."""
+    settings: Settings = state.settings
+    if not settings.auth:
+        return True, None
+    if authorization is not None:
+        match = _BEARER.fullmatch(authorization)
+        token = None if match is None else match.group(1)
+    elif api_key and not any(c.isspace() for c in api_key):
+        token = api_key
+    else:
+        token = None
+    if token is None or parse_token(token) is None:
+        return False, None
+    digest = hashlib.sha256(token.encode("ascii")).hexdigest()
+    record = state.key_cache.get(digest, time.monotonic())
+    if record is None or not record.allows(scope):
+        return False, None
+    return True, record.key_id
+
+
 async def _refuse(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AuthError)
     response = refusal(

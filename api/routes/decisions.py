@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Request, Response, status
 from pydantic_core import to_json
+from starlette.datastructures import State
 
 from api.deps import BlockingPool
 from api.errors import refusal
@@ -105,7 +106,17 @@ def response_body(
     },
 )
 async def decide(body: DecisionRequest, request: Request) -> Response:
-    state = request.app.state
+    answered = await answer(request.app.state, body)
+    if isinstance(answered, Response):
+        return answered
+    status_code, content = answered
+    return Response(content=content, status_code=status_code, media_type="application/json")
+
+
+async def answer(state: State, body: DecisionRequest) -> tuple[int, bytes] | Response:
+    """Decide for the validated ``body`` with the app's service: the status and JSON bytes of
+    the answer, or the refusal of a ``k`` above ``Settings.max_k``. Shared by the route and
+    the lean path (:mod:`api.lean_decisions`), so both answer alike."""
     settings: Settings = state.settings
     metrics: ServiceMetrics = state.metrics
     service: DecisionService = state.service  # taken once: a hot reload swaps the whole service
@@ -131,8 +142,7 @@ async def decide(body: DecisionRequest, request: Request) -> Response:
     metrics.decisions.labels(body.surface, str(out.replayed).lower()).inc()
     if not out.replayed:
         metrics.observe_decision(out.record, out.write_seconds)
-    return Response(
-        content=response_body(out.record, replayed=out.replayed, activation=out.activation),
-        status_code=status.HTTP_200_OK if out.replayed else status.HTTP_201_CREATED,
-        media_type="application/json",
+    return (
+        status.HTTP_200_OK if out.replayed else status.HTTP_201_CREATED,
+        response_body(out.record, replayed=out.replayed, activation=out.activation),
     )
