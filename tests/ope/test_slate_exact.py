@@ -3,6 +3,7 @@ one weighs by, its value, its diagnostics, its Bernstein bound and which logs it
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -75,8 +76,11 @@ def test_each_runs_only_where_its_columns_are() -> None:
     assert SlateIndependentIPS().supports(bare)
     one_slot = OpeBatch.from_arrays(reward=[1.0], pscore=[0.5], target_pscore=[0.5])
     assert not SlateIndependentIPS().supports(one_slot)
-    with pytest.raises(ValueError, match="the batch has no pscore_slate / target_pscore_slate"):
+    with pytest.raises(ValueError, match=r"^the batch has no pscore_slate / target_pscore_slate$"):
         SlateStandardIPS()._weight(bare)
+    half = dataclasses.replace(full, target_pscore_cascade=None)  # built past OpeBatch's checks
+    with pytest.raises(ValueError, match=r"^the batch has no pscore_cascade / target_pscore_casc"):
+        SlateRewardInteractionIPS()._weight(half)
     with pytest.raises(ValueError, match="sips needs column"):
         SlateStandardIPS().estimate(bare)
 
