@@ -7,4 +7,4 @@ as the last line. Timings are never asserted in tests. The command imports every
 to build its help, so a module imports heavy libraries (torch, obp, vowpalwabbit) inside ``run``.
 """
 
-BENCHMARKS = ("explore", "ope", "fm", "log", "api", "warm_start")
+BENCHMARKS = ("explore", "ope", "fm", "log", "api", "warm_start", "surfaces")
