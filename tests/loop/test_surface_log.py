@@ -137,6 +137,17 @@ def test_one_fm_trains_the_unified_ranker_and_a_specialist_per_surface(tmp_path:
         models.unified.score([request], candidates)[0],
         rtol=1e-5,
     )
+
+    # OPE replays the unified ranker's policy on every surface's logged decisions
+    from loop.ope_targets import TargetPolicy, replay_targets
+
+    target = TargetPolicy("unified", models.unified, EpsilonGreedySlate(epsilon=0.2))
+    (replayed,) = replay_targets(window, [target], reward_model=None)
+    frame = replayed.frame
+    assert set(frame["surface"]) == set(SURFACES)
+    assert np.all((frame["pscore"] > 0) & (frame["pscore"] <= 1))
+    ips = (frame["reward"] * frame["target_pscore"] / frame["pscore"]).groupby(frame["surface"])
+    assert np.all(np.isfinite(ips.sum().to_numpy())) and ips.sum()["title"] > 0
     with pytest.raises(ValueError, match="have no impressions"):
         fit_unified_and_specialists(
             data, catalog_from_world(world), config, surfaces=("billboard",)
