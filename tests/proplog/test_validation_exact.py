@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import copy
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 import numpy as np
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError, field_validator
 from store_inputs import T0, decision_payload, rec_play
 
 from proplog.errors import LogValidationError
@@ -21,12 +21,19 @@ from proplog.schema import DecisionCreate, EventCreate, SlateItemCreate
 from proplog.validation import (
     MAX_ITEM_ID,
     _candidates_look_valid,
+    _explain_candidates,
+    _explain_slate,
     _slate_looks_valid,
+    check_aware_utc,
     check_name,
+    check_non_negative_int,
     check_optional_text,
+    check_probability,
+    check_record_time,
     check_uuid,
     from_pydantic_error,
     to_json_value,
+    validate_decision,
 )
 from vocab import EVENT_KINDS, EVENT_SOURCES, SURFACES
 
@@ -74,6 +81,16 @@ def one_item(propensity: float = 0.5, cond: float = 0.5, prefix: float = 0.5) ->
     return record
 
 
+def underflowing_prefix() -> dict[str, Any]:
+    """Two positions of probability 1e-200 each: the prefix, 1e-400, is 0.0 in floats."""
+    record = payload(items=(20, 30))
+    for k in (0, 1):
+        record["slate"][k].update(propensity=1e-200, cond_propensity=1e-200)
+    record["slate"][0]["prefix_propensity"] = 1e-200
+    record["slate"][1]["prefix_propensity"] = 0.0
+    return record
+
+
 ACCEPTED = [
     pytest.param(payload(), id="three-items"),
     pytest.param(one_item(), id="one-item"),
@@ -88,6 +105,7 @@ ACCEPTED = [
     pytest.param(changed(payload(), 1, prefix_propensity=0.125 * (1 + 5e-10)), id="prefix-tol"),
     pytest.param(changed(payload(), 0, propensity=0.5), id="marginal-equal-to-prefix"),
     pytest.param(changed(payload(), 0, propensity=0.5 * (1 - 5e-10)), id="marginal-within-tol"),
+    pytest.param(changed(payload(), 0, propensity=0.5 * (1 - 1e-9)), id="marginal-at-tol"),
     pytest.param(
         changed(changed(payload(), 0, propensity=None), marginals_exact=False), id="no-marginal"
     ),
@@ -155,7 +173,27 @@ SLATE_REFUSALS = [
     ),
     (changed(payload(), 1, score=float("inf")), "slate[1].score must be a finite number; got inf"),
     (changed(payload(), 0, score=float("nan")), "slate[0].score must be a finite number; got nan"),
+    (
+        changed(payload(), 2, score=float("-inf")),
+        "slate[2].score must be a finite number; got -inf",
+    ),
     (one_item(propensity=1.5), "slate[0].propensity must be in (0, 1]; got 1.5"),
+    (
+        changed(changed(payload(), 1, propensity=0.0), marginals_exact=False),
+        "slate[1].propensity must be in (0, 1]; got 0.0",
+    ),
+    (
+        changed(payload(), 1, cond_propensity=1.2, prefix_propensity=0.6, propensity=0.6),
+        "slate[1].cond_propensity must be in (0, 1]; got 1.2",
+    ),
+    (
+        one_item(propensity=1.0, cond=1.0, prefix=1.0 + 1e-10),
+        f"slate[0].prefix_propensity must be in (0, 1]; got {1.0 + 1e-10!r}",
+    ),
+    (
+        underflowing_prefix(),
+        "slate[1].prefix_propensity must be in (0, 1]; got 0.0",
+    ),
     (one_item(propensity=0.0), "slate[0].propensity must be in (0, 1]; got 0.0"),
     (changed(payload(), 2, propensity=1.5), "slate[2].propensity must be in (0, 1]; got 1.5"),
     (
@@ -214,6 +252,10 @@ CANDIDATE_REFUSALS = [
         f"candidate_ids[1] must be at most {MAX_ITEM_ID} (int64); got {MAX_ITEM_ID + 1}",
     ),
     (
+        changed(payload(), candidate_ids=[MAX_ITEM_ID, 20, 30, 10], candidate_scores=[0.1]),
+        "candidate_scores must be the same length as candidate_ids (4); got 'length 1'",
+    ),
+    (
         changed(payload(), candidate_ids=[10, 20, 30, 10]),
         "candidate_ids[3] must be unique (duplicate of candidate_ids[0]); got 10",
     ),
@@ -245,12 +287,24 @@ def test_each_broken_rule_is_refused_by_the_fast_path_and_named(
 
 
 def test_the_fast_path_refuses_values_pydantic_would_have_converted() -> None:
-    # model_construct skips pydantic: the fast path must not trust the types it finds
+    # model_construct skips pydantic: the fast path must not trust the types it finds. Each
+    # record breaks only the type (an int where a float belongs); the full rules accept ints.
+    assert fast_paths_accept(one_item(1.0, 1.0, 1.0))
     assert not fast_paths_accept(changed(payload(), 0, item_id=20.0))
-    assert not fast_paths_accept(changed(payload(), 0, score=1))
-    assert not fast_paths_accept(changed(payload(), 0, cond_propensity=1, prefix_propensity=1.0))
-    assert not fast_paths_accept(changed(payload(), 0, prefix_propensity=1))
-    assert not fast_paths_accept(changed(payload(), 0, propensity=1))
+    for record in (
+        changed(payload(), 0, score=1),
+        one_item(propensity=1.0, cond=1, prefix=1.0),  # type: ignore[arg-type]
+        one_item(propensity=1.0, cond=1.0, prefix=1),  # type: ignore[arg-type]
+        one_item(propensity=1, cond=1.0, prefix=1.0),  # type: ignore[arg-type]
+    ):
+        assert not fast_paths_accept(record)
+        _explain_slate(unchecked(record))
+
+
+@pytest.mark.parametrize("record", ACCEPTED)
+def test_the_full_slate_rules_accept_what_the_fast_path_accepts(record: dict[str, Any]) -> None:
+    _explain_slate(unchecked(record))
+    _explain_candidates(unchecked(record))
 
 
 @pytest.mark.parametrize(
@@ -374,3 +428,103 @@ def test_an_event_at_position_zero_and_an_unattributed_event_are_accepted() -> N
 )
 def test_event_fields_are_refused_with_their_message(changes: dict, message: str) -> None:
     assert refusal(event(**changes), EventCreate) == message
+
+
+# ---- the checks on their own ---------------------------------------------------------------------
+
+
+class NoOffset(tzinfo):
+    """A time zone that does not know its offset (``utcoffset`` None): not aware."""
+
+    def utcoffset(self, dt: datetime | None) -> None:
+        return None
+
+
+def test_times_that_are_not_aware_datetimes() -> None:
+    message = r"^until must be a timezone-aware datetime; got '2024-05-01'$"
+    with pytest.raises(LogValidationError, match=message):
+        check_aware_utc("2024-05-01", "until")
+    naive = (
+        r"^created_at must be a timezone-aware datetime \(naive datetimes are refused; use UTC\)"
+    )
+    with pytest.raises(LogValidationError, match=naive):
+        check_aware_utc(datetime(2024, 5, 1, tzinfo=NoOffset()), "created_at")
+    with pytest.raises(LogValidationError, match=naive):
+        check_record_time(datetime(1960, 1, 1), "created_at")  # naive, and out of range too
+    with pytest.raises(LogValidationError, match=r"^created_at must be a timezone-aware datetime;"):
+        check_record_time("2024-05-01T00:00:00Z", "created_at")
+    late = datetime(9999, 12, 31, 23, tzinfo=timezone(timedelta(hours=-2)))
+    message = (
+        "until must be a timezone-aware datetime from 1970-01-01T00:00:00Z up to (not including) "
+        "2262-01-01T00:00:00Z; got '9999-12-31T23:00:00-02:00'"
+    )
+    with pytest.raises(LogValidationError) as info:
+        check_aware_utc(late, "until")
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("value", [True, "3", -1, 2.0])
+def test_non_negative_int_refuses_bools_strings_and_floats(value: object) -> None:
+    with pytest.raises(LogValidationError, match=r"^position must be an integer >= 0; got "):
+        check_non_negative_int(value, "position")
+
+
+@pytest.mark.parametrize("value", ["0.5", None, 0.0, 1.0000001, float("nan")])
+def test_probability_refusals(value: object) -> None:
+    with pytest.raises(LogValidationError, match=r"^p must be in \(0, 1\]; got "):
+        check_probability(value, "p")
+
+
+def test_probability_of_one_and_an_int_are_accepted() -> None:
+    assert check_probability(1.0, "p") == 1.0
+    assert check_probability(1, "p") == 1
+
+
+def test_json_values_that_are_not_flat_go_through_a_round_trip() -> None:
+    assert to_json_value({1: 0.5}, "exploration") == {"1": 0.5}
+    assert to_json_value([1, np.int64(2)], "exploration") == [1, 2]
+    assert to_json_value({"eps": 0.5, "nested": {"a": 1}}, "exploration") == {
+        "eps": 0.5, "nested": {"a": 1},
+    }  # fmt: skip
+
+
+def test_exploration_must_be_a_dict() -> None:
+    with pytest.raises(LogValidationError) as info:
+        validate_decision(unchecked(changed(payload(), exploration=[1])))
+    assert str(info.value) == "exploration must be a JSON object (dict); got [1]"
+
+
+def test_an_error_inside_a_list_of_records_names_its_index() -> None:
+    bad = changed(payload(), 0, propensity=1.5)
+    with pytest.raises(ValidationError) as info:
+        TypeAdapter(list[DecisionCreate]).validate_python([payload(), bad])
+    error = from_pydantic_error(info.value)
+    assert str(error) == "[1].slate[0].propensity must be in (0, 1]; got 1.5"
+    assert error.field == "[1].slate[0].propensity"
+
+
+def test_a_record_that_is_not_an_object_is_named() -> None:
+    with pytest.raises(ValidationError) as info:
+        DecisionCreate.model_validate(None)
+    assert str(from_pydantic_error(info.value)) == (
+        "<record> must be a valid dictionary or object to extract fields from; got None"
+    )
+
+
+class Even(BaseModel):
+    """A model whose validator raises a plain ValueError, as pydantic reports it."""
+
+    x: int
+
+    @field_validator("x")
+    @classmethod
+    def _even(cls, x: int) -> int:
+        if x % 2:
+            raise ValueError("an even number")
+        return x
+
+
+def test_a_plain_value_error_loses_pydantics_lead() -> None:
+    with pytest.raises(ValidationError) as info:
+        Even.model_validate({"x": 3})
+    assert str(from_pydantic_error(info.value)) == "x must be an even number; got 3"
