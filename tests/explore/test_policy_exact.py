@@ -18,6 +18,7 @@ from explore.policy import (
     exploring_mask,
     is_slate,
     slate_positions,
+    top_order,
     validate_positions,
     validate_scores,
 )
@@ -252,4 +253,46 @@ def test_plackett_luce_by_hand() -> None:
     assert pooled.slate_probability(SCORES, np.array([1])) == 0.0
     assert pooled.slate_probability(SCORES, np.array([2])) == pytest.approx(
         e[2] / (e[0] + e[2]), rel=1e-13
+    )
+
+
+ALL = [
+    GreedySlate(),
+    EpsilonGreedySlate(epsilon=0.5),
+    TopKRandomInsertion(epsilon=0.5),
+    PlackettLuceSlate(temperature=0.5),
+]
+ALL_IDS = ["greedy", "epsilon_greedy", "random_insertion", "plackett_luce"]
+
+
+@pytest.mark.parametrize("policy", ALL, ids=ALL_IDS)
+def test_decide_ranked_logs_the_exploration_it_is_given(policy: object) -> None:
+    rng = np.random.default_rng(2)
+    for _ in range(20):  # both branches of the exploring policies
+        slate = policy.decide_ranked(  # type: ignore[attr-defined]
+            SCORES, top_order(SCORES, 4), 2, rng, exploration={"epsilon": 0.5}
+        )
+        assert slate.exploration == {"epsilon": 0.5}
+        assert slate.explored.dtype == np.bool_
+    assert policy.decide(SCORES, 2, rng).exploration is None  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("policy", ALL, ids=ALL_IDS)
+def test_slates_given_as_floats_are_read_as_indices(policy: object) -> None:
+    # a slate read back from a frame with missing values comes as floats
+    for slate in ([0, 2], [2, 1], [3]):
+        as_float = np.array(slate, dtype=np.float64)
+        assert policy.slate_probability(SCORES, as_float) == policy.slate_probability(  # type: ignore[attr-defined]
+            SCORES, np.array(slate)
+        )
+
+
+def test_epsilon_greedy_extends_a_prefix_of_all_but_one_candidate() -> None:
+    policy = EpsilonGreedySlate(epsilon=0.2)
+    prefix = np.array([0, 2, 1])  # the greedy prefix: only candidate 3 is left
+    expected = policy.slate_probability(SCORES, np.array([0, 2, 1, 3]))
+    assert expected == pytest.approx(0.8 + 0.2 / 24)
+    np.testing.assert_allclose(policy.prefix_extensions(SCORES, prefix), [0, 0, 0, expected])
+    np.testing.assert_allclose(
+        policy.prefix_extensions(SCORES, prefix.astype(np.float64)), [0, 0, 0, expected]
     )

@@ -9,10 +9,17 @@ import math
 import numpy as np
 import pytest
 
-from explore import GreedySlate
+from explore import EpsilonGreedySlate, GreedySlate
 from ope import OpeBatch, OpeInputError, PseudoInverse
 from ope.estimators import Bounds
-from ope.pseudo_inverse import ordered_slates, slate_distribution, uniform_pool_sizes
+from ope.pseudo_inverse import (
+    ordered_slates,
+    pairwise_marginals,
+    position_marginals,
+    pseudo_inverse_weights,
+    slate_distribution,
+    uniform_pool_sizes,
+)
 
 # Pool M = 3, K = 2: pscore 1/3, pscore_slate 1/6, w(s) = 2 Σ q + 2 Σ Q − 3.
 Q = [0.5, 0.25, 0.0, 0.5, 1.0, 1.0]  # the target's probability of each row's item at its slot
@@ -178,3 +185,16 @@ def test_slate_distribution_refuses_probabilities_that_do_not_sum_to_one() -> No
     slates, probabilities = slate_distribution(GreedySlate(), np.array([0.3, 0.1, 0.2]), 2)
     assert probabilities.sum() == 1.0
     np.testing.assert_array_equal(slates[probabilities == 1.0], [[0, 2]])
+
+
+def test_pairwise_marginals_below_the_cutoff_count_as_no_support() -> None:
+    """A logging policy that explores with ε = 1e-13 leaves the other candidates 1e-13 of the
+    greedy one's probability: below Γ's relative cutoff of 1e-10 they are outside its support,
+    weight 0, rather than weights of 1e13 that no log could estimate with."""
+    scores = np.array([0.9, 0.5, 0.1])
+    slates, logging = slate_distribution(EpsilonGreedySlate(epsilon=1e-13), scores, 1)
+    gamma = pairwise_marginals(slates, logging, 3)
+    target_slates, target = slate_distribution(EpsilonGreedySlate(epsilon=1.0), scores, 1)
+    q = position_marginals(target_slates, target, 3)
+    weights = pseudo_inverse_weights(gamma, q, slates, 3)
+    np.testing.assert_allclose(weights, [1 / 3, 0.0, 0.0], atol=1e-12)
