@@ -232,6 +232,29 @@ def test_random_insertion_at_one_position_only() -> None:
     assert policy.slate_probability(SCORES, np.array([0, 3])) == pytest.approx(0.25)
     assert policy.slate_probability(SCORES, np.array([3, 0])) == 0.0  # position 0 never inserts
     np.testing.assert_allclose(policy.marginals(SCORES, 2), [[1.0, 0, 0, 0], [0, 0.25, 0.5, 0.25]])
+    rng = np.random.default_rng(8)
+    for _ in range(30):
+        slate = policy.decide(SCORES, 2, rng)
+        np.testing.assert_allclose(
+            slate.propensity, policy.marginals(SCORES, 2)[[0, 1], slate.indices]
+        )
+        assert slate.prefix_propensity[-1] == pytest.approx(
+            policy.slate_probability(SCORES, slate.indices)
+        )
+
+
+def test_random_insertion_with_nowhere_to_insert_is_greedy() -> None:
+    # the only insertion position lies beyond the slate; or the pool holds only the top K
+    for policy in (
+        TopKRandomInsertion(epsilon=1.0, positions=(3,)),
+        TopKRandomInsertion(epsilon=0.5, pool=2),
+    ):
+        slate = policy.decide(SCORES, 2, np.random.default_rng(0))
+        np.testing.assert_array_equal(slate.indices, [0, 2])
+        np.testing.assert_array_equal(slate.prefix_propensity, [1.0, 1.0])
+        assert policy.slate_probability(SCORES, np.array([0, 2])) == 1.0
+        assert policy.slate_probability(SCORES, np.array([1, 0])) == 0.0
+        assert policy.slate_probability(SCORES, np.array([0, 1])) == 0.0
 
 
 def test_plackett_luce_by_hand() -> None:
