@@ -44,3 +44,26 @@ def test_random_bits_make_it_reproducible_and_fill_both_random_fields() -> None:
 def test_bad_instants_are_refused(at: datetime, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         time_ordered_uuid(at)
+
+
+def test_ids_stay_unique_across_forked_workers_and_a_seeded_global_random() -> None:
+    """A forked child draws other random bits than its parent (the generator is seeded again at
+    fork), and seeding Python's global ``random`` (as simulations do) repeats no id."""
+    import os
+    import random
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, through the pipe
+        os.write(write, time_ordered_uuid(at).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    assert child != time_ordered_uuid(at)
+    random.seed(0)
+    first = time_ordered_uuid(at)
+    random.seed(0)
+    assert time_ordered_uuid(at) != first
