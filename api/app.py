@@ -136,7 +136,11 @@ def _lifespan(
         start = _starting_model(settings, db, scorer, experiment)
         chosen = policy or settings.exploration_policy()
         writer = (
-            BatchWriter(db, max_wait_s=settings.group_commit_wait_ms / 1000.0)
+            BatchWriter(
+                db,
+                max_wait_s=settings.group_commit_wait_ms / 1000.0,
+                checkpoint_interval_s=settings.checkpoint_interval_ms / 1000.0 or None,
+            )
             if settings.group_commit and not shares_one_connection(db)
             else None
         )

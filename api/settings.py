@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     group_commit_wait_ms: float = Field(default=0.0, ge=0.0, le=100.0)
     """How long a batch waits for more records after its first one (0: it takes what is queued
     and commits at once; batches still grow under load, while the previous commit runs)."""
+    checkpoint_interval_ms: float = Field(default=200.0, ge=0.0, le=60_000.0)
+    """On a SQLite file, how often (ms) a thread of the worker checkpoints the write-ahead log,
+    so that the batch writer's commits never do (:mod:`proplog.wal_checkpoints`); 0 leaves
+    checkpoints to SQLite, inside the commit that passes 1,000 WAL pages."""
     reload_seconds: float = Field(default=5.0, ge=0.0)
     """How often (seconds) a running app reads the log's production model version
     (``loopbreak models promote``/``rollback``) and, when it changed, loads that version's file

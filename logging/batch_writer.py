@@ -24,6 +24,10 @@ future, and nothing is half-written. Submit an event after the decision it point
 writes one by one); the two may then share a batch, whose decisions are written before its events.
 A cancelled future's record is not written.
 
+With ``checkpoint_interval_s`` on a SQLite file, the writer's commits never checkpoint the WAL:
+a thread of :class:`proplog.wal_checkpoints.WalCheckpoints` does, every that many seconds, so
+that no batch waits for a checkpoint's copy.
+
 A deferred decision (``deferred_until``, :mod:`proplog.activation`) travels as one record with its
 activation deadline: its activation row is written in the same transaction as the decision, so
 its future resolves only once both are durable, and a split batch never separates them.
@@ -54,6 +58,7 @@ from proplog.store import (
     validated_decision,
     validated_event,
 )
+from proplog.wal_checkpoints import WalCheckpoints
 from proplog.writes import WriteResult
 
 logger = logging.getLogger(__name__)
@@ -108,6 +113,7 @@ class BatchWriter:
         max_batch: int = DEFAULT_MAX_BATCH,
         max_wait_s: float = DEFAULT_MAX_WAIT_S,
         max_queue: int = 100_000,
+        checkpoint_interval_s: float | None = None,
     ) -> None:
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be an integer >= 1; got {max_batch!r}")
@@ -122,6 +128,11 @@ class BatchWriter:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._closed = False
         self._close_lock = threading.Lock()
+        self.checkpoints = (
+            None
+            if checkpoint_interval_s is None
+            else WalCheckpoints.for_engine(engine, interval_s=checkpoint_interval_s)
+        )
         self._thread = threading.Thread(target=self._run, name="proplog-batch-writer", daemon=True)
         self._thread.start()
 
@@ -202,6 +213,8 @@ class BatchWriter:
             self._closed = True
         self._queue.put(_STOP)
         self._thread.join()
+        if self.checkpoints is not None:
+            self.checkpoints.close()
         logger.info("batch writer closed: %s", self.stats.as_dict())
 
     def __enter__(self) -> BatchWriter:
@@ -235,6 +248,8 @@ class BatchWriter:
             # hold every pooled connection (a request's session, say), and a writer that had to
             # check one out per batch would then wait for them while they wait for it.
             with self.engine.connect() as connection, Session(bind=connection) as session:
+                if self.checkpoints is not None:
+                    self.checkpoints.take_over(connection)
                 stopping = False
                 while not stopping:
                     batch, flushes, stopping = self._collect()
