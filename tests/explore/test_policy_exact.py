@@ -4,6 +4,8 @@ probabilities on a four-candidate case small enough to write down."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,7 @@ from explore import (
     PlackettLuceSlate,
     TopKRandomInsertion,
 )
+from explore.plackett_luce import log_sum_exp, pool_log_weights
 from explore.policy import (
     conditionals,
     exploring_mask,
@@ -319,3 +322,72 @@ def test_epsilon_greedy_extends_a_prefix_of_all_but_one_candidate() -> None:
     np.testing.assert_allclose(
         policy.prefix_extensions(SCORES, prefix.astype(np.float64)), [0, 0, 0, expected]
     )
+
+
+@pytest.mark.parametrize(
+    ("policy", "k"),
+    [
+        (PlackettLuceSlate(temperature=0.5), 1),
+        (PlackettLuceSlate(temperature=0.5, uniform_mix=0.4), 2),  # a race past uniform picks
+        (PlackettLuceSlate(temperature=0.3, pool=3, uniform_mix=0.5), 2),
+        (PlackettLuceSlate(temperature=0.5, uniform_mix=0.3), 4),  # every candidate shown
+    ],
+    ids=["top-1", "mix", "pool-3", "whole-pool"],
+)
+def test_plackett_luce_draws_each_slate_as_often_as_it_logs(policy: object, k: int) -> None:
+    """4,000 draws on four candidates: every slate's count within 4.5 standard errors of its
+    slate probability, and the probabilities of all slates sum to 1."""
+    n = 4_000
+    rng = np.random.default_rng(17)
+    counts: dict[tuple[int, ...], int] = {}
+    for _ in range(n):
+        slate = tuple(int(i) for i in policy.decide(SCORES, k, rng).indices)  # type: ignore[attr-defined]
+        counts[slate] = counts.get(slate, 0) + 1
+    total = 0.0
+    for slate in itertools.permutations(range(4), k):
+        p = policy.slate_probability(SCORES, np.array(slate))  # type: ignore[attr-defined]
+        total += p
+        se = max(np.sqrt(p * (1 - p) / n), 1e-3)
+        assert abs(counts.get(slate, 0) / n - p) < 4.5 * se, slate
+    assert total == pytest.approx(1.0, abs=1e-12)
+
+
+def test_plackett_luce_exact_marginals_over_the_whole_pool() -> None:
+    policy = PlackettLuceSlate(temperature=0.5, uniform_mix=0.3)
+    enumerated = np.zeros((4, 4))
+    for slate in itertools.permutations(range(4), 4):
+        enumerated[np.arange(4), list(slate)] += policy.slate_probability(SCORES, np.array(slate))
+    np.testing.assert_allclose(policy.marginals(SCORES, 4), enumerated, atol=1e-14)
+    assert policy.marginals(np.array([0.3]), 1).tolist() == [[1.0]]
+
+
+def test_plackett_luce_temperature_divides_the_scores() -> None:
+    """T = 0.5: weights e^{2 s}."""
+    e = np.exp(SCORES / 0.5)
+    policy = PlackettLuceSlate(temperature=0.5)
+    assert policy.slate_probability(SCORES, np.array([1, 3])) == pytest.approx(
+        e[1] / e.sum() * e[3] / (e.sum() - e[1]), rel=1e-13
+    )
+    np.testing.assert_allclose(pool_log_weights(np.array([0.5, 0.3, 0.6]), 0.1), [-1, -3, 0])
+
+
+def test_log_sum_exp_by_hand() -> None:
+    assert log_sum_exp(np.array([])) == -np.inf
+    assert log_sum_exp(np.array([5.0])) == 5.0
+    assert log_sum_exp(np.array([1000.0, 1000.0])) == pytest.approx(1000 + np.log(2), rel=1e-15)
+    assert log_sum_exp(np.array([0.0, np.log(3.0)])) == pytest.approx(np.log(4.0), rel=1e-15)
+
+
+def test_plackett_luce_marginals_up_to_a_pool_of_14() -> None:
+    scores = np.linspace(0.0, 1.0, 20)
+    policy = PlackettLuceSlate(temperature=0.3, pool=14)
+    marginals = policy.marginals(scores, 2)
+    np.testing.assert_allclose(marginals.sum(axis=1), [1.0, 1.0], rtol=1e-12)
+    assert marginals[:, :6].sum() == 0.0  # outside the pool of the top 14
+    message = (
+        "Plackett-Luce marginals are exact only for k = 1 or a pool of at most 14 candidates; "
+        "got k = 2 and a pool of 15 (use slate_probability or the prefix propensities instead)"
+    )
+    with pytest.raises(ValueError) as info:
+        PlackettLuceSlate(temperature=0.3, pool=15).marginals(scores, 2)
+    assert str(info.value) == message
