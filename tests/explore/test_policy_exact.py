@@ -17,8 +17,10 @@ from explore import (
 )
 from explore.plackett_luce import log_sum_exp, pool_log_weights
 from explore.policy import (
+    _sampled_candidates,
     conditionals,
     exploring_mask,
+    greedy_order,
     is_slate,
     slate_positions,
     top_order,
@@ -391,3 +393,18 @@ def test_plackett_luce_marginals_up_to_a_pool_of_14() -> None:
     with pytest.raises(ValueError) as info:
         PlackettLuceSlate(temperature=0.3, pool=15).marginals(scores, 2)
     assert str(info.value) == message
+
+
+def test_the_sampled_threshold_keeps_the_top_m_and_at_most_half() -> None:
+    """``top_order``'s shortcut, on its own: on typical scores it returns a candidate set (not
+    None, which would send every request to the full partition) that holds the whole top m and
+    at most half of the candidates."""
+    rng = np.random.default_rng(6)
+    for n, m in ((3000, 20), (1000, 7), (400, 50)):
+        scores = rng.random(n)
+        top = _sampled_candidates(scores, m)
+        assert top is not None
+        assert m <= top.size <= n // 2
+        assert set(greedy_order(scores)[:m]) <= set(top.tolist())
+        np.testing.assert_array_equal(top, np.sort(top))
+    assert validate_scores(np.array([1, 2]), 1).dtype == np.float64
