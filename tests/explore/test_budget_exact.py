@@ -48,8 +48,8 @@ def eg_cost(mean: float) -> float:
     ],
 )
 def test_epsilon_greedy_pool_and_epsilon(floor: float, pool: int, epsilon: float) -> None:
-    calibration = calibrate(EpsilonGreedySlate(), P, 2, ExplorationBudget(relative_cost=0.05,
-                                                                          floor=floor))  # fmt: skip
+    budget = ExplorationBudget(relative_cost=0.05, floor=floor)
+    calibration = calibrate(EpsilonGreedySlate(), P, 2, budget)
     policy = calibration.policy
     assert isinstance(policy, EpsilonGreedySlate)
     assert policy.pool == pool
@@ -60,8 +60,8 @@ def test_epsilon_greedy_pool_and_epsilon(floor: float, pool: int, epsilon: float
 
 
 def test_epsilon_greedy_under_a_floor_nothing_meets_is_greedy() -> None:
-    calibration = calibrate(EpsilonGreedySlate(), P, 2, ExplorationBudget(relative_cost=0.05,
-                                                                          floor=0.6))  # fmt: skip
+    budget = ExplorationBudget(relative_cost=0.05, floor=0.6)
+    calibration = calibrate(EpsilonGreedySlate(), P, 2, budget)
     assert isinstance(calibration.policy, GreedySlate)
     assert calibration.relative_cost == 0.0 and calibration.cost_exact
 
@@ -245,3 +245,132 @@ def test_an_unknown_family_is_named() -> None:
     )
     with pytest.raises(TypeError, match=message):
         calibrate("greedy", P, 2, ExplorationBudget())  # type: ignore[arg-type]
+
+
+# ---- edges: zero value, exact floors, the ranking handed on -----------------------------------
+
+ZERO = np.zeros(4)
+
+
+def test_exploring_among_candidates_worth_nothing_costs_nothing() -> None:
+    for base in (EpsilonGreedySlate(), TopKRandomInsertion()):
+        calibration = calibrate(base, ZERO, 2, ExplorationBudget(relative_cost=0.05))
+        assert calibration.policy.epsilon == 1.0  # type: ignore[attr-defined]
+        assert calibration.relative_cost == 0.0
+    # with a floor the search over pools decides: ε = 1 and the deepest pool whose 1/M' fits
+    budget = ExplorationBudget(relative_cost=0.05, floor=0.2)
+    floored = calibrate(EpsilonGreedySlate(), ZERO, 2, budget)
+    assert (floored.policy.epsilon, floored.policy.pool) == (1.0, 4)  # type: ignore[attr-defined]
+    assert floored.relative_cost == 0.0
+
+
+def test_examination_weights_of_zero_make_every_cost_zero() -> None:
+    budget = ExplorationBudget(relative_cost=0.05, examination=(0.0, 0.0))
+    for base in (EpsilonGreedySlate(), TopKRandomInsertion(), PlackettLuceSlate()):
+        calibration = calibrate(base, P, 2, budget)
+        assert calibration.relative_cost == 0.0
+
+
+def test_a_floor_met_exactly_is_met() -> None:
+    # ε-greedy: pool 2 affords ε = 1, and 1/2 >= 0.5; pools 3 and 4 fall short
+    budget = ExplorationBudget(relative_cost=0.05, floor=0.5)
+    calibration = calibrate(EpsilonGreedySlate(), P, 2, budget)
+    assert (calibration.policy.pool, calibration.policy.epsilon) == (2, 1.0)  # type: ignore[attr-defined]
+    # random insertion, pool 4: ε = 0.9 capped at 1 − 0.2 = 0.8, and 0.8 / (2 · 2) = 0.2 exactly
+    budget = ExplorationBudget(relative_cost=0.9 * ri_cost(0.2) / V_GREEDY, floor=0.2)
+    calibration = calibrate(TopKRandomInsertion(), P, 2, budget)
+    assert calibration.policy.pool == 4  # type: ignore[attr-defined]
+    assert calibration.policy.epsilon == pytest.approx(0.8)  # type: ignore[attr-defined]
+
+
+def test_random_insertion_that_affords_epsilon_one_keeps_it_whatever_the_floor() -> None:
+    # ε = 1 leaves the last greedy candidate nothing to keep: there is no 1 − ε to floor
+    budget = ExplorationBudget(relative_cost=0.9, floor=0.3)
+    calibration = calibrate(TopKRandomInsertion(pool=3), P, 2, budget)
+    assert calibration.policy.epsilon == 1.0  # type: ignore[attr-defined]
+
+
+def test_calibrations_hand_on_the_ranking_they_computed() -> None:
+    budget = ExplorationBudget(relative_cost=0.05)
+    cases = [
+        calibrate(EpsilonGreedySlate(), P, 2, budget),
+        calibrate(EpsilonGreedySlate(), P, 2, ExplorationBudget(relative_cost=0.05, floor=0.05)),
+        calibrate(EpsilonGreedySlate(), P, 2, ExplorationBudget(relative_cost=0.05, floor=0.9)),
+        calibrate(EpsilonGreedySlate(positions=(5,)), P, 2, budget),
+        calibrate(TopKRandomInsertion(), P, 2, budget),
+        calibrate(TopKRandomInsertion(), P, 2, ExplorationBudget(relative_cost=0.05, floor=0.06)),
+        calibrate(PlackettLuceSlate(), P, 2, budget),
+        calibrate(PlackettLuceSlate(), np.full(4, 0.3), 2, budget),
+        calibrate(PlackettLuceSlate(), P, 2, ExplorationBudget(relative_cost=1e-12, floor=0.2)),
+    ]
+    for calibration in cases:
+        assert calibration.ranked is not None
+        np.testing.assert_array_equal(calibration.ranked, np.arange(calibration.ranked.size))
+        assert calibration.ranked.size >= 2
+
+
+def test_plackett_luce_cost_is_a_bound_not_exact() -> None:
+    calibration = calibrate(PlackettLuceSlate(), P, 2, ExplorationBudget(relative_cost=0.05))
+    assert isinstance(calibration.policy, PlackettLuceSlate)
+    assert calibration.cost_exact is False
+    assert 0.0 < calibration.relative_cost <= 0.05
+    cold = calibrate(PlackettLuceSlate(), P, 2, ExplorationBudget(relative_cost=1e-12, floor=0.2))
+    assert isinstance(cold.policy, GreedySlate)
+    assert cold.cost_exact is False and cold.relative_cost == 0.0
+    narrow = calibrate(PlackettLuceSlate(), P, 3, ExplorationBudget(floor=0.4))
+    assert isinstance(narrow.policy, GreedySlate) and narrow.cost_exact is False
+
+
+MANY = np.linspace(0.9, 0.1, 10)  # ten candidates in greedy order
+
+
+@pytest.mark.parametrize(("floor", "pool"), [(0.25, 4), (0.2, 5), (0.3, 3)])
+def test_plackett_luce_pool_is_at_most_one_over_the_floor(floor: float, pool: int) -> None:
+    # a budget large enough that the widest pool the floor allows is taken
+    budget = ExplorationBudget(relative_cost=0.9, floor=floor)
+    calibration = calibrate(PlackettLuceSlate(), MANY, 2, budget)
+    policy = calibration.policy
+    assert isinstance(policy, PlackettLuceSlate)
+    assert policy.pool == pool
+    assert policy.uniform_mix == pytest.approx(floor * pool)
+
+
+def test_plackett_luce_pool_equal_to_the_slate() -> None:
+    budget = ExplorationBudget(relative_cost=0.9, floor=0.5)
+    calibration = calibrate(PlackettLuceSlate(), MANY, 2, budget)
+    assert isinstance(calibration.policy, PlackettLuceSlate)
+    assert calibration.policy.pool == 2
+    one = calibrate(PlackettLuceSlate(), MANY, 1, ExplorationBudget(relative_cost=0.9, floor=0.9))
+    assert isinstance(one.policy, PlackettLuceSlate) and one.policy.pool == 1
+
+
+def test_plackett_luce_on_equal_scores_keeps_the_floors_mix() -> None:
+    flat = np.full(4, 0.3)
+    budget = ExplorationBudget(relative_cost=0.01, floor=0.1)
+    calibration = calibrate(PlackettLuceSlate(), flat, 2, budget)
+    assert calibration.policy.uniform_mix == pytest.approx(0.4)  # type: ignore[attr-defined]
+
+
+def test_plackett_luce_base_pool_bounds_the_calibrated_one() -> None:
+    calibration = calibrate(
+        PlackettLuceSlate(pool=3), MANY, 2, ExplorationBudget(relative_cost=0.9)
+    )
+    assert calibration.policy.pool == 3  # type: ignore[attr-defined]
+
+
+def test_expected_plays_uses_the_first_k_weights() -> None:
+    marginals = np.array([[1.0, 0, 0, 0], [0, 0.5, 0.5, 0]])
+    theta = np.array([1.0, 0.5, 0.25])
+    assert expected_plays(marginals, P, theta) == pytest.approx(0.5 + 0.5 * 0.35)
+
+
+def test_the_first_bad_score_is_named_after_good_zeros_and_ones() -> None:
+    with pytest.raises(ValueError, match=r"got 1\.5 at index 2$"):
+        validate_probabilities(np.array([0.0, 1.0, 1.5]))
+    assert validate_probabilities([0, 1]).dtype == np.float64  # type: ignore[arg-type]
+
+
+def test_examination_weights_given_as_a_list() -> None:
+    budget = ExplorationBudget(examination=[1.0, 0.5])  # type: ignore[arg-type]
+    np.testing.assert_array_equal(budget.weights(2), [1.0, 0.5])
+    assert budget.params()["examination"] == [1.0, 0.5]
