@@ -5,10 +5,11 @@ against the same ranker trained on one surface at a time. For each seed, in one 
 
 1. **log**: a simulated world (``--items`` titles, ``--users`` members) is served
    ``--decisions`` requests per surface over ``--days`` days through the decision service, by
-   the popularity-and-genre baseline with ε-greedy exploration (``--epsilon``), into an
-   in-memory log with exact propensities (``loop.surface_log``). Search members type queries
-   from an intent title (exact, partial or misspelled); the logging candidates of a search are
-   the query's best ``--log-pool`` lexical matches, of a title page and home every title;
+   the popularity-and-genre baseline (a search in BM25 order, ``loop.lexical_scorer``, as a
+   search engine served it) with ε-greedy exploration (``--epsilon``), into an in-memory log
+   with exact propensities (``loop.surface_log``). Search members type queries from an intent
+   title (exact, partial or misspelled); the logging candidates of a search are the query's
+   best ``--log-pool`` lexical matches, of a title page and home every title;
 2. **fit**: one FM on the log's histories, then the unified ranker on every surface's
    impressions and a specialist per surface on its own, same initial weights, schedule and
    propensity weights, each calibrated per surface (``fm_core.ranker_surfaces``);
@@ -80,6 +81,7 @@ def _log(
     """Serve the log phase into an in-memory store; return its engine and what it logged."""
     from explore import EpsilonGreedySlate
     from fm_core import PopularityAffinityScorer
+    from loop.lexical_scorer import LexicalFirstScorer
     from loop.retrieval import RetrievalConfig
     from loop.service import DecisionService
     from loop.sim_bridge import catalog_from_world
@@ -95,7 +97,9 @@ def _log(
     engine = make_engine("sqlite://")
     init_db(engine)
     service = DecisionService(
-        scorer=PopularityAffinityScorer(catalog_from_world(world), model_version="logging"),
+        scorer=LexicalFirstScorer(
+            PopularityAffinityScorer(catalog_from_world(world), model_version="logging")
+        ),
         policy=EpsilonGreedySlate(epsilon=epsilon),
     )
     served = serve_surfaces(

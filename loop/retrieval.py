@@ -123,14 +123,12 @@ class LexicalIndex:
         self._release_time = np.asarray(catalog.release_time, dtype=np.float64)
         self._item_ids = np.asarray(catalog.item_ids, dtype=np.int64)
 
-    def search(self, query: str | None, *, time: float, limit: int) -> np.ndarray:
-        """Item ids matching ``query`` (BM25 > 0, near words included) released at ``time``,
-        best first (ties by id), at most ``limit``."""
+    def scores(self, query: str | None) -> np.ndarray:
+        """(n_items,) BM25 of every catalog item (in catalog order) for ``query``, near words
+        included; zeros without query terms."""
         terms = list(dict.fromkeys(query_terms(query)))
-        if not terms or limit < 1:
-            return np.empty(0, dtype=np.int64)
-        known = [t for t in terms if t in self._known]
         scores = np.zeros(len(self._item_ids))
+        known = [t for t in terms if t in self._known]
         if known:
             scores += np.asarray(self._bm25.get_scores(known), dtype=np.float64)
         for term in terms:
@@ -139,6 +137,14 @@ class LexicalIndex:
                 if near:  # the best of the near words, as one word of the query
                     each = [np.asarray(self._bm25.get_scores([w]), np.float64) for w in near]
                     scores += NEAR_STRENGTH * np.max(each, axis=0)
+        return scores
+
+    def search(self, query: str | None, *, time: float, limit: int) -> np.ndarray:
+        """Item ids matching ``query`` (BM25 > 0, near words included) released at ``time``,
+        best first (ties by id), at most ``limit``."""
+        if not query_terms(query) or limit < 1:
+            return np.empty(0, dtype=np.int64)
+        scores = self.scores(query)
         rows = np.flatnonzero((scores > 0) & (self._release_time <= time))
         if rows.size > limit:
             rows = rows[np.argpartition(-scores[rows], limit - 1)[:limit]]
