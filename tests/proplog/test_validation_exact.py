@@ -183,7 +183,7 @@ SLATE_REFUSALS = [
         "slate[1].propensity must be in (0, 1]; got 0.0",
     ),
     (
-        changed(payload(), 1, cond_propensity=1.2, prefix_propensity=0.6, propensity=0.6),
+        changed(payload((20, 30)), 1, cond_propensity=1.2, prefix_propensity=0.6, propensity=0.6),
         "slate[1].cond_propensity must be in (0, 1]; got 1.2",
     ),
     (
