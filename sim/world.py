@@ -53,7 +53,7 @@ from sim.queries import QUERY_KINDS, make_query
 from sim.search import LexicalSearch
 from sim.surfaces import SURFACES_WITH_ANCHOR, anchored_play_probability
 from sim.users import Users, make_users
-from vocab import DAYPARTS, N_DAYPARTS, daypart_hours, daypart_of_hour
+from vocab import DAYPARTS, N_DAYPARTS, SURFACES, daypart_hours, daypart_of_hour
 
 _DAYPART_HOURS = tuple(daypart_hours(d) for d in range(N_DAYPARTS))
 _FULL_WATCH = (0.85, 1.0)
@@ -230,6 +230,8 @@ class World:
         title drawn from their intent distribution (its kind by ``query_kinds``); on "title"
         they open a title drawn from the same distribution. Other surfaces: the request with
         only its surface changed. Draws from ``rng`` only for search and title."""
+        if surface not in SURFACES:
+            raise ValueError(f"surface must be one of {SURFACES}; got {surface!r}")
         if surface not in SURFACES_WITH_ANCHOR:
             return replace(request, surface=surface)
         items, q = self.intent_distribution(request)
@@ -352,7 +354,10 @@ class World:
         """P(play | examined) on a search or title request (``sim.surfaces``)."""
         c = self.config
         anchor = request.anchor
-        assert anchor is not None
+        if anchor is None:
+            raise ValueError(
+                f"request {request.request_id} on {request.surface!r} has no intent or source title"
+            )
         return anchored_play_probability(
             surface=request.surface,
             anchor=anchor,

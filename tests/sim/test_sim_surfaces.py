@@ -108,3 +108,11 @@ def test_bad_query_input_is_refused(words: list[str], kind: str, message: str) -
 def test_bad_surface_settings_are_refused_by_name(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=f"WorldConfig.{field}"):
         WorldConfig(**{field: value})
+
+
+def test_an_unknown_surface_is_refused_by_name(world: World) -> None:
+    request = requests_on(world, "home", 1)[0]
+    with pytest.raises(ValueError, match="surface must be one of"):
+        world.surface_request(request, "carousel", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="surface must be one of"):
+        requests_on(world, "searches", 1)
