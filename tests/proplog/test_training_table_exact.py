@@ -4,6 +4,7 @@ window and ``until`` at their edges, and the messages for bad settings and frame
 
 from __future__ import annotations
 
+import logging
 import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,8 +12,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session
+from store_inputs import decision_payload
 
-from proplog.training_table import TrainingTableConfig, build_training_table
+from proplog.store import record_decisions, record_events
+from proplog.training_table import (
+    ROW_COLUMNS,
+    TrainingTableConfig,
+    build_training_table,
+    read_training_table,
+)
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 NAN = math.nan
@@ -204,9 +214,93 @@ def test_bad_frames_are_refused_naming_what_is_missing() -> None:
         )
     with pytest.raises(ValueError, match=r"^events must have the columns .*missing \['kind'\]$"):
         build_training_table(decisions=DECISIONS, slates=SLATES, events=EVENTS.drop(columns="kind"))
-    with pytest.raises(ValueError, match=r"^slates name decision 'd2', which is not in decisions$"):
-        build_training_table(decisions=DECISIONS.iloc[[0, 2]], slates=SLATES, events=EVENTS)
+    with pytest.raises(ValueError, match=r"^slates name decision 'd1', which is not in decisions$"):
+        build_training_table(
+            decisions=DECISIONS.iloc[[1]], slates=SLATES.iloc[[0, 5]], events=EVENTS
+        )
+    with pytest.raises(ValueError) as info:
+        build_training_table(
+            decisions=DECISIONS, slates=SLATES.drop(columns="propensity"), events=EVENTS
+        )
+    assert str(info.value) == (
+        "slates must have the columns decision_id, position, item_id, propensity; "
+        "missing ['propensity']"
+    )
     with pytest.raises(ValueError, match="until must be a timezone-aware datetime"):
         build_training_table(
             decisions=DECISIONS, slates=SLATES, events=EVENTS, until=datetime(2024, 5, 1)
         )
+
+
+TEXT = ("decision_id", "origin")  # strings: pandas' own string or object dtype
+
+
+def test_the_table_keeps_its_config_a_fresh_index_and_its_column_types(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # ids and positions read back as floats, a propensity column of objects: the table's own
+    # columns are still int64 and float64
+    slates = SLATES.astype({"item_id": float, "position": float, "propensity": object})
+    plays = EVENTS.astype({"item_id": float})
+    config = TrainingTableConfig(search_weight=0.5)
+    with caplog.at_level(logging.INFO, logger="proplog.training_table"):
+        table = build_training_table(
+            decisions=DECISIONS, slates=slates, events=plays, config=config
+        )
+    assert table.config is config
+    rows = table.rows
+    assert list(rows.columns) == list(ROW_COLUMNS)
+    pd.testing.assert_index_equal(rows.index, pd.RangeIndex(len(rows)))
+    dtypes = {name: str(dtype) for name, dtype in rows.dtypes.items() if name not in TEXT}
+    assert dtypes == {
+        "request_row": "int64", "item_id": "int64", "position": "int64", "label": "float64",
+        "weight": "float64", "propensity": "float64", "event_time": "datetime64[us, UTC]",
+    }  # fmt: skip
+    assert f"training table: {table.report}" in caplog.messages
+
+
+def test_plays_at_the_same_moment_keep_their_order() -> None:
+    many = events(*[(5, "u1", 100 + i, "play", "search") for i in range(40)])
+    table = build(many)
+    plays = table.rows[table.rows["origin"] == "search"]
+    assert list(plays["item_id"]) == [100 + i for i in range(40)]
+
+
+def test_reading_a_window_of_the_log(engine: Engine) -> None:
+    """Three decisions at 0, 120 and 240 minutes; the window [60, 200) holds only the second,
+    the direct play 5 minutes after it, and none of the plays outside the window."""
+    payloads = []
+    for minutes, decision_id in ((0, D1), (120, D2), (240, D3)):
+        payload = decision_payload(decision_id=decision_id, items=(20, 30, 10))
+        payload["created_at"] = at(minutes)
+        payloads.append(payload)
+    plays = [
+        stored_play("search-early", 6, 40, "search"),  # before the window
+        stored_play("direct-in", 125, 41, "direct"),  # in the window, after the second
+        stored_play("search-at-end", 200, 42, "search"),  # at the window's end: left out
+        stored_play("rec-late", 241, 20, "rec", decision_id=D3, position=0),
+    ]
+    with Session(engine) as session:
+        record_decisions(session=session, decisions=payloads)
+        record_events(session=session, events=plays)
+    decisions, table = read_training_table(
+        session_or_engine=engine, since=at(60), until=at(200), config=TrainingTableConfig()
+    )
+    assert list(decisions["decision_id"]) == [D2]
+    assert list(table.rows["decision_id"]) == [D2] * 4
+    assert list(table.rows["item_id"]) == [20, 30, 10, 41]
+    assert list(table.rows["origin"]) == ["slate", "slate", "slate", "direct"]
+    assert table.report.plays_without_context == 0
+    assert table.report.slate_positives == 0
+
+
+D1 = "00000000-0000-4000-8000-0000000000a1"
+D2 = "00000000-0000-4000-8000-0000000000a2"
+D3 = "00000000-0000-4000-8000-0000000000a3"
+
+
+def stored_play(event_id: str, minutes: float, item: int, source: str, **kw: Any) -> dict:
+    return {
+        "event_id": event_id, "created_at": at(minutes), "user_id": "u1", "item_id": item,
+        "kind": "play", "value": 60.0, "source": source, **kw,
+    }  # fmt: skip
