@@ -123,6 +123,9 @@ TARGETS: tuple[Target, ...] = (
         "sim/world.py (ground truth)",
         "sim/world.py",
         ("tests/sim/test_sim.py", "tests/sim/test_world_truth.py"),
+        # Not the Monte-Carlo agreement checks (marked slow): under mutmut's trampolines they take
+        # minutes per mutant, and the exact-value tests pin the same formulas.
+        ("-m", "not slow"),
         # The ground truth: examination, play, intent and completion probabilities, r(x, i),
         # V(x, s), a policy's value and the oracle. Not the behaviour model itself (affinity,
         # request sampling, respond, record), whose numbers the truth takes as given.
