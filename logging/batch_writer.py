@@ -59,6 +59,7 @@ from proplog.store import (
     validated_event,
 )
 from proplog.wal_checkpoints import WalCheckpoints
+from proplog.writer_lock import writer_turn
 from proplog.writes import WriteResult
 
 logger = logging.getLogger(__name__)
@@ -254,7 +255,14 @@ class BatchWriter:
                 while not stopping:
                     batch, flushes, stopping = self._collect()
                     if batch:
-                        self._write(session, batch)
+                        # The turn first, then what arrived while waiting for it joins the batch:
+                        # one commit for them rather than one more turn each (SQLite's writers
+                        # take turns on one lock, and with two workers a commit often waits for
+                        # the other's).
+                        with writer_turn(connection):
+                            if not flushes and not stopping:
+                                stopping = self._top_up(batch, flushes)
+                            self._write(session, batch)
                     batch = []
                     for flush in flushes:
                         flush.done.set()
@@ -278,6 +286,23 @@ class BatchWriter:
                 item.future.set_exception(error)
             elif isinstance(item, _Flush):
                 item.done.set()
+
+    def _top_up(self, batch: list[_Pending], flushes: list[_Flush]) -> bool:
+        """Add what is queued now to ``batch``, up to ``max_batch``, stopping at a flush (added
+        to ``flushes``) or the stop; whether the stop was met."""
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return False
+            if item is _STOP:
+                return True
+            if isinstance(item, _Flush):
+                flushes.append(item)
+                return False
+            if item.future.set_running_or_notify_cancel():
+                batch.append(item)
+        return False
 
     def _collect(self) -> tuple[list[_Pending], list[_Flush], bool]:
         """Block for a first item, then take more until the batch is full or its time is up."""

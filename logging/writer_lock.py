@@ -13,6 +13,10 @@ guards the file against writers that do not take turns (another tool, another ma
 
 Only SQLite files get a lock file; in-memory databases, ``file:`` URIs, other back ends and
 systems without ``fcntl`` write as before.
+
+A thread that holds its turn and enters :func:`writer_turn` again keeps it (the inner one is a
+no-op, and only the outermost gives the turn back), so that a batch writer can take its turn,
+then gather what arrived while it waited for it, then write (:mod:`proplog.batch_writer`).
 """
 
 from __future__ import annotations
@@ -58,11 +62,19 @@ def _descriptor(path: str) -> int:
 
 @contextmanager
 def _locked(path: str) -> Iterator[None]:
+    held: set[str] | None = getattr(_handles, "held", None)
+    if held is None:
+        held = _handles.held = set()
+    if path in held:  # this thread's turn already: kept until the outermost one ends
+        yield
+        return
     fd = _descriptor(path)
     fcntl.flock(fd, fcntl.LOCK_EX)
+    held.add(path)
     try:
         yield
     finally:
+        held.discard(path)
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 

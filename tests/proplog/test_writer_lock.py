@@ -87,3 +87,57 @@ def test_two_processes_write_one_file_each_decision_once(tmp_path: Path) -> None
         items = conn.execute(text("SELECT count(*) FROM slate_item")).scalar_one()
     assert decisions == 90 and items == 90 * 3
     engine.dispose()
+
+
+def test_a_turn_taken_again_by_its_thread_is_kept_until_the_outermost_ends(
+    tmp_path: Path,
+) -> None:
+    import fcntl
+    import os
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    init_db(engine)
+
+    def free_elsewhere(path: str) -> bool:
+        fd = os.open(path, os.O_RDWR)  # another open file: excluded as another writer is
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return True
+        finally:
+            os.close(fd)
+
+    with engine.connect() as conn:
+        path = lock_path(conn)
+        assert path is not None
+        with writer_turn(conn):
+            with writer_turn(conn):  # no deadlock with itself
+                assert not free_elsewhere(path)
+            assert not free_elsewhere(path)  # the inner exit kept the turn
+        assert free_elsewhere(path)
+    engine.dispose()
+
+
+def test_records_that_arrive_while_the_writer_waits_for_its_turn_share_its_commit(
+    tmp_path: Path,
+) -> None:
+    from proplog.batch_writer import BatchWriter
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'log.db'}")
+    init_db(engine)
+    with BatchWriter(engine, max_wait_s=0) as writer, engine.connect() as holder:
+        with writer_turn(holder):  # another writer's turn: the batch writer waits for it
+            first = writer.submit_decision(_decision())
+            time.sleep(0.2)  # the writer has taken the first record and waits for the turn
+            rest = [writer.submit_decision(_decision()) for _ in range(9)]
+            time.sleep(0.1)
+            assert not first.done()
+        for future in [first, *rest]:
+            assert future.result(timeout=10).created
+        writer.flush()
+        assert writer.stats.records == 10
+        assert writer.stats.commits == 1  # not one for the first and another for the rest
+    engine.dispose()
