@@ -287,8 +287,10 @@ class PopularityAffinityScorer:
         affinity = np.log((match + 1e-9) / table.prior_affinity[rows])
         logit += coef[_AFFINITY] * affinity
         plays = request.history.plays()
-        if plays.size:
-            logit += coef[_SEEN] * np.isin(items, plays)
+        if plays.size:  # a mask over the catalog: np.isin sorts both lists on every request
+            seen = np.zeros(self.catalog.n_items, dtype=bool)
+            seen[self.catalog.rows(plays[self.catalog.known(plays)])] = True
+            logit += coef[_SEEN] * seen[rows]
         age_days = (request.time - self.catalog.release_time[rows]) / _SECONDS_PER_DAY
         logit += coef[_FRESHNESS] * np.exp(-np.maximum(age_days, 0.0) / self.freshness_days)
         return sigmoid(logit)
