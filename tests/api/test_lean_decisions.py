@@ -34,12 +34,8 @@ class Pair:
         self.lean, self.route, self.tokens = lean, route, tokens
 
 
-@pytest.fixture
-def pair(
-    tmp_path: Path, small_catalog: ItemCatalog, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[tuple[Pair, list[str]]]:
-    """Both apps, each with keys (index 0: every scope, 1: events only) whose tokens are
-    ``pair.tokens[name]`` in app order; and the list of requests the lean path handed on."""
+def _count_hand_ons(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The paths of the requests the lean path hands on to the route, from now on."""
     handed_on: list[str] = []
     original = LeanDecisions._hand_on
 
@@ -48,6 +44,16 @@ def pair(
         await original(self, scope, messages, receive, send)
 
     monkeypatch.setattr(LeanDecisions, "_hand_on", spy)
+    return handed_on
+
+
+@pytest.fixture
+def pair(
+    tmp_path: Path, small_catalog: ItemCatalog, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Pair, list[str]]]:
+    """Both apps, each with keys (index 0: every scope, 1: events only) whose tokens are
+    ``pair.tokens[name]`` in app order; and the list of requests the lean path handed on."""
+    handed_on = _count_hand_ons(monkeypatch)
     clients = []
     tokens: dict[str, list[str]] = {"all": [], "events": []}
     for name, lean in (("lean", True), ("route", False)):
@@ -209,14 +215,7 @@ def test_with_the_key_cache_off_every_request_is_checked_by_the_route(
     """The lean path trusts only the key cache that the route's check fills: with the cache off
     (``key_cache_seconds`` 0), every request goes to the route, which reads the key in the log,
     so that a revocation takes effect on the next request."""
-    handed_on: list[str] = []
-    original = LeanDecisions._hand_on
-
-    async def spy(self, scope, messages, receive, send) -> None:  # type: ignore[no-untyped-def]
-        handed_on.append(scope["path"])
-        await original(self, scope, messages, receive, send)
-
-    monkeypatch.setattr(LeanDecisions, "_hand_on", spy)
+    handed_on = _count_hand_ons(monkeypatch)
     url = f"sqlite:///{tmp_path / 'off.db'}"
     settings = Settings(database_url=url, max_k=20, key_cache_seconds=0)
     scorer = PopularityAffinityScorer(small_catalog, model_version="test-model")
