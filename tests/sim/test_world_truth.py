@@ -163,3 +163,40 @@ def test_a_played_title_loses_reconsumption_in_its_play_and_its_intent_play() ->
     expected = (1 - c.intent_rate * q) * p + c.intent_rate * q * c.intent_play * factor
     np.testing.assert_allclose(world.play_probability(request, slate), p, rtol=1e-14)
     np.testing.assert_allclose(world.item_rewards(request, slate), expected, rtol=1e-13)
+
+
+def test_item_rewards_for_titles_beyond_every_released_id(world: World) -> None:
+    """Early on, the catalog's last ids are not released yet: they sort after every available
+    id, and are still never the intent."""
+    early = world.sample_requests(1, start=5.0, end=6.0, rng=np.random.default_rng(3))[0]
+    available = world.available(early.t)
+    assert available.max() < world.catalog.n_items - 1
+    items = np.array([world.catalog.n_items - 1, int(available[0]), int(available.max())])
+    np.testing.assert_allclose(
+        world.item_rewards(early, items), home_reward(world, early, items), rtol=1e-13
+    )
+
+
+@pytest.mark.parametrize("surface", ["search", "title"])
+def test_anchored_rewards_weigh_plays_by_expected_watch(request_: Request, surface: str) -> None:
+    world = World(WorldConfig(seed=11, n_items=60, n_users=10, reward="completion"))
+    anchor = int(world.available(request_.t)[4])
+    field = "intent" if surface == "search" else "source_item"
+    anchored = dataclasses.replace(request_, surface=surface, **{field: anchor})
+    items = world.available(request_.t)[:7]
+    done = world.completion_probability(anchored, items)
+    expected_value = done * FULL_WATCH_MEAN + (1 - done) * SAMPLE_WATCH_MEAN
+    plain = World(WorldConfig(seed=11, n_items=60, n_users=10))
+    np.testing.assert_allclose(
+        world.item_rewards(anchored, items),
+        plain.item_rewards(anchored, items) * expected_value,
+        rtol=1e-13,
+    )
+
+
+def test_titles_and_slates_given_as_floats_are_read_as_ids(world: World, request_: Request) -> None:
+    items = world.available(request_.t)[:4]
+    as_float = items.astype(np.float64)
+    for method in (world.item_rewards, world.play_probability, world.completion_probability):
+        np.testing.assert_array_equal(method(request_, as_float), method(request_, items))
+    assert world.expected_reward(request_, as_float) == world.expected_reward(request_, items)
