@@ -408,3 +408,15 @@ def test_the_sampled_threshold_keeps_the_top_m_and_at_most_half() -> None:
         assert set(greedy_order(scores)[:m]) <= set(top.tolist())
         np.testing.assert_array_equal(top, np.sort(top))
     assert validate_scores(np.array([1, 2]), 1).dtype == np.float64
+
+
+def test_plackett_luce_cold_draws_the_top_of_a_large_pool() -> None:
+    """T = 1e-5 over 1,000 scores 0.001 apart: the top candidate outweighs the rest by e^100, so
+    a single-position slate shows it every time, and logs that it did."""
+    scores = np.linspace(0.0, 1.0, 1000)
+    policy = PlackettLuceSlate(temperature=1e-5)
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        slate = policy.decide(scores, 1, rng)
+        assert slate.indices.tolist() == [999]
+        assert slate.propensity[0] == pytest.approx(1.0)
