@@ -115,6 +115,8 @@ class LexicalIndex:
     def __init__(self, catalog: ItemCatalog) -> None:
         import bm25s  # about 0.5 s to import: only when a search needs it
 
+        # bm25s sets its logger to DEBUG on import; let it follow the application's level.
+        logging.getLogger("bm25s").setLevel(logging.NOTSET)
         tokens = catalog.tokens or tuple(() for _ in range(catalog.n_items))
         self._bm25 = bm25s.BM25()
         self._bm25.index([item_terms(t) for t in tokens], show_progress=False)
