@@ -304,3 +304,16 @@ def stored_play(event_id: str, minutes: float, item: int, source: str, **kw: Any
         "event_id": event_id, "created_at": at(minutes), "user_id": "u1", "item_id": item,
         "kind": "play", "value": 60.0, "source": source, **kw,
     }  # fmt: skip
+
+
+def test_a_play_takes_the_last_of_decisions_made_at_one_moment() -> None:
+    """18 decisions of one user at the same moment, in the order given, and one a day later: a
+    search play between them takes the context of the last of the 18."""
+    ids = [f"s{i}" for i in range(18)] + ["later"]
+    decisions = pd.DataFrame(
+        {"decision_id": ids, "created_at": [at(0)] * 18 + [at(1440)], "user_id": "u1"}
+    )
+    plays = events((1, "u1", 99, "play", "search"))
+    table = build_training_table(decisions=decisions, slates=SLATES.iloc[:0], events=plays)
+    assert list(table.rows["decision_id"]) == ["s17"]
+    assert list(table.rows["request_row"]) == [17]
