@@ -172,7 +172,7 @@ def table(rows: list[Row]) -> str:
     for r in rows:
         lines.append(
             f"| `{r.module}` | {r.mutants} | {r.killed} | {r.survived} | {r.equivalent} "
-            f"| {r.score:.0%} | {r.seconds / 60:.1f} |"
+            f"| {r.score:.1%} | {r.seconds / 60:.1f} |"
         )
     return "\n".join(lines)
 
