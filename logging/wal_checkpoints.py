@@ -78,9 +78,7 @@ class WalCheckpoints:
 
     def checkpoint(self) -> None:
         """One passive checkpoint now (also what the thread runs)."""
-        busy, wal_pages, copied = self._conn.exec_driver_sql(
-            "PRAGMA wal_checkpoint(PASSIVE)"
-        ).one()
+        busy, wal_pages, copied = self._conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
         self._conn.rollback()
         self.stats.runs += 1
         self.stats.busy += int(busy)
