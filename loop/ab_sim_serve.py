@@ -20,9 +20,9 @@ from fm_core import PopularityAffinityScorer, Scorer
 from loop.context import RequestContext, history_from_events
 from loop.experiment import LiveExperiment
 from loop.service import DecisionService
-from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
+from loop.sim_bridge import catalog_from_world, decision_input, respond_and_log
 from proplog.schema import DecisionCreate
-from proplog.store import record_events, user_history
+from proplog.store import user_history
 from sim import Request, World
 from sim.clock import to_datetime
 
@@ -97,12 +97,7 @@ def serve_world(
                 _arm_truth(world, experiment, session, request, record, truth, rng)
             if on_decision is not None:
                 on_decision(session, request, record)
-            slate = np.array([item.item_id for item in record.slate], dtype=np.int64)
-            outcome = world.respond(request, slate, rng)
-            events = events_from_outcome(outcome, decision_id=decision_id)
-            if events:
-                record_events(session=session, events=events)
-            world.record(outcome)
+            respond_and_log(world, request, record, rng, session)
 
 
 def uniform_service(world: World) -> DecisionService:

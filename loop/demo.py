@@ -49,13 +49,12 @@ from loop.sim_bridge import (
     catalog_file_frame,
     catalog_from_world,
     decision_input,
-    events_from_outcome,
+    respond_and_log,
 )
 from loop.windows import LoggedWindow, read_window, training_impressions
 from proplog.catalog import load_catalog_rows
 from proplog.engine import init_db, make_engine
 from proplog.registry import record_model_version
-from proplog.store import record_events
 from sim import World
 from sim.clock import to_datetime
 
@@ -117,15 +116,10 @@ def _serve_round(
         marginals = policy.marginals(np.asarray(record.candidate_scores), config.k)
         true_total += world.policy_value(request, candidates, marginals)
         oracle_total += world.expected_reward(request, world.oracle_slate(request, config.k))
-        slate = np.array([item.item_id for item in record.slate], dtype=np.int64)
-        shown.update(int(i) for i in slate)
-        outcome = world.respond(request, slate, rng)
-        events = events_from_outcome(outcome, decision_id=decision_id)
-        if events:
-            record_events(session=session, events=events)
+        outcome = respond_and_log(world, request, record, rng, session)
+        shown.update(int(i) for i in outcome.slate)
         for play in outcome.plays:
             plays[play.source] += 1
-        world.record(outcome)
     end = start + config.days_per_round
     n = len(requests)
     return {

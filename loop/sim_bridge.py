@@ -1,5 +1,6 @@
 """The simulated world seen through loopbreak's interfaces: its catalog as the scorer's
-``ItemCatalog`` and as a catalog file, its requests as API inputs, its outcomes as events."""
+``ItemCatalog`` and as a catalog file, its requests as API inputs, its outcomes as events, and
+the world's answer to a logged decision written back to the log (:func:`respond_and_log`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+from sqlmodel import Session
 
 from fm_core import ItemCatalog
 from loop.context import RequestContext
 from loop.service import DecisionInput
-from proplog.schema import EventCreate
+from proplog.schema import DecisionCreate, EventCreate
+from proplog.store import record_events
 from sim import GENRES, Outcome, Request, World
 from sim.clock import EPOCH, to_datetime
 
@@ -90,3 +93,19 @@ def events_from_outcome(outcome: Outcome, *, decision_id: str) -> list[EventCrea
             )
         )
     return events
+
+
+def respond_and_log(
+    world: World, request: Request, record: DecisionCreate, rng: np.random.Generator,
+    session: Session,
+) -> Outcome:  # fmt: skip
+    """What the world's member does with the slate of ``record`` (the decision logged for
+    ``request``): the plays written to the log in ``session`` as events of that decision, and the
+    world's state moved on by them."""
+    slate = np.array([item.item_id for item in record.slate], dtype=np.int64)
+    outcome = world.respond(request, slate, rng)
+    events = events_from_outcome(outcome, decision_id=record.decision_id)
+    if events:
+        record_events(session=session, events=events)
+    world.record(outcome)
+    return outcome

@@ -28,10 +28,9 @@ from explore import EpsilonGreedySlate
 from fm_core import PopularityAffinityScorer
 from loop.retrain import fit_model
 from loop.service import DecisionService
-from loop.sim_bridge import catalog_from_world, decision_input, events_from_outcome
+from loop.sim_bridge import catalog_from_world, decision_input, respond_and_log
 from loop.windows import read_window, training_impressions
 from proplog.engine import init_db, make_engine
-from proplog.store import record_events
 from sim import World
 from sim.clock import to_datetime
 from sim.config import WorldConfig
@@ -81,12 +80,7 @@ def small_fm_model(
                 request=decision_input(request, k=k, decision_id=decision_id),
                 now=to_datetime(request.t),
             )
-            slate = np.array([item.item_id for item in out.record.slate], dtype=np.int64)
-            outcome = world.respond(request, slate, rng)
-            events = events_from_outcome(outcome, decision_id=decision_id)
-            if events:
-                record_events(session=session, events=events)
-            world.record(outcome)
+            respond_and_log(world, request, out.record, rng, session)
     logged = time.perf_counter()
     config = FMScorerConfig(
         fm=FMConfig(d_model=16, n_layers=1, n_heads=2, max_len=32, dropout=0.1),

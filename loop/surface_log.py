@@ -32,8 +32,7 @@ from sqlmodel import Session
 from fm_core import Scorer
 from loop.retrieval import DEFAULT_RETRIEVAL, RetrievalConfig, candidates_for_request
 from loop.service import DecisionInput, DecisionService
-from loop.sim_bridge import events_from_outcome, request_context
-from proplog.store import record_events
+from loop.sim_bridge import request_context, respond_and_log
 from sim import Request, World
 from sim.clock import to_datetime
 
@@ -84,12 +83,7 @@ def serve_surfaces(
                 ),
                 now=now,
             )
-            slate = np.array([item.item_id for item in out.record.slate], dtype=np.int64)
-            outcome = world.respond(request, slate, rng)
-            events = events_from_outcome(outcome, decision_id=decision_id)
-            if events:
-                record_events(session=session, events=events)
-            world.record(outcome)
+            outcome = respond_and_log(world, request, out.record, rng, session)
             served.decisions[request.surface] += 1
             served.plays[request.surface] += int(outcome.played.sum())
             served.decision_ids.setdefault(request.surface, []).append(decision_id)
