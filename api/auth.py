@@ -144,9 +144,9 @@ def scope_of(path: str) -> str | None:
     return ADMIN_SCOPE
 
 
-def _presented_token(request: Request) -> str:
-    """The token the request carries, else :class:`AuthError` 401 saying what is missing."""
-    authorization = request.headers.get("authorization")
+def _presented_token(authorization: str | None, api_key: str | None) -> str:
+    """The token that the ``Authorization`` and ``X-API-Key`` headers (None: absent) carry, else
+    :class:`AuthError` 401 saying what is missing."""
     if authorization is not None:
         match = _BEARER.fullmatch(authorization)
         if match is None:
@@ -156,7 +156,6 @@ def _presented_token(request: Request) -> str:
                 "space and no other white space",
             )
         return match.group(1)
-    api_key = request.headers.get("x-api-key")
     if api_key is not None:
         if not api_key or any(c.isspace() for c in api_key):
             raise AuthError(
@@ -169,6 +168,11 @@ def _presented_token(request: Request) -> str:
         "authorization: an API key is required: send 'Authorization: Bearer <token>' (make "
         "one with `loopbreak keys create`)",
     )
+
+
+def _digest(token: str) -> str:
+    """The key cache's key of a well-formed token: its SHA-256."""
+    return hashlib.sha256(token.encode("ascii")).hexdigest()
 
 
 def _invalid() -> AuthError:
@@ -193,10 +197,11 @@ def require(scope: str) -> Callable[..., ApiKeyRecord | None]:
         settings: Settings = request.app.state.settings
         if not settings.auth:
             return None
-        token = _presented_token(request)
+        headers = request.headers
+        token = _presented_token(headers.get("authorization"), headers.get("x-api-key"))
         if parse_token(token) is None:
             raise _invalid()
-        digest = hashlib.sha256(token.encode("ascii")).hexdigest()
+        digest = _digest(token)
         cache: KeyCache = request.app.state.key_cache
         now = time.monotonic()
         record = cache.get(digest, now)
@@ -229,17 +234,13 @@ def passes_from_cache(
     settings: Settings = state.settings
     if not settings.auth:
         return True, None
-    if authorization is not None:
-        match = _BEARER.fullmatch(authorization)
-        token = None if match is None else match.group(1)
-    elif api_key and not any(c.isspace() for c in api_key):
-        token = api_key
-    else:
-        token = None
-    if token is None or parse_token(token) is None:
+    try:
+        token = _presented_token(authorization, api_key)
+    except AuthError:
         return False, None
-    digest = hashlib.sha256(token.encode("ascii")).hexdigest()
-    record = state.key_cache.get(digest, time.monotonic())
+    if parse_token(token) is None:
+        return False, None
+    record = state.key_cache.get(_digest(token), time.monotonic())
     if record is None or not record.allows(scope):
         return False, None
     return True, record.key_id

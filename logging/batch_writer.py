@@ -287,6 +287,18 @@ class BatchWriter:
             elif isinstance(item, _Flush):
                 item.done.set()
 
+    def _take(self, item: Any, batch: list[_Pending], flushes: list[_Flush]) -> str | None:
+        """Put a queued ``item`` where it belongs: a record into ``batch`` (unless its caller
+        cancelled it), a flush into ``flushes``. What ends the batch: "stop", "flush" or None."""
+        if item is _STOP:
+            return "stop"
+        if isinstance(item, _Flush):
+            flushes.append(item)
+            return "flush"  # a flush closes the batch at once
+        if item.future.set_running_or_notify_cancel():  # False: cancelled by its caller
+            batch.append(item)
+        return None
+
     def _top_up(self, batch: list[_Pending], flushes: list[_Flush]) -> bool:
         """Add what is queued now to ``batch``, up to ``max_batch``, stopping at a flush (added
         to ``flushes``) or the stop; whether the stop was met."""
@@ -295,13 +307,9 @@ class BatchWriter:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 return False
-            if item is _STOP:
-                return True
-            if isinstance(item, _Flush):
-                flushes.append(item)
-                return False
-            if item.future.set_running_or_notify_cancel():
-                batch.append(item)
+            ended = self._take(item, batch, flushes)
+            if ended is not None:
+                return ended == "stop"
         return False
 
     def _collect(self) -> tuple[list[_Pending], list[_Flush], bool]:
@@ -311,13 +319,9 @@ class BatchWriter:
         item = self._queue.get()
         deadline = time.monotonic() + self.max_wait_s
         while True:
-            if item is _STOP:
-                return batch, flushes, True
-            if isinstance(item, _Flush):
-                flushes.append(item)
-                return batch, flushes, False  # a flush closes the batch at once
-            if item.future.set_running_or_notify_cancel():  # False: cancelled by its caller
-                batch.append(item)
+            ended = self._take(item, batch, flushes)
+            if ended is not None:
+                return batch, flushes, ended == "stop"
             if len(batch) >= self.max_batch:
                 return batch, flushes, False
             try:

@@ -89,6 +89,12 @@ def shares_one_connection(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite" and _is_in_memory(engine.url.database)
 
 
+def is_sqlite_file(engine: Engine) -> bool:
+    """True for a SQLite engine on a file (not in memory): one that separate connections and
+    threads can each open."""
+    return engine.dialect.name == "sqlite" and not _is_in_memory(engine.url.database)
+
+
 def make_engine(url: str, *, echo: bool = False, timeout_s: float | None = None) -> Engine:
     """Create an engine for ``url``; for SQLite, make the file's folder and set the pragmas.
 

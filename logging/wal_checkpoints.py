@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
 
-from proplog.engine import shares_one_connection
+from proplog.engine import is_sqlite_file
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class WalCheckpoints:
         cls, engine: Engine, *, interval_s: float = DEFAULT_INTERVAL_S
     ) -> WalCheckpoints | None:
         """Checkpoints for a SQLite file's engine; None for any other database."""
-        if engine.dialect.name != "sqlite" or shares_one_connection(engine):
+        if not is_sqlite_file(engine):
             return None
         return cls(engine, interval_s=interval_s)
 

@@ -26,7 +26,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from proplog.engine import shares_one_connection
+from proplog.engine import is_sqlite_file
 from proplog.schema import EventCreate
 from proplog.store import user_history_and_later_on
 
@@ -51,7 +51,7 @@ class LoopReader:
     @classmethod
     def for_engine(cls, engine: Engine, *, busy_ms: int = DEFAULT_BUSY_MS) -> LoopReader | None:
         """A reader for a SQLite file's engine; None for any other database."""
-        if engine.dialect.name != "sqlite" or shares_one_connection(engine):
+        if not is_sqlite_file(engine):
             return None
         return cls(engine, busy_ms=busy_ms)
 
