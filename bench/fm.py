@@ -204,7 +204,7 @@ def popularity_scores(counts: np.ndarray) -> ScoreFn:
 def ease_scores(model: Any) -> ScoreFn:
     import torch
 
-    return lambda part: torch.from_numpy(model.scores(part.seen))
+    return lambda part: torch.as_tensor(model.scores(part.seen))  # on EASE's device
 
 
 def fm_scores(
@@ -244,21 +244,30 @@ def fm_scores(
 
 
 def run_ease(
-    split: LeaveOneOut, data: SequenceData, max_items: int, valid: Queries
+    split: LeaveOneOut,
+    data: SequenceData,
+    max_items: int,
+    valid: Queries,
+    device: torch.device | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
-    """EASE with λ tuned on the ``valid`` targets; its test metrics and what was chosen."""
+    """EASE with λ tuned on the ``valid`` targets; its test metrics and what was chosen. On a
+    CUDA ``device`` it is fitted, scored and ranked there (``bench.ease``)."""
     from bench.ease import EASE
 
     start = time.perf_counter()
-    model = EASE(n_items=data.catalog.n_items, max_items=max_items, lam=EASE_LAMBDAS[0])
+    on_gpu = device is not None and device.type == "cuda"
+    chunk = EVAL_CHUNK_GPU if on_gpu else EVAL_CHUNK_CPU
+    model = EASE(n_items=data.catalog.n_items, max_items=max_items, lam=EASE_LAMBDAS[0],
+                 device=device if on_gpu else None)  # fmt: skip
     model.fit(_train_rows(split, data))
+    release = data.catalog.release_time
     tried = {}
     for lam in EASE_LAMBDAS:
         model.set_lambda(lam)
-        tried[lam] = evaluate(ease_scores(model), valid, data.catalog.release_time)
+        tried[lam] = evaluate(ease_scores(model), valid, release, chunk=chunk)
     best = max(tried, key=lambda lam: tried[lam][f"ndcg@{K}"])
     model.set_lambda(best)
-    test = evaluate(ease_scores(model), split.test, data.catalog.release_time)
+    test = evaluate(ease_scores(model), split.test, release, chunk=chunk)
     kept = np.zeros(data.catalog.n_items, dtype=bool)
     kept[model.items_] = True
     info = {
@@ -267,6 +276,7 @@ def run_ease(
         "test_target_coverage": float(kept[split.test.target].mean()),
         "valid_ndcg_by_lambda": {str(lam): m[f"ndcg@{K}"] for lam, m in tried.items()},
         "seconds": time.perf_counter() - start,
+        "device": str(model.weights_.device) if on_gpu else "cpu (numpy)",
     }
     return test, info
 
@@ -503,7 +513,7 @@ def run(
     rng = np.random.default_rng(seed)
     n_valid = min(eval_users, len(split.valid))
     valid = split.valid.subset(np.sort(rng.choice(len(split.valid), n_valid, replace=False)))
-    models["ease"], ease_info = run_ease(split, dataset, ease_items, valid)
+    models["ease"], ease_info = run_ease(split, dataset, ease_items, valid, device)
     logger.info("popularity %s; EASE %s, validation NDCG@10 by lambda %s", models["popularity"],
                 models["ease"], ease_info["valid_ndcg_by_lambda"])  # fmt: skip
 

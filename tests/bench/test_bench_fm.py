@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.ease import EASE, ease_weights, interaction_matrix
+from bench.ease import EASE, ease_weights, ease_weights_torch, interaction_matrix
 from bench.fm_data import (
     SequenceData,
     leave_one_out,
@@ -140,6 +140,53 @@ def test_ease_restricted_to_popular_items_leaves_the_others_unscored() -> None:
     p = np.linalg.inv(x.T @ x + np.eye(3))
     b = np.eye(3) - p / np.diag(p)[None, :]
     np.testing.assert_allclose(scores[0, :3], b[0], atol=1e-5)  # the input row is item 0 only
+
+
+@pytest.mark.parametrize("m", [12, 4001])  # float64, and float32 above 4,000 items
+def test_ease_weights_on_a_device_match_the_host_path(m: int) -> None:
+    rng = np.random.default_rng(1)
+    x = (rng.random((3 * m, m)) < min(0.3, 20 / m)).astype(np.float32)
+    gram = x.T @ x
+    host = ease_weights(gram, 30.0)
+    device = ease_weights_torch(torch.as_tensor(gram), 30.0)
+    assert device.dtype == torch.float32
+    np.testing.assert_allclose(device.numpy(), host, atol=2e-5)
+    assert torch.all(device.diagonal() == 0.0)
+
+
+@pytest.mark.parametrize(
+    ("gram", "lam", "error", "match"),
+    [
+        (np.eye(3), 0.0, ValueError, "lam must be > 0; got 0.0"),
+        (np.eye(3), -1.0, ValueError, "lam must be > 0"),
+        (np.ones((2, 3)), 1.0, ValueError, r"square matrix; got shape \(2, 3\)"),
+        (np.ones(3), 1.0, ValueError, "square matrix"),
+        (-5.0 * np.eye(3), 1.0, np.linalg.LinAlgError, "not positive definite"),
+    ],
+)
+def test_ease_weights_refuse_bad_input_on_both_paths(
+    gram: np.ndarray, lam: float, error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        ease_weights(gram, lam)
+    with pytest.raises(error, match=match):
+        ease_weights_torch(torch.as_tensor(gram), lam)
+
+
+def test_ease_on_a_device_scores_as_the_host_path_for_every_lambda() -> None:
+    rng = np.random.default_rng(2)
+    rows = [rng.choice(30, size=rng.integers(1, 8), replace=False) for _ in range(200)]
+    host = EASE(n_items=30, lam=3.0, max_items=20).fit(rows)
+    device = EASE(n_items=30, lam=3.0, max_items=20, device="cpu").fit(rows)
+    queries = [*rows[:25], np.array([29]), np.array([], dtype=np.int64)]
+    for lam in (3.0, 300.0):
+        host.set_lambda(lam)
+        device.set_lambda(lam)
+        expected = host.scores(queries)
+        got = device.scores(queries)
+        assert isinstance(got, torch.Tensor)
+        np.testing.assert_allclose(got.numpy(), expected, atol=1e-5)  # -inf where not kept
+        assert np.isneginf(got.numpy()).sum() == np.isneginf(expected).sum() == 27 * 10
 
 
 # ---- metrics -------------------------------------------------------------------------------
