@@ -426,8 +426,14 @@ def _mean_weight_sums(
 def _validation_score(
     model: FoundationModel, validate: Callable[[FoundationModel], float], env: DistEnv
 ) -> float:
-    """The callback's score on rank 0, broadcast so that every rank keeps the same epoch."""
-    score = torch.tensor([validate(model) if env.is_main else 0.0], dtype=torch.float64)
+    """The callback's score on rank 0, broadcast so that every rank keeps the same epoch. The
+    model is scored in eval mode (no dropout), as it will serve, and returned to training."""
+    was_training = model.training
+    model.eval()
+    try:
+        score = torch.tensor([validate(model) if env.is_main else 0.0], dtype=torch.float64)
+    finally:
+        model.train(was_training)
     if env.distributed:
         device = next(model.parameters()).device
         shared = score.to(device)

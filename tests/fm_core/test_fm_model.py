@@ -591,6 +591,31 @@ def test_validation_keeps_the_best_epoch_and_stops_after_patience() -> None:
         torch.testing.assert_close(value, kept[1][name], rtol=0.0, atol=0.0)
 
 
+def test_validation_scores_the_model_without_dropout_and_training_resumes_with_it() -> None:
+    catalog = make_catalog()
+    histories = [(h, None) for h in cycle_histories(catalog, 8, 12, seed=8)]
+    batch = tokenize_requests(
+        [ScoreRequest(user_id="u", time=T0 + 2 * DAY, history=history_of(catalog.item_ids[:5]))],
+        catalog, max_len=16,
+    )  # fmt: skip
+    seen: list[tuple[bool, torch.Tensor, torch.Tensor]] = []
+
+    def validate(model: FoundationModel) -> float:
+        # two scorings agree only without dropout (0.5 here would change every score)
+        seen.append((model.training, model.next_item_scores(batch), model.next_item_scores(batch)))
+        return 0.0
+
+    result = train_fm(
+        histories, catalog, tiny_config(catalog, dropout=0.5),
+        TrainConfig(epochs=2, batch_size=4, progress=False), validate=validate,
+    )  # fmt: skip
+    assert [training for training, _, _ in seen] == [False, False]
+    for _, first, second in seen:
+        torch.testing.assert_close(first, second, rtol=0.0, atol=0.0)
+    # the second epoch trained with dropout again: its weights moved after the first validation
+    assert len(result.metrics) == 2 and result.metrics[1].loss > 0
+
+
 def test_freshness_bonus_follows_the_items_age_at_the_request() -> None:
     catalog = make_catalog()
     release = catalog.release_time.copy()
