@@ -91,6 +91,7 @@ class Preset:
     scale_item_input: bool = False  # the input item embedding × √d_model
     proposal_power: float = 0.75  # sampled-softmax negatives ∝ (count + 1)^power; 0: uniform
     schedule: str = "cosine"  # after warm-up: "cosine" or "constant" (fm_core.train_fm)
+    ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights
 
 
 PRESETS: dict[str, Preset] = {
@@ -385,6 +386,7 @@ def _train_config(
         train_top1=False,
         length_buckets=preset.length_buckets,
         proposal_power=preset.proposal_power,
+        ema_decay=preset.ema_decay,
         seed=seed,
     )
 

@@ -35,6 +35,10 @@ The losses and top-1 hits stay on the device and are read once an epoch (the pro
 reads the last loss every ``log_every`` steps). ``compile`` compiles the transformer blocks
 with ``torch.compile`` on CUDA (off on the CPU).
 
+**Weight averaging.** With ``ema_decay`` > 0 an exponential moving average of the weights is
+updated after every optimizer step (``fm_core.weight_average``, on the device, no wait), and
+it is the average that is validated, kept as the best epoch and returned.
+
 **Schedule and model selection.** The learning rate warms up linearly over ``warmup_steps``
 and then stays (``schedule="constant"``) or follows a cosine to ``min_lr_ratio`` × lr
 (``"cosine"``). With a ``validate`` callback (higher is better, e.g. validation NDCG@10), rank 0
@@ -72,6 +76,7 @@ from fm_core.tokenize import (
     training_windows,
 )
 from fm_core.types import History, ItemCatalog
+from fm_core.weight_average import WeightAverage
 from fm_core.window_store import WindowStore, window_target_counts
 
 __all__ = [
@@ -108,10 +113,15 @@ class TrainConfig:
     resident_data: bool = True
     compile: bool = False  # torch.compile the transformer blocks (CUDA only; off on the CPU)
     log_every: int = 50  # steps between progress-bar loss updates (each one reads the device)
+    # > 0: validation, model selection and the returned model use an exponential moving
+    # average of the weights with this decay (fm_core.weight_average); 0: the trained weights
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
         if not 0.0 <= self.proposal_power <= 1.0:
             raise ValueError(f"proposal_power must be in [0, 1]; got {self.proposal_power}")
         if self.epochs < 0 or self.batch_size < 1 or self.warmup_steps < 0:
@@ -345,6 +355,7 @@ def train_fm(
                 np.bincount(targets, minlength=cfg.n_items), power=train.proposal_power
             )
     model.to(device)
+    average = WeightAverage(model, train.ema_decay) if train.ema_decay > 0 else None
     net: torch.nn.Module = model
     if env.distributed:
         ids = [device.index] if device.type == "cuda" else None
@@ -379,11 +390,14 @@ def train_fm(
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     try:
         for epoch in range(train.epochs):
-            m = _run_epoch(net, loader, optimizer, scheduler, epoch, device, train, env, fixed_sums)
+            m = _run_epoch(
+                net, loader, optimizer, scheduler, epoch, device, train, env, fixed_sums, average
+            )
+            scored = model if average is None else average.module
             if validate is not None:
-                m = EpochMetrics(**(vars(m) | {"valid": _validation_score(model, validate, env)}))
+                m = EpochMetrics(**(vars(m) | {"valid": _validation_score(scored, validate, env)}))
                 if best is None or m.valid > best[0]:
-                    best = (m.valid, epoch, copy.deepcopy(model.state_dict()))
+                    best = (m.valid, epoch, copy.deepcopy(scored.state_dict()))
             metrics.append(m)
             if env.is_main:
                 logger.info(
@@ -408,6 +422,8 @@ def train_fm(
             dist.destroy_process_group()
     if best is not None:
         model.load_state_dict(best[2])
+    elif average is not None:
+        model.load_state_dict(average.module.state_dict())
     model.eval()
     return TrainResult(model=model, metrics=metrics, best_epoch=None if best is None else best[1])
 
@@ -452,9 +468,11 @@ def _run_epoch(
     train: TrainConfig,
     env: DistEnv,
     fixed_sums: torch.Tensor | None = None,
+    average: WeightAverage | None = None,
 ) -> EpochMetrics:
     """One pass over this rank's windows; the metrics are summed over ranks. ``fixed_sums``
-    (n_objectives,) replace the batches' own weight sums as the normalizers.
+    (n_objectives,) replace the batches' own weight sums as the normalizers; ``average`` is
+    updated after every optimizer step.
 
     The step never waits for the device: the losses and top-1 hits stay on the device and are
     read once at the end of the epoch (and every ``log_every`` steps for the progress bar);
@@ -499,6 +517,8 @@ def _run_epoch(
             torch.nn.utils.clip_grad_norm_(net.parameters(), train.grad_clip)
         optimizer.step()
         scheduler.step()
+        if average is not None:
+            average.update(model)
         losses.append(loss.detach())
         if logits is not None:
             valid = batch.target >= 0

@@ -86,7 +86,9 @@ def test_a_stored_batch_is_the_collated_batch() -> None:
         assert store.batch_targets(rows).tolist() == counts
 
 
-def _reads_of_the_device(monkeypatch: pytest.MonkeyPatch, batch_size: int) -> int:
+def _reads_of_the_device(
+    monkeypatch: pytest.MonkeyPatch, batch_size: int, ema_decay: float = 0.0
+) -> int:
     calls = [0]
     for name in ("item", "tolist", "__float__", "__int__", "__bool__"):
         original = getattr(torch.Tensor, name)
@@ -96,14 +98,16 @@ def _reads_of_the_device(monkeypatch: pytest.MonkeyPatch, batch_size: int) -> in
             return _original(self, *args)
 
         monkeypatch.setattr(torch.Tensor, name, counted)
-    _train("full_top1", batch_size=batch_size, epochs=1, log_every=10**6)
+    _train("full_top1", batch_size=batch_size, epochs=1, log_every=10**6, ema_decay=ema_decay)
     monkeypatch.undo()
     return calls[0]
 
 
-def test_the_step_never_reads_the_device(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("ema_decay", [0.0, 0.99])  # also with the weights' moving average
+def test_the_step_never_reads_the_device(monkeypatch: pytest.MonkeyPatch, ema_decay: float) -> None:
     # four times the steps, the same number of reads: they happen per epoch, not per step
-    few, many = _reads_of_the_device(monkeypatch, 8), _reads_of_the_device(monkeypatch, 2)
+    few = _reads_of_the_device(monkeypatch, 8, ema_decay)
+    many = _reads_of_the_device(monkeypatch, 2, ema_decay)
     assert few == many
 
 
