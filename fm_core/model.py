@@ -31,7 +31,8 @@ Reads top-down, as nanoGPT: the config, the attention and the block, then the mo
 - **Loss**: see ``fm_core.objectives`` for the per-target engagement × sample weights. With
   ``mask_seen`` (logs where a user consumes an item once, as the benchmarks' sim and MovieLens)
   each query's softmax leaves out the items its window has already shown it, as the evaluation
-  removes seen items from the ranking; the target itself is never left out.
+  removes seen items from the ranking; the target itself is never left out. Under sampled
+  softmax the window's items are left out of its negatives instead (``fm_core.objectives``).
 """
 
 from __future__ import annotations
@@ -111,7 +112,8 @@ class FMConfig:
     mask_unreleased: bool = True
     # True: the training softmax leaves out the items the sequence has already shown the model
     # (its previous items up to the querying step), for logs where a user consumes an item once;
-    # full softmax only
+    # with sampled softmax, the window's items are left out of its negatives
+    # (fm_core.objectives)
     mask_seen: bool = False
 
     def __post_init__(self) -> None:
@@ -126,9 +128,6 @@ class FMConfig:
             raise ValueError(f"mlp_ratio must be >= 1; got {self.mlp_ratio}")
         if self.n_token_buckets < 2:
             raise ValueError(f"n_token_buckets must be >= 2; got {self.n_token_buckets}")
-        if self.mask_seen and self.n_sampled > 0:
-            raise ValueError(f"mask_seen needs the full softmax (n_sampled 0); got n_sampled "
-                             f"{self.n_sampled}")  # fmt: skip
 
     def with_catalog(self, catalog: ItemCatalog, *, max_item_tokens: int = 16) -> FMConfig:
         """This config sized for ``catalog`` (items, genres, tokens per item up to a cap)."""
@@ -389,7 +388,8 @@ class FoundationModel(nn.Module):
         def norm(index: int) -> torch.Tensor | None:
             return None if weight_sums is None else weight_sums[index]
 
-        seen = self.seen_items(batch) if cfg.mask_seen else None  # (B, T, N)
+        sampled = self.training and cfg.n_sampled > 0  # masks the window's items itself
+        seen = self.seen_items(batch) if cfg.mask_seen and not sampled else None  # (B, T, N)
         total = self._item_loss(
             h, table, batch, shift=0, logits=logits, weight_sum=norm(0), seen=seen
         )
@@ -470,11 +470,13 @@ class FoundationModel(nn.Module):
         time = batch.time[:, shift:].reshape(-1)  # the targets' times
         asked = batch.time[:, :Tq].reshape(-1)  # the queries' times
         release = self.items.release_time
+        # the window's items: its inputs and its last target (the others are inputs too)
+        seen = torch.cat([batch.prev_item, batch.target], dim=1) if self.cfg.mask_seen else None
         return sampled_softmax_loss(
             h.reshape(B * Tq, D), table, self.item_bias, target.clamp(min=0).reshape(-1), weight,
             log_q=self.item_log_q, n_sampled=self.cfg.n_sampled,
             release_time=release if self.cfg.mask_unreleased else None, time=time,
-            total=weight_sum,
+            total=weight_sum, seen=seen,
             bonus=None if self.freshness is None
             else lambda rows: self.freshness_bonus(asked.view(-1, *[1] * (rows.dim() - 1)),
                                                    release[rows]),

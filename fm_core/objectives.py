@@ -22,6 +22,13 @@ every candidate's logit is corrected by −log q_j so that the sampled softmax i
 the-limit estimate of the full one (the common −log S cancels). Negatives equal to the target
 ("accidental hits") and unreleased ones are masked.
 
+**Seen items left out of the negatives** (``seen``). In logs where a member takes an item once
+(the benchmarks' evaluation removes seen items too), an item of the member's own window is not
+a negative: it is masked for every query of that window, like an accidental hit. The whole
+window's items are masked, later ones included: those are the member's positives too. The match
+is a sort of the S negatives and a binary search of the window's items, so it costs
+O(S log S + W) per batch for W window items, not O(S·W).
+
 **Genres.** Multi-label BCE between the genre head and the target item's multi-hot genres, mean
 over genres.
 """
@@ -101,6 +108,7 @@ def sampled_softmax_loss(
     time: torch.Tensor | None = None,
     total: torch.Tensor | None = None,
     bonus: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    seen: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Weighted sampled-softmax cross-entropy with the log-Q correction.
 
@@ -112,6 +120,8 @@ def sampled_softmax_loss(
         total: the normalizer instead of Σ weight (see ``weighted_mean``).
         bonus: optional score bonus of item rows for the queries (freshness): rows (M,), one
             per query, give (M,); rows (1, S) give (M, S).
+        seen: optional (G, L) item rows of G windows (negative: none), whose queries are the
+            M = G·(M / G) rows of ``h`` in order; a window's items are not its negatives.
     """
     negatives = torch.multinomial(log_q.exp(), n_sampled, replacement=True)  # (S,)
     rows = table[torch.cat([target, negatives])]  # one gather: one (N, D) gradient scatter
@@ -121,6 +131,10 @@ def sampled_softmax_loss(
         pos = pos + bonus(target)  # (M,): each query's own target
         neg = neg + bonus(negatives[None, :])  # (M, S)
     blocked = negatives[None, :] == target[:, None]  # (M, S) accidental hits
+    if seen is not None:
+        known = negatives_seen(seen, negatives)  # (G, S)
+        groups = known.shape[0]
+        blocked = (blocked.view(groups, -1, n_sampled) | known[:, None, :]).view(-1, n_sampled)
     if release_time is not None and time is not None:
         blocked = blocked | unreleased(release_time[negatives], time)
     neg = neg.float().masked_fill_(blocked, float("-inf"))
@@ -130,6 +144,24 @@ def sampled_softmax_loss(
     first = torch.zeros(target.numel(), dtype=torch.long, device=target.device)
     losses = F.cross_entropy(logits, first, reduction="none")  # (M,)
     return weighted_mean(losses, weight, total)
+
+
+def negatives_seen(seen: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    """(G, S) True where negative s is one of window g's items ``seen`` (G, L), rows < 0 being
+    none; by sorting the negatives and searching for the items, with no wait for the device."""
+    S = negatives.numel()
+    order = negatives.argsort()
+    ordered = negatives[order]
+    valid = (seen >= 0).int()  # (G, L)
+    rows = seen.clamp(min=0)
+    left = torch.searchsorted(ordered, rows)  # first negative equal to the item, if any
+    right = torch.searchsorted(ordered, rows, right=True)  # one past the last
+    # +1 where an item's run of equal negatives starts, −1 past its end: the running sum is > 0
+    # exactly over the runs of the window's items
+    marks = torch.zeros(seen.shape[0], S + 1, dtype=torch.int32, device=seen.device)
+    marks.scatter_add_(1, left, valid).scatter_add_(1, right, -valid)
+    covered = marks[:, :S].cumsum(dim=1) > 0  # (G, S) in sorted order
+    return torch.zeros_like(covered).index_copy_(1, order, covered)
 
 
 def genre_loss(

@@ -15,7 +15,7 @@ import torch
 from fm_core.checkpoint import load_checkpoint
 from fm_core.fm_eval import evaluate_next_item
 from fm_core.model import FMConfig, FoundationModel
-from fm_core.objectives import engagement_weight, sampled_softmax_loss
+from fm_core.objectives import engagement_weight, negatives_seen, sampled_softmax_loss
 from fm_core.tokenize import (
     DEVICE_VOCAB,
     KIND_VOCAB,
@@ -262,8 +262,61 @@ def test_mask_seen_leaves_the_seen_items_out_of_the_training_softmax() -> None:
     with torch.no_grad():
         _, unmasked = plain.eval()(batch)
     assert unmasked is not None and float(unmasked) > float(loss)
-    with pytest.raises(ValueError, match="mask_seen needs the full softmax"):
-        tiny_config(catalog, mask_seen=True, n_sampled=8)
+
+
+def test_negatives_seen_matches_a_direct_comparison_with_repeated_negatives() -> None:
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        negatives = torch.as_tensor(rng.integers(0, 30, size=int(rng.integers(1, 40))))
+        seen = torch.as_tensor(rng.integers(-2, 30, size=(5, int(rng.integers(1, 9)))))
+        got = negatives_seen(seen, negatives)
+        expected = torch.stack(
+            [torch.isin(negatives, row[row >= 0]) for row in seen]
+        )  # (G, S), every copy of a repeated negative
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_sampled_softmax_leaves_each_windows_items_out_of_its_negatives() -> None:
+    """Two windows of two queries; the loss with ``seen`` equals the cross-entropy computed by
+    hand over the negatives that are neither the target nor one of the window's items."""
+    torch.manual_seed(3)
+    n_items, D = 12, 4
+    h, table, bias = torch.randn(4, D), torch.randn(n_items, D), torch.randn(n_items)
+    log_q = torch.log_softmax(torch.randn(n_items), 0)
+    target = torch.tensor([1, 2, 5, 6])
+    weight = torch.tensor([1.0, 0.5, 2.0, 1.0])
+    seen = torch.tensor([[0, 1, 2, -1], [4, 5, 6, 7]])  # window 0: items 0-2; window 1: 4-7
+    torch.manual_seed(9)
+    loss = sampled_softmax_loss(h, table, bias, target, weight, log_q=log_q, n_sampled=64,
+                                seen=seen)  # fmt: skip
+    torch.manual_seed(9)
+    negatives = torch.multinomial(log_q.exp(), 64, replacement=True)
+    expected = []
+    for m in range(4):
+        window = seen[m // 2][seen[m // 2] >= 0]
+        keep = negatives[~torch.isin(negatives, window) & (negatives != target[m])]
+        logits = torch.cat([(h[m] @ table[target[m]] + bias[target[m]] - log_q[target[m]])[None],
+                            h[m] @ table[keep].T + bias[keep] - log_q[keep]])  # fmt: skip
+        expected.append(-torch.log_softmax(logits, 0)[0])
+    torch.testing.assert_close(loss, (torch.stack(expected) * weight).sum() / weight.sum())
+    torch.manual_seed(9)
+    unmasked = sampled_softmax_loss(h, table, bias, target, weight, log_q=log_q, n_sampled=64)
+    assert not torch.isclose(unmasked, loss)
+
+
+def test_mask_seen_with_sampled_softmax_masks_the_windows_items_in_training() -> None:
+    catalog = make_catalog()
+    cfg = tiny_config(catalog, genre_weight=0.0, mask_seen=True, n_sampled=16)
+    model = FoundationModel.from_catalog(cfg, catalog, age_reference=T0).train()
+    batch = collate(tokenize_histories(cycle_histories(catalog, 3, 8, seed=2), catalog))
+    torch.manual_seed(1)
+    _, loss = model(batch)
+    plain = FoundationModel.from_catalog(replace(cfg, mask_seen=False), catalog, age_reference=T0)
+    plain.load_state_dict(model.state_dict())
+    torch.manual_seed(1)
+    _, unmasked = plain.train()(batch)
+    assert loss is not None and unmasked is not None and torch.isfinite(loss)
+    assert float(unmasked.detach()) > float(loss.detach())  # the window's items no longer compete as negatives
 
 
 def test_without_item_metadata_each_item_is_its_id_embedding() -> None:
