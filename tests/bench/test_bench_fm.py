@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -285,6 +286,42 @@ def test_bench_fm_command_prints_the_table_and_the_json_keys(
     # a batch of requests (the 24 users, fewer than 64) in one forward pass
     assert result["latency"]["batch_requests"] == 24
     assert result["batch_requests_per_s"] > 0
+
+
+def test_refit_retrains_on_every_event_before_the_test_target_and_never_on_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import fm_core.train_fm as train_module
+    from bench.fm import evaluate, popularity_scores
+
+    _tiny_movielens(tmp_path)
+    trained: list[list[Any]] = []
+    real = train_module.train_fm
+
+    def spy(sequences: Any, *args: Any, **kwargs: Any) -> Any:
+        trained.append([h for h, _ in sequences])
+        return real(sequences, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_fm", spy)
+    argv = ["bench", "fm", "--data", "ml-100k", "--data-dir", str(tmp_path), "--epochs", "2",
+            "--threads", "1", "--refit", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["models"]) == {"fm", "ease", "popularity", "fm_refit", "ease_refit",
+                                     "popularity_refit"}  # fmt: skip
+    data = load_dataset("ml-100k", str(tmp_path))
+    split = leave_one_out(data)
+    # the selection run trains on all but the last two events, the refit on all but the last
+    assert [len(h) for h in trained[0]] == [10] * 24
+    assert [len(h) for h in trained[1]] == [11] * 24
+    for history, full in zip(trained[1], data.histories, strict=True):
+        np.testing.assert_array_equal(history.item_ids, full.item_ids[:-1])
+    assert result["refit"]["epochs"] == result["fm"]["best_epoch"] + 1
+    assert result["refit"]["train_events"] == 24 * 11
+    rows = np.concatenate([data.catalog.rows(h.item_ids) for h in trained[1]])
+    counts = np.bincount(rows, minlength=data.catalog.n_items)
+    expected = evaluate(popularity_scores(counts), split.test, data.catalog.release_time)
+    assert result["models"]["popularity_refit"] == pytest.approx(expected)
 
 
 def test_bench_fm_on_sim_adds_the_ablation_without_time(

@@ -316,7 +316,8 @@ def test_mask_seen_with_sampled_softmax_masks_the_windows_items_in_training() ->
     torch.manual_seed(1)
     _, unmasked = plain.train()(batch)
     assert loss is not None and unmasked is not None and torch.isfinite(loss)
-    assert float(unmasked.detach()) > float(loss.detach())  # the window's items no longer compete as negatives
+    # the window's items no longer compete as negatives
+    assert float(unmasked.detach()) > float(loss.detach())
 
 
 def test_without_item_metadata_each_item_is_its_id_embedding() -> None:
