@@ -625,13 +625,15 @@ def device_peak(device: torch.device) -> dict[str, Any]:
 
 def table(result: dict[str, Any]) -> str:
     d, fm, ease, lat = result["dataset"], result["fm"], result["ease"], result["latency"]
+    width = max(14, *(len(name) + 2 for name in result["models"]))
     rows = [
         f"FM benchmark on {result['data']}: {d['users']} users, {d['items']} items, "
         f"{d['events']} events; leave-one-out, full-catalog ranking, seen items removed",
-        f"{'model':<14}{'HR@10':>10}{'NDCG@10':>10}  notes",
+        f"{'model':<{width}}{'HR@10':>10}{'NDCG@10':>10}  notes",
     ]
     notes = {
-        "fm": f"{fm['softmax']} softmax, best epoch {fm['best_epoch']} of {fm['epochs_run']}",
+        "fm": f"{fm['softmax']} softmax, best epoch "
+        f"{'none' if fm['best_epoch'] is None else fm['best_epoch'] + 1} of {fm['epochs_run']}",
         "fm_no_time": "the same FM without continuous time features and freshness",
         "ease": f"lambda {ease['lambda']:g}, {ease['items']} most popular items "
         f"({ease['test_target_coverage']:.1%} of test targets; others unscored)",
@@ -641,7 +643,9 @@ def table(result: dict[str, Any]) -> str:
         "fm_refit": "refit from the same seed for the best epoch's count of epochs",
     }
     for name, m in result["models"].items():
-        rows.append(f"{name:<14}{m['hr@10']:>10.4f}{m['ndcg@10']:>10.4f}  {notes.get(name, '')}")
+        rows.append(
+            f"{name:<{width}}{m['hr@10']:>10.4f}{m['ndcg@10']:>10.4f}  {notes.get(name, '')}"
+        )
     base = max(result["models"]["ease"]["ndcg@10"], result["models"]["popularity"]["ndcg@10"])
     ratio = result["models"]["fm"]["ndcg@10"] / base if base > 0 else math.inf
     rows.append(f"FM NDCG@10 / best baseline: {ratio:.2f}")
