@@ -32,7 +32,6 @@ import argparse
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +39,15 @@ import numpy as np
 
 from bench.fm_data import DATASETS, LeaveOneOut, Queries, SequenceData, leave_one_out, load_dataset
 from bench.fm_queries import QueryTokens
+from bench.fm_scoring import (
+    EVAL_CHUNK_CPU,
+    EVAL_CHUNK_GPU,
+    K,
+    ease_scores,
+    evaluate,
+    fm_scores,
+    popularity_scores,
+)
 from bench.timing import sample_microseconds, summary
 
 if TYPE_CHECKING:
@@ -50,7 +58,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-K = 10
 LATENCY_EVENTS = 200
 LATENCY_CANDIDATES = 1000
 SERVING_BATCH = 64  # requests scored in one forward pass for the batch throughput
@@ -62,8 +69,6 @@ EASE_LAMBDAS = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 # users for a deep model to learn item embeddings.
 SIM_USERS = 5000
 EVAL_USERS = 10_000  # validation users sampled for model selection (all of them when fewer)
-EVAL_CHUNK_CPU = 512  # queries scored and ranked at once on the CPU
-EVAL_CHUNK_GPU = 4096  # ... and on a GPU: (4096, N) scores of beauty's 54,542 items, 0.9 GB
 SIM_CONTEXT_STRENGTH = 2.0
 
 
@@ -164,95 +169,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-# ---- evaluation ----------------------------------------------------------------------------
-
-ScoreFn = Callable[[Queries], "torch.Tensor"]  # (Q, N) scores of a chunk of queries
-
-
-def evaluate(
-    score: ScoreFn, queries: Queries, release_time: np.ndarray, *, chunk: int = 512
-) -> dict[str, float]:
-    """Mean HR@K and NDCG@K of ``score`` over ``queries`` (see the module docstring), ranked
-    on the device the scores come from (the model's, for the FM)."""
-    import torch
-
-    from fm_core.fm_eval import ranking_metrics
-
-    latest_release = float(np.max(release_time)) if len(release_time) else -math.inf
-    hits, gains = [], []
-    for start in range(0, len(queries), chunk):
-        part = queries.subset(np.arange(start, min(start + chunk, len(queries))))
-        scores = score(part).float().clone()  # (q, N)
-        device = scores.device
-        if latest_release > float(part.time.min()):  # some items are not yet released
-            release = torch.as_tensor(release_time, dtype=torch.float64, device=device)
-            times = torch.as_tensor(part.time, dtype=torch.float64, device=device)
-            scores.masked_fill_(release[None, :] > times[:, None], float("-inf"))  # (q, N)
-        # Seen items leave the ranking: a NaN score is never above nor tied with the target.
-        rows = torch.as_tensor(np.repeat(np.arange(len(part)), [s.size for s in part.seen]))
-        seen = torch.as_tensor(np.concatenate(part.seen))
-        target = torch.as_tensor(part.target).to(device)
-        every = torch.arange(len(part), device=device)
-        target_scores = scores[every, target]
-        scores[rows.to(device), seen.to(device)] = float("nan")
-        scores[every, target] = target_scores  # the target is never removed
-        hr, ndcg = ranking_metrics(scores, target, K)
-        hits.append(hr)
-        gains.append(ndcg)
-    return {f"hr@{K}": float(torch.cat(hits).mean()), f"ndcg@{K}": float(torch.cat(gains).mean())}
+# ---- models --------------------------------------------------------------------------------
 
 
 def _train_rows(split: LeaveOneOut, data: SequenceData) -> list[np.ndarray]:
     return [data.catalog.rows(h.item_ids) for h in split.train]
-
-
-def popularity_scores(counts: np.ndarray) -> ScoreFn:
-    import torch
-
-    table = torch.as_tensor(counts, dtype=torch.float32)
-    return lambda part: table[None, :].expand(len(part), -1)
-
-
-def ease_scores(model: Any) -> ScoreFn:
-    import torch
-
-    return lambda part: torch.as_tensor(model.scores(part.seen))  # on EASE's device
-
-
-def fm_scores(
-    model: FoundationModel,
-    data: SequenceData,
-    *,
-    batch_size: int = 256,
-    tokens: QueryTokens | None = None,
-) -> ScoreFn:
-    """Next-item scores of the FM at each query's request token, on the model's device; the
-    queries held in ``tokens`` are gathered there instead of tokenized again."""
-    import torch
-
-    from fm_core.tokenize import tokenize_requests
-
-    device = next(model.parameters()).device
-
-    def score(part: Queries) -> torch.Tensor:
-        rows = None if tokens is None else tokens.rows(part)
-        out = []
-        for start in range(0, len(part), batch_size):
-            stop = start + batch_size
-            if rows is not None:
-                batch = tokens.batch(rows[start:stop])  # type: ignore[union-attr]
-            else:
-                batch = tokenize_requests(
-                    part.requests[start:stop], data.catalog, max_len=model.cfg.max_len,
-                    contexts=part.contexts[start:stop], config=model.cfg.tokenizer(),
-                ).to(device)  # fmt: skip
-            out.append(model.next_item_scores(batch).float())
-        return torch.cat(out)
-
-    return score
-
-
-# ---- models --------------------------------------------------------------------------------
 
 
 def run_ease(
@@ -547,8 +468,10 @@ def run(
         from bench.fm_refit import refit as refit_models
 
         del fm_model
+        chosen = _train_config(preset, seed)  # the best epoch's count, no early stopping
+        chosen = replace(chosen, epochs=(fm_info["best_epoch"] or 0) + 1, patience=None)
         refitted, refit_info = refit_models(
-            split, dataset, preset, epochs=(fm_info["best_epoch"] or 0) + 1,
+            split, dataset, cfg=fm_config(dataset, preset, use_time=True), train=chosen,
             ease_lambda=ease_info["lambda"], ease_items=ease_items, seed=seed, device=device,
         )  # fmt: skip
         models |= refitted

@@ -17,15 +17,23 @@ same-protocol rows, never in their place.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench.fm_data import LeaveOneOut, SequenceData
+from bench.fm_scoring import (
+    EVAL_CHUNK_CPU,
+    EVAL_CHUNK_GPU,
+    ease_scores,
+    evaluate,
+    fm_scores,
+    popularity_scores,
+)
 
 if TYPE_CHECKING:
-    from bench.fm import Preset
+    from fm_core.model import FMConfig
+    from fm_core.train_fm import TrainConfig
 
 __all__ = ["refit"]
 
@@ -33,28 +41,20 @@ __all__ = ["refit"]
 def refit(
     split: LeaveOneOut,
     data: SequenceData,
-    preset: Preset,
     *,
-    epochs: int,
+    cfg: FMConfig,
+    train: TrainConfig,
     ease_lambda: float,
     ease_items: int,
     seed: int,
     device: Any,
 ) -> tuple[dict[str, dict[str, float]], dict[str, Any]]:
-    """Test metrics of ``popularity_refit``, ``ease_refit`` and ``fm_refit``, and what ran."""
+    """Test metrics of ``popularity_refit``, ``ease_refit`` and ``fm_refit``, and what ran.
+    ``cfg`` and ``train`` are the FM's shape and training as chosen (``train.epochs``: the best
+    epoch's count, no early stopping)."""
     import torch
 
     from bench.ease import EASE
-    from bench.fm import (
-        EVAL_CHUNK_CPU,
-        EVAL_CHUNK_GPU,
-        _train_config,
-        ease_scores,
-        evaluate,
-        fm_config,
-        fm_scores,
-        popularity_scores,
-    )
     from bench.fm_queries import QueryTokens
     from fm_core.train_fm import train_fm
 
@@ -73,8 +73,6 @@ def refit(
     models["ease_refit"] = evaluate(ease_scores(ease), test, release, chunk=chunk)
     del ease
 
-    cfg = fm_config(data, preset, use_time=True)
-    train = replace(_train_config(preset, seed), epochs=epochs, patience=None)
     torch.manual_seed(seed)
     trained = train_fm(
         [(h, None) for h in histories], data.catalog, cfg, train,
@@ -85,7 +83,7 @@ def refit(
     scores = fm_scores(trained.model, data, batch_size=chunk, tokens=tokens)
     models["fm_refit"] = evaluate(scores, test, release, chunk=chunk)
     info = {
-        "epochs": epochs,
+        "epochs": train.epochs,
         "ease_lambda": ease_lambda,
         "train_events": int(sum(len(h) for h in histories)),
         "seconds": time.perf_counter() - start,

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from bench.fm import evaluate, fm_scores
 from bench.fm_data import SequenceData, leave_one_out, simulate_sequences
+from bench.fm_scoring import evaluate, fm_scores
 
 logger = logging.getLogger(__name__)
 

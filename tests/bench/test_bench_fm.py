@@ -292,7 +292,7 @@ def test_refit_retrains_on_every_event_before_the_test_target_and_never_on_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import fm_core.train_fm as train_module
-    from bench.fm import evaluate, popularity_scores
+    from bench.fm_scoring import evaluate, popularity_scores
 
     _tiny_movielens(tmp_path)
     trained: list[list[Any]] = []
