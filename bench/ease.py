@@ -154,6 +154,12 @@ class EASE:
         return out
 
 
+def ease_device(device: torch.device | None) -> torch.device | None:
+    """EASE's ``device`` for a run on ``device``: a CUDA device itself, anything else None
+    (numpy on the host)."""
+    return device if getattr(device, "type", None) == "cuda" else None
+
+
 def _tensor(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
     import torch
 

@@ -39,15 +39,7 @@ import numpy as np
 
 from bench.fm_data import DATASETS, LeaveOneOut, Queries, SequenceData, leave_one_out, load_dataset
 from bench.fm_queries import QueryTokens
-from bench.fm_scoring import (
-    EVAL_CHUNK_CPU,
-    EVAL_CHUNK_GPU,
-    K,
-    ease_scores,
-    evaluate,
-    fm_scores,
-    popularity_scores,
-)
+from bench.fm_scoring import K, ease_scores, eval_chunk, evaluate, fm_scores, popularity_scores
 from bench.timing import sample_microseconds, summary
 
 if TYPE_CHECKING:
@@ -185,13 +177,12 @@ def run_ease(
 ) -> tuple[dict[str, float], dict[str, Any]]:
     """EASE with λ tuned on the ``valid`` targets; its test metrics and what was chosen. On a
     CUDA ``device`` it is fitted, scored and ranked there (``bench.ease``)."""
-    from bench.ease import EASE
+    from bench.ease import EASE, ease_device
 
     start = time.perf_counter()
-    on_gpu = device is not None and device.type == "cuda"
-    chunk = EVAL_CHUNK_GPU if on_gpu else EVAL_CHUNK_CPU
+    chunk = eval_chunk(device)
     model = EASE(n_items=data.catalog.n_items, max_items=max_items, lam=EASE_LAMBDAS[0],
-                 device=device if on_gpu else None)  # fmt: skip
+                 device=ease_device(device))  # fmt: skip
     model.fit(_train_rows(split, data))
     release = data.catalog.release_time
     tried = {}
@@ -209,7 +200,7 @@ def run_ease(
         "test_target_coverage": float(kept[split.test.target].mean()),
         "valid_ndcg_by_lambda": {str(lam): m[f"ndcg@{K}"] for lam, m in tried.items()},
         "seconds": time.perf_counter() - start,
-        "device": str(model.weights_.device) if on_gpu else "cpu (numpy)",
+        "device": "cpu (numpy)" if model.device is None else str(model.weights_.device),
     }
     return test, info
 
@@ -260,8 +251,7 @@ def run_fm(
 
     cfg = fm_config(data, preset, use_time=use_time)
     device = select_device()
-    # On a GPU, validation scores and ranks chunks this large on the device.
-    chunk = EVAL_CHUNK_GPU if device.type == "cuda" else EVAL_CHUNK_CPU
+    chunk = eval_chunk(device)  # validation scores and ranks this many queries at once
 
     def tokens(queries: Queries) -> QueryTokens:
         return QueryTokens(queries, data.catalog, max_len=cfg.max_len, config=cfg.tokenizer(),

@@ -22,14 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench.fm_data import LeaveOneOut, SequenceData
-from bench.fm_scoring import (
-    EVAL_CHUNK_CPU,
-    EVAL_CHUNK_GPU,
-    ease_scores,
-    evaluate,
-    fm_scores,
-    popularity_scores,
-)
+from bench.fm_scoring import ease_scores, eval_chunk, evaluate, fm_scores, popularity_scores
 
 if TYPE_CHECKING:
     from fm_core.model import FMConfig
@@ -54,22 +47,21 @@ def refit(
     epoch's count, no early stopping)."""
     import torch
 
-    from bench.ease import EASE
+    from bench.ease import EASE, ease_device
     from bench.fm_queries import QueryTokens
     from fm_core.train_fm import train_fm
 
     start = time.perf_counter()
     test = split.test
     release = data.catalog.release_time
-    on_gpu = getattr(device, "type", "cpu") == "cuda"
-    chunk = EVAL_CHUNK_GPU if on_gpu else EVAL_CHUNK_CPU
+    chunk = eval_chunk(device)
     histories = [request.history for request in test.requests]  # every event before the target
     rows = [data.catalog.rows(h.item_ids) for h in histories]
     counts = np.bincount(np.concatenate(rows), minlength=data.catalog.n_items)
     models = {"popularity_refit": evaluate(popularity_scores(counts), test, release)}
 
     ease = EASE(n_items=data.catalog.n_items, max_items=ease_items, lam=ease_lambda,
-                device=device if on_gpu else None).fit(rows)  # fmt: skip
+                device=ease_device(device)).fit(rows)  # fmt: skip
     models["ease_refit"] = evaluate(ease_scores(ease), test, release, chunk=chunk)
     del ease
 

@@ -20,13 +20,19 @@ if TYPE_CHECKING:
     from fm_core.model import FoundationModel
 
 __all__ = [
-    "EVAL_CHUNK_CPU", "EVAL_CHUNK_GPU", "K", "ScoreFn", "ease_scores", "evaluate", "fm_scores",
-    "popularity_scores",
+    "EVAL_CHUNK_CPU", "EVAL_CHUNK_GPU", "K", "ScoreFn", "ease_scores", "eval_chunk", "evaluate",
+    "fm_scores", "popularity_scores",
 ]  # fmt: skip
 
 K = 10
 EVAL_CHUNK_CPU = 512  # queries scored and ranked at once on the CPU
 EVAL_CHUNK_GPU = 4096  # ... and on a GPU: (4096, N) scores of beauty's 54,542 items, 0.9 GB
+
+
+def eval_chunk(device: torch.device | None) -> int:
+    """Queries scored and ranked at once on ``device``."""
+    return EVAL_CHUNK_GPU if getattr(device, "type", None) == "cuda" else EVAL_CHUNK_CPU
+
 
 ScoreFn = Callable[[Queries], "torch.Tensor"]  # (Q, N) scores of a chunk of queries
 

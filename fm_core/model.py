@@ -287,7 +287,7 @@ class FoundationModel(nn.Module):
         saves asking the device, which would wait for it."""
         table = self.items()  # (N, D)
         h = self.encode(batch, table)  # (B, T, D)
-        sampled = self.training and self.cfg.n_sampled > 0
+        sampled = self.samples_negatives
         raw = (
             None if sampled or not return_logits else self.item_logits(h, table, time=batch.time)
         )  # (B, T, N)
@@ -344,6 +344,11 @@ class FoundationModel(nn.Module):
     # ---- loss ------------------------------------------------------------------------------
 
     @property
+    def samples_negatives(self) -> bool:
+        """Whether the loss is the sampled softmax: in training, with ``n_sampled`` > 0."""
+        return self.training and self.cfg.n_sampled > 0
+
+    @property
     def n_objectives(self) -> int:
         """Weighted objectives: next item, one per future head, and the genre head if any."""
         return self.cfg.n_future + (self.genre_head is not None)
@@ -388,8 +393,10 @@ class FoundationModel(nn.Module):
         def norm(index: int) -> torch.Tensor | None:
             return None if weight_sums is None else weight_sums[index]
 
-        sampled = self.training and cfg.n_sampled > 0  # masks the window's items itself
-        seen = self.seen_items(batch) if cfg.mask_seen and not sampled else None  # (B, T, N)
+        # sampled softmax masks the window's items itself
+        seen = (
+            self.seen_items(batch) if cfg.mask_seen and not self.samples_negatives else None
+        )  # (B, T, N)
         total = self._item_loss(
             h, table, batch, shift=0, logits=logits, weight_sum=norm(0), seen=seen
         )
@@ -429,7 +436,7 @@ class FoundationModel(nn.Module):
         target = batch.target[:, shift:]  # (B, T - shift)
         valid = target >= 0
         release = self.items.release_time
-        if self.training and self.cfg.n_sampled > 0:
+        if self.samples_negatives:
             return self._sampled_loss(h, table, batch, shift=shift, weight_sum=weight_sum)
         weight = self._target_weight(batch, valid, shift=shift)  # (M,)
         time = batch.time[:, shift:][valid]  # (M,) the targets' times
