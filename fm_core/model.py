@@ -38,6 +38,8 @@ Reads top-down, as nanoGPT: the config, the attention and the block, then the mo
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -67,6 +69,17 @@ from fm_core.tokenize import (
 from fm_core.types import ItemCatalog
 
 ATTENTION_PATHS = ("sdpa", "reference")
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """``module`` in eval mode (no dropout) inside the block, then back in the mode it was in."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
 
 
 @dataclass
@@ -504,23 +517,22 @@ class FoundationModel(nn.Module):
     @torch.no_grad()
     def item_embeddings(self) -> torch.Tensor:
         """(N, D) item representations, without ID drop-out."""
-        was_training = self.training
-        self.eval()
-        table = self.items()
-        self.train(was_training)
-        return table
+        with evaluating(self):
+            return self.items()
 
     @torch.no_grad()
     def user_embeddings(self, batch: TokenBatch, table: torch.Tensor | None = None) -> torch.Tensor:
         """(B, D) hidden state at each row's last real token (the request token at serving);
         ``table``: the (N, D) item table a server keeps between model versions (default:
-        computed here)."""
-        h = self.encode(batch, self.item_embeddings() if table is None else table)  # (B, T, D)
+        computed here). Encoded in eval mode (no dropout), whatever mode the model is in."""
+        with evaluating(self):
+            h = self.encode(batch, self.item_embeddings() if table is None else table)  # (B, T, D)
         return h[torch.arange(h.shape[0], device=h.device), batch.lengths - 1]
 
     @torch.no_grad()
     def next_item_scores(self, batch: TokenBatch) -> torch.Tensor:
-        """(B, N) next-item logits at each row's last real token, unreleased items at -inf."""
+        """(B, N) next-item logits at each row's last real token, unreleased items at -inf;
+        in eval mode, whatever mode the model is in."""
         user = self.user_embeddings(batch)  # (B, D)
         rows = torch.arange(user.shape[0], device=user.device)
         last = batch.time[rows, batch.lengths - 1]  # (B,)

@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 from fm_core.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from fm_core.device import autocast_context, select_device
 from fm_core.flops import StepShape, training_flops
-from fm_core.model import FMConfig, FoundationModel
+from fm_core.model import FMConfig, FoundationModel, evaluating
 from fm_core.tokenize import (
     EventContext,
     SequenceTokens,
@@ -444,12 +444,8 @@ def _validation_score(
 ) -> float:
     """The callback's score on rank 0, broadcast so that every rank keeps the same epoch. The
     model is scored in eval mode (no dropout), as it will serve, and returned to training."""
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         score = torch.tensor([validate(model) if env.is_main else 0.0], dtype=torch.float64)
-    finally:
-        model.train(was_training)
     if env.distributed:
         device = next(model.parameters()).device
         shared = score.to(device)

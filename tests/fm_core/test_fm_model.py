@@ -692,3 +692,22 @@ def test_freshness_bonus_follows_the_items_age_at_the_request() -> None:
         tiny_config(fresh, freshness_buckets=8, n_sampled=8, n_future=2), fresh, age_reference=T0
     ).train()(collate(tokenize_histories(cycle_histories(fresh, 2, 8, seed=0), fresh)))
     assert loss is not None and torch.isfinite(loss)
+
+
+def test_serving_scores_without_dropout_in_either_mode_and_keeps_the_mode() -> None:
+    catalog = make_catalog()
+    batch = tokenize_requests(
+        [ScoreRequest(user_id="u", time=T0 + 2 * DAY, history=history_of(catalog.item_ids[:5]))],
+        catalog, max_len=16,
+    )  # fmt: skip
+    cfg = tiny_config(catalog, dropout=0.5)
+    model = FoundationModel.from_catalog(cfg, catalog, age_reference=T0)
+    served = model.eval().next_item_scores(batch)
+    model.train()
+    for _ in range(2):  # dropout 0.5 would change every score from call to call
+        torch.testing.assert_close(model.next_item_scores(batch), served, rtol=0.0, atol=0.0)
+        torch.testing.assert_close(
+            model.user_embeddings(batch), model.eval().user_embeddings(batch), rtol=0.0, atol=0.0
+        )
+        model.train()
+    assert model.training
