@@ -533,10 +533,11 @@ class FoundationModel(nn.Module):
     def next_item_scores(self, batch: TokenBatch) -> torch.Tensor:
         """(B, N) next-item logits at each row's last real token, unreleased items at -inf;
         in eval mode, whatever mode the model is in."""
-        user = self.user_embeddings(batch)  # (B, D)
+        table = self.item_embeddings()  # (N, D), once for the encoder and the logits
+        user = self.user_embeddings(batch, table)  # (B, D)
         rows = torch.arange(user.shape[0], device=user.device)
         last = batch.time[rows, batch.lengths - 1]  # (B,)
-        scores = self.item_logits(user, self.item_embeddings(), time=last)  # (B, N)
+        scores = self.item_logits(user, table, time=last)  # (B, N)
         if self.cfg.mask_unreleased:
             scores = scores.masked_fill(unreleased(self.items.release_time, last), float("-inf"))
         return scores
