@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean install postgres-server java-runtime mutation
+.PHONY: demo test lint clean install postgres-server java-runtime mutation bench-gpu
 
 install: $(STAMP)
 
@@ -62,6 +62,13 @@ test: $(STAMP) postgres-server java-runtime
 # copies under mutation/work/ and never changes the working tree.
 mutation: $(STAMP)
 	nice -n 15 $(BIN)/python mutation/run.py
+
+# The GPU measurements of `bench fm` (bench/gpu_suite.sh; README, "The GPU path"). No install: it
+# runs on any Python with torch, numpy, pandas, scipy and tqdm (GPU_PYTHON, default python3),
+# such as a bare CUDA image's. DATA_DIR, GPU_OUT, GPU_RUNS, GPU_LIMIT and GPU_ARGS are the
+# script's settings.
+bench-gpu:
+	sh bench/gpu_suite.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

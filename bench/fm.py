@@ -32,6 +32,7 @@ import argparse
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -110,6 +111,36 @@ PRESETS: dict[str, Preset] = {
 }  # fmt: skip
 
 
+_OVERRIDE_CHECKS: dict[str, tuple[str, Callable[[float], bool], str]] = {
+    "epochs": ("--epochs", lambda v: v >= 1, "an integer >= 1"),
+    "n_sampled": ("--sampled", lambda v: v >= 0, "an integer >= 0 (0: full softmax)"),
+    "batch_size": ("--batch-size", lambda v: v >= 1, "an integer >= 1"),
+    "lr": ("--lr", lambda v: 0.0 < v < math.inf, "a finite number > 0"),
+    "dropout": ("--dropout", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+    "patience": ("--patience", lambda v: v >= 1, "an integer >= 1"),
+    "d_model": ("--d-model", lambda v: v >= 1, "an integer >= 1"),
+    "n_layers": ("--layers", lambda v: v >= 1, "an integer >= 1"),
+    "weight_decay": ("--weight-decay", lambda v: 0.0 <= v < math.inf, "a finite number >= 0"),
+}
+"""Each preset field the command can override: its option, the test a value must pass, and
+what the message says it must be."""
+
+
+def preset_with(preset: Preset, overrides: dict[str, float | None]) -> Preset:
+    """``preset`` with the command's overrides (None keeps the preset's value); a value out of
+    range is refused with a ValueError naming its option, before any data is read."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for field, value in given.items():
+        option, valid, expected = _OVERRIDE_CHECKS[field]
+        if not valid(value):
+            raise ValueError(f"{option} must be {expected}; got {value}")
+    result = replace(preset, **given)
+    if result.d_model % result.n_heads:
+        raise ValueError(f"--d-model must be a multiple of the preset's {result.n_heads} "
+                         f"attention heads; got {result.d_model}")  # fmt: skip
+    return result
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", choices=DATASETS, default="sim", help="dataset (default sim)")
     parser.add_argument("--data-dir", help="folder holding ml-100k/ and beauty/ "
@@ -119,6 +150,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="FM training batch (default per dataset)")
     parser.add_argument("--lr", type=float, help="FM peak learning rate (default per dataset)")
     parser.add_argument("--dropout", type=float, help="FM dropout (default per dataset)")
+    parser.add_argument("--d-model", type=int, help="FM width (default per dataset)")
+    parser.add_argument("--layers", type=int, help="FM transformer blocks (default per dataset)")
+    parser.add_argument("--weight-decay", type=float,
+                        help="FM AdamW weight decay (default per dataset)")  # fmt: skip
     parser.add_argument(
         "--ease-items",
         type=int,
@@ -397,6 +432,9 @@ def run(
     batch_size: int | None = None,
     lr: float | None = None,
     dropout: float | None = None,
+    d_model: int | None = None,
+    layers: int | None = None,
+    weight_decay: float | None = None,
     ease_items: int = 8000,
     eval_users: int = EVAL_USERS,
     sim_users: int = SIM_USERS,
@@ -415,6 +453,10 @@ def run(
 
     from fm_core.device import select_device
 
+    overrides = {"epochs": epochs, "n_sampled": sampled, "batch_size": batch_size, "lr": lr,
+                 "dropout": dropout, "patience": patience, "d_model": d_model,
+                 "n_layers": layers, "weight_decay": weight_decay}  # fmt: skip
+    preset = preset_with(PRESETS[data], overrides)
     started = time.perf_counter()
     torch.set_num_threads(threads)
     device = select_device()
@@ -423,10 +465,6 @@ def run(
                    "device_strength": sim_device, "seed": seed}  # fmt: skip
     dataset = load_dataset(data, data_dir, sim_options=sim_options)
     split = leave_one_out(dataset)
-    preset = PRESETS[data]
-    overrides = {"epochs": epochs, "n_sampled": sampled, "batch_size": batch_size, "lr": lr,
-                 "dropout": dropout, "patience": patience}  # fmt: skip
-    preset = replace(preset, **{k: v for k, v in overrides.items() if v is not None})
     logger.info("%s: %d users, %d items, %d events", data, len(split.test),
                 dataset.catalog.n_items, dataset.n_events)  # fmt: skip
 
@@ -506,6 +544,9 @@ def run(
             "lr": preset.lr,
             "schedule": preset.schedule,
             "weight_decay": preset.weight_decay,
+            "ema_decay": preset.ema_decay,
+            "max_epochs": preset.epochs,
+            "patience": preset.patience,
             "time_features": bool(dataset.timed),
         },
         "fm_no_time": ablation,

@@ -64,6 +64,14 @@ def fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def configure_logging(verbose: bool) -> None:
+    """The commands' log format, at INFO with ``-v`` and WARNING without."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
+
+
 def add_json(parser: argparse.ArgumentParser, text: str = "end with one JSON line") -> None:
     parser.add_argument("--json", action="store_true", help=text)
 

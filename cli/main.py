@@ -9,7 +9,6 @@ A command module imports its heavy libraries only when its command runs, so that
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +26,7 @@ from cli import (
     study,
     tune,
 )
+from cli.common import configure_logging
 
 GROUPS = (demo, study, serve, keys, retrain, export, ope, ab, models, catalog, tune, bench)
 """The command groups, in the order ``loopbreak --help`` lists them; each has ``add_parser``."""
@@ -47,10 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(args.verbose)
     return int(args.func(args))
 
 

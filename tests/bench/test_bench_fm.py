@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -333,6 +335,100 @@ def test_bench_fm_on_sim_adds_the_ablation_without_time(
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert set(result["models"]) == {"fm", "fm_no_time", "ease", "popularity"}
     assert result["latency"]["candidates"] == 40  # the whole catalog, smaller than 1,000
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--epochs", "0", "--epochs must be an integer >= 1; got 0"),
+        ("--sampled", "-1", "--sampled must be an integer >= 0"),
+        ("--batch-size", "0", "--batch-size must be an integer >= 1"),
+        ("--lr", "0", "--lr must be a finite number > 0"),
+        ("--lr", "nan", "--lr must be a finite number > 0; got nan"),
+        ("--lr", "inf", "--lr must be a finite number > 0"),
+        ("--dropout", "1", "--dropout must be in [0, 1); got 1.0"),
+        ("--dropout", "-0.1", "--dropout must be in [0, 1)"),
+        ("--patience", "0", "--patience must be an integer >= 1"),
+        ("--d-model", "0", "--d-model must be an integer >= 1"),
+        ("--d-model", "65", "--d-model must be a multiple of the preset's 2 attention heads"),
+        ("--layers", "0", "--layers must be an integer >= 1"),
+        ("--weight-decay", "-0.1", "--weight-decay must be a finite number >= 0"),
+        ("--weight-decay", "nan", "--weight-decay must be a finite number >= 0; got nan"),
+    ],
+)
+def test_bench_fm_refuses_a_bad_override_naming_its_option_before_reading_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, expected: str
+) -> None:
+    # the data folder is empty: the option is refused before the loader would fail on it
+    argv = ["bench", "fm", "--data", "ml-100k", "--data-dir", str(tmp_path), option, value,
+            "--json"]  # fmt: skip
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {expected}")
+
+
+def test_bench_fm_width_depth_and_weight_decay_reach_the_trained_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.fm as bench_fm
+
+    _tiny_movielens(tmp_path)
+    models: list[Any] = []
+    real = bench_fm.run_fm
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        test, model, info = real(*args, **kwargs)
+        models.append(model)
+        return test, model, info
+
+    monkeypatch.setattr(bench_fm, "run_fm", keep)
+    argv = ["bench", "fm", "--data", "ml-100k", "--data-dir", str(tmp_path), "--epochs", "1",
+            "--threads", "1", "--d-model", "32", "--layers", "1", "--weight-decay", "0.1",
+            "--json"]  # fmt: skip
+    assert main(argv) == 0
+    fm = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["fm"]
+    assert (fm["d_model"], fm["n_layers"], fm["weight_decay"]) == (32, 1, 0.1)
+    assert models[0].pos_emb.weight.shape[1] == 32 and len(models[0].blocks) == 1
+    assert fm["max_epochs"] == 1 and fm["max_len"] == bench_fm.PRESETS["ml-100k"].max_len
+
+
+def test_bench_fm_runs_alone_through_python_m_cli_bench(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.bench import standalone
+
+    _tiny_movielens(tmp_path)
+    argv = ["fm", "--data", "ml-100k", "--data-dir", str(tmp_path), "--epochs", "1",
+            "--threads", "1", "--json"]  # fmt: skip
+    assert standalone(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert json.loads(lines[-1])["data"] == "ml-100k" and "NDCG@10" in lines[1]
+    assert standalone(["fm", "--data-dir", str(tmp_path), "--lr", "-1"]) == 2
+    assert "error: --lr must be a finite number > 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        standalone(["nope"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_python_m_cli_bench_fm_imports_neither_the_service_nor_the_store_stack() -> None:
+    # what lets `make bench-gpu` run on a GPU image that has torch and numpy but none of these
+    code = (
+        "import sys\n"
+        "from cli.bench import standalone\n"
+        "try:\n"
+        "    standalone(['fm', '--help'])\n"
+        "except SystemExit as done:\n"
+        "    assert done.code == 0, done.code\n"
+        "stacks = ('sqlalchemy', 'sqlmodel', 'pydantic', 'fastapi', 'vowpalwabbit', 'obp')\n"
+        "print(sorted(m for m in stacks if m in sys.modules))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                          text=True, timeout=120, check=True)  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_bench_fm_without_data_names_the_missing_file(tmp_path: Path) -> None:
