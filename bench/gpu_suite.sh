@@ -45,7 +45,7 @@ cat "$out/device.txt"
 # One `bench fm` run: NAME LIMIT_SECONDS OPTIONS...
 run() {
     name=$1
-    limit=$(awk "BEGIN { print int($2 * $factor) }")
+    limit=$(awk "BEGIN { l = int($2 * $factor); print (l < 1 ? 1 : l) }")  # timeout 0: none
     shift 2
     case " $runs " in *" $name "*) ;; *) return 0 ;; esac
     echo "== $name (limit ${limit} s): bench fm $*" | tee -a "$out/tables.txt" "$out/logs.txt"

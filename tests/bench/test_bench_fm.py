@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -429,6 +430,28 @@ def test_python_m_cli_bench_fm_imports_neither_the_service_nor_the_store_stack()
     done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
                           text=True, timeout=120, check=True)  # fmt: skip
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_gpu_suite_writes_each_chosen_run_s_table_and_json_line(tmp_path: Path) -> None:
+    # on the CPU, at toy size: the plumbing of `make bench-gpu`, not its measurements
+    _tiny_movielens(tmp_path)
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "gpu"
+    env = os.environ | {"GPU_PYTHON": sys.executable, "DATA_DIR": str(tmp_path),
+                        "GPU_OUT": str(out), "GPU_RUNS": "ml100k",
+                        "GPU_ARGS": "--epochs 1 --threads 1"}  # fmt: skip
+    done = subprocess.run(["sh", "bench/gpu_suite.sh"], cwd=root, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["device.txt", "logs.txt", "results.jsonl",
+                                                      "tables.txt"]  # fmt: skip
+    (line,) = (out / "results.jsonl").read_text().splitlines()  # only the run asked for
+    result = json.loads(line)
+    assert (result["run"], result["exit"], result["data"]) == ("ml100k", 0, "ml-100k")
+    assert result["fm"]["max_epochs"] == 1
+    tables = (out / "tables.txt").read_text()
+    assert "== ml100k" in tables and "NDCG@10" in tables and "ml100k: exit 0" in tables
+    assert "gpus" in (out / "device.txt").read_text()
 
 
 def test_bench_fm_without_data_names_the_missing_file(tmp_path: Path) -> None:
