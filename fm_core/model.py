@@ -293,9 +293,10 @@ class FoundationModel(nn.Module):
         batch has no targets).
 
         Logits are None in sampled-softmax training, which never scores the whole catalog, and
-        when ``return_logits`` is False (training then scores the valid targets only, which
-        saves the padding's share of the (B, T, N) product). ``weight_sums`` (n_objectives,)
-        replaces each objective's own Σw as its normalizer (see ``target_weight_sums``).
+        when ``return_logits`` is False (training on the CPU then scores the valid targets only,
+        which saves the padding's share of the (B, T, N) product; see ``every_position``).
+        ``weight_sums`` (n_objectives,) replaces each objective's own Σw as its normalizer (see
+        ``target_weight_sums``).
         ``has_targets`` given by a caller that knows it (the trainer, from its host-side counts)
         saves asking the device, which would wait for it."""
         table = self.items()  # (N, D)
@@ -380,11 +381,7 @@ class FoundationModel(nn.Module):
                 sums.append(torch.zeros((), dtype=torch.float64, device=batch.target.device))
                 continue
             # every position, at weight 0 without a target: no boolean gather to wait for
-            weight = (
-                engagement_weight(batch.target_kind[:, shift:], batch.target_minutes[:, shift:])
-                * batch.sample_weight[:, shift:]
-            )
-            sums.append((weight * (batch.target[:, shift:] >= 0)).double().sum())
+            sums.append(self._position_weight(batch, shift=shift).double().sum())
         if self.genre_head is not None:
             sums.append(sums[0])
         return torch.stack(sums)
@@ -420,10 +417,16 @@ class FoundationModel(nn.Module):
             future = self._item_loss(query, table, batch, shift=k, weight_sum=norm(k), seen=seen)
             total = total + cfg.future_weight / (cfg.n_future - 1) * future
         if self.genre_head is not None:
-            valid = batch.target >= 0  # (B, T)
-            weight = self._target_weight(batch, valid, shift=0)
-            genres = self.items.genres[batch.target[valid]]  # (M, G)
-            genre = genre_loss(self.genre_head(h[valid]), genres, weight, total=norm(cfg.n_future))
+            if self.every_position(h):  # weight 0 where there is no target (row 0's genres)
+                weight = self._position_weight(batch, shift=0).reshape(-1)  # (B·T,)
+                genres = self.items.genres[batch.target.clamp(min=0)].flatten(0, 1)  # (B·T, G)
+                queries = h.flatten(0, 1)
+            else:
+                valid = batch.target >= 0  # (B, T)
+                weight = self._target_weight(batch, valid, shift=0)
+                genres = self.items.genres[batch.target[valid]]  # (M, G)
+                queries = h[valid]
+            genre = genre_loss(self.genre_head(queries), genres, weight, total=norm(cfg.n_future))
             total = total + cfg.genre_weight * genre
         return total
 
@@ -432,6 +435,24 @@ class FoundationModel(nn.Module):
         kind = batch.target_kind[:, shift:][valid]
         minutes = batch.target_minutes[:, shift:][valid]
         return engagement_weight(kind, minutes) * batch.sample_weight[:, shift:][valid]
+
+    @staticmethod
+    def _position_weight(batch: TokenBatch, *, shift: int) -> torch.Tensor:
+        """(B, T - shift) engagement × sample weight of the target ``shift`` steps ahead of
+        every position, 0 where there is none."""
+        return (
+            engagement_weight(batch.target_kind[:, shift:], batch.target_minutes[:, shift:])
+            * batch.sample_weight[:, shift:]
+            * (batch.target[:, shift:] >= 0)
+        )
+
+    @staticmethod
+    def every_position(h: torch.Tensor) -> bool:
+        """Whether the full-softmax and genre losses score every query position (weight 0
+        where there is no target) rather than gather the valid targets: on CUDA, where a
+        boolean gather makes the host wait for the device to learn its size; on the CPU the
+        gather waits for nothing and saves the padding's arithmetic."""
+        return h.is_cuda
 
     def _item_loss(
         self,
@@ -451,6 +472,9 @@ class FoundationModel(nn.Module):
         release = self.items.release_time
         if self.samples_negatives:
             return self._sampled_loss(h, table, batch, shift=shift, weight_sum=weight_sum)
+        if self.every_position(h):
+            return self._dense_loss(h, table, batch, shift=shift, logits=logits,
+                                    weight_sum=weight_sum, seen=seen)  # fmt: skip
         weight = self._target_weight(batch, valid, shift=shift)  # (M,)
         time = batch.time[:, shift:][valid]  # (M,) the targets' times
         asked = batch.time[:, : batch.time.shape[1] - shift][valid]  # (M,) the queries' times
@@ -465,6 +489,37 @@ class FoundationModel(nn.Module):
             known = seen[:, : seen.shape[1] - shift][valid]  # (M, N) items the query has seen
             blocked = known if blocked is None else blocked | known
         return full_softmax_loss(scores, target[valid], weight, blocked, total=weight_sum)
+
+    def _dense_loss(
+        self,
+        h: torch.Tensor,
+        table: torch.Tensor,
+        batch: TokenBatch,
+        *,
+        shift: int,
+        logits: torch.Tensor | None,
+        weight_sum: torch.Tensor | None,
+        seen: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``_item_loss``'s full softmax at every query position: padding and steps without a
+        target score the item in row 0 at weight 0, which adds nothing to Σ w·ℓ nor to Σ w
+        (the target is never blocked, so each position's loss is finite)."""
+        B, Tq, _ = h.shape
+        target = batch.target[:, shift:].clamp(min=0).reshape(-1)  # (B·Tq,)
+        weight = self._position_weight(batch, shift=shift).reshape(-1)
+        asked = batch.time[:, :Tq]  # (B, Tq) the queries' times
+        if logits is None or shift:
+            logits = self.item_logits(h, table, time=asked)
+        scores = logits.reshape(B * Tq, -1)  # (B·Tq, N)
+        blocked = (
+            unreleased(self.items.release_time, batch.time[:, shift:].reshape(-1))
+            if self.cfg.mask_unreleased
+            else None
+        )
+        if seen is not None:
+            known = seen[:, :Tq].reshape(B * Tq, -1)
+            blocked = known if blocked is None else blocked | known
+        return full_softmax_loss(scores, target, weight, blocked, total=weight_sum)
 
     def _sampled_loss(
         self,
@@ -481,12 +536,7 @@ class FoundationModel(nn.Module):
         it; at weight 0 a position adds nothing to Σ w·ℓ nor to Σ w, so the loss is the same."""
         B, Tq, D = h.shape
         target = batch.target[:, shift:]  # (B, Tq)
-        valid = target >= 0
-        weight = (
-            engagement_weight(batch.target_kind[:, shift:], batch.target_minutes[:, shift:])
-            * batch.sample_weight[:, shift:]
-            * valid
-        ).reshape(-1)  # (B·Tq,)
+        weight = self._position_weight(batch, shift=shift).reshape(-1)  # (B·Tq,)
         time = batch.time[:, shift:].reshape(-1)  # the targets' times
         asked = batch.time[:, :Tq].reshape(-1)  # the queries' times
         release = self.items.release_time
@@ -508,8 +558,8 @@ class FoundationModel(nn.Module):
         prev = batch.prev_item
         B, T = prev.shape
         shown = torch.zeros(B, T, self.cfg.n_items, dtype=torch.int32, device=prev.device)
-        b, t = (prev >= 0).nonzero(as_tuple=True)
-        shown[b, t, prev[b, t]] = 1
+        # one write per token (a 0 where there is no previous item): no data-sized index
+        shown.scatter_(2, prev.clamp(min=0)[..., None], (prev >= 0).to(torch.int32)[..., None])
         return shown.cumsum(dim=1) > 0
 
     # ---- serving ---------------------------------------------------------------------------

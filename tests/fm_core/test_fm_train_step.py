@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from fm_core.flops import StepShape, training_flops
+from fm_core.model import FoundationModel
 from fm_core.tokenize import collate, tokenize_histories, training_windows
 from fm_core.train_fm import TrainConfig, train_fm
 from fm_core.types import History
@@ -68,6 +69,63 @@ def test_step_losses_equal_the_recorded_ones_from_host_and_from_device_windows(
     np.testing.assert_allclose([m.loss for m in result.metrics], epochs, atol=1e-6)
     if case == "full_top1":
         np.testing.assert_allclose([m.top1 for m in result.metrics], RECORDED_TOP1, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"n_future": 3},  # with the genre head and unreleased items masked, as by default
+        {"n_future": 2, "mask_seen": True, "freshness_buckets": 4},
+        {"n_future": 1, "genre_weight": 0.0, "mask_unreleased": False},
+    ],
+)
+@pytest.mark.parametrize("return_logits", [True, False])
+def test_every_position_gives_the_gathered_targets_loss_and_gradients(
+    monkeypatch: pytest.MonkeyPatch, overrides: dict[str, Any], return_logits: bool
+) -> None:
+    # the CUDA path (every query position, weight 0 without a target) against the CPU's
+    # (a boolean gather of the valid targets), both run here on the CPU
+    catalog, histories = _data()
+    cfg = tiny_config(catalog, **overrides)
+    tokens = tokenize_histories(histories, catalog, config=cfg.tokenizer())
+    batch = collate(training_windows(tokens, max_len=6, stride=3)[:8])
+    batch.sample_weight[1] = 0.0  # a user whose events carry no weight
+    batch.sample_weight[2, 1] = 3.0
+    batch.sample_weight[batch.target < 0] = 5.0  # a weight without a target counts for nothing
+    assert (batch.target < 0).any() and (batch.target >= 0).any()  # padding and targets
+    torch.manual_seed(0)
+    model = FoundationModel(cfg).train()
+    results = []
+    for every in (False, True):
+        monkeypatch.setattr(FoundationModel, "every_position", staticmethod(lambda h, e=every: e))
+        model.zero_grad()
+        torch.manual_seed(1)  # the same ID drop-out in both
+        _, loss = model(batch, return_logits=return_logits)
+        assert loss is not None
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((loss.detach(), grads))
+    (gathered, gathered_grads), (dense, dense_grads) = results
+    torch.testing.assert_close(dense, gathered, rtol=1e-6, atol=1e-6)
+    assert len(dense_grads) == len(gathered_grads)
+    for d, g in zip(dense_grads, gathered_grads, strict=True):
+        torch.testing.assert_close(d, g, rtol=1e-5, atol=1e-6)
+
+
+def test_a_window_s_seen_items_are_its_earlier_previous_items() -> None:
+    catalog, histories = _data()
+    cfg = tiny_config(catalog, mask_seen=True)
+    tokens = tokenize_histories(histories, catalog, config=cfg.tokenizer())
+    batch = collate(training_windows(tokens, max_len=6, stride=3)[:8])
+    seen = FoundationModel(cfg).seen_items(batch)
+    prev = batch.prev_item.numpy()
+    expected = np.zeros(seen.shape, dtype=bool)
+    for b, t in np.ndindex(prev.shape):
+        for earlier in prev[b, : t + 1]:
+            if earlier >= 0:
+                expected[b, t, earlier] = True
+    np.testing.assert_array_equal(seen.numpy(), expected)
+    assert expected.any() and not expected.all()
 
 
 def test_a_stored_batch_is_the_collated_batch() -> None:
