@@ -6,8 +6,12 @@ After every optimizer step ``update`` moves each averaged parameter toward the t
     θ̄ ← d·θ̄ + (1 − d)·θ,    d = min(decay, (1 + t) / (10 + t)) at update t = 1, 2, ...
 
 so that the early average is not held near the random initialization (the warm-up of d is
-TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``). With decay 0.999 the average
-spans about the last thousand steps. The average is one ``torch._foreach_lerp_`` over all
+TensorFlow's ``ExponentialMovingAverage`` with ``num_updates``). The warm-up rules for a long
+time: (1 + t) / (10 + t) reaches 0.999 only at update 8,991, and until then the average spans
+about the last t / 9 updates, a ninth of the run so far. Only after that does decay 0.999 span
+about the last thousand. Beauty's preset (318 steps an epoch, stopped within about 12 epochs)
+never leaves the warm-up, so any decay of 0.998 or more trains the same average there. The
+average is one ``torch._foreach_lerp_`` over all
 parameters on their own device, with d computed on the host: no step waits for the device.
 Buffers (the catalog's release times, the sampled-softmax proposal) are fixed during training
 and stay as they were copied.
