@@ -93,6 +93,7 @@ class Preset:
     proposal_power: float = 0.75  # sampled-softmax negatives ∝ (count + 1)^power; 0: uniform
     schedule: str = "cosine"  # after warm-up: "cosine" or "constant" (fm_core.train_fm)
     ema_decay: float = 0.0  # > 0: validate and keep a moving average of the weights
+    ema_warmup: str = "tensorflow"  # how the average's decay rises (fm_core.weight_average)
 
 
 PRESETS: dict[str, Preset] = {
@@ -346,6 +347,7 @@ def _train_config(
         length_buckets=preset.length_buckets,
         proposal_power=preset.proposal_power,
         ema_decay=preset.ema_decay,
+        ema_warmup=preset.ema_warmup,
         seed=seed,
     )
 
@@ -547,6 +549,7 @@ def run(
             "schedule": preset.schedule,
             "weight_decay": preset.weight_decay,
             "ema_decay": preset.ema_decay,
+            "ema_warmup": preset.ema_warmup,
             "max_epochs": preset.epochs,
             "patience": preset.patience,
             "time_features": bool(dataset.timed),

@@ -76,7 +76,7 @@ from fm_core.tokenize import (
     training_windows,
 )
 from fm_core.types import History, ItemCatalog
-from fm_core.weight_average import WeightAverage
+from fm_core.weight_average import WARMUPS, WeightAverage
 from fm_core.window_store import WindowStore, window_target_counts
 
 __all__ = [
@@ -116,12 +116,15 @@ class TrainConfig:
     # > 0: validation, model selection and the returned model use an exponential moving
     # average of the weights with this decay (fm_core.weight_average); 0: the trained weights
     ema_decay: float = 0.0
+    ema_warmup: str = "tensorflow"  # how the average's decay rises (fm_core.weight_average)
 
     def __post_init__(self) -> None:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must be in [0, 1); got {self.ema_decay}")
+        if self.ema_warmup not in WARMUPS:
+            raise ValueError(f"ema_warmup must be one of {WARMUPS}; got {self.ema_warmup!r}")
         if not 0.0 <= self.proposal_power <= 1.0:
             raise ValueError(f"proposal_power must be in [0, 1]; got {self.proposal_power}")
         if self.epochs < 0 or self.batch_size < 1 or self.warmup_steps < 0:
@@ -355,7 +358,11 @@ def train_fm(
                 np.bincount(targets, minlength=cfg.n_items), power=train.proposal_power
             )
     model.to(device)
-    average = WeightAverage(model, train.ema_decay) if train.ema_decay > 0 else None
+    average = (
+        WeightAverage(model, train.ema_decay, warmup=train.ema_warmup)
+        if train.ema_decay > 0
+        else None
+    )
     net: torch.nn.Module = model
     if env.distributed:
         ids = [device.index] if device.type == "cuda" else None

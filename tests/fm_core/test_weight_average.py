@@ -36,6 +36,43 @@ def test_the_average_follows_the_warmed_up_decay_by_hand() -> None:
     assert model.weight[0, 0].item() == 6.0  # the trained model is left alone
 
 
+def test_the_debiased_average_is_the_normalized_exponential_mean_of_every_iterate() -> None:
+    model = _linear(100.0)  # the initialization never counts
+    average = WeightAverage(model, decay=0.9, warmup="debiased")
+    values = [4.0, 8.0, -2.0, 6.0, 1.0]
+    for t, value in enumerate(values, start=1):
+        torch.nn.init.constant_(model.weight, value)
+        average.update(model)
+        weights = [0.9 ** (t - s) for s in range(1, t + 1)]
+        expected = sum(w * v for w, v in zip(weights, values, strict=False)) / sum(weights)
+        assert average.module.weight[0, 0].item() == pytest.approx(expected, abs=1e-5)
+    # the first update copies; later ones weigh the newest iterate by (1 - d) / (1 - d^t)
+    fresh = WeightAverage(model, decay=0.9, warmup="debiased")
+    assert fresh.current_decay() == 0.0
+    assert average.current_decay() == pytest.approx(1 - 0.1 / (1 - 0.9**6))
+
+
+def test_the_tensorflow_warm_up_makes_any_high_decay_the_same_for_thousands_of_steps() -> None:
+    # why ema_decay 0.999 and 0.9995 trained the same beauty model (fm_core.weight_average)
+    model = _linear(0.0)
+    slow, slower = WeightAverage(model, 0.999), WeightAverage(model, 0.9995)
+    for _ in range(8_000):
+        assert slow.current_decay() == slower.current_decay() < 0.999
+        slow.updates += 1
+        slower.updates += 1
+    assert WeightAverage(model, 0.999).current_decay() < 0.999
+    slow.updates = slower.updates = 8_990
+    assert slow.current_decay() == 0.999 and slower.current_decay() > 0.999
+
+
+@pytest.mark.parametrize("warmup", ["", "TensorFlow", "bias", None])
+def test_an_unknown_warm_up_is_refused_naming_the_choices(warmup: object) -> None:
+    with pytest.raises(ValueError, match=r"warmup must be one of .*tensorflow.*debiased"):
+        WeightAverage(_linear(0.0), 0.9, warmup=warmup)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ema_warmup must be one of"):
+        TrainConfig(ema_decay=0.9, ema_warmup=warmup)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("decay", [0.0, 1.0, -0.1, 1.5])
 def test_a_decay_outside_the_open_unit_interval_is_refused(decay: float) -> None:
     with pytest.raises(ValueError, match=rf"decay must be in \(0, 1\); got {decay}"):
