@@ -61,7 +61,11 @@ def standalone(argv: Sequence[str] | None = None) -> int:
     from bench import BENCHMARKS
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m cli.bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m cli.bench",
+        description="One loopbreak benchmark, as `loopbreak bench NAME`, without the rest of the "
+        "command line and its libraries.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
     sub = parser.add_subparsers(dest="name", required=True, metavar="NAME")
     # Only the named benchmark's module is imported; the others are listed by name.
