@@ -41,7 +41,9 @@ def evaluate(
     score: ScoreFn, queries: Queries, release_time: np.ndarray, *, chunk: int = 512
 ) -> dict[str, float]:
     """Mean HR@K and NDCG@K of ``score`` over ``queries`` (see ``bench.fm``), ranked
-    on the device the scores come from (the model's, for the FM)."""
+    on the device the scores come from (the model's, for the FM), and their standard errors
+    over the queries (``hr@K_se``, ``ndcg@K_se``: the sample standard deviation / √n, 0 for
+    fewer than two queries)."""
     import torch
 
     from fm_core.fm_eval import ranking_metrics
@@ -67,7 +69,13 @@ def evaluate(
         hr, ndcg = ranking_metrics(scores, target, K)
         hits.append(hr)
         gains.append(ndcg)
-    return {f"hr@{K}": float(torch.cat(hits).mean()), f"ndcg@{K}": float(torch.cat(gains).mean())}
+    result = {}
+    for name, values in ((f"hr@{K}", torch.cat(hits)), (f"ndcg@{K}", torch.cat(gains))):
+        values = values.double()
+        n = values.numel()
+        result[name] = float(values.mean())
+        result[f"{name}_se"] = float(values.std() / math.sqrt(n)) if n > 1 else 0.0
+    return result
 
 
 def popularity_scores(counts: np.ndarray) -> ScoreFn:

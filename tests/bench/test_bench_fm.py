@@ -258,6 +258,29 @@ def _tiny_movielens(folder: Path) -> None:
     write_movielens(folder, rows)
 
 
+def test_evaluate_gives_each_metric_s_standard_error_over_the_queries(tmp_path: Path) -> None:
+    from bench.fm_scoring import evaluate
+
+    _tiny_movielens(tmp_path)
+    data = load_dataset("ml-100k", str(tmp_path))
+    queries = leave_one_out(data).test
+    hit = np.asarray(queries.target) % 2 == 0  # these targets first, the others last
+
+    def score(part: Any) -> torch.Tensor:
+        scores = torch.zeros(len(part), data.catalog.n_items)
+        target = torch.as_tensor(np.asarray(part.target))
+        scores[torch.arange(len(part)), target] = torch.where(target % 2 == 0, 10.0, -10.0)
+        return scores
+
+    result = evaluate(score, queries, data.catalog.release_time, chunk=5)
+    assert 0 < hit.sum() < hit.size
+    se = hit.std(ddof=1) / math.sqrt(hit.size)
+    assert result["hr@10"] == pytest.approx(hit.mean()) == result["ndcg@10"]
+    assert result["hr@10_se"] == pytest.approx(se) == result["ndcg@10_se"]
+    one = evaluate(score, queries.subset(np.arange(1)), data.catalog.release_time)
+    assert one["ndcg@10_se"] == 0.0  # no spread from one query
+
+
 def test_bench_fm_command_prints_the_table_and_the_json_keys(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -275,7 +298,9 @@ def test_bench_fm_command_prints_the_table_and_the_json_keys(
     for metrics in result["models"].values():
         assert 0.0 <= metrics["ndcg@10"] <= metrics["hr@10"] <= 1.0
     assert result["score_ms_p99"] >= result["score_ms_p50"] > 0
-    assert "popularity" in "\n".join(lines[:-1]) and "NDCG@10" in lines[1]
+    assert "popularity" in "\n".join(lines[:-1]) and "NDCG@10" in lines[1] and "s.e." in lines[1]
+    for metrics in result["models"].values():
+        assert metrics["ndcg@10_se"] >= 0 and metrics["hr@10_se"] >= 0
     # model FLOPs against the device's peak: none is published for the CPU, so no fraction
     fm = result["fm"]
     assert result["train_flops_per_step"] == pytest.approx(
