@@ -21,6 +21,9 @@ On one dataset (``--data ml-100k|beauty|sim``, see ``bench.fm_data``), in one pr
    catalog when it is smaller), with the item table precomputed as a service caches it;
 6. with ``--refit``, the same models retrained on every event before the test target with the
    settings chosen on validation (``bench.fm_refit``), reported beside the rows above.
+7. with ``--ensemble N``, N − 1 more FMs of the same preset from seeds seed + 1, ..., each
+   with its own epoch chosen on validation, and the row ``fm_ensemble``: the N FMs ranking by
+   their mean log-probability. The ``fm`` row stays the single model's.
 
 The device is chosen automatically (bf16 autocast on CUDA). Sources of the data and of the
 published anchors: ``../shared/data/README.md``.
@@ -40,7 +43,15 @@ import numpy as np
 
 from bench.fm_data import DATASETS, LeaveOneOut, Queries, SequenceData, leave_one_out, load_dataset
 from bench.fm_queries import QueryTokens
-from bench.fm_scoring import K, ease_scores, eval_chunk, evaluate, fm_scores, popularity_scores
+from bench.fm_scoring import (
+    K,
+    ease_scores,
+    eval_chunk,
+    evaluate,
+    fm_scores,
+    mean_log_probability,
+    popularity_scores,
+)
 from bench.timing import sample_microseconds, summary
 
 if TYPE_CHECKING:
@@ -197,6 +208,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also retrain popularity, EASE and the FM, with the settings chosen on validation, "
         "on every event before the test target (bench.fm_refit; not the anchors' protocol)",
     )
+    parser.add_argument("--ensemble", type=int, default=1,
+                        help="FMs from seeds seed, seed+1, ... ranking by their mean "
+                        "log-probability: the fm_ensemble row (default 1: none)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -453,6 +467,7 @@ def run(
     compile_blocks: bool = False,
     windows: str = "resident",
     refit: bool = False,
+    ensemble: int = 1,
 ) -> dict[str, Any]:
     import torch
 
@@ -462,6 +477,8 @@ def run(
                  "dropout": dropout, "patience": patience, "d_model": d_model,
                  "n_layers": layers, "weight_decay": weight_decay}  # fmt: skip
     preset = preset_with(PRESETS[data], overrides)
+    if ensemble < 1:
+        raise ValueError(f"--ensemble must be an integer >= 1; got {ensemble}")
     started = time.perf_counter()
     torch.set_num_threads(threads)
     device = select_device()
@@ -496,6 +513,23 @@ def run(
             split, dataset, preset, use_time=False, valid=valid, seed=seed
         )
     latency = serving_latency(fm_model, dataset, split, seed)
+    ensemble_info: dict[str, Any] = {}
+    if ensemble > 1:
+        members, member_tests = [fm_model], [models["fm"]]
+        for member_seed in range(seed + 1, seed + ensemble):
+            torch.manual_seed(member_seed)
+            member_test, member, _ = run_fm(
+                split, dataset, preset, use_time=True, valid=valid, seed=member_seed,
+                compile_blocks=compile_blocks, windows=windows,
+            )  # fmt: skip
+            members.append(member)
+            member_tests.append(member_test)
+        chunk = eval_chunk(device)
+        mean = mean_log_probability([fm_scores(m, dataset, batch_size=chunk) for m in members])
+        models["fm_ensemble"] = evaluate(mean, split.test, release, chunk=chunk)
+        ensemble_info = {"members": ensemble, "seeds": list(range(seed, seed + ensemble)),
+                         "member_test": member_tests}  # fmt: skip
+        del members
     refit_info: dict[str, Any] = {}
     if refit:
         from bench.fm_refit import refit as refit_models
@@ -557,6 +591,7 @@ def run(
         },
         "fm_no_time": ablation,
         "refit": refit_info,
+        "ensemble": ensemble_info,
         "ease": ease_info,
         "latency": latency,
         "total_seconds": time.perf_counter() - started,
@@ -602,6 +637,10 @@ def table(result: dict[str, Any]) -> str:
         "ease_refit": "refit, the lambda chosen above",
         "fm_refit": "refit from the same seed for the best epoch's count of epochs",
     }
+    if result.get("ensemble"):
+        seeds = result["ensemble"]["seeds"]
+        notes["fm_ensemble"] = (f"{len(seeds)} FMs (seeds {seeds[0]}-{seeds[-1]}), mean "
+                                "log-probability")  # fmt: skip
     for name, m in result["models"].items():
         rows.append(
             f"{name:<{width}}{m['hr@10']:>10.4f}{m['ndcg@10']:>10.4f}{m['ndcg@10_se']:>9.4f}  "

@@ -6,7 +6,7 @@ HR@K and NDCG@K of them against the full catalog with the user's seen items remo
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -76,6 +76,18 @@ def evaluate(
         result[name] = float(values.mean())
         result[f"{name}_se"] = float(values.std() / math.sqrt(n)) if n > 1 else 0.0
     return result
+
+
+def mean_log_probability(members: Sequence[ScoreFn]) -> ScoreFn:
+    """The ensemble's scores: each member's log-softmax over the catalog, averaged. Each
+    member's logits are normalized first, so that a member with larger logits does not
+    outvote the others."""
+    import torch
+
+    def score(part: Queries) -> torch.Tensor:
+        return torch.stack([torch.log_softmax(f(part).float(), dim=-1) for f in members]).mean(0)
+
+    return score
 
 
 def popularity_scores(counts: np.ndarray) -> ScoreFn:

@@ -420,6 +420,57 @@ def test_bench_fm_width_depth_and_weight_decay_reach_the_trained_model(
     assert fm["max_epochs"] == 1 and fm["max_len"] == bench_fm.PRESETS["ml-100k"].max_len
 
 
+def test_an_ensemble_ranks_by_the_members_mean_log_probability(tmp_path: Path) -> None:
+    from bench.fm_scoring import evaluate, mean_log_probability
+
+    _tiny_movielens(tmp_path)
+    data = load_dataset("ml-100k", str(tmp_path))
+    queries = leave_one_out(data).test
+    rng = np.random.default_rng(0)
+    a = torch.as_tensor(rng.normal(size=(len(queries), data.catalog.n_items)))
+    b = torch.as_tensor(rng.normal(size=(len(queries), data.catalog.n_items)))
+
+    def fixed(table: torch.Tensor) -> Any:
+        return lambda part: table[torch.as_tensor(_rows_of(queries, part))]
+
+    release = data.catalog.release_time
+    # a model with itself, or with a shifted or scaled-up copy of itself, ranks as it does alone
+    alone = evaluate(fixed(a), queries, release, chunk=7)
+    for twin in (a, a + 5.0):
+        assert evaluate(mean_log_probability([fixed(a), fixed(twin)]), queries, release,
+                        chunk=7) == pytest.approx(alone)  # fmt: skip
+    # two different models: the mean of their log-softmaxes, by hand
+    mean = (torch.log_softmax(a.float(), -1) + torch.log_softmax(b.float(), -1)) / 2
+    by_hand = evaluate(fixed(mean), queries, release, chunk=7)
+    ensemble = evaluate(mean_log_probability([fixed(a), fixed(b)]), queries, release, chunk=7)
+    assert ensemble == pytest.approx(by_hand)
+    assert ensemble != pytest.approx(alone)  # b changes the ranking
+
+
+def _rows_of(queries: Any, part: Any) -> np.ndarray:
+    """The rows of ``part`` (a chunk of ``queries``) in ``queries``, matched by request."""
+    index = {id(r): i for i, r in enumerate(queries.requests)}
+    return np.array([index[id(r)] for r in part.requests])
+
+
+def test_bench_fm_ensemble_adds_a_row_and_keeps_the_single_fm(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _tiny_movielens(tmp_path)
+    argv = ["bench", "fm", "--data", "ml-100k", "--data-dir", str(tmp_path), "--epochs", "1",
+            "--threads", "1", "--ensemble", "2", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert set(result["models"]) == {"fm", "ease", "popularity", "fm_ensemble"}
+    assert result["ensemble"]["seeds"] == [0, 1]
+    assert result["ensemble"]["member_test"][0] == result["models"]["fm"]  # the single model
+    assert result["ensemble"]["member_test"][1] != result["models"]["fm"]  # another seed
+    assert "2 FMs (seeds 0-1), mean log-probability" in "\n".join(lines)
+    assert main([*argv[:-3], "--ensemble", "0"]) == 2
+    assert "error: --ensemble must be an integer >= 1; got 0" in capsys.readouterr().err
+
+
 def test_bench_fm_runs_alone_through_python_m_cli_bench(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
