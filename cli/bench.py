@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from cli.common import add_json, configure_logging, fail
+from cli.common import add_json, add_verbose, configure_logging, fail
 
 _GENERIC = frozenset({"command", "func", "verbose", "name", "json"})
 """The options that are the command's, not the benchmark's: the rest go to its ``run``."""
@@ -66,7 +66,7 @@ def standalone(argv: Sequence[str] | None = None) -> int:
         description="One loopbreak benchmark, as `loopbreak bench NAME`, without the rest of the "
         "command line and its libraries.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO")
+    add_verbose(parser)
     sub = parser.add_subparsers(dest="name", required=True, metavar="NAME")
     # Only the named benchmark's module is imported; the others are listed by name.
     named = next((a for a in argv if not a.startswith("-")), None)

@@ -64,6 +64,11 @@ def fail(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    """``-v``: log at INFO (``configure_logging``)."""
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+
+
 def configure_logging(verbose: bool) -> None:
     """The commands' log format, at INFO with ``-v`` and WARNING without."""
     import logging

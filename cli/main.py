@@ -26,7 +26,7 @@ from cli import (
     study,
     tune,
 )
-from cli.common import configure_logging
+from cli.common import add_verbose, configure_logging
 
 GROUPS = (demo, study, serve, keys, retrain, export, ope, ab, models, catalog, tune, bench)
 """The command groups, in the order ``loopbreak --help`` lists them; each has ``add_parser``."""
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exploration, propensity logging and off-policy evaluation around a "
         "recommender.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    add_verbose(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in GROUPS:
         group.add_parser(sub)
