@@ -110,12 +110,12 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "ml-100k": Preset(max_len=200, d_model=64, n_layers=2, n_heads=2, dropout=0.2, epochs=25,
                       batch_size=32, lr=2e-3, warmup_steps=100, patience=5),
-    # Adam at a constant 1e-3, as SASRec+'s published config; d 256, dropout 0.5, AdamW weight
-    # decay 0.1 and the debiased moving average of the weights (decay 0.999: about the last
-    # three epochs), chosen on validation NDCG@10 over all 40,226 validation users (0.0445,
-    # against 0.0439 with the TensorFlow warm-up of the average, 0.0436 without the weight
-    # decay and 0.0427 at d 128; the README's ablation tables). Patience 3: the averaged
-    # validation curve rises smoothly to one peak.
+    # A constant learning rate of 1e-3, as SASRec+'s published config; d 256, dropout 0.5,
+    # AdamW weight decay 0.1 and the debiased moving average of the weights (decay 0.999:
+    # about the last three epochs), chosen on validation NDCG@10 over all 40,226 validation
+    # users (0.0445, against 0.0439 with the TensorFlow warm-up of the average, 0.0436 without
+    # the weight decay and 0.0427 at d 128; the README's ablation tables). Patience 3: the
+    # averaged validation curve rises smoothly to one peak.
     "beauty": Preset(max_len=50, d_model=256, n_layers=2, n_heads=2, dropout=0.5, epochs=40,
                      batch_size=128, lr=1e-3, warmup_steps=0, patience=3, n_sampled=8192,
                      mlp_ratio=1, scale_item_input=True, weight_decay=0.1, schedule="constant",
