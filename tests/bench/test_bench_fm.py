@@ -436,7 +436,7 @@ def test_an_ensemble_ranks_by_the_members_mean_log_probability(tmp_path: Path) -
     release = data.catalog.release_time
     # a model with itself, or with a shifted or scaled-up copy of itself, ranks as it does alone
     alone = evaluate(fixed(a), queries, release, chunk=7)
-    for twin in (a, a + 5.0):
+    for twin in (a, a + 5.0, a * 3.0):
         assert evaluate(mean_log_probability([fixed(a), fixed(twin)]), queries, release,
                         chunk=7) == pytest.approx(alone)  # fmt: skip
     # two different models: the mean of their log-softmaxes, by hand
