@@ -525,7 +525,12 @@ def run(
             members.append(member)
             member_tests.append(member_test)
         chunk = eval_chunk(device)
-        mean = mean_log_probability([fm_scores(m, dataset, batch_size=chunk) for m in members])
+        # the members share the preset, so the test queries are tokenized once for all of them
+        test_tokens = QueryTokens(split.test, dataset.catalog, max_len=fm_model.cfg.max_len,
+                                  config=fm_model.cfg.tokenizer(), device=device)  # fmt: skip
+        mean = mean_log_probability(
+            [fm_scores(m, dataset, batch_size=chunk, tokens=test_tokens) for m in members]
+        )
         models["fm_ensemble"] = evaluate(mean, split.test, release, chunk=chunk)
         ensemble_info = {"members": ensemble, "seeds": list(range(seed, seed + ensemble)),
                          "member_test": member_tests}  # fmt: skip

@@ -38,7 +38,7 @@ Reads top-down, as nanoGPT: the config, the attention and the block, then the mo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -417,24 +417,12 @@ class FoundationModel(nn.Module):
             future = self._item_loss(query, table, batch, shift=k, weight_sum=norm(k), seen=seen)
             total = total + cfg.future_weight / (cfg.n_future - 1) * future
         if self.genre_head is not None:
-            if self.every_position(h):  # weight 0 where there is no target (row 0's genres)
-                weight = self._position_weight(batch, shift=0).reshape(-1)  # (B·T,)
-                genres = self.items.genres[batch.target.clamp(min=0)].flatten(0, 1)  # (B·T, G)
-                queries = h.flatten(0, 1)
-            else:
-                valid = batch.target >= 0  # (B, T)
-                weight = self._target_weight(batch, valid, shift=0)
-                genres = self.items.genres[batch.target[valid]]  # (M, G)
-                queries = h[valid]
-            genre = genre_loss(self.genre_head(queries), genres, weight, total=norm(cfg.n_future))
+            rows = self._query_rows(h, batch.target >= 0)
+            weight = rows(self._position_weight(batch, shift=0))
+            genres = self.items.genres[rows(batch.target.clamp(min=0))]  # (M, G)
+            genre = genre_loss(self.genre_head(rows(h)), genres, weight, total=norm(cfg.n_future))
             total = total + cfg.genre_weight * genre
         return total
-
-    def _target_weight(self, batch: TokenBatch, valid: torch.Tensor, *, shift: int) -> torch.Tensor:
-        """(M,) engagement × sample weight of the valid targets, ``shift`` steps ahead."""
-        kind = batch.target_kind[:, shift:][valid]
-        minutes = batch.target_minutes[:, shift:][valid]
-        return engagement_weight(kind, minutes) * batch.sample_weight[:, shift:][valid]
 
     @staticmethod
     def _position_weight(batch: TokenBatch, *, shift: int) -> torch.Tensor:
@@ -454,6 +442,16 @@ class FoundationModel(nn.Module):
         gather waits for nothing and saves the padding's arithmetic."""
         return h.is_cuda
 
+    def _query_rows(
+        self, h: torch.Tensor, valid: torch.Tensor
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Takes (B, T', ...) tensors of the query positions to (M, ...) rows: every position
+        where ``every_position`` (a position without a target weighs 0, and its target is
+        read as row 0), else the ``valid`` (B, T') ones."""
+        if self.every_position(h):
+            return lambda x: x.flatten(0, 1)
+        return lambda x: x[valid]
+
     def _item_loss(
         self,
         h: torch.Tensor,
@@ -467,59 +465,27 @@ class FoundationModel(nn.Module):
     ) -> torch.Tensor:
         """Loss of queries h (B, T - shift, D) against the targets ``shift`` steps ahead;
         ``seen`` (B, T, N) are the items each query knows (left out of its softmax)."""
-        target = batch.target[:, shift:]  # (B, T - shift)
-        valid = target >= 0
-        release = self.items.release_time
+        target = batch.target[:, shift:]  # (B, Tq), Tq = T - shift
         if self.samples_negatives:
             return self._sampled_loss(h, table, batch, shift=shift, weight_sum=weight_sum)
-        if self.every_position(h):
-            return self._dense_loss(h, table, batch, shift=shift, logits=logits,
-                                    weight_sum=weight_sum, seen=seen)  # fmt: skip
-        weight = self._target_weight(batch, valid, shift=shift)  # (M,)
-        time = batch.time[:, shift:][valid]  # (M,) the targets' times
-        asked = batch.time[:, : batch.time.shape[1] - shift][valid]  # (M,) the queries' times
-        # (M, N): scores of the valid targets only
+        Tq = target.shape[1]
+        rows = self._query_rows(h, target >= 0)
+        weight = rows(self._position_weight(batch, shift=shift))  # (M,)
+        time = rows(batch.time[:, shift:])  # (M,) the targets' times
+        asked = rows(batch.time[:, :Tq])  # (M,) the queries' times
+        # (M, N): the rows' scores against the catalog
         scores = (
-            logits[valid]
+            rows(logits)
             if logits is not None and shift == 0
-            else self.item_logits(h[valid], table, time=asked)
+            else self.item_logits(rows(h), table, time=asked)
         )
-        blocked = unreleased(release, time) if self.cfg.mask_unreleased else None
+        blocked = unreleased(self.items.release_time, time) if self.cfg.mask_unreleased else None
         if seen is not None:
-            known = seen[:, : seen.shape[1] - shift][valid]  # (M, N) items the query has seen
+            known = rows(seen[:, :Tq])  # (M, N) items the query has seen
             blocked = known if blocked is None else blocked | known
-        return full_softmax_loss(scores, target[valid], weight, blocked, total=weight_sum)
-
-    def _dense_loss(
-        self,
-        h: torch.Tensor,
-        table: torch.Tensor,
-        batch: TokenBatch,
-        *,
-        shift: int,
-        logits: torch.Tensor | None,
-        weight_sum: torch.Tensor | None,
-        seen: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """``_item_loss``'s full softmax at every query position: padding and steps without a
-        target score the item in row 0 at weight 0, which adds nothing to Σ w·ℓ nor to Σ w
-        (the target is never blocked, so each position's loss is finite)."""
-        B, Tq, _ = h.shape
-        target = batch.target[:, shift:].clamp(min=0).reshape(-1)  # (B·Tq,)
-        weight = self._position_weight(batch, shift=shift).reshape(-1)
-        asked = batch.time[:, :Tq]  # (B, Tq) the queries' times
-        if logits is None or shift:
-            logits = self.item_logits(h, table, time=asked)
-        scores = logits.reshape(B * Tq, -1)  # (B·Tq, N)
-        blocked = (
-            unreleased(self.items.release_time, batch.time[:, shift:].reshape(-1))
-            if self.cfg.mask_unreleased
-            else None
-        )
-        if seen is not None:
-            known = seen[:, :Tq].reshape(B * Tq, -1)
-            blocked = known if blocked is None else blocked | known
-        return full_softmax_loss(scores, target, weight, blocked, total=weight_sum)
+        # the target is never blocked, so a row without one (weight 0) has a finite loss
+        return full_softmax_loss(scores, rows(target.clamp(min=0)), weight, blocked,
+                                 total=weight_sum)  # fmt: skip
 
     def _sampled_loss(
         self,
