@@ -24,6 +24,10 @@ On one dataset (``--data ml-100k|beauty|sim``, see ``bench.fm_data``), in one pr
 7. with ``--ensemble N``, N − 1 more FMs of the same preset from seeds seed + 1, ..., each
    with its own epoch chosen on validation, and the row ``fm_ensemble``: the N FMs ranking by
    their mean log-probability. The ``fm`` row stays the single model's.
+8. with ``--distill``, one more FM of the same preset and size (seed seed + N) taught by those
+   N FMs (``fm_core.model.Distillation``: its next-item loss also learns their ensemble's
+   softmax over the same sampled candidates, weight ``--distill-weight``), its epoch chosen on
+   validation as the others': the row ``fm_distilled``, one model that serves at one FM's cost.
 
 The device is chosen automatically (bf16 autocast on CUDA). Sources of the data and of the
 published anchors: ``../shared/data/README.md``.
@@ -57,7 +61,7 @@ from bench.timing import sample_microseconds, summary
 if TYPE_CHECKING:
     import torch
 
-    from fm_core.model import FMConfig, FoundationModel
+    from fm_core.model import Distillation, FMConfig, FoundationModel
     from fm_core.train_fm import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -73,6 +77,7 @@ EASE_LAMBDAS = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0)
 # users for a deep model to learn item embeddings.
 SIM_USERS = 5000
 EVAL_USERS = 10_000  # validation users sampled for model selection (all of them when fewer)
+DISTILL_WEIGHT = 0.5  # the teachers' share of the distilled FM's next-item loss
 SIM_CONTEXT_STRENGTH = 2.0
 
 
@@ -211,6 +216,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble", type=int, default=1,
                         help="FMs from seeds seed, seed+1, ... ranking by their mean "
                         "log-probability: the fm_ensemble row (default 1: none)")  # fmt: skip
+    parser.add_argument("--distill", action="store_true",
+                        help="also train one FM of the preset taught by the --ensemble FMs "
+                        "(knowledge distillation): the fm_distilled row")  # fmt: skip
+    parser.add_argument("--distill-weight", type=float, default=DISTILL_WEIGHT,
+                        help="weight of the teachers' softmax in the distilled FM's loss, "
+                        f"in (0, 1] (default {DISTILL_WEIGHT:g}; the rest is the targets')",
+                        )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -296,9 +308,10 @@ def run_fm(
     seed: int,
     compile_blocks: bool = False,
     windows: str = "resident",
+    distill: Distillation | None = None,
 ) -> tuple[dict[str, float], FoundationModel, dict[str, Any]]:
     """Train the FM, keeping the epoch of best NDCG@10 on the ``valid`` targets; its test
-    metrics and the model."""
+    metrics and the model. ``distill``: teachers whose softmax it also learns."""
     from fm_core.device import select_device
     from fm_core.train_fm import train_fm
 
@@ -321,6 +334,7 @@ def run_fm(
     result = train_fm(
         [(h, None) for h in split.train], data.catalog, cfg, train,
         contexts=split.train_contexts if data.contexts is not None else None, validate=validate,
+        distill=distill,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     test_scores = fm_scores(result.model, data, batch_size=chunk, tokens=tokens(split.test))
@@ -468,6 +482,8 @@ def run(
     windows: str = "resident",
     refit: bool = False,
     ensemble: int = 1,
+    distill: bool = False,
+    distill_weight: float = DISTILL_WEIGHT,
 ) -> dict[str, Any]:
     import torch
 
@@ -479,6 +495,8 @@ def run(
     preset = preset_with(PRESETS[data], overrides)
     if ensemble < 1:
         raise ValueError(f"--ensemble must be an integer >= 1; got {ensemble}")
+    if not 0.0 < distill_weight <= 1.0:
+        raise ValueError(f"--distill-weight must be in (0, 1]; got {distill_weight}")
     started = time.perf_counter()
     torch.set_num_threads(threads)
     device = select_device()
@@ -514,8 +532,8 @@ def run(
         )
     latency = serving_latency(fm_model, dataset, split, seed)
     ensemble_info: dict[str, Any] = {}
+    members, member_tests = [fm_model], [models["fm"]]
     if ensemble > 1:
-        members, member_tests = [fm_model], [models["fm"]]
         for member_seed in range(seed + 1, seed + ensemble):
             torch.manual_seed(member_seed)
             member_test, member, _ = run_fm(
@@ -534,7 +552,20 @@ def run(
         models["fm_ensemble"] = evaluate(mean, split.test, release, chunk=chunk)
         ensemble_info = {"members": ensemble, "seeds": list(range(seed, seed + ensemble)),
                          "member_test": member_tests}  # fmt: skip
-        del members
+    distill_info: dict[str, Any] = {}
+    if distill:
+        from fm_core.model import Distillation
+
+        student_seed = seed + ensemble
+        torch.manual_seed(student_seed)
+        models["fm_distilled"], _, distill_info = run_fm(
+            split, dataset, preset, use_time=True, valid=valid, seed=student_seed,
+            compile_blocks=compile_blocks, windows=windows,
+            distill=Distillation(tuple(members), weight=distill_weight),
+        )  # fmt: skip
+        distill_info |= {"seed": student_seed, "teacher_seeds": list(range(seed, seed + ensemble)),
+                         "weight": distill_weight}  # fmt: skip
+    del members
     refit_info: dict[str, Any] = {}
     if refit:
         from bench.fm_refit import refit as refit_models
@@ -597,6 +628,7 @@ def run(
         "fm_no_time": ablation,
         "refit": refit_info,
         "ensemble": ensemble_info,
+        "distilled": distill_info,
         "ease": ease_info,
         "latency": latency,
         "total_seconds": time.perf_counter() - started,
@@ -646,6 +678,15 @@ def table(result: dict[str, Any]) -> str:
         seeds = result["ensemble"]["seeds"]
         notes["fm_ensemble"] = (f"{len(seeds)} FMs (seeds {seeds[0]}-{seeds[-1]}), mean "
                                 "log-probability")  # fmt: skip
+    if result.get("distilled"):
+        taught = result["distilled"]
+        teachers = taught["teacher_seeds"]
+        notes["fm_distilled"] = (
+            f"one FM (seed {taught['seed']}) taught by {len(teachers)} (seeds "
+            f"{', '.join(map(str, teachers))}), weight {taught['weight']:g}, best epoch "
+            f"{'none' if taught['best_epoch'] is None else taught['best_epoch'] + 1} of "
+            f"{taught['epochs_run']}"
+        )
     for name, m in result["models"].items():
         rows.append(
             f"{name:<{width}}{m['hr@10']:>10.4f}{m['ndcg@10']:>10.4f}{m['ndcg@10_se']:>9.4f}  "

@@ -49,6 +49,7 @@ from torch import nn
 
 from fm_core.item_embedding import ItemEncoder
 from fm_core.objectives import (
+    candidate_logits,
     engagement_weight,
     full_softmax_loss,
     genre_loss,
@@ -288,6 +289,7 @@ class FoundationModel(nn.Module):
         weight_sums: torch.Tensor | None = None,
         return_logits: bool = True,
         has_targets: bool | None = None,
+        distill: Distillation | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Next-item logits (B, T, N), unreleased items at -inf, and the loss (None when the
         batch has no targets).
@@ -298,7 +300,8 @@ class FoundationModel(nn.Module):
         ``weight_sums`` (n_objectives,) replaces each objective's own Σw as its normalizer (see
         ``target_weight_sums``).
         ``has_targets`` given by a caller that knows it (the trainer, from its host-side counts)
-        saves asking the device, which would wait for it."""
+        saves asking the device, which would wait for it. ``distill``: teachers whose
+        next-item softmax the loss also learns (``Distillation``)."""
         table = self.items()  # (N, D)
         h = self.encode(batch, table)  # (B, T, D)
         sampled = self.samples_negatives
@@ -307,7 +310,11 @@ class FoundationModel(nn.Module):
         )  # (B, T, N)
         if has_targets is None:
             has_targets = bool((batch.target >= 0).any())
-        loss = self.loss(h, table, batch, raw, weight_sums=weight_sums) if has_targets else None
+        loss = (
+            self.loss(h, table, batch, raw, weight_sums=weight_sums, distill=distill)
+            if has_targets
+            else None
+        )
         if raw is None or not self.cfg.mask_unreleased:
             return raw, loss
         blocked = unreleased(self.items.release_time, batch.time.flatten()).view(raw.shape)
@@ -394,10 +401,11 @@ class FoundationModel(nn.Module):
         logits: torch.Tensor | None = None,
         *,
         weight_sums: torch.Tensor | None = None,
+        distill: Distillation | None = None,
     ) -> torch.Tensor:
         """Next item + multi-token + genre objectives; ``logits`` (B, T, N) reuses the forward's
         full-catalog scores; ``weight_sums`` (n_objectives,) are the normalizers (default: each
-        objective's Σw over this batch)."""
+        objective's Σw over this batch); ``distill``: teachers for the next-item loss."""
         cfg = self.cfg
 
         def norm(index: int) -> torch.Tensor | None:
@@ -408,7 +416,7 @@ class FoundationModel(nn.Module):
             self.seen_items(batch) if cfg.mask_seen and not self.samples_negatives else None
         )  # (B, T, N)
         total = self._item_loss(
-            h, table, batch, shift=0, logits=logits, weight_sum=norm(0), seen=seen
+            h, table, batch, shift=0, logits=logits, weight_sum=norm(0), seen=seen, distill=distill
         )
         T = h.shape[1]
         for k in range(1, min(cfg.n_future, T)):
@@ -462,12 +470,16 @@ class FoundationModel(nn.Module):
         logits: torch.Tensor | None = None,
         weight_sum: torch.Tensor | None = None,
         seen: torch.Tensor | None = None,
+        distill: Distillation | None = None,
     ) -> torch.Tensor:
         """Loss of queries h (B, T - shift, D) against the targets ``shift`` steps ahead;
-        ``seen`` (B, T, N) are the items each query knows (left out of its softmax)."""
+        ``seen`` (B, T, N) are the items each query knows (left out of its softmax);
+        ``distill`` (next item only, shift 0): teachers whose softmax the loss also learns."""
         target = batch.target[:, shift:]  # (B, Tq), Tq = T - shift
         if self.samples_negatives:
-            return self._sampled_loss(h, table, batch, shift=shift, weight_sum=weight_sum)
+            return self._sampled_loss(
+                h, table, batch, shift=shift, weight_sum=weight_sum, distill=distill
+            )
         Tq = target.shape[1]
         rows = self._query_rows(h, target >= 0)
         weight = rows(self._position_weight(batch, shift=shift))  # (M,)
@@ -483,9 +495,15 @@ class FoundationModel(nn.Module):
         if seen is not None:
             known = rows(seen[:, :Tq])  # (M, N) items the query has seen
             blocked = known if blocked is None else blocked | known
+        taught = None  # (K, M, N): the teachers' scores of the same rows
+        if distill is not None:
+            encoded = distill.encode(batch)
+            taught = torch.stack([t.item_logits(rows(q), e, time=asked) for t, q, e in encoded])
         # the target is never blocked, so a row without one (weight 0) has a finite loss
-        return full_softmax_loss(scores, rows(target.clamp(min=0)), weight, blocked,
-                                 total=weight_sum)  # fmt: skip
+        return full_softmax_loss(
+            scores, rows(target.clamp(min=0)), weight, blocked, total=weight_sum, teacher=taught,
+            teacher_weight=0.0 if distill is None else distill.weight,
+        )  # fmt: skip
 
     def _sampled_loss(
         self,
@@ -495,6 +513,7 @@ class FoundationModel(nn.Module):
         *,
         shift: int,
         weight_sum: torch.Tensor | None,
+        distill: Distillation | None = None,
     ) -> torch.Tensor:
         """Sampled-softmax loss of queries h (B, T - shift, D) at every position: padding and
         steps without a target take part at weight 0. A boolean gather of the valid targets
@@ -508,15 +527,39 @@ class FoundationModel(nn.Module):
         release = self.items.release_time
         # the window's items: its inputs and its last target (the others are inputs too)
         seen = torch.cat([batch.prev_item, batch.target], dim=1) if self.cfg.mask_seen else None
+        teacher = None
+        if distill is not None:
+            encoded = distill.encode(batch)
+
+            def teacher(rows: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+                """(K, M, 1 + S): each teacher scores the same candidates, corrected by the
+                student's proposal."""
+                scores = []
+                for model, query, model_table in encoded:
+                    pos, neg = candidate_logits(
+                        query[:, :Tq].reshape(B * Tq, -1), model_table, model.item_bias, rows,
+                        negatives, log_q=self.item_log_q, bonus=model.candidate_bonus(asked),
+                    )  # fmt: skip
+                    scores.append(torch.cat([pos[:, None], neg], dim=1))
+                return torch.stack(scores)
+
         return sampled_softmax_loss(
             h.reshape(B * Tq, D), table, self.item_bias, target.clamp(min=0).reshape(-1), weight,
             log_q=self.item_log_q, n_sampled=self.cfg.n_sampled,
             release_time=release if self.cfg.mask_unreleased else None, time=time,
-            total=weight_sum, seen=seen,
-            bonus=None if self.freshness is None
-            else lambda rows: self.freshness_bonus(asked.view(-1, *[1] * (rows.dim() - 1)),
-                                                   release[rows]),
+            total=weight_sum, seen=seen, bonus=self.candidate_bonus(asked), teacher=teacher,
+            teacher_weight=0.0 if distill is None else distill.weight,
         )  # fmt: skip
+
+    def candidate_bonus(self, asked: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The freshness bonus of candidate item rows for queries asked at ``asked`` (M,), as
+        ``sampled_softmax_loss`` takes it; None without freshness."""
+        if self.freshness is None:
+            return None
+        release = self.items.release_time
+        return lambda rows: self.freshness_bonus(
+            asked.view(-1, *[1] * (rows.dim() - 1)), release[rows]
+        )
 
     def seen_items(self, batch: TokenBatch) -> torch.Tensor:
         """(B, T, N) True where item n is the previous item of a token at or before t: the
@@ -573,3 +616,46 @@ class FoundationModel(nn.Module):
             genres=enc.genres.cpu().numpy() > 0,
             release_time=enc.release_time.cpu().numpy(),
         )
+
+
+@dataclass(frozen=True)
+class Distillation:
+    """Teachers whose next-item softmax a training model also learns, with weight ``weight``
+    (``fm_core.objectives``: α of the distillation term, 1 − α for the targets). The teachers
+    are trained FMs of the same catalog and context length; they are frozen and score in eval
+    mode (no dropout)."""
+
+    teachers: tuple[FoundationModel, ...]
+    weight: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.teachers:
+            raise ValueError("distillation needs at least one teacher")
+        if not 0.0 < self.weight <= 1.0:
+            raise ValueError(f"distillation weight must be in (0, 1]; got {self.weight}")
+        for teacher in self.teachers:
+            teacher.eval().requires_grad_(False)
+
+    def check(self, cfg: FMConfig) -> None:
+        """Raises unless every teacher scores ``cfg``'s catalog and context length."""
+        for index, teacher in enumerate(self.teachers):
+            if teacher.cfg.n_items != cfg.n_items or teacher.cfg.max_len < cfg.max_len:
+                raise ValueError(
+                    f"teacher {index} has {teacher.cfg.n_items} items and max_len "
+                    f"{teacher.cfg.max_len}; the student needs {cfg.n_items} items and max_len "
+                    f">= {cfg.max_len}"
+                )
+
+    def to(self, device: torch.device) -> Distillation:
+        for teacher in self.teachers:
+            teacher.to(device)
+        return self
+
+    @torch.no_grad()
+    def encode(self, batch: TokenBatch) -> list[tuple[FoundationModel, torch.Tensor, torch.Tensor]]:
+        """Each teacher with its hidden states (B, T, D_k) of ``batch`` and its item table."""
+        encoded = []
+        for teacher in self.teachers:
+            table = teacher.items()
+            encoded.append((teacher, teacher.encode(batch, table), table))
+        return encoded

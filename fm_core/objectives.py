@@ -29,6 +29,13 @@ window's items are masked, later ones included: those are the member's positives
 is a sort of the S negatives and a binary search of the window's items, so it costs
 O(S log S + W) per batch for W window items, not O(S·W).
 
+**Distillation** (``teacher``). Each next-item row may also learn the softmax of teacher
+models over the same candidates (Hinton et al. 2015; Furlanello et al. 2018, "born-again"
+networks of the teacher's own size): its loss is (1 − α) × the cross-entropy of its target plus
+α × the cross-entropy against the teachers' normalized geometric mean (``distillation_loss``).
+Under sampled softmax the teachers score the batch's own negatives with the same log-Q
+correction, so a step costs K teacher forward passes and no full-catalog product.
+
 **Genres.** Multi-label BCE between the genre head and the target item's multi-hot genres, mean
 over genres.
 """
@@ -78,6 +85,8 @@ def full_softmax_loss(
     blocked: torch.Tensor | None = None,
     *,
     total: torch.Tensor | None = None,
+    teacher: torch.Tensor | None = None,
+    teacher_weight: float = 0.0,
 ) -> torch.Tensor:
     """Weighted next-item cross-entropy over the catalog.
 
@@ -86,12 +95,18 @@ def full_softmax_loss(
         target: (M,) item rows. weight: (M,) per-target weights.
         blocked: (M, N) items that cannot be the answer (unreleased); the target never is.
         total: the normalizer instead of Σ weight (see ``weighted_mean``).
+        teacher: optional (K, M, N) logits of K teachers; each row's loss is then
+            (1 − teacher_weight) × its cross-entropy + teacher_weight × ``distillation_loss``.
     """
     if blocked is not None:
         blocked = blocked.clone()
         blocked[torch.arange(target.numel(), device=target.device), target] = False
         logits = logits.masked_fill(blocked, float("-inf"))
     losses = F.cross_entropy(logits.float(), target, reduction="none")  # (M,)
+    if teacher is not None:
+        losses = (1.0 - teacher_weight) * losses + teacher_weight * distillation_loss(
+            logits, teacher
+        )
     return weighted_mean(losses, weight, total)
 
 
@@ -109,6 +124,8 @@ def sampled_softmax_loss(
     total: torch.Tensor | None = None,
     bonus: Callable[[torch.Tensor], torch.Tensor] | None = None,
     seen: torch.Tensor | None = None,
+    teacher: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    teacher_weight: float = 0.0,
 ) -> torch.Tensor:
     """Weighted sampled-softmax cross-entropy with the log-Q correction.
 
@@ -122,14 +139,12 @@ def sampled_softmax_loss(
             per query, give (M,); rows (1, S) give (M, S).
         seen: optional (G, L) item rows of G windows (negative: none), whose queries are the
             M = G·(M / G) rows of ``h`` in order; a window's items are not its negatives.
+        teacher: optional (target (M,), negatives (S,)) → (K, M, 1 + S) logits of K teachers
+            for the same candidates (``candidate_logits``); each row's loss is then
+            (1 − teacher_weight) × its cross-entropy + teacher_weight × ``distillation_loss``.
     """
     negatives = torch.multinomial(log_q.exp(), n_sampled, replacement=True)  # (S,)
-    rows = table[torch.cat([target, negatives])]  # one gather: one (N, D) gradient scatter
-    pos = (h * rows[: target.numel()]).sum(-1) + bias[target] - log_q[target]  # (M,)
-    neg = torch.addmm((bias - log_q)[negatives][None, :], h, rows[target.numel() :].T)  # (M, S)
-    if bonus is not None:
-        pos = pos + bonus(target)  # (M,): each query's own target
-        neg = neg + bonus(negatives[None, :])  # (M, S)
+    pos, neg = candidate_logits(h, table, bias, target, negatives, log_q=log_q, bonus=bonus)
     blocked = negatives[None, :] == target[:, None]  # (M, S) accidental hits
     if seen is not None:
         known = negatives_seen(seen, negatives)  # (G, S)
@@ -143,7 +158,53 @@ def sampled_softmax_loss(
     logits = torch.cat([pos.float()[:, None], neg], dim=1)  # (M, 1 + S)
     first = torch.zeros(target.numel(), dtype=torch.long, device=target.device)
     losses = F.cross_entropy(logits, first, reduction="none")  # (M,)
+    if teacher is not None:
+        taught = teacher(target, negatives)  # (K, M, 1 + S)
+        losses = (1.0 - teacher_weight) * losses + teacher_weight * distillation_loss(
+            logits, taught
+        )
     return weighted_mean(losses, weight, total)
+
+
+def candidate_logits(
+    h: torch.Tensor,
+    table: torch.Tensor,
+    bias: torch.Tensor,
+    target: torch.Tensor,
+    negatives: torch.Tensor,
+    *,
+    log_q: torch.Tensor,
+    bonus: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-Q corrected scores of queries h (M, D) against their own targets (M,) and the
+    shared negatives (S,): (pos (M,), neg (M, S)). ``bonus`` as in ``sampled_softmax_loss``."""
+    rows = table[torch.cat([target, negatives])]  # one gather: one (N, D) gradient scatter
+    pos = (h * rows[: target.numel()]).sum(-1) + bias[target] - log_q[target]  # (M,)
+    neg = torch.addmm((bias - log_q)[negatives][None, :], h, rows[target.numel() :].T)  # (M, S)
+    if bonus is not None:
+        pos = pos + bonus(target)  # (M,): each query's own target
+        neg = neg + bonus(negatives[None, :])  # (M, S)
+    return pos, neg
+
+
+def distillation_loss(student: torch.Tensor, teachers: torch.Tensor) -> torch.Tensor:
+    """(M,) cross-entropy of the student's softmax against the teachers' ensemble.
+
+    Args:
+        student: (M, C) the student's logits of C candidates per row, −inf where a candidate
+            cannot be the answer (blocked).
+        teachers: (K, M, C) K teachers' logits of the same candidates, corrected alike.
+
+    The target is the teachers' normalized geometric mean, softmax(mean_k log softmax(t_k)):
+    the distribution whose ranking is the ensemble's mean log-probability (as
+    ``bench.fm_scoring.mean_log_probability`` ranks). Blocked candidates get no mass. Over
+    sampled candidates with the log-Q correction both sides are the self-normalized estimates
+    of the full softmaxes, so this estimates the cross-entropy over the catalog."""
+    blocked = torch.isneginf(student)
+    mean = torch.log_softmax(teachers.float().masked_fill(blocked, float("-inf")), dim=-1)
+    target = torch.softmax(mean.mean(dim=0), dim=-1)  # (M, C), 0 where blocked
+    log_student = torch.log_softmax(student.float(), dim=-1).masked_fill(blocked, 0.0)
+    return -(target * log_student).sum(dim=-1)
 
 
 def negatives_seen(seen: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:

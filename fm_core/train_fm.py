@@ -66,7 +66,7 @@ from tqdm.auto import tqdm
 from fm_core.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from fm_core.device import autocast_context, select_device
 from fm_core.flops import StepShape, training_flops
-from fm_core.model import FMConfig, FoundationModel, evaluating
+from fm_core.model import Distillation, FMConfig, FoundationModel, evaluating
 from fm_core.tokenize import (
     EventContext,
     SequenceTokens,
@@ -325,6 +325,7 @@ def train_fm(
     contexts: Sequence[EventContext | None] | None = None,
     model: FoundationModel | None = None,
     validate: Callable[[FoundationModel], float] | None = None,
+    distill: Distillation | None = None,
 ) -> TrainResult:
     """Train a foundation model (a new one for ``catalog``, or ``model`` to continue).
 
@@ -334,6 +335,8 @@ def train_fm(
         contexts: optional per-user EventContext (device, surface, local hour of each event).
         validate: optional score of the model after each epoch, higher is better; the best
             epoch's weights are returned (see the module docstring).
+        distill: optional teachers whose next-item softmax the model also learns
+            (``fm_core.model.Distillation``); they move to the training device.
     """
     train = train or TrainConfig()
     env = dist_env()
@@ -358,6 +361,9 @@ def train_fm(
                 np.bincount(targets, minlength=cfg.n_items), power=train.proposal_power
             )
     model.to(device)
+    if distill is not None:
+        distill.check(model.cfg)
+        distill.to(device)
     average = (
         WeightAverage(model, train.ema_decay, warmup=train.ema_warmup)
         if train.ema_decay > 0
@@ -398,8 +404,9 @@ def train_fm(
     try:
         for epoch in range(train.epochs):
             m = _run_epoch(
-                net, loader, optimizer, scheduler, epoch, device, train, env, fixed_sums, average
-            )
+                net, loader, optimizer, scheduler, epoch, device, train, env, fixed_sums, average,
+                distill,
+            )  # fmt: skip
             scored = model if average is None else average.module
             if validate is not None:
                 m = EpochMetrics(**(vars(m) | {"valid": _validation_score(scored, validate, env)}))
@@ -472,10 +479,11 @@ def _run_epoch(
     env: DistEnv,
     fixed_sums: torch.Tensor | None = None,
     average: WeightAverage | None = None,
+    distill: Distillation | None = None,
 ) -> EpochMetrics:
     """One pass over this rank's windows; the metrics are summed over ranks. ``fixed_sums``
     (n_objectives,) replace the batches' own weight sums as the normalizers; ``average`` is
-    updated after every optimizer step.
+    updated after every optimizer step; ``distill`` holds the teachers, if any.
 
     The step never waits for the device: the losses and top-1 hits stay on the device and are
     read once at the end of the epoch (and every ``log_every`` steps for the progress bar);
@@ -511,8 +519,9 @@ def _run_epoch(
                 weight_sums /= env.world_size
         with autocast_context(device):
             logits, loss = net(
-                batch, weight_sums=weight_sums, return_logits=return_logits, has_targets=True
-            )
+                batch, weight_sums=weight_sums, return_logits=return_logits, has_targets=True,
+                distill=distill,
+            )  # fmt: skip
         assert loss is not None  # the batch has targets
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -380,6 +380,10 @@ def test_bench_fm_on_sim_adds_the_ablation_without_time(
         ("--layers", "0", "--layers must be an integer >= 1"),
         ("--weight-decay", "-0.1", "--weight-decay must be a finite number >= 0"),
         ("--weight-decay", "nan", "--weight-decay must be a finite number >= 0; got nan"),
+        ("--distill-weight", "0", "--distill-weight must be in (0, 1]; got 0.0"),
+        ("--distill-weight", "1.5", "--distill-weight must be in (0, 1]; got 1.5"),
+        ("--distill-weight", "nan", "--distill-weight must be in (0, 1]; got nan"),
+        ("--ensemble", "0", "--ensemble must be an integer >= 1; got 0"),
     ],
 )
 def test_bench_fm_refuses_a_bad_override_naming_its_option_before_reading_data(
@@ -469,6 +473,41 @@ def test_bench_fm_ensemble_adds_a_row_and_keeps_the_single_fm(
     assert "2 FMs (seeds 0-1), mean log-probability" in "\n".join(lines)
     assert main([*argv[:-3], "--ensemble", "0"]) == 2
     assert "error: --ensemble must be an integer >= 1; got 0" in capsys.readouterr().err
+
+
+def test_bench_fm_distill_trains_one_more_fm_taught_by_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.fm as bench_fm
+
+    _tiny_movielens(tmp_path)
+    calls: list[dict[str, Any]] = []
+    real = bench_fm.run_fm
+
+    def keep(*args: Any, **kwargs: Any) -> Any:
+        test, model, info = real(*args, **kwargs)
+        calls.append(kwargs | {"model": model})
+        return test, model, info
+
+    monkeypatch.setattr(bench_fm, "run_fm", keep)
+    argv = ["bench", "fm", "--data", "ml-100k", "--data-dir", str(tmp_path), "--epochs", "1",
+            "--threads", "1", "--distill", "--distill-weight", "0.3", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert set(result["models"]) == {"fm", "ease", "popularity", "fm_distilled"}
+    taught = result["distilled"]
+    assert (taught["seed"], taught["teacher_seeds"], taught["weight"]) == (1, [0], 0.3)
+    assert taught["valid_ndcg_by_epoch"] and taught["best_epoch"] == 0
+    assert result["models"]["fm_distilled"] != result["models"]["fm"]
+    # the student is taught by the fm row's own model, and is a model of its own
+    (first, student) = calls
+    assert "distill" not in first and student["seed"] == 1
+    assert student["distill"].teachers == (first["model"],)
+    assert student["distill"].weight == 0.3 and student["model"] is not first["model"]
+    assert "one FM (seed 1) taught by 1 (seeds 0), weight 0.3, best epoch 1 of 1" in "\n".join(
+        lines
+    )
 
 
 def test_bench_fm_runs_alone_through_python_m_cli_bench(
