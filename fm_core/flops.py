@@ -23,6 +23,9 @@ M valid targets, N catalog items, S sampled negatives, G genres, F = n_future:
                      with ``future_heads``) and the head's output as the next-item head's
                      (sampled: 2·n_k·S·d; full softmax: 2·M_k·N·d)
     genre head       2·M·d·G
+    teachers         with distillation (``fm_core.model.Distillation``), each teacher's
+                     forward pass without gradients (``teacher_flops``): its trunk and its
+                     next-item head over the same candidates, no future or genre heads
 
 ``peak_flops`` returns the dense bf16 tensor-core peak of a known accelerator by its name, or
 None (the CPU, or a card without a published figure here): a fraction of peak is then not
@@ -32,12 +35,12 @@ reported rather than guessed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from fm_core.model import FMConfig
+from fm_core.model import Distillation, FMConfig
 from fm_core.tokenize import N_DENSE
 
-__all__ = ["StepShape", "forward_flops", "peak_flops", "training_flops"]
+__all__ = ["StepShape", "forward_flops", "peak_flops", "teacher_flops", "training_flops"]
 
 # Dense (no structured sparsity) BF16 tensor-core peaks, FLOP/s, from NVIDIA's data sheets:
 # H100 SXM5 and H200 SXM 989.4 TFLOPS (the sheets list 1,979 "with sparsity", twice the dense
@@ -96,6 +99,19 @@ def forward_flops(cfg: FMConfig, step: StepShape) -> int:
 def training_flops(cfg: FMConfig, step: StepShape) -> int:
     """FLOPs of one optimizer step: forward and backward, 3 × ``forward_flops``."""
     return 3 * forward_flops(cfg, step)
+
+
+def teacher_flops(distill: Distillation | None, cfg: FMConfig, step: StepShape) -> int:
+    """FLOPs of the teachers' forward passes in one step of a student of ``cfg`` (0 without
+    teachers): each teacher's trunk and its next-item head over the student's candidates (its
+    sampled negatives, or the catalog for the valid targets), which is all a teacher computes."""
+    if distill is None:
+        return 0
+    scored = replace(step, score_all_tokens=False)
+    return sum(
+        forward_flops(replace(t.cfg, n_future=1, genre_weight=0.0, n_sampled=cfg.n_sampled), scored)
+        for t in distill.teachers
+    )
 
 
 def peak_flops(device_name: str | None) -> float | None:

@@ -65,7 +65,7 @@ from tqdm.auto import tqdm
 
 from fm_core.checkpoint import load_checkpoint, save_checkpoint, unwrap
 from fm_core.device import autocast_context, select_device
-from fm_core.flops import StepShape, training_flops
+from fm_core.flops import StepShape, teacher_flops, training_flops
 from fm_core.model import Distillation, FMConfig, FoundationModel, evaluating
 from fm_core.tokenize import (
     EventContext,
@@ -537,7 +537,8 @@ def _run_epoch(
             hits += ((logits.detach().argmax(dim=-1) == batch.target) & valid).sum()
         step = replace(shape, score_all_tokens=return_logits)
         scored = n if logits is not None else 0
-        counts += (1.0 / env.world_size, n, scored, shape.batch, training_flops(model.cfg, step))
+        flops = training_flops(model.cfg, step) + teacher_flops(distill, model.cfg, step)
+        counts += (1.0 / env.world_size, n, scored, shape.batch, flops)
         if len(losses) % max(train.log_every, 1) == 0 and not bar.disable:
             bar.set_postfix(loss=f"{float(losses[-1]):.3f}")
     step_losses = (

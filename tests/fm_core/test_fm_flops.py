@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fm_core.flops import StepShape, forward_flops, peak_flops, training_flops
-from fm_core.model import FMConfig, FoundationModel
+from fm_core.flops import StepShape, forward_flops, peak_flops, teacher_flops, training_flops
+from fm_core.model import Distillation, FMConfig, FoundationModel
 from fm_core.tokenize import collate, tokenize_histories, training_windows
 from tests.fm_core.test_fm_model import cycle_histories, make_catalog
 
@@ -55,6 +55,23 @@ def test_forward_flops_equal_torchs_count_of_the_training_forward(
     assert forward_flops(model.cfg, _shape(model, batch, all_tokens=all_tokens)) == (
         counter.get_total_flops()
     )
+
+
+@pytest.mark.parametrize("n_sampled", [7, 0])
+def test_teacher_flops_are_what_distillation_adds_to_the_forward(n_sampled: int) -> None:
+    """A teacher of another width, with future and genre heads and its own negatives count,
+    computes only its trunk and its next-item head over the student's candidates."""
+    model, batch = _batch_and_model(n_sampled=n_sampled, genre_weight=0.0)
+    teacher, _ = _batch_and_model(d_model=8, n_sampled=3, n_future=3, future_heads=True)
+    distill = Distillation((teacher,))
+    counted = []
+    for extra in ({}, {"distill": distill}):
+        with FlopCounterMode(display=False) as counter:
+            model(batch, return_logits=False, **extra)  # type: ignore[arg-type]
+        counted.append(counter.get_total_flops())
+    shape = _shape(model, batch)
+    assert teacher_flops(distill, model.cfg, shape) == counted[1] - counted[0] > 0
+    assert teacher_flops(None, model.cfg, shape) == 0
 
 
 def test_training_flops_are_three_forwards_and_near_torchs_forward_and_backward() -> None:
