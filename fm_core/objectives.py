@@ -104,9 +104,7 @@ def full_softmax_loss(
         logits = logits.masked_fill(blocked, float("-inf"))
     losses = F.cross_entropy(logits.float(), target, reduction="none")  # (M,)
     if teacher is not None:
-        losses = (1.0 - teacher_weight) * losses + teacher_weight * distillation_loss(
-            logits, teacher
-        )
+        losses = taught_losses(losses, logits, teacher, teacher_weight)
     return weighted_mean(losses, weight, total)
 
 
@@ -159,10 +157,7 @@ def sampled_softmax_loss(
     first = torch.zeros(target.numel(), dtype=torch.long, device=target.device)
     losses = F.cross_entropy(logits, first, reduction="none")  # (M,)
     if teacher is not None:
-        taught = teacher(target, negatives)  # (K, M, 1 + S)
-        losses = (1.0 - teacher_weight) * losses + teacher_weight * distillation_loss(
-            logits, taught
-        )
+        losses = taught_losses(losses, logits, teacher(target, negatives), teacher_weight)
     return weighted_mean(losses, weight, total)
 
 
@@ -185,6 +180,14 @@ def candidate_logits(
         pos = pos + bonus(target)  # (M,): each query's own target
         neg = neg + bonus(negatives[None, :])  # (M, S)
     return pos, neg
+
+
+def taught_losses(
+    losses: torch.Tensor, student: torch.Tensor, teachers: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """(M,) each row's loss with its teachers' share: (1 − weight) × ``losses`` (the targets'
+    cross-entropies) + weight × ``distillation_loss(student, teachers)``."""
+    return (1.0 - weight) * losses + weight * distillation_loss(student, teachers)
 
 
 def distillation_loss(student: torch.Tensor, teachers: torch.Tensor) -> torch.Tensor:
